@@ -1,0 +1,36 @@
+"""The Celery app. Tasks are tenant-aware (tenant-schemas-celery): a task sent while a tenant's
+schema is active carries that schema in its headers and runs in that schema only.
+
+Periodic tasks: entries in BEAT_SCHEDULE without ``tenant_schemas`` are sent once per tenant
+(never to the public schema) by the tenant-aware beat scheduler; later apps add their own
+entries through :func:`register_periodic`.
+"""
+
+import os
+
+from celery.schedules import crontab
+from tenant_schemas_celery.app import CeleryApp as TenantAwareCeleryApp
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecbao.settings")
+
+app = TenantAwareCeleryApp("ecbao")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Every task: acknowledged after it ran, retried with backoff on connection-level errors.
+app.conf.task_annotations = {"*": {"acks_late": True, "max_retries": 5}}
+
+BEAT_SCHEDULE: dict[str, dict] = {}
+
+
+def register_periodic(name: str, task: str, schedule, **options) -> None:
+    """Run ``task`` in every tenant's schema on ``schedule`` (seconds or a crontab)."""
+    BEAT_SCHEDULE[name] = {"task": task, "schedule": schedule, **options}
+    app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+register_periodic(
+    "accounts.purge_expired_invitations",
+    "tenants.accounts.tasks.purge_expired_invitations",
+    crontab(minute=17),
+)

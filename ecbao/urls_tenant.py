@@ -1,0 +1,26 @@
+"""URLs served on a tenant's domain (<slug>.<base domain>)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from ecbao import views
+from tenants.accounts import api as accounts_api
+
+router = DefaultRouter()
+router.register("users", accounts_api.UserViewSet, basename="user")
+router.register("invitations", accounts_api.InvitationViewSet, basename="invitation")
+
+dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
+
+urlpatterns = [
+    path("", include(dashboard_patterns)),
+    path("accounts/", include("tenants.accounts.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("healthz", views.healthz, name="healthz"),
+    path("api/v1/me/", accounts_api.me, name="api-me"),
+    path("api/v1/auth/token/", accounts_api.obtain_token, name="api-token"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,102 @@
+from django.contrib.auth import authenticate, get_user_model
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from ecbao.api import error_response
+from tenants.accounts import selectors, services
+from tenants.accounts.forms import client_ip
+from tenants.accounts.models import Invitation, Role
+from tenants.accounts.permissions import has_capability, in_tenant_schema
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = get_user_model()
+        fields = ["id", "username", "email", "first_name", "last_name", "role", "is_active", "date_joined"]
+        read_only_fields = fields
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=[c for c in Role.choices if c[0] != Role.OWNER])
+    invite_token = serializers.CharField(read_only=True, help_text="Shown once, at creation.")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "created_at", "expires_at", "accepted_at", "invite_token"]
+        read_only_fields = ["id", "created_at", "expires_at", "accepted_at", "invite_token"]
+
+
+class UserViewSet(viewsets.ReadOnlyModelViewSet):
+    """The tenant's users. Read by every staff role."""
+
+    serializer_class = UserSerializer
+    filterset_fields = ["role", "is_active"]
+
+    def get_queryset(self):
+        return selectors.staff_list().order_by("-id")
+
+
+class InvitationViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Open staff invitations; only owners may list or create them."""
+
+    serializer_class = InvitationSerializer
+    read_capability = "staff.manage"
+    write_capability = "staff.manage"
+
+    def get_queryset(self):
+        return selectors.open_invitations().order_by("-id")
+
+    def perform_create(self, serializer):
+        invitation, raw_token = services.invite_staff(
+            invited_by=self.request.user,
+            email=serializer.validated_data["email"],
+            role=serializer.validated_data["role"],
+        )
+        invitation.invite_token = raw_token
+        serializer.instance = invitation
+
+
+@extend_schema(responses=UserSerializer)
+@api_view(["GET"])
+def me(request):
+    """The authenticated user."""
+    return Response(UserSerializer(request.user).data)
+
+
+@extend_schema(
+    request=inline_serializer(
+        "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+    ),
+    responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+    auth=[],
+)
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def obtain_token(request):
+    """Exchange a username and password of this tenant for an API token (throttled like login)."""
+    if not in_tenant_schema():
+        return error_response(code="not_found", message="Not found.", http_status=status.HTTP_404_NOT_FOUND)
+    username = str(request.data.get("username", ""))
+    password = str(request.data.get("password", ""))
+    ip = client_ip(request)
+    if services.login_is_locked(username=username, ip=ip):
+        return error_response(
+            code="locked",
+            message="Too many failed attempts; try again later.",
+            http_status=status.HTTP_429_TOO_MANY_REQUESTS,
+        )
+    user = authenticate(request, username=username, password=password)
+    if user is None or not has_capability(user, "dashboard.view"):
+        services.record_failed_login(username=username, ip=ip)
+        return error_response(
+            code="authentication_failed",
+            message="Invalid username or password.",
+            http_status=status.HTTP_400_BAD_REQUEST,
+        )
+    services.clear_failed_logins(username=username, ip=ip)
+    token, _created = Token.objects.get_or_create(user=user)
+    return Response({"token": token.key})

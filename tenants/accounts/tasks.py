@@ -1,0 +1,23 @@
+from celery import shared_task
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from tenants.accounts import services
+
+
+@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+def purge_expired_invitations() -> int:
+    return services.purge_expired_invitations()
+
+
+@shared_task(acks_late=True)
+def tenant_census() -> dict:
+    """Report which schema the task ran in and the users it can see there.
+
+    Used by operators to check a worker, and by the isolation tests: a task sent for one
+    tenant sees only that tenant's users.
+    """
+    return {
+        "schema": connection.schema_name,
+        "usernames": sorted(get_user_model().objects.values_list("username", flat=True)),
+    }

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from tenants.accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("staff/", views.staff, name="staff"),
+    path("invite/<str:token>/", views.accept_invitation, name="accept_invitation"),
+    path("token/", views.api_token, name="api_token"),
+    path("token/regenerate/", views.api_token_regenerate, name="api_token_regenerate"),
+    path("supplier/", views.supplier_home, name="supplier_home"),
+]

@@ -1,0 +1,111 @@
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from tenants.accounts import selectors, services
+from tenants.accounts.forms import AcceptInvitationForm, InviteForm, ThrottledAuthenticationForm
+from tenants.accounts.permissions import capability_required, has_capability
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self):
+        if has_capability(self.request.user, "supplier.portal"):
+            return reverse("accounts:supplier_home")
+        return super().get_default_redirect_url()
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "accounts/password_change_done.html"
+
+
+@capability_required("staff.manage")
+def staff(request):
+    form = InviteForm(request.POST or None)
+    invite_link = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _invitation, raw_token = services.invite_staff(
+                invited_by=request.user, email=form.cleaned_data["email"], role=form.cleaned_data["role"]
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            invite_link = request.build_absolute_uri(reverse("accounts:accept_invitation", args=[raw_token]))
+            messages.success(
+                request,
+                _("Invitation created. Send the link below to %(email)s.")
+                % {"email": form.cleaned_data["email"]},
+            )
+            form = InviteForm()
+    return render(
+        request,
+        "accounts/staff.html",
+        {
+            "form": form,
+            "invite_link": invite_link,
+            "users": selectors.staff_list(),
+            "invitations": selectors.open_invitations(),
+        },
+    )
+
+
+def accept_invitation(request, token):
+    invitation = services.get_open_invitation(raw_token=token)
+    if invitation is None:
+        raise Http404(_("This invitation is invalid, used or expired."))
+    form = AcceptInvitationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.accept_invitation(
+                raw_token=token,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+            )
+        except ValidationError as exc:
+            for field, errors in getattr(exc, "error_dict", {None: exc.error_list}).items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("accounts:supplier_home" if user.is_supplier else "dashboard:home")
+    return render(request, "accounts/accept_invitation.html", {"form": form, "invitation": invitation})
+
+
+@capability_required("dashboard.view")
+def api_token(request):
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "accounts/api_token.html", {"token": token})
+
+
+@require_POST
+@capability_required("dashboard.view")
+def api_token_regenerate(request):
+    Token.objects.filter(user=request.user).delete()
+    Token.objects.create(user=request.user)
+    messages.success(request, _("A new API token was created; the old one no longer works."))
+    return redirect("accounts:api_token")
+
+
+@capability_required("supplier.portal")
+def supplier_home(request):
+    return render(request, "accounts/supplier_home.html")

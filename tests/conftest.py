@@ -1,0 +1,134 @@
+"""Test set-up: real PostgreSQL (embedded or DATABASE_URL), real Redis.
+
+Two tenants, ``alpha`` and ``beta``, are created once per session (committed, so that live
+servers and Celery workers in other threads see them); every test runs in a transaction
+that is rolled back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from tenants import services
+from tenants.models import Tenant
+
+OWNER_PASSWORD = "Owner-pass-2026"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        call_command("bootstrap", verbosity=0)
+        for slug in ("alpha", "beta"):
+            services.create_tenant(
+                slug=slug,
+                name=f"{slug.title()} Trading",
+                owner_username=f"{slug}-owner",
+                owner_password=OWNER_PASSWORD,
+                owner_email=f"owner@{slug}.example",
+            )
+        connection.set_schema_to_public()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _back_to_public():
+    """Requests through the tenant middleware switch the connection's schema; reset after each test."""
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def alpha(db) -> Tenant:
+    return Tenant.objects.get(slug="alpha")
+
+
+@pytest.fixture
+def beta(db) -> Tenant:
+    return Tenant.objects.get(slug="beta")
+
+
+def tenant_client(tenant: Tenant, **kwargs) -> Client:
+    return Client(HTTP_HOST=services.domain_for(tenant.slug), **kwargs)
+
+
+@pytest.fixture
+def alpha_client(alpha) -> Client:
+    return tenant_client(alpha)
+
+
+@pytest.fixture
+def beta_client(beta) -> Client:
+    return tenant_client(beta)
+
+
+@pytest.fixture
+def public_client(db) -> Client:
+    from django.conf import settings
+
+    return Client(HTTP_HOST=settings.ECBAO_BASE_DOMAIN)
+
+
+@pytest.fixture
+def in_alpha(alpha):
+    with schema_context(alpha.schema_name):
+        yield alpha
+
+
+@pytest.fixture
+def in_beta(beta):
+    with schema_context(beta.schema_name):
+        yield beta
+
+
+def make_user(tenant: Tenant, username: str, role: str, password: str = "Staff-pass-2026"):
+    from tenants.accounts.services import create_user
+
+    with schema_context(tenant.schema_name):
+        return create_user(username=username, password=password, role=role)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Throttle counters and other cache entries live in Redis, outside the test transaction:
+    delete this run's keys (the key prefix is unique per test run) after each test."""
+    yield
+    import redis
+    from django.conf import settings
+
+    client = redis.from_url(settings.REDIS_URL)
+    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    keys = list(client.scan_iter(match=f"*:{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        if os.environ.get("ECBAO_REQUIRE_BROWSER"):
+            pytest.fail(
+                "Chromium is required (ECBAO_REQUIRE_BROWSER) but not installed: apt-get install chromium"
+            )
+        pytest.skip("Chromium not installed (apt-get install chromium); browser tests skipped")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tenant_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker (solo pool, in a thread) consuming this run's queue on real Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from ecbao.celery import app
+
+    with django_db_blocker.unblock():
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+            yield worker
