@@ -123,6 +123,8 @@ WSGI_APPLICATION = "ecbao.wsgi.application"
 # --- data stores ---------------------------------------------------------------------------
 DATABASES = {"default": env.database_config()}
 DATABASES["default"]["ENGINE"] = "ecbao.dbbackend"
+if TESTING:  # live-server and worker threads must not keep connections past a request
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.redis_url()
