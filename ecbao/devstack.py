@@ -193,6 +193,8 @@ def _run_foreground(cmd: list[str]) -> int:
 
 def cmd_run() -> int:
     os.environ.setdefault("DEBUG", "1")
+    # The Procfile's `python` and `celery` are this virtualenv's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with Services():
         _manage("migrate_schemas", "--executor", "standard", "-v", "0")
         _manage("bootstrap", "--demo")
