@@ -3,12 +3,12 @@ schema is active carries that schema in its headers and runs in that schema only
 
 Periodic tasks: entries in BEAT_SCHEDULE without ``tenant_schemas`` are sent once per tenant
 (never to the public schema) by the tenant-aware beat scheduler; later apps add their own
-entries through :func:`register_periodic`.
+entries through :func:`register_periodic`, called from their tasks modules (imported in
+each AppConfig.ready).
 """
 
 import os
 
-from celery.schedules import crontab
 from tenant_schemas_celery.app import CeleryApp as TenantAwareCeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecbao.settings")
@@ -27,10 +27,3 @@ def register_periodic(name: str, task: str, schedule, **options) -> None:
     """Run ``task`` in every tenant's schema on ``schedule`` (seconds or a crontab)."""
     BEAT_SCHEDULE[name] = {"task": task, "schedule": schedule, **options}
     app.conf.beat_schedule = BEAT_SCHEDULE
-
-
-register_periodic(
-    "accounts.purge_expired_invitations",
-    "tenants.accounts.tasks.purge_expired_invitations",
-    crontab(minute=17),
-)

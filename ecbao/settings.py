@@ -45,6 +45,7 @@ SHARED_APPS = [
     # Platform staff (public schema) and every tenant's staff use the same user model,
     # stored per schema: a tenant's users live only in its own schema.
     "tenants.accounts",
+    "channels.routing",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -114,6 +115,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "ecbao.context_processors.shell",
             ],
+            "builtins": ["ecbao.templatetags.ecbao"],
         },
     }
 ]
@@ -223,6 +225,20 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": ""}
 CELERY_BEAT_SCHEDULER = "tenant_schemas_celery.scheduler.TenantAwarePersistentScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# --- platforms -----------------------------------------------------------------------------
+# API base URLs (the real gateways in production, the sandbox in development and tests) and
+# this deployment's own developer apps. Only base URLs differ between sandbox and production.
+CHANNEL_BASE_URLS = {
+    "douyin": env.env_str("ECBAO_DOUYIN_API", "http://127.0.0.1:8601"),
+    "kuaishou": env.env_str("ECBAO_KUAISHOU_API", "http://127.0.0.1:8602"),
+    "wechat": env.env_str("ECBAO_WECHAT_API", "http://127.0.0.1:8603"),
+}
+CHANNEL_AUTHORIZE_URLS = {
+    "douyin": env.env_str("ECBAO_DOUYIN_AUTHORIZE", CHANNEL_BASE_URLS["douyin"] + "/authorize"),
+    "kuaishou": env.env_str("ECBAO_KUAISHOU_AUTHORIZE", CHANNEL_BASE_URLS["kuaishou"] + "/oauth/authorize"),
+    "wechat": env.env_str("ECBAO_WECHAT_AUTHORIZE", CHANNEL_BASE_URLS["wechat"] + "/authorize"),
+}
 
 # --- logging -------------------------------------------------------------------------------
 LOGGING = {

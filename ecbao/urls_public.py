@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from channels import views as channel_views
 from ecbao import views
 from tenants import views as tenant_views
 
@@ -12,4 +13,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("hooks/<str:platform>/", channel_views.push_endpoint, name="push"),
+    path("hooks/<str:platform>/<str:app_key>/", channel_views.push_endpoint, name="push_app"),
+    path("oauth/callback/<str:platform>/", channel_views.oauth_callback, name="oauth_callback"),
 ]

@@ -4,18 +4,22 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from channels import api as channels_api
 from ecbao import views
 from tenants.accounts import api as accounts_api
 
 router = DefaultRouter()
 router.register("users", accounts_api.UserViewSet, basename="user")
 router.register("invitations", accounts_api.InvitationViewSet, basename="invitation")
+router.register("stores", channels_api.StoreViewSet, basename="store")
+router.register("inbox", channels_api.InboxMessageViewSet, basename="inbox-message")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 
 urlpatterns = [
     path("", include(dashboard_patterns)),
     path("accounts/", include("tenants.accounts.urls")),
+    path("shops/", include("channels.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),

@@ -5,3 +5,6 @@ class AccountsConfig(AppConfig):
     name = "tenants.accounts"
     label = "accounts"
     verbose_name = "Accounts"
+
+    def ready(self):
+        from tenants.accounts import tasks  # noqa: F401

@@ -1,7 +1,9 @@
 from celery import shared_task
+from celery.schedules import crontab
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from ecbao.celery import register_periodic
 from tenants.accounts import services
 
 
@@ -21,3 +23,10 @@ def tenant_census() -> dict:
         "schema": connection.schema_name,
         "usernames": sorted(get_user_model().objects.values_list("username", flat=True)),
     }
+
+
+register_periodic(
+    "accounts.purge_expired_invitations",
+    "tenants.accounts.tasks.purge_expired_invitations",
+    crontab(minute=17),
+)

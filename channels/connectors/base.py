@@ -1,0 +1,323 @@
+"""The connector interface and the HTTP mechanics every platform shares.
+
+A connector speaks exactly one platform's API (signing, envelopes, paging, units) and
+returns neutral dataclasses from ``channels.types``; it raises only ``channels.errors``.
+
+Retry policy (``Connector._send``):
+- timeouts, connection errors, HTTP 5xx and malformed bodies → ``TemporarilyUnavailable``;
+  retried with exponential backoff and full jitter **only** when the call is idempotent
+  (reads, absolute stock sets, writes carrying the platform's idempotency key);
+- rate limits → ``RateLimited`` (the platform did not execute the call), retried after the
+  advertised delay a bounded number of times, then raised;
+- expired access token → one refresh and one retry; if the refresh fails, ``AuthExpired``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from channels.errors import AuthExpired, ChannelError, RateLimited, TemporarilyUnavailable
+from channels.types import (
+    AfterSale,
+    Carrier,
+    ChannelOrder,
+    Listing,
+    Platform,
+    SettlementLine,
+    ShipmentParcel,
+    TokenGrant,
+    Waybill,
+)
+
+logger = logging.getLogger("channels.connectors")
+
+
+class TokenExpiredSignal(Exception):
+    """Raised inside a platform's response parser when the platform says the token expired."""
+
+
+@dataclass
+class AppCredentials:
+    """An app's keys. Which fields a platform uses: Douyin app_key/app_secret; Kuaishou
+    app_key/app_secret/sign_secret/message_key; WeChat app_key (appid)/app_secret/token/aes_key."""
+
+    app_key: str
+    app_secret: str
+    sign_secret: str = ""
+    message_key: str = ""
+    token: str = ""
+    aes_key: str = ""
+
+
+@dataclass
+class ShopSession:
+    """A shop's tokens, and where to persist new ones."""
+
+    platform_shop_id: str
+    access_token: str = ""
+    access_expires_at: datetime | None = None
+    refresh_token: str = ""
+    refresh_expires_at: datetime | None = None
+    issued_at: datetime | None = None
+    on_new_tokens: Callable[[TokenGrant], None] = field(default=lambda grant: None)
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    rate_limit_attempts: int = 5
+    sleep: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311 - jitter
+
+
+class Connector(ABC):
+    """One platform's API. Subclasses implement the abstract methods below."""
+
+    platform: ClassVar[Platform]
+    #: longest update-time window one order list call may span
+    max_order_window: ClassVar[timedelta] = timedelta(days=1)
+    #: how far back the order list can reach
+    max_lookback: ClassVar[timedelta] = timedelta(days=90)
+    #: refresh proactively once this share of the access token's life has passed
+    refresh_at_share: ClassVar[float] = 0.8
+
+    def __init__(
+        self,
+        *,
+        credentials: AppCredentials,
+        base_url: str,
+        session: ShopSession | None = None,
+        http: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timeout: float = 10.0,
+    ) -> None:
+        self.credentials = credentials
+        self.base_url = base_url.rstrip("/")
+        self.session = session or ShopSession(platform_shop_id="")
+        self.http = http or httpx.Client(timeout=timeout)
+        self.retry = retry or RetryPolicy()
+        self.now = now
+
+    # --- authorisation -------------------------------------------------------------------
+    @abstractmethod
+    def authorize_url(self, *, redirect_uri: str, state: str) -> str:
+        """Where to send the merchant to grant this app access to a shop."""
+
+    @abstractmethod
+    def exchange_code(self, *, code: str, redirect_uri: str = "") -> TokenGrant:
+        """Turn an authorisation code into tokens (and the shop's id and name)."""
+
+    def self_use_token(self, *, platform_shop_id: str) -> TokenGrant:
+        """Tokens for a self-use app (the merchant's own app keys). Not every platform has them."""
+        raise NotImplementedError(f"{self.platform} has no self-use app tokens")
+
+    @abstractmethod
+    def refresh_tokens(self) -> TokenGrant:
+        """Refresh the session's access token; raise AuthExpired if that is impossible."""
+
+    # --- orders --------------------------------------------------------------------------
+    @abstractmethod
+    def iter_orders(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[ChannelOrder]:
+        """Every order whose update time is in [updated_from, updated_to] (≤ max_order_window)."""
+
+    @abstractmethod
+    def get_order(self, platform_order_id: str) -> ChannelOrder:
+        """One order, fresh from the platform."""
+
+    @abstractmethod
+    def ship(self, *, platform_order_id: str, parcels: list[ShipmentParcel], request_id: str) -> None:
+        """Ship parcels; one parcel with no lines = the whole order."""
+
+    @abstractmethod
+    def list_carriers(self) -> list[Carrier]:
+        """Carrier codes the platform accepts when shipping."""
+
+    # --- stock and listings ------------------------------------------------------------
+    @abstractmethod
+    def iter_listings(self) -> Iterator[Listing]:
+        """Every SKU on the shop."""
+
+    @abstractmethod
+    def set_stock(
+        self, *, listing: Listing, quantity: int, current: int | None, idempotency_key: str
+    ) -> None:
+        """Make the platform's stock for ``listing`` equal ``quantity``.
+
+        ``current`` is the platform's number as last read; platforms with delta-only stock
+        APIs send ``quantity - current``."""
+
+    # --- after-sales, money, waybills, buyer data --------------------------------------
+    @abstractmethod
+    def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
+        """After-sale requests changed in the window."""
+
+    @abstractmethod
+    def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
+        """Settlement / bill lines booked in the window."""
+
+    @abstractmethod
+    def create_waybills(
+        self, *, carrier_code: str, platform_order_ids: list[str], sender: dict
+    ) -> list[Waybill]:
+        """Take e-waybill numbers (with print data) for orders; receiver stays ciphertext."""
+
+    @abstractmethod
+    def decrypt(self, *, platform_order_id: str, cipher: str, account_id: str) -> str:
+        """Plain text of one ciphertext field, for one person who asked (never in bulk)."""
+
+    # --- mechanics -----------------------------------------------------------------------
+    def ensure_fresh_token(self) -> None:
+        s = self.session
+        if not s.access_token:
+            raise AuthExpired("shop has no access token; connect it again")
+        if s.access_expires_at is None:
+            return
+        now = self.now()
+        issued = s.issued_at or (s.access_expires_at - timedelta(hours=2))
+        refresh_at = issued + (s.access_expires_at - issued) * self.refresh_at_share
+        if now >= refresh_at:
+            self._refresh_and_store()
+
+    def _refresh_and_store(self) -> None:
+        grant = self.refresh_tokens()
+        self.apply_grant(grant)
+
+    def apply_grant(self, grant: TokenGrant) -> None:
+        s = self.session
+        s.access_token = grant.access_token
+        s.access_expires_at = grant.access_expires_at
+        s.issued_at = self.now()
+        if grant.refresh_token:
+            s.refresh_token = grant.refresh_token
+            s.refresh_expires_at = grant.refresh_expires_at
+        s.on_new_tokens(grant)
+
+    def call(
+        self,
+        send: Callable[[], httpx.Response],
+        parse: Callable[[httpx.Response], Any],
+        *,
+        idempotent: bool,
+        authenticated: bool = True,
+    ) -> Any:
+        """Send with the retry policy. ``send`` builds and sends one signed request (it is
+        called again for each attempt, so fresh timestamps and tokens are used); ``parse``
+        maps the response to data or raises a ChannelError / TokenExpiredSignal."""
+        if authenticated:
+            self.ensure_fresh_token()
+        refreshed = False
+        attempt = rate_limited = 0
+        while True:
+            try:
+                try:
+                    response = send()
+                except httpx.TimeoutException as exc:
+                    raise TemporarilyUnavailable(f"timeout: {exc}") from exc
+                except httpx.TransportError as exc:
+                    raise TemporarilyUnavailable(f"connection error: {exc}") from exc
+                if response.status_code >= 500:
+                    raise TemporarilyUnavailable(f"HTTP {response.status_code}")
+                return parse(response)
+            except TokenExpiredSignal as exc:
+                if not authenticated or refreshed:
+                    raise AuthExpired(str(exc) or "access token expired") from exc
+                refreshed = True
+                self._refresh_and_store()
+            except RateLimited as exc:
+                rate_limited += 1
+                if rate_limited >= self.retry.rate_limit_attempts:
+                    raise
+                self.retry.sleep(min(exc.retry_after, self.retry.max_delay))
+            except TemporarilyUnavailable:
+                attempt += 1
+                if not idempotent or attempt >= self.retry.attempts:
+                    raise
+                self.retry.sleep(self.retry.backoff(attempt))
+            except ChannelError:
+                raise
+
+    def json_body(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TemporarilyUnavailable(f"malformed body (HTTP {response.status_code})") from exc
+
+
+def epoch_seconds(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def from_epoch(value: int | str | None, *, millis: bool = False) -> datetime | None:
+    if value in (None, "", 0, "0"):
+        return None
+    number = int(value)
+    return datetime.fromtimestamp(number / 1000 if millis else number, tz=UTC)
+
+
+# --- pushes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """One decoded push message in neutral terms.
+
+    ``kind``: "order", "after_sale", "product", "test" (platform heartbeat / URL check) or
+    "other"; ``object_id`` is the order id or after-sale id the message is about.
+    """
+
+    message_id: str
+    topic: str
+    kind: str
+    platform_shop_id: str
+    object_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PushReply:
+    status: int
+    content_type: str
+    body: str
+
+
+class PushCodec(ABC):
+    """Verifies and decodes one platform's push requests, and says how to answer them."""
+
+    platform: ClassVar[Platform]
+
+    @abstractmethod
+    def app_key_of(self, *, headers: dict[str, str], query: dict[str, str], body: bytes) -> str:
+        """Which app the push is addressed to (to pick its secrets); "" when the request
+        does not say (then the deployment's only app of this platform is used)."""
+
+    @abstractmethod
+    def decode(
+        self, *, headers: dict[str, str], query: dict[str, str], body: bytes, credentials: AppCredentials
+    ) -> list[PushMessage]:
+        """Verify the signature / decrypt, then decode. Raises BadPushMessage."""
+
+    @abstractmethod
+    def ack(self) -> PushReply:
+        """The reply that tells the platform the push was received."""
+
+    @abstractmethod
+    def reject(self) -> PushReply:
+        """The reply for a push that failed verification (the platform may retry)."""
+
+    def verify_url(self, *, query: dict[str, str], credentials: AppCredentials) -> PushReply | None:
+        """Answer a URL-verification GET (WeChat); None when the platform has none."""
+        return None

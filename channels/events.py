@@ -1,0 +1,28 @@
+"""Events the channel layer publishes upward (see ecbao.events)."""
+
+from dataclasses import dataclass
+
+from ecbao.events import Event
+
+
+@dataclass(frozen=True)
+class OrderChanged(Event):
+    """A platform order has a new newest version (stored as ``snapshot_id``)."""
+
+    store_id: int
+    platform_order_id: str
+    snapshot_id: int
+    status: str
+
+
+@dataclass(frozen=True)
+class AfterSaleChanged(Event):
+    store_id: int
+    platform_after_sale_id: str
+    platform_order_id: str
+
+
+@dataclass(frozen=True)
+class StoreStatusChanged(Event):
+    store_id: int
+    status: str

@@ -1,0 +1,213 @@
+"""Push intake: verify, store raw, acknowledge; then route to the tenant and process.
+
+1. ``receive_push`` (web request, public schema): pick the app's secrets, verify/decrypt
+   with the platform's codec (a bad signature gets the platform's failure reply and a log
+   line, nothing else), store the raw request as a ``PushReceipt`` and only then return
+   the acknowledgement — well inside every platform's deadline (Kuaishou 3 s).
+2. ``route_receipt`` (task, public schema): decode the stored receipt again, find each
+   message's tenant through ``ShopRoute`` and insert it into that tenant's ``InboxMessage``
+   table — de-duplicated on (platform, message id) — then enqueue its processing.
+3. ``process_inbox_message`` (task, tenant schema): act on one message (an order message
+   fetches the order's detail and stores the version). Failures stay in the inbox with
+   their error and are retried by the periodic task, the dashboard or a command.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from channels import events as channel_events
+from channels import services
+from channels.connectors import push_codec
+from channels.connectors.base import PushMessage, PushReply
+from channels.errors import BadPushMessage, ChannelError
+from channels.models import InboxMessage, Store
+from channels.routing.models import PlatformApp, PushReceipt, ShopRoute
+from channels.types import Platform
+from ecbao import events
+
+logger = logging.getLogger(__name__)
+
+_KEPT_HEADERS = {"content-type", "app-id", "event-sign", "sign-method", "user-agent", "x-forwarded-for"}
+
+
+def _resolve_app(platform: str, app_key: str) -> PlatformApp | None:
+    if app_key:
+        return PlatformApp.objects.filter(platform=platform, app_key=app_key).first()
+    return services.deployment_app(platform)
+
+
+def receive_push(
+    *, platform: str, app_key: str, method: str, headers: dict[str, str], query: dict[str, str], body: bytes
+) -> PushReply:
+    """Handle one push request on the public domain (see module docstring)."""
+    Platform(platform)  # unknown platforms never get here (URL pattern), but be explicit
+    codec = push_codec(platform)
+    headers = {k.lower(): v for k, v in headers.items()}
+    app = _resolve_app(platform, app_key or codec.app_key_of(headers=headers, query=query, body=body))
+    if app is None:
+        logger.warning("push for unknown %s app %r rejected", platform, app_key)
+        return codec.reject()
+    credentials = services.app_credentials(platform=platform, app_key=app.app_key)
+    if method == "GET":
+        reply = codec.verify_url(query=query, credentials=credentials)
+        return reply or codec.reject()
+    try:
+        messages = codec.decode(headers=headers, query=query, body=body, credentials=credentials)
+    except BadPushMessage as exc:
+        logger.warning("rejected %s push for app %s: %s", platform, app.app_key, exc)
+        return codec.reject()
+    with transaction.atomic():
+        receipt = PushReceipt.objects.create(
+            platform=platform,
+            app_key=app.app_key,
+            query=query,
+            headers={k: v for k, v in headers.items() if k in _KEPT_HEADERS},
+            body=body.decode("utf-8", errors="replace"),
+            messages=len(messages),
+        )
+        transaction.on_commit(lambda: _enqueue_route(receipt.pk))
+    return codec.ack()
+
+
+def _enqueue_route(receipt_id: int) -> None:
+    from channels.tasks import route_push_receipt
+
+    route_push_receipt.delay(receipt_id)
+
+
+def _tenant_for(platform: str, app_key: str, message: PushMessage):
+    route = None
+    if message.platform_shop_id:
+        route = ShopRoute.objects.filter(platform=platform, platform_shop_id=message.platform_shop_id).first()
+    if route is None:  # self-use apps (one app = one shop) may not name the shop
+        routes = list(ShopRoute.objects.filter(platform=platform, app_key=app_key)[:2])
+        route = routes[0] if len(routes) == 1 else None
+    return route.tenant if route else None
+
+
+def route_receipt(*, receipt_id: int) -> PushReceipt:
+    """Deliver a stored receipt's messages to their tenants' inboxes (idempotent)."""
+    receipt = PushReceipt.objects.get(pk=receipt_id)
+    codec = push_codec(receipt.platform)
+    credentials = services.app_credentials(platform=receipt.platform, app_key=receipt.app_key)
+    receipt.attempts += 1
+    try:
+        messages = codec.decode(
+            headers=receipt.headers,
+            query=receipt.query,
+            body=receipt.body.encode("utf-8"),
+            credentials=credentials,
+        )
+    except BadPushMessage as exc:
+        receipt.status, receipt.error = PushReceipt.Status.FAILED, str(exc)
+        receipt.save(update_fields=["status", "error", "attempts"])
+        return receipt
+    unroutable = []
+    for message in messages:
+        tenant = _tenant_for(receipt.platform, receipt.app_key, message)
+        if tenant is None:
+            if message.kind != "test":
+                unroutable.append(message.platform_shop_id or "?")
+            continue
+        with schema_context(tenant.schema_name):
+            _deliver_to_inbox(receipt=receipt, message=message)
+    receipt.status = PushReceipt.Status.UNROUTABLE if unroutable else PushReceipt.Status.ROUTED
+    receipt.error = f"no tenant for shop(s) {', '.join(sorted(set(unroutable)))}" if unroutable else ""
+    receipt.routed_at = timezone.now()
+    receipt.save(update_fields=["status", "error", "attempts", "routed_at"])
+    return receipt
+
+
+def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage) -> None:
+    store = Store.objects.filter(platform=receipt.platform, platform_shop_id=message.platform_shop_id).first()
+    if store is None and not message.platform_shop_id:
+        store = Store.objects.filter(platform=receipt.platform, app_key=receipt.app_key).first()
+    with transaction.atomic():
+        inbox, created = InboxMessage.objects.get_or_create(
+            platform=receipt.platform,
+            message_id=message.message_id,
+            defaults={
+                "store": store,
+                "topic": message.topic[:64],
+                "payload": {
+                    "kind": message.kind,
+                    "object_id": message.object_id,
+                    "platform_shop_id": message.platform_shop_id,
+                    "data": message.payload,
+                },
+                "receipt_id": receipt.pk,
+                "status": InboxMessage.Status.IGNORED
+                if message.kind in ("test", "other")
+                else InboxMessage.Status.PENDING,
+            },
+        )
+        if created and inbox.status == InboxMessage.Status.PENDING:
+            transaction.on_commit(lambda: _enqueue_process(inbox.pk))
+
+
+def _enqueue_process(message_id: int) -> None:
+    from channels.tasks import process_inbox_message_task
+
+    process_inbox_message_task.delay(message_id)
+
+
+def process_inbox_message(*, message_id: int) -> InboxMessage:
+    """Act on one inbox message; safe to run twice (a processed message is left alone)."""
+    with transaction.atomic():
+        message = InboxMessage.objects.select_for_update().get(pk=message_id)
+        if message.status in (InboxMessage.Status.PROCESSED, InboxMessage.Status.IGNORED):
+            return message
+        message.attempts += 1
+        message.save(update_fields=["attempts"])
+    try:
+        _act_on(message)
+    except ChannelError as exc:
+        InboxMessage.objects.filter(pk=message.pk).update(
+            status=InboxMessage.Status.FAILED, last_error=str(exc)[:2000]
+        )
+        if message.store_id:
+            services.record_store_error(store=message.store, error=exc)
+        raise
+    except Exception as exc:
+        InboxMessage.objects.filter(pk=message.pk).update(
+            status=InboxMessage.Status.FAILED, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise
+    InboxMessage.objects.filter(pk=message.pk).update(
+        status=InboxMessage.Status.PROCESSED, last_error="", processed_at=timezone.now()
+    )
+    message.refresh_from_db()
+    return message
+
+
+def _act_on(message: InboxMessage) -> None:
+    kind = message.payload.get("kind")
+    object_id = str(message.payload.get("object_id") or "")
+    if message.store is None:
+        raise ChannelError(f"no connected store for shop {message.payload.get('platform_shop_id')!r}")
+    if kind == "order" and object_id:
+        order = services.connector_for(message.store).get_order(object_id)
+        services.store_order_version(store=message.store, order=order, payload=order.raw, source="push")
+    elif kind == "after_sale" and object_id:
+        with transaction.atomic():
+            events.publish(
+                channel_events.AfterSaleChanged(
+                    store_id=message.store_id,
+                    platform_after_sale_id=object_id,
+                    platform_order_id=str(message.payload.get("data", {}).get("order_id", "")),
+                )
+            )
+
+
+def retry_inbox_message(*, message_id: int) -> None:
+    """Put a failed message back in the queue (dashboard / command)."""
+    updated = InboxMessage.objects.filter(pk=message_id, status=InboxMessage.Status.FAILED).update(
+        status=InboxMessage.Status.PENDING
+    )
+    if updated:
+        transaction.on_commit(lambda: _enqueue_process(message_id))

@@ -1,0 +1,257 @@
+"""Channel-layer actions: connecting shops, keeping their tokens, storing order versions.
+
+Everything here runs inside a tenant's schema unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from channels import events as channel_events
+from channels.connectors import connector_class
+from channels.connectors.base import AppCredentials, Connector, ShopSession
+from channels.errors import AuthExpired
+from channels.models import ChannelOrderState, OrderSnapshot, Store
+from channels.routing.models import PlatformApp, ShopRoute
+from channels.types import ChannelOrder, OrderStatus, TokenGrant
+from ecbao import events
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+# --- apps and credentials ----------------------------------------------------------------------
+
+
+def app_credentials(*, platform: str, app_key: str) -> AppCredentials:
+    """Keys of a registered app (public schema table, readable from any tenant)."""
+    app = PlatformApp.objects.get(platform=platform, app_key=app_key)
+    secrets = json.loads(app.secrets_json or "{}")
+    return AppCredentials(app_key=app.app_key, **secrets)
+
+
+def register_app(*, platform: str, app_key: str, secrets: dict, tenant=None) -> PlatformApp:
+    """Create or update a platform app (the deployment's own when ``tenant`` is None)."""
+    allowed = {"app_secret", "sign_secret", "message_key", "token", "aes_key"}
+    unknown = set(secrets) - allowed
+    if unknown:
+        raise ValueError(f"unknown app secret fields: {sorted(unknown)}")
+    with schema_context("public"):
+        app, _ = PlatformApp.objects.update_or_create(
+            platform=platform,
+            app_key=app_key,
+            defaults={"secrets_json": json.dumps(secrets), "tenant": tenant},
+        )
+    return app
+
+
+def deployment_app(platform: str) -> PlatformApp | None:
+    return PlatformApp.objects.filter(platform=platform, tenant__isnull=True).order_by("id").first()
+
+
+def base_url(platform: str) -> str:
+    return settings.CHANNEL_BASE_URLS[platform]
+
+
+# --- connectors -----------------------------------------------------------------------------
+
+
+def connector_for(store: Store, **kwargs) -> Connector:
+    """A connector for ``store`` whose token refreshes are saved back to the store."""
+    session = ShopSession(
+        platform_shop_id=store.platform_shop_id,
+        access_token=store.access_token,
+        access_expires_at=store.access_expires_at,
+        refresh_token=store.refresh_token,
+        refresh_expires_at=store.refresh_expires_at,
+        issued_at=store.token_issued_at,
+        on_new_tokens=lambda grant: save_tokens(store_id=store.pk, grant=grant),
+    )
+    cls = connector_class(store.platform)
+    return cls(
+        credentials=app_credentials(platform=store.platform, app_key=store.app_key),
+        base_url=base_url(store.platform),
+        session=session,
+        **kwargs,
+    )
+
+
+def unbound_connector(*, platform: str, app_key: str, **kwargs) -> Connector:
+    """A connector with no shop yet (authorisation flow)."""
+    cls = connector_class(platform)
+    return cls(
+        credentials=app_credentials(platform=platform, app_key=app_key), base_url=base_url(platform), **kwargs
+    )
+
+
+def save_tokens(*, store_id: int, grant: TokenGrant) -> None:
+    fields = {
+        "access_token": grant.access_token,
+        "access_expires_at": grant.access_expires_at,
+        "token_issued_at": timezone.now(),
+        "status": Store.Status.ACTIVE,
+    }
+    if grant.refresh_token:
+        fields["refresh_token"] = grant.refresh_token
+        fields["refresh_expires_at"] = grant.refresh_expires_at
+    store = Store.objects.get(pk=store_id)
+    for name, value in fields.items():
+        setattr(store, name, value)
+    store.save(update_fields=[*fields])
+
+
+def current_tenant() -> Tenant:
+    return Tenant.objects.get(schema_name=connection.schema_name)
+
+
+# --- connecting shops ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def connect_store(
+    *, platform: str, app_key: str, grant: TokenGrant, auth_mode: str = Store.AuthMode.OAUTH, name: str = ""
+) -> Store:
+    """Create or re-activate the store for a freshly granted shop and route its pushes here.
+
+    A shop can belong to one tenant only: connecting a shop that another tenant connected
+    is refused."""
+    if not grant.platform_shop_id:
+        raise ValueError("the grant names no shop")
+    tenant = current_tenant()
+    route = ShopRoute.objects.filter(platform=platform, platform_shop_id=grant.platform_shop_id).first()
+    if route is not None and route.tenant_id != tenant.pk:
+        raise PermissionError("this shop is connected to another ecbao account")
+    store, _created = Store.objects.update_or_create(
+        platform=platform,
+        platform_shop_id=grant.platform_shop_id,
+        defaults={
+            "name": name or grant.shop_name or grant.platform_shop_id,
+            "auth_mode": auth_mode,
+            "app_key": app_key,
+            "access_token": grant.access_token,
+            "access_expires_at": grant.access_expires_at,
+            "refresh_token": grant.refresh_token,
+            "refresh_expires_at": grant.refresh_expires_at,
+            "token_issued_at": timezone.now(),
+            "status": Store.Status.ACTIVE,
+            "last_error": "",
+            "connected_at": timezone.now(),
+        },
+    )
+    ShopRoute.objects.update_or_create(
+        platform=platform,
+        platform_shop_id=grant.platform_shop_id,
+        defaults={"tenant": tenant, "app_key": app_key},
+    )
+    events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=store.status))
+    return store
+
+
+@transaction.atomic
+def disconnect_store(*, store: Store) -> None:
+    """Stop syncing a shop and forget its tokens and push route."""
+    store.access_token = ""
+    store.refresh_token = ""
+    store.access_expires_at = store.refresh_expires_at = None
+    store.status = Store.Status.DISABLED
+    store.save()
+    ShopRoute.objects.filter(
+        platform=store.platform, platform_shop_id=store.platform_shop_id, tenant=connection.tenant
+    ).delete()
+    events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=store.status))
+
+
+def record_store_error(*, store: Store, error: Exception) -> None:
+    """Show the merchant what went wrong; an expired authorisation changes the store's status."""
+    status = Store.Status.AUTH_EXPIRED if isinstance(error, AuthExpired) else store.status
+    Store.objects.filter(pk=store.pk).update(
+        status=status, last_error=str(error)[:2000], last_error_at=timezone.now()
+    )
+    if status != store.status:
+        events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=status))
+
+
+# --- order versions ---------------------------------------------------------------------------------
+
+
+def _digest(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _is_newer(order: ChannelOrder, state: ChannelOrderState) -> bool:
+    """A version replaces the stored one only if its update time is later, or equal with a
+    status further along the progression."""
+    if order.updated_at != state.platform_updated_at:
+        return order.updated_at > state.platform_updated_at
+    return order.status.rank > OrderStatus(state.status).rank
+
+
+@transaction.atomic
+def store_order_version(*, store: Store, order: ChannelOrder, payload: dict, source: str) -> bool:
+    """Keep this version of a platform order; returns True when it became the newest.
+
+    Idempotent (the same payload twice stores one snapshot) and order-preserving (an older
+    version is kept as a snapshot but never replaces the newest)."""
+    snapshot, _created = OrderSnapshot.objects.get_or_create(
+        store=store,
+        platform_order_id=order.platform_order_id,
+        digest=_digest(payload),
+        defaults={
+            "platform_updated_at": order.updated_at,
+            "platform_status": order.platform_status,
+            "status": order.status.value,
+            "payload": payload,
+            "normalized": order.to_json(),
+            "source": source,
+        },
+    )
+    state = (
+        ChannelOrderState.objects.select_for_update()
+        .filter(store=store, platform_order_id=order.platform_order_id)
+        .first()
+    )
+    if state is None:
+        state, created = ChannelOrderState.objects.get_or_create(
+            store=store,
+            platform_order_id=order.platform_order_id,
+            defaults={
+                "platform_updated_at": order.updated_at,
+                "platform_status": order.platform_status,
+                "status": order.status.value,
+                "snapshot": snapshot,
+            },
+        )
+        if not created:  # a concurrent writer created it first: compare under the lock
+            state = ChannelOrderState.objects.select_for_update().get(pk=state.pk)
+            if not _is_newer(order, state):
+                return False
+            _apply(state, order, snapshot)
+    elif state.snapshot_id == snapshot.pk or not _is_newer(order, state):
+        return False
+    else:
+        _apply(state, order, snapshot)
+    events.publish(
+        channel_events.OrderChanged(
+            store_id=store.pk,
+            platform_order_id=order.platform_order_id,
+            snapshot_id=snapshot.pk,
+            status=order.status.value,
+        )
+    )
+    return True
+
+
+def _apply(state: ChannelOrderState, order: ChannelOrder, snapshot: OrderSnapshot) -> None:
+    state.platform_updated_at = order.updated_at
+    state.platform_status = order.platform_status
+    state.status = order.status.value
+    state.snapshot = snapshot
+    state.save()

@@ -1,0 +1,245 @@
+"""Neutral data the channel layer hands to the rest of ecbao.
+
+Nothing here names a platform field. Money is integer fen, times are aware UTC datetimes,
+platform ids are strings. Receiver data is only ever the platform's ciphertext, its mask
+and (where the platform gives one) its search index — never plaintext.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Platform(enum.StrEnum):
+    DOUYIN = "douyin"
+    KUAISHOU = "kuaishou"
+    WECHAT = "wechat"
+
+    @property
+    def label(self) -> str:
+        return {"douyin": "抖店", "kuaishou": "快手小店", "wechat": "微信小店"}[self.value]
+
+
+class OrderStatus(enum.StrEnum):
+    """The platform's order status mapped to one neutral progression."""
+
+    UNPAID = "unpaid"
+    PAID = "paid"  # paid, waiting to ship (incl. under platform risk review: see flags)
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    COMPLETED = "completed"  # received / finished
+    CANCELLED = "cancelled"  # cancelled before payment, timed out, or fully refunded
+
+    @property
+    def rank(self) -> int:
+        """Progression used to refuse stale updates with equal timestamps."""
+        return _STATUS_RANK[self]
+
+
+_STATUS_RANK = {
+    OrderStatus.UNPAID: 0,
+    OrderStatus.PAID: 1,
+    OrderStatus.PARTIALLY_SHIPPED: 2,
+    OrderStatus.SHIPPED: 3,
+    OrderStatus.COMPLETED: 4,
+    OrderStatus.CANCELLED: 5,
+}
+
+
+class AfterSaleType(enum.StrEnum):
+    REFUND_ONLY = "refund_only"
+    RETURN_REFUND = "return_refund"
+    EXCHANGE = "exchange"
+    RESHIP = "reship"
+    OTHER = "other"
+
+
+class AfterSaleStatus(enum.StrEnum):
+    WAITING_MERCHANT = "waiting_merchant"
+    WAITING_BUYER_RETURN = "waiting_buyer_return"
+    WAITING_MERCHANT_RECEIPT = "waiting_merchant_receipt"
+    REFUNDING = "refunding"
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class CipherField:
+    """One receiver field as the platform gives it: ciphertext, mask and search index."""
+
+    cipher: str = ""
+    mask: str = ""
+    index: str = ""
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: CipherField
+    phone: CipherField
+    address: CipherField  # the detail line; region names below are not personal data
+    province: str = ""
+    city: str = ""
+    district: str = ""
+    town: str = ""
+
+    def fingerprint(self) -> str:
+        """Stable key for "same receiver" (merge orders): search indexes when the platform
+        has them, else ciphertexts; never plaintext."""
+        parts = [f.index or f.cipher for f in (self.name, self.phone, self.address)]
+        return "|".join([*parts, self.province, self.city, self.district])
+
+
+@dataclass(frozen=True)
+class ChannelOrderLine:
+    platform_line_id: str  # Douyin sku order id; Kuaishou oid; WeChat product_id:sku_id
+    platform_product_id: str
+    platform_sku_id: str
+    merchant_code: str  # 商家编码 as the platform carries it (Douyin code, Kuaishou skuNick, WeChat sku_code)
+    title: str
+    spec: str
+    quantity: int
+    unit_price_fen: int
+    paid_fen: int
+    is_gift: bool = False
+    refund_state: str = ""  # platform's line-level after-sale marker, if any
+
+
+@dataclass(frozen=True)
+class Package:
+    """A shipped parcel as the platform records it."""
+
+    tracking_no: str
+    carrier_code: str
+    platform_package_id: str = ""
+    lines: tuple[tuple[str, int], ...] = ()  # (platform_line_id, quantity)
+
+
+@dataclass(frozen=True)
+class ChannelOrder:
+    platform: Platform
+    platform_shop_id: str
+    platform_order_id: str
+    platform_status: str
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+    lines: tuple[ChannelOrderLine, ...]
+    receiver: Receiver
+    buyer_id: str = ""
+    paid_at: datetime | None = None
+    ship_by: datetime | None = None
+    shipped_at: datetime | None = None
+    finished_at: datetime | None = None
+    goods_fen: int = 0
+    freight_fen: int = 0
+    discount_fen: int = 0
+    paid_fen: int = 0
+    buyer_remark: str = ""
+    seller_remark: str = ""
+    ship_blocked_reason: str = ""  # platform forbids shipping now (risk review, group buy …)
+    packages: tuple[Package, ...] = ()
+    #: the platform's own payload, kept verbatim as a snapshot (ciphertexts and masks only)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = _jsonable(asdict(self))
+        data.pop("raw", None)
+        return data
+
+
+@dataclass(frozen=True)
+class AfterSale:
+    platform: Platform
+    platform_shop_id: str
+    platform_after_sale_id: str
+    platform_order_id: str
+    platform_line_id: str
+    type: AfterSaleType
+    status: AfterSaleStatus
+    platform_status: str
+    refund_fen: int
+    quantity: int
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    return_tracking_no: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class SettlementLine:
+    platform: Platform
+    platform_shop_id: str
+    platform_line_id: str  # the platform's flow / bill line id
+    platform_order_id: str
+    settled_at: datetime
+    amount_fen: int  # what the merchant receives (negative for expenses)
+    commission_fen: int = 0
+    service_fee_fen: int = 0
+    kind: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A platform SKU on a shop, to be matched with a merchant SKU by code."""
+
+    platform_product_id: str
+    platform_sku_id: str
+    merchant_code: str
+    title: str
+    spec: str
+    stock: int
+    price_fen: int = 0
+
+
+@dataclass(frozen=True)
+class Carrier:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Waybill:
+    platform_order_id: str
+    tracking_no: str
+    carrier_code: str
+    sort_code: str = ""
+    print_data: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentParcel:
+    """One parcel to ship: which lines, how many of each."""
+
+    carrier_code: str
+    tracking_no: str
+    lines: tuple[tuple[str, int], ...] = ()  # (platform_line_id, quantity); empty = whole order
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str = ""
+    refresh_expires_at: datetime | None = None
+    platform_shop_id: str = ""
+    shop_name: str = ""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,182 @@
+"""Shops and Inbox pages (thin: they call selectors, services and tasks)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.contrib import messages
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from channels import intake, oauth, selectors, services, tasks
+from channels.errors import ChannelError
+from channels.forms import SelfUseAppForm
+from channels.models import InboxMessage, Store
+from channels.types import Platform
+from tenants.accounts.permissions import capability_required
+from tenants.services import tenant_url
+
+logger = logging.getLogger(__name__)
+
+
+@capability_required("dashboard.view")
+def shop_list(request):
+    return render(
+        request,
+        "channels/shops.html",
+        {
+            "stores": selectors.stores_with_sync(),
+            "platforms": [(p.value, p.label, services.deployment_app(p.value) is not None) for p in Platform],
+            "self_use_form": SelfUseAppForm(),
+        },
+    )
+
+
+@capability_required("dashboard.view")
+def shop_row(request, store_id):
+    store = get_object_or_404(selectors.stores_with_sync(), pk=store_id)
+    return render(request, "channels/_shop_row.html", {"store": store})
+
+
+@require_POST
+@capability_required("shops.manage")
+def shop_sync(request, store_id):
+    store = get_object_or_404(Store, pk=store_id)
+    from channels.models import SyncCursor
+
+    SyncCursor.objects.update_or_create(
+        store=store,
+        kind=SyncCursor.Kind.ORDERS,
+        defaults={"state": SyncCursor.State.RUNNING, "windows_done": 0, "windows_total": 0, "last_error": ""},
+    )
+    transaction.on_commit(lambda: tasks.pull_store_orders.delay(store.pk))
+    return shop_row(request, store_id)
+
+
+@capability_required("shops.manage")
+def shop_connect(request, platform):
+    if platform not in [p.value for p in Platform]:
+        raise Http404
+    try:
+        return redirect(oauth.start(platform=platform, user=request.user))
+    except LookupError as exc:
+        messages.error(request, str(exc))
+        return redirect("channels:shops")
+
+
+@require_POST
+@capability_required("shops.manage")
+def shop_connect_self_use(request):
+    form = SelfUseAppForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, _("The self-use app form has errors: %(errors)s") % {"errors": form.errors.as_text()}
+        )
+        return redirect("channels:shops")
+    data = form.cleaned_data
+    secrets = {"app_secret": data["app_secret"]}
+    if data["platform"] == "wechat":
+        secrets.update({"token": data["token"], "aes_key": data["aes_key"]})
+    try:
+        with transaction.atomic():
+            services.register_app(
+                platform=data["platform"],
+                app_key=data["app_key"],
+                secrets=secrets,
+                tenant=services.current_tenant(),
+            )
+            connector = services.unbound_connector(platform=data["platform"], app_key=data["app_key"])
+            grant = connector.self_use_token(platform_shop_id=data["platform_shop_id"])
+            store = services.connect_store(
+                platform=data["platform"],
+                app_key=data["app_key"],
+                grant=grant,
+                auth_mode=Store.AuthMode.SELF_USE,
+            )
+    except (ChannelError, PermissionError, NotImplementedError) as exc:
+        messages.error(request, _("Could not connect the shop: %(error)s") % {"error": exc})
+        return redirect("channels:shops")
+    messages.success(request, _("Connected %(name)s.") % {"name": store.name})
+    transaction.on_commit(lambda: tasks.pull_store_orders.delay(store.pk))
+    return redirect("channels:shops")
+
+
+@require_POST
+@capability_required("shops.manage")
+def shop_disconnect(request, store_id):
+    store = get_object_or_404(Store, pk=store_id)
+    services.disconnect_store(store=store)
+    messages.success(request, _("Disconnected %(name)s.") % {"name": store.name})
+    return redirect("channels:shops")
+
+
+@capability_required("dashboard.view")
+def inbox(request):
+    status = request.GET.get("status", "")
+    platform = request.GET.get("platform", "")
+    rows = selectors.inbox(status=status, platform=platform)[:200]
+    return render(
+        request,
+        "channels/inbox.html",
+        {
+            "rows": rows,
+            "status": status,
+            "platform": platform,
+            "counts": selectors.inbox_counts(),
+            "statuses": InboxMessage.Status.choices,
+            "platforms": [(p.value, p.label) for p in Platform],
+        },
+    )
+
+
+@require_POST
+@capability_required("shops.manage")
+def inbox_retry(request, message_id):
+    intake.retry_inbox_message(message_id=message_id)
+    message = get_object_or_404(InboxMessage.objects.select_related("store"), pk=message_id)
+    return render(request, "channels/_inbox_row.html", {"m": message})
+
+
+# --- public domain -------------------------------------------------------------------------------
+
+
+@csrf_exempt
+def push_endpoint(request, platform, app_key=""):
+    """One push URL per platform (optionally per app) on the public domain."""
+    if platform not in [p.value for p in Platform]:
+        raise Http404
+    reply = intake.receive_push(
+        platform=platform,
+        app_key=app_key,
+        method=request.method,
+        headers=dict(request.headers),
+        query={k: v for k, v in request.GET.items()},
+        body=request.body,
+    )
+    return HttpResponse(reply.body, status=reply.status, content_type=reply.content_type)
+
+
+def oauth_callback(request, platform):
+    code = request.GET.get("code") or request.GET.get("auth_code") or ""
+    raw_state = request.GET.get("state", "")
+    if not code or not raw_state:
+        return HttpResponseBadRequest("missing code or state")
+    try:
+        tenant, store = oauth.finish(platform=platform, code=code, raw_state=raw_state)
+    except signing.BadSignature as exc:
+        raise PermissionDenied("invalid or expired authorisation state") from exc
+    except (ChannelError, PermissionError) as exc:
+        logger.warning("shop authorisation failed on %s: %s", platform, exc)
+        state = oauth.read_state(raw_state)
+        from tenants.models import Tenant
+
+        tenant = Tenant.objects.get(schema_name=state.schema)
+        return redirect(tenant_url(tenant, "/shops/?error=" + json.dumps(str(exc))[:300]))
+    return redirect(tenant_url(tenant, f"/shops/?connected={store.pk}"))
