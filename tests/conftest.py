@@ -36,6 +36,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
             )
         connection.set_schema_to_public()
     yield
+    # Worker and live-server threads may still hold connections to the test database;
+    # end them so that it can be dropped.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(autouse=True)
