@@ -194,3 +194,10 @@ def browser(chromium_path, django_db_blocker):
         finally:
             chromium.close()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def alpha_schema_committed(django_db_setup):
+    """For tests whose threads need committed data: no wrapping transaction (data stays)."""
+    yield "alpha"
+    connection.set_schema_to_public()

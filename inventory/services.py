@@ -1,0 +1,270 @@
+"""Stock actions. Every change writes a ledger row and a StockChange outbox row in the same
+transaction as the balance it changes.
+
+The hot path — reserving stock for an order line — is one SQL statement (a CTE that inserts
+the reservation, conditionally increments ``reserved``, writes the ledger and outbox rows),
+so the row lock on the stock level is held for one round trip, and two orders can never both
+take the last unit: the conditional UPDATE re-checks availability after the lock is granted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from inventory.models import LedgerKind, Reservation, Sku, StockLedgerEntry, StockLevel, Warehouse
+
+
+class InsufficientStock(Exception):
+    """Not enough available stock; nothing was reserved."""
+
+    def __init__(self, *, sku_id: int, warehouse_id: int, requested: int) -> None:
+        super().__init__(
+            f"insufficient stock for SKU {sku_id} in warehouse {warehouse_id}: {requested} requested"
+        )
+        self.sku_id = sku_id
+        self.warehouse_id = warehouse_id
+        self.requested = requested
+
+
+@dataclass(frozen=True)
+class ReservationResult:
+    source_key: str
+    created: bool  # False: this source was already reserved (idempotent repeat)
+
+
+_RESERVE_SQL = """
+WITH ins AS (
+    INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
+    VALUES (%(key)s, %(sku)s, %(wh)s, %(q)s, 'active', now())
+    ON CONFLICT (source_key, sku_id) DO NOTHING
+    RETURNING id
+), upd AS (
+    UPDATE inventory_stocklevel SET reserved = reserved + %(q)s, updated_at = now()
+    WHERE sku_id = %(sku)s AND warehouse_id = %(wh)s AND on_hand - reserved >= %(q)s
+      AND EXISTS (SELECT 1 FROM ins)
+    RETURNING on_hand, reserved
+), led AS (
+    INSERT INTO inventory_stockledgerentry (sku_id, warehouse_id, kind, on_hand_delta, reserved_delta,
+        on_hand_after, reserved_after, reason, source_type, source_id, user_id, created_at)
+    SELECT %(sku)s, %(wh)s, 'reservation', 0, %(q)s, upd.on_hand, upd.reserved, '', 'reservation', %(key)s,
+        NULL, now()
+    FROM upd
+), chg AS (
+    INSERT INTO inventory_stockchange (sku_id, created_at) SELECT %(sku)s, now() FROM upd
+)
+SELECT (SELECT id FROM ins), (SELECT reserved FROM upd)
+"""
+
+_CLOSE_SQL = """
+WITH closed AS (
+    UPDATE inventory_reservation SET status = %(to_status)s, closed_at = now()
+    WHERE source_key = %(key)s AND status = 'active'
+    RETURNING sku_id, warehouse_id, quantity
+), upd AS (
+    UPDATE inventory_stocklevel s
+    SET reserved = s.reserved - closed.quantity, on_hand = s.on_hand - %(consume)s * closed.quantity,
+        updated_at = now()
+    FROM closed WHERE s.sku_id = closed.sku_id AND s.warehouse_id = closed.warehouse_id
+    RETURNING s.sku_id, s.warehouse_id, s.on_hand, s.reserved, closed.quantity
+), led AS (
+    INSERT INTO inventory_stockledgerentry (sku_id, warehouse_id, kind, on_hand_delta, reserved_delta,
+        on_hand_after, reserved_after, reason, source_type, source_id, user_id, created_at)
+    SELECT upd.sku_id, upd.warehouse_id, %(kind)s, -%(consume)s * upd.quantity, -upd.quantity, upd.on_hand,
+        upd.reserved, %(reason)s, 'reservation', %(key)s, NULL, now()
+    FROM upd
+), chg AS (
+    INSERT INTO inventory_stockchange (sku_id, created_at) SELECT upd.sku_id, now() FROM upd
+)
+SELECT count(*) FROM upd
+"""
+
+
+def default_warehouse() -> Warehouse:
+    warehouse = Warehouse.objects.filter(is_default=True, is_active=True).first()
+    if warehouse is None:
+        warehouse = Warehouse.objects.filter(is_active=True).order_by("id").first()
+    if warehouse is None:
+        warehouse = Warehouse.objects.create(name=_("Main warehouse"), code="MAIN", is_default=True)
+    return warehouse
+
+
+def _stock_components(sku: Sku, quantity: int) -> list[tuple[int, int]]:
+    """(stock SKU id, quantity) pairs: a combination SKU reserves its components."""
+    if not sku.is_combo:
+        return [(sku.pk, quantity)]
+    parts = list(sku.components.values_list("component_id", "quantity"))
+    if not parts:
+        raise ValueError(f"combination SKU {sku.merchant_code} has no components")
+    return sorted((component_id, per * quantity) for component_id, per in parts)
+
+
+@transaction.atomic
+def reserve_stock(
+    *, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None
+) -> ReservationResult:
+    """Reserve ``quantity`` of ``sku`` for ``source_key`` (all components of a combination, or
+    nothing). Idempotent per source key; raises InsufficientStock when any part is short."""
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    warehouse = warehouse or default_warehouse()
+    created_any = False
+    # Lock rows in SKU-id order (components are sorted) so concurrent multi-SKU reservations
+    # cannot deadlock.
+    with connection.cursor() as cursor:
+        for sku_id, qty in _stock_components(sku, quantity):
+            cursor.execute(_RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse.pk, "q": qty})
+            inserted_id, reserved_after = cursor.fetchone()
+            if inserted_id is None:
+                continue  # already reserved for this source
+            if reserved_after is None:
+                raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse.pk, requested=qty)
+            created_any = True
+    return ReservationResult(source_key=source_key, created=created_any)
+
+
+def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLOSE_SQL,
+            {"key": source_key, "to_status": to_status, "kind": kind, "consume": consume, "reason": reason},
+        )
+        return cursor.fetchone()[0]
+
+
+@transaction.atomic
+def release_reservation(*, source_key: str, reason: str = "") -> int:
+    """Give reserved stock back (cancel, refund before shipment, routed elsewhere).
+    Idempotent: returns the number of SKU rows released, 0 when nothing was active."""
+    return _close(
+        source_key=source_key,
+        to_status=Reservation.Status.RELEASED,
+        kind=LedgerKind.RELEASE,
+        consume=0,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def ship_reservation(*, source_key: str, reason: str = "") -> int:
+    """The reserved goods left the warehouse: on hand and reserved both go down. Idempotent."""
+    return _close(
+        source_key=source_key,
+        to_status=Reservation.Status.CONSUMED,
+        kind=LedgerKind.SHIPMENT,
+        consume=1,
+        reason=reason,
+    )
+
+
+def _level_for_update(sku: Sku, warehouse: Warehouse) -> StockLevel:
+    level, _created = StockLevel.objects.get_or_create(sku=sku, warehouse=warehouse)
+    return StockLevel.objects.select_for_update().get(pk=level.pk)
+
+
+def _write(
+    level: StockLevel,
+    *,
+    kind: str,
+    on_hand_delta: int,
+    reason: str,
+    source_type: str,
+    source_id: str,
+    user=None,
+) -> StockLedgerEntry:
+    from inventory.models import StockChange
+
+    level.on_hand += on_hand_delta
+    if level.on_hand < level.reserved:
+        raise InsufficientStock(
+            sku_id=level.sku_id, warehouse_id=level.warehouse_id, requested=-on_hand_delta
+        )
+    level.save(update_fields=["on_hand", "updated_at"])
+    entry = StockLedgerEntry.objects.create(
+        sku_id=level.sku_id,
+        warehouse_id=level.warehouse_id,
+        kind=kind,
+        on_hand_delta=on_hand_delta,
+        reserved_delta=0,
+        on_hand_after=level.on_hand,
+        reserved_after=level.reserved,
+        reason=reason,
+        source_type=source_type,
+        source_id=source_id,
+        user=user,
+    )
+    StockChange.objects.create(sku_id=level.sku_id)
+    return entry
+
+
+@transaction.atomic
+def receive_stock(
+    *,
+    sku: Sku,
+    quantity: int,
+    warehouse: Warehouse | None = None,
+    reason: str = "",
+    source_type: str = "",
+    source_id: str = "",
+    user=None,
+) -> StockLedgerEntry:
+    """Goods arrived (purchase receipt, return to stock)."""
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    if sku.is_combo:
+        raise ValueError("combination SKUs have no stock of their own; receive their components")
+    level = _level_for_update(sku, warehouse or default_warehouse())
+    return _write(
+        level,
+        kind=LedgerKind.RECEIPT if source_type != "return" else LedgerKind.RETURN,
+        on_hand_delta=quantity,
+        reason=reason,
+        source_type=source_type,
+        source_id=source_id,
+        user=user,
+    )
+
+
+@transaction.atomic
+def adjust_stock(
+    *, sku: Sku, delta: int, reason: str, warehouse: Warehouse | None = None, user=None
+) -> StockLedgerEntry:
+    """Correct on-hand by ``delta`` (damage, found stock). Cannot go below what is reserved."""
+    if delta == 0:
+        raise ValueError("delta must not be zero")
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    level = _level_for_update(sku, warehouse or default_warehouse())
+    return _write(
+        level,
+        kind=LedgerKind.ADJUSTMENT,
+        on_hand_delta=delta,
+        reason=reason,
+        source_type="adjustment",
+        source_id="",
+        user=user,
+    )
+
+
+@transaction.atomic
+def count_stock(
+    *, sku: Sku, counted: int, warehouse: Warehouse | None = None, user=None, reason: str = ""
+) -> StockLedgerEntry | None:
+    """Set on-hand to a physical count (盘点); returns None when the count matches."""
+    if counted < 0:
+        raise ValueError("a count cannot be negative")
+    level = _level_for_update(sku, warehouse or default_warehouse())
+    delta = counted - level.on_hand
+    if delta == 0:
+        return None
+    return _write(
+        level,
+        kind=LedgerKind.COUNT,
+        on_hand_delta=delta,
+        reason=reason or "stock count",
+        source_type="count",
+        source_id="",
+        user=user,
+    )
