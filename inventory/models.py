@@ -194,3 +194,77 @@ class StockChange(models.Model):
 
     def __str__(self) -> str:
         return f"change {self.pk} of SKU {self.sku_id}"
+
+
+class StockRule(models.Model):
+    """How much of a SKU's available stock a shop publishes (shop default, or one SKU's
+    exception on that shop). quantity = floor(available × percent / 100) + add − safety,
+    then clamped to [floor, cap]."""
+
+    store = models.ForeignKey("channels.Store", on_delete=models.CASCADE, related_name="stock_rules")
+    sku = models.ForeignKey(Sku, null=True, blank=True, on_delete=models.CASCADE, related_name="stock_rules")
+    percent = models.PositiveIntegerField(default=100)
+    add = models.IntegerField(default=0)
+    safety = models.PositiveIntegerField(default=0)
+    floor = models.PositiveIntegerField(default=0)
+    cap = models.PositiveIntegerField(null=True, blank=True)
+    warehouses = models.ManyToManyField(Warehouse, blank=True, related_name="+")  # empty = all
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store"], condition=Q(sku__isnull=True), name="one_default_rule_per_store"
+            ),
+            models.UniqueConstraint(fields=["store", "sku"], name="one_rule_per_store_sku"),
+        ]
+
+    def __str__(self) -> str:
+        return f"rule store={self.store_id} sku={self.sku_id or '*'} {self.percent}%"
+
+
+class Listing(models.Model):
+    """A platform SKU on one shop, mapped to a merchant SKU (auto-matched by merchant code).
+
+    Shows the sync formula's inputs and output, what the platform last accepted, and the
+    platform's own number as last read."""
+
+    class Match(models.TextChoices):
+        MATCHED = "matched", _("Matched")
+        UNMATCHED = "unmatched", _("Unmatched")
+        IGNORED = "ignored", _("Ignored")
+
+    class PushState(models.TextChoices):
+        IN_SYNC = "in_sync", _("In sync")
+        PENDING = "pending", _("Pending")
+        FAILED = "failed", _("Failed")
+        LOCKED = "locked", _("Locked")
+
+    store = models.ForeignKey("channels.Store", on_delete=models.CASCADE, related_name="listings")
+    platform_product_id = models.CharField(max_length=64)
+    platform_sku_id = models.CharField(max_length=64)
+    merchant_code = models.CharField(max_length=64, blank=True, db_index=True)
+    title = models.CharField(max_length=300, blank=True)
+    spec = models.CharField(max_length=200, blank=True)
+    sku = models.ForeignKey(Sku, null=True, blank=True, on_delete=models.SET_NULL, related_name="listings")
+    match = models.CharField(max_length=16, choices=Match.choices, default=Match.UNMATCHED)
+    locked = models.BooleanField(default=False, help_text="do not sync this listing's stock")
+    platform_stock = models.IntegerField(null=True, blank=True)  # as last read from the platform
+    computed_qty = models.IntegerField(null=True, blank=True)
+    pushed_qty = models.IntegerField(null=True, blank=True)  # last number the platform accepted
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_state = models.CharField(max_length=16, choices=PushState.choices, default=PushState.PENDING)
+    push_error = models.TextField(blank=True)
+    push_attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["store_id", "merchant_code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "platform_product_id", "platform_sku_id"], name="uniq_listing"
+            )
+        ]
+        indexes = [models.Index(fields=["sku", "store"]), models.Index(fields=["match"])]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}:{self.platform_sku_id} → {self.sku_id}"

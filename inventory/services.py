@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
+from inventory import sync
 from inventory.models import LedgerKind, Reservation, Sku, StockLedgerEntry, StockLevel, Warehouse
 
 
@@ -122,6 +123,8 @@ def reserve_stock(
             if reserved_after is None:
                 raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse.pk, requested=qty)
             created_any = True
+    if created_any:
+        transaction.on_commit(sync.schedule_stock_sync)
     return ReservationResult(source_key=source_key, created=created_any)
 
 
@@ -131,7 +134,10 @@ def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: 
             _CLOSE_SQL,
             {"key": source_key, "to_status": to_status, "kind": kind, "consume": consume, "reason": reason},
         )
-        return cursor.fetchone()[0]
+        closed = cursor.fetchone()[0]
+    if closed:
+        transaction.on_commit(sync.schedule_stock_sync)
+    return closed
 
 
 @transaction.atomic
@@ -196,6 +202,7 @@ def _write(
         user=user,
     )
     StockChange.objects.create(sku_id=level.sku_id)
+    transaction.on_commit(sync.schedule_stock_sync)
     return entry
 
 

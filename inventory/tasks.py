@@ -1,0 +1,49 @@
+from celery import shared_task
+
+from ecbao.celery import register_periodic
+from inventory import sync
+from inventory.models import Listing, StockChange
+
+
+@shared_task(acks_late=True)
+def sync_stock_changes() -> dict:
+    """Drain the stock-change outbox (several rounds if changes keep arriving)."""
+    changes = skus = pushes = 0
+    for _round in range(20):
+        result = sync.sync_pending_changes()
+        if not result.changes:
+            break
+        changes += result.changes
+        skus += result.skus
+        pushes += sum(1 for o in result.outcomes if o.pushed)
+    if StockChange.objects.exists():
+        sync.schedule_stock_sync()
+    return {"changes": changes, "skus": skus, "pushes": pushes}
+
+
+@shared_task(acks_late=True, max_retries=5)
+def push_listing_task(listing_id: int) -> dict:
+    outcome = sync.push_listing(listing_id=listing_id)
+    return {
+        "listing": listing_id,
+        "quantity": outcome.quantity,
+        "pushed": outcome.pushed,
+        "error": outcome.error,
+    }
+
+
+@shared_task(acks_late=True)
+def retry_failed_pushes() -> int:
+    """Periodic: failed pushes are retried (each push recomputes the current number)."""
+    ids = list(
+        Listing.objects.filter(push_state=Listing.PushState.FAILED, push_attempts__lt=20).values_list(
+            "pk", flat=True
+        )[:500]
+    )
+    for listing_id in ids:
+        push_listing_task.delay(listing_id)
+    return len(ids)
+
+
+register_periodic("inventory.sync_stock_changes", "inventory.tasks.sync_stock_changes", 30.0)
+register_periodic("inventory.retry_failed_pushes", "inventory.tasks.retry_failed_pushes", 60.0)
