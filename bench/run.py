@@ -40,6 +40,7 @@ def main(argv: list[str]) -> int:
     for path in modules:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(HERE))
         spec.loader.exec_module(module)
         print(f"== {path.stem}")
         results["runs"][path.stem] = module.main()

@@ -65,6 +65,11 @@ class EmbeddedPostgres:
                 alive = []
             handles.write_text(json.dumps(alive))
         self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")
+        if "300" not in self.server.psql("SHOW max_connections;"):
+            # Benchmarks run 64+ clients beside web and workers: raise the default of 100 once.
+            self.server.psql("ALTER SYSTEM SET max_connections = 300;")
+            self.server.cleanup()
+            self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
         if "(1 row)" not in exists:
             self.server.psql(f'CREATE DATABASE "{database}";')

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from channels import api as channels_api
 from ecbao import views
+from inventory import api as inventory_api
 from tenants.accounts import api as accounts_api
 
 router = DefaultRouter()
@@ -13,6 +14,11 @@ router.register("users", accounts_api.UserViewSet, basename="user")
 router.register("invitations", accounts_api.InvitationViewSet, basename="invitation")
 router.register("stores", channels_api.StoreViewSet, basename="store")
 router.register("inbox", channels_api.InboxMessageViewSet, basename="inbox-message")
+router.register("skus", inventory_api.SkuViewSet, basename="sku")
+router.register("stock-levels", inventory_api.StockLevelViewSet, basename="stock-level")
+router.register("ledger", inventory_api.LedgerViewSet, basename="ledger-entry")
+router.register("adjustments", inventory_api.AdjustmentViewSet, basename="adjustment")
+router.register("listings", inventory_api.ListingViewSet, basename="listing")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 
@@ -20,6 +26,7 @@ urlpatterns = [
     path("", include(dashboard_patterns)),
     path("accounts/", include("tenants.accounts.urls")),
     path("shops/", include("channels.urls")),
+    path("inventory/", include("inventory.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),

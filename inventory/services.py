@@ -37,15 +37,19 @@ class ReservationResult:
 
 
 _RESERVE_SQL = """
-WITH ins AS (
+WITH locked AS (
+    SELECT id, on_hand, reserved FROM inventory_stocklevel
+    WHERE sku_id = %(sku)s AND warehouse_id = %(wh)s
+    FOR UPDATE
+), ins AS (
     INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
-    VALUES (%(key)s, %(sku)s, %(wh)s, %(q)s, 'active', now())
+    SELECT %(key)s, %(sku)s, %(wh)s, %(q)s, 'active', now() FROM locked
+    WHERE locked.on_hand - locked.reserved >= %(q)s
     ON CONFLICT (source_key, sku_id) DO NOTHING
     RETURNING id
 ), upd AS (
     UPDATE inventory_stocklevel SET reserved = reserved + %(q)s, updated_at = now()
-    WHERE sku_id = %(sku)s AND warehouse_id = %(wh)s AND on_hand - reserved >= %(q)s
-      AND EXISTS (SELECT 1 FROM ins)
+    WHERE id = (SELECT id FROM locked) AND EXISTS (SELECT 1 FROM ins)
     RETURNING on_hand, reserved
 ), led AS (
     INSERT INTO inventory_stockledgerentry (sku_id, warehouse_id, kind, on_hand_delta, reserved_delta,
@@ -56,7 +60,8 @@ WITH ins AS (
 ), chg AS (
     INSERT INTO inventory_stockchange (sku_id, created_at) SELECT %(sku)s, now() FROM upd
 )
-SELECT (SELECT id FROM ins), (SELECT reserved FROM upd)
+SELECT (SELECT id FROM ins),
+       EXISTS (SELECT 1 FROM inventory_reservation WHERE source_key = %(key)s AND sku_id = %(sku)s)
 """
 
 _CLOSE_SQL = """
@@ -102,30 +107,43 @@ def _stock_components(sku: Sku, quantity: int) -> list[tuple[int, int]]:
     return sorted((component_id, per * quantity) for component_id, per in parts)
 
 
-@transaction.atomic
-def reserve_stock(
-    *, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None
-) -> ReservationResult:
+def reserve_stock(*, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None) -> ReservationResult:
     """Reserve ``quantity`` of ``sku`` for ``source_key`` (all components of a combination, or
-    nothing). Idempotent per source key; raises InsufficientStock when any part is short."""
+    nothing). Idempotent per source key; raises InsufficientStock when any part is short.
+
+    A plain SKU is one statement: the stock row is locked and re-read (FOR UPDATE), the
+    reservation is inserted only if enough is available, and only an inserted reservation
+    moves the balance. Outside a transaction it commits on its own (one round trip), so
+    the hot row's lock is held no longer than a bare UPDATE would hold it."""
     if quantity <= 0:
         raise ValueError("quantity must be positive")
     warehouse = warehouse or default_warehouse()
-    created_any = False
-    # Lock rows in SKU-id order (components are sorted) so concurrent multi-SKU reservations
-    # cannot deadlock.
-    with connection.cursor() as cursor:
-        for sku_id, qty in _stock_components(sku, quantity):
-            cursor.execute(_RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse.pk, "q": qty})
-            inserted_id, reserved_after = cursor.fetchone()
-            if inserted_id is None:
-                continue  # already reserved for this source
-            if reserved_after is None:
-                raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse.pk, requested=qty)
-            created_any = True
-    if created_any:
+    parts = _stock_components(sku, quantity)
+    if len(parts) == 1:
+        created = _reserve_one(source_key, parts[0][0], warehouse.pk, parts[0][1])
+    else:
+        # Lock rows in SKU-id order (components are sorted) so concurrent multi-SKU
+        # reservations cannot deadlock; all parts or none.
+        with transaction.atomic():
+            created = False
+            for sku_id, qty in parts:
+                created = _reserve_one(source_key, sku_id, warehouse.pk, qty) or created
+    if created:
         transaction.on_commit(sync.schedule_stock_sync)
-    return ReservationResult(source_key=source_key, created=created_any)
+    return ReservationResult(source_key=source_key, created=created)
+
+
+def _reserve_one(source_key: str, sku_id: int, warehouse_id: int, qty: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse_id, "q": qty})
+        inserted_id, exists = cursor.fetchone()
+    if inserted_id is not None:
+        return True
+    if exists or Reservation.objects.filter(source_key=source_key, sku_id=sku_id).exists():
+        # Already reserved for this source (the second check catches a concurrent duplicate
+        # that committed while this statement waited for the row lock).
+        return False
+    raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse_id, requested=qty)
 
 
 def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: str) -> int:
@@ -243,6 +261,8 @@ def adjust_stock(
         raise ValueError("delta must not be zero")
     if not reason.strip():
         raise ValueError("an adjustment needs a reason")
+    if sku.is_combo:
+        raise ValueError("combination SKUs have no stock of their own; adjust their components")
     level = _level_for_update(sku, warehouse or default_warehouse())
     return _write(
         level,
@@ -262,6 +282,8 @@ def count_stock(
     """Set on-hand to a physical count (盘点); returns None when the count matches."""
     if counted < 0:
         raise ValueError("a count cannot be negative")
+    if sku.is_combo:
+        raise ValueError("combination SKUs have no stock of their own; count their components")
     level = _level_for_update(sku, warehouse or default_warehouse())
     delta = counted - level.on_hand
     if delta == 0:

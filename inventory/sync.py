@@ -17,7 +17,6 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -26,12 +25,13 @@ from channels import services as channel_services
 from channels.errors import ChannelError
 from channels.models import Store
 from channels.types import Listing as ChannelListing
+from ecbao import redis as ecbao_redis
 from inventory import selectors
 from inventory.models import ComboComponent, Listing, Sku, StockChange, StockRule
 
 logger = logging.getLogger(__name__)
 
-SCHEDULE_DEBOUNCE_SECONDS = 0.3
+PENDING_TTL_SECONDS = 30  # a lost signal is re-raised by the next change or the periodic task
 
 
 def publish_quantity(*, available: int, rule: StockRule | None) -> int:
@@ -248,13 +248,48 @@ def sync_pending_changes(*, batch: int = 5000) -> SyncRound:
     return result
 
 
-def schedule_stock_sync() -> None:
-    """Called after a stock change commits: enqueue one sync soon (debounced per tenant)."""
-    key = "inventory:stock-sync-scheduled"
-    if cache.add(key, 1, timeout=SCHEDULE_DEBOUNCE_SECONDS):
-        from inventory.tasks import sync_stock_changes
+def _pending_key(schema: str) -> str:
+    return ecbao_redis.key("stock-sync", "pending", schema)
 
-        sync_stock_changes.apply_async(countdown=SCHEDULE_DEBOUNCE_SECONDS)
+
+def queue_key() -> str:
+    return ecbao_redis.key("stock-sync", "queue")
+
+
+def schedule_stock_sync() -> None:
+    """Called after a stock change commits: signal the stock-sync daemon for this tenant.
+
+    One Redis round trip when a signal is already pending (the common case under load), two
+    when it is new; the daemon clears the flag before it drains, so a change committed
+    while it works raises a new signal."""
+    schema = connection.schema_name
+    client = ecbao_redis.client()
+    if client.set(_pending_key(schema), 1, nx=True, ex=PENDING_TTL_SECONDS):
+        client.rpush(queue_key(), schema)
+
+
+def take_signal(timeout: float) -> str | None:
+    """Block until a tenant has pending stock changes; returns its schema (flag cleared)."""
+    client = ecbao_redis.client()
+    item = client.blpop([queue_key()], timeout=timeout)
+    if item is None:
+        return None
+    schema = item[1].decode()
+    client.delete(_pending_key(schema))
+    return schema
+
+
+def drain(*, max_rounds: int = 50) -> SyncRound:
+    """Run sync rounds in the current tenant until the outbox is empty."""
+    total = SyncRound()
+    for _ in range(max_rounds):
+        result = sync_pending_changes()
+        if not result.changes:
+            break
+        total.changes += result.changes
+        total.skus += result.skus
+        total.outcomes.extend(result.outcomes)
+    return total
 
 
 def enqueue_listing_push(listing_id: int) -> None:

@@ -7,23 +7,20 @@ from inventory.models import Listing, StockChange
 
 @shared_task(acks_late=True)
 def sync_stock_changes() -> dict:
-    """Drain the stock-change outbox (several rounds if changes keep arriving)."""
-    changes = skus = pushes = 0
-    for _round in range(20):
-        result = sync.sync_pending_changes()
-        if not result.changes:
-            break
-        changes += result.changes
-        skus += result.skus
-        pushes += sum(1 for o in result.outcomes if o.pushed)
+    """Periodic safety net behind the stock-sync daemon: drain the outbox."""
+    result = sync.drain()
     if StockChange.objects.exists():
         sync.schedule_stock_sync()
-    return {"changes": changes, "skus": skus, "pushes": pushes}
+    return {
+        "changes": result.changes,
+        "skus": result.skus,
+        "pushes": sum(1 for o in result.outcomes if o.pushed),
+    }
 
 
 @shared_task(acks_late=True, max_retries=5)
-def push_listing_task(listing_id: int) -> dict:
-    outcome = sync.push_listing(listing_id=listing_id)
+def push_listing_task(listing_id: int, force: bool = False) -> dict:
+    outcome = sync.push_listing(listing_id=listing_id, force=force)
     return {
         "listing": listing_id,
         "quantity": outcome.quantity,
