@@ -63,6 +63,15 @@ def base_url(platform: str) -> str:
 # --- connectors -----------------------------------------------------------------------------
 
 
+def _options(cls, platform: str, **candidates) -> dict:
+    """Platform-specific constructor options, passed only to connectors that take them."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    candidates.setdefault("authorize_base", settings.CHANNEL_AUTHORIZE_URLS.get(platform))
+    return {k: v for k, v in candidates.items() if k in accepted and v is not None}
+
+
 def connector_for(store: Store, **kwargs) -> Connector:
     """A connector for ``store`` whose token refreshes are saved back to the store."""
     session = ShopSession(
@@ -75,11 +84,12 @@ def connector_for(store: Store, **kwargs) -> Connector:
         on_new_tokens=lambda grant: save_tokens(store_id=store.pk, grant=grant),
     )
     cls = connector_class(store.platform)
+    options = _options(cls, store.platform, self_use=store.auth_mode == Store.AuthMode.SELF_USE)
     return cls(
         credentials=app_credentials(platform=store.platform, app_key=store.app_key),
         base_url=base_url(store.platform),
         session=session,
-        **kwargs,
+        **{**options, **kwargs},
     )
 
 

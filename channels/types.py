@@ -243,3 +243,49 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def channel_order_from_json(data: dict[str, Any]) -> ChannelOrder:
+    """Rebuild a ChannelOrder from ``ChannelOrder.to_json()`` (as stored in snapshots)."""
+
+    def cipher(d: dict[str, Any]) -> CipherField:
+        return CipherField(cipher=d.get("cipher", ""), mask=d.get("mask", ""), index=d.get("index", ""))
+
+    r = data["receiver"]
+    return ChannelOrder(
+        platform=Platform(data["platform"]),
+        platform_shop_id=data["platform_shop_id"],
+        platform_order_id=data["platform_order_id"],
+        platform_status=data["platform_status"],
+        status=OrderStatus(data["status"]),
+        created_at=_dt(data["created_at"]),
+        updated_at=_dt(data["updated_at"]),
+        lines=tuple(ChannelOrderLine(**line) for line in data["lines"]),
+        receiver=Receiver(
+            name=cipher(r["name"]), phone=cipher(r["phone"]), address=cipher(r["address"]),
+            province=r.get("province", ""), city=r.get("city", ""), district=r.get("district", ""),
+            town=r.get("town", ""),
+        ),
+        buyer_id=data.get("buyer_id", ""),
+        paid_at=_dt(data.get("paid_at")),
+        ship_by=_dt(data.get("ship_by")),
+        shipped_at=_dt(data.get("shipped_at")),
+        finished_at=_dt(data.get("finished_at")),
+        goods_fen=data.get("goods_fen", 0),
+        freight_fen=data.get("freight_fen", 0),
+        discount_fen=data.get("discount_fen", 0),
+        paid_fen=data.get("paid_fen", 0),
+        buyer_remark=data.get("buyer_remark", ""),
+        seller_remark=data.get("seller_remark", ""),
+        ship_blocked_reason=data.get("ship_blocked_reason", ""),
+        packages=tuple(
+            Package(tracking_no=p["tracking_no"], carrier_code=p["carrier_code"],
+                    platform_package_id=p.get("platform_package_id", ""),
+                    lines=tuple((lid, qty) for lid, qty in p.get("lines", [])))
+            for p in data.get("packages", [])
+        ),
+    )

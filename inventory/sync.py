@@ -25,8 +25,10 @@ from channels import services as channel_services
 from channels.errors import ChannelError
 from channels.models import Store
 from channels.types import Listing as ChannelListing
+from ecbao import events
 from ecbao import redis as ecbao_redis
 from inventory import selectors
+from inventory.events import ListingMatched
 from inventory.models import ComboComponent, Listing, Sku, StockChange, StockRule
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,25 @@ class ListingRefresh:
     created: int = 0
     matched: int = 0
     unmatched: int = 0
+
+
+def ensure_listing(*, store: Store, platform_product_id: str, platform_sku_id: str, merchant_code: str,
+                   title: str = "", spec: str = "") -> Listing:
+    """The listing for a platform SKU seen in an order, created (and auto-matched by merchant
+    code) on first sight, so order lines always have a listing to wait on."""
+    listing = Listing.objects.filter(store=store, platform_product_id=platform_product_id,
+                                     platform_sku_id=platform_sku_id).first()
+    if listing is not None:
+        return listing
+    sku = Sku.objects.filter(merchant_code=merchant_code, is_active=True).first() if merchant_code else None
+    listing, created = Listing.objects.get_or_create(
+        store=store, platform_product_id=platform_product_id, platform_sku_id=platform_sku_id,
+        defaults={"merchant_code": merchant_code, "title": title[:300], "spec": spec[:200], "sku": sku,
+                  "match": Listing.Match.MATCHED if sku else Listing.Match.UNMATCHED},
+    )
+    if created and sku:
+        transaction.on_commit(lambda: enqueue_listing_push(listing.pk))
+    return listing
 
 
 @transaction.atomic
@@ -126,6 +147,7 @@ def match_listing(*, listing: Listing, sku: Sku | None) -> Listing:
     listing.push_state = Listing.PushState.PENDING
     listing.save(update_fields=["sku", "match", "push_state", "updated_at"])
     if sku:
+        events.publish(ListingMatched(listing_id=listing.pk, sku_id=sku.pk))
         transaction.on_commit(lambda: enqueue_listing_push(listing.pk))
     return listing
 

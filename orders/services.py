@@ -1,0 +1,561 @@
+"""Order actions: ingestion from the channel layer, review, holds, cancellation, merge and split.
+
+Ingestion is idempotent (the same version twice changes nothing), order-preserving (an
+older platform version never overwrites a newer one: update time first, then the status
+progression) and atomic per order (one transaction under a row lock on the order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from channels.models import OrderSnapshot, Store
+from channels.types import ChannelOrder, channel_order_from_json
+from channels.types import OrderStatus as ChannelStatus
+from inventory import services as stock
+from inventory.models import Listing
+from inventory.sync import ensure_listing
+from orders import review, status
+from orders.models import (
+    Fulfilment,
+    FulfilmentLine,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    ReviewRule,
+)
+
+logger = logging.getLogger(__name__)
+S = OrderStatus
+
+_CHANNEL_RANK = {s.value: s.rank for s in ChannelStatus}
+
+
+def _fingerprint(co: ChannelOrder) -> str:
+    return hashlib.sha256(co.receiver.fingerprint().encode()).hexdigest()
+
+
+def _phone_tail(mask: str) -> str:
+    digits = "".join(ch for ch in mask if ch.isdigit())
+    return digits[-4:] if len(digits) >= 4 else ""
+
+
+def _is_stale(order: Order, co: ChannelOrder) -> bool:
+    if co.updated_at != order.platform_updated_at:
+        return co.updated_at < order.platform_updated_at
+    return _CHANNEL_RANK[co.status.value] <= _CHANNEL_RANK.get(order.channel_status, -1)
+
+
+def _event(
+    order: Order,
+    kind: str,
+    *,
+    source: str = "platform",
+    message: str = "",
+    before=None,
+    after=None,
+    actor=None,
+) -> None:
+    OrderEvent.objects.create(
+        order=order,
+        kind=kind,
+        source=source,
+        message=message[:500],
+        before=before or {},
+        after=after or {},
+        actor=actor,
+    )
+
+
+# --- ingestion --------------------------------------------------------------------------------------
+
+
+def ingest_snapshot(*, snapshot_id: int) -> Order | None:
+    """Apply a stored channel snapshot (called for every OrderChanged event)."""
+    snapshot = OrderSnapshot.objects.select_related("store").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        return None
+    return ingest_channel_order(
+        store=snapshot.store, co=channel_order_from_json(snapshot.normalized), snapshot_id=snapshot.pk
+    )
+
+
+@transaction.atomic
+def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | None = None) -> Order:
+    order = (
+        Order.objects.select_for_update().filter(store=store, platform_order_id=co.platform_order_id).first()
+    )
+    if order is not None and _is_stale(order, co):
+        return order
+    created = order is None
+    if created:
+        order = Order(
+            store=store,
+            platform=co.platform.value,
+            platform_order_id=co.platform_order_id,
+            status=S.PENDING_PAYMENT,
+        )
+    before = {
+        "channel_status": order.channel_status,
+        "platform_status": order.platform_status,
+        "paid_fen": order.paid_fen,
+        "buyer_remark": order.buyer_remark,
+        "seller_remark": order.seller_remark,
+    }
+    fingerprint = _fingerprint(co)
+    address_changed = (
+        not created and bool(order.receiver_fingerprint) and order.receiver_fingerprint != fingerprint
+    )
+    _copy_fields(order, co, fingerprint, snapshot_id)
+    if address_changed and order.status not in status.SHIPPED_STATES:
+        order.address_changed = True
+    order.save()
+    lines = _upsert_lines(order, co)
+    after = {
+        "channel_status": order.channel_status,
+        "platform_status": order.platform_status,
+        "paid_fen": order.paid_fen,
+        "buyer_remark": order.buyer_remark,
+        "seller_remark": order.seller_remark,
+    }
+    if created:
+        _event(order, "created", message=f"{co.platform.value} order {co.platform_order_id}", after=after)
+    elif before != after:
+        _event(order, "platform_updated", before=before, after=after)
+    if address_changed:
+        _event(order, "address_changed", message="receiver changed on the platform")
+    _apply_channel_status(order, co, lines)
+    return order
+
+
+def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: int | None) -> None:
+    r = co.receiver
+    order.channel_status = co.status.value
+    order.platform_status = co.platform_status
+    order.buyer_id = co.buyer_id
+    order.receiver_name_cipher, order.receiver_name_mask = r.name.cipher, r.name.mask[:100]
+    order.receiver_phone_cipher, order.receiver_phone_mask = r.phone.cipher, r.phone.mask[:40]
+    order.receiver_phone_index = r.phone.index[:200]
+    order.receiver_address_cipher, order.receiver_address_mask = r.address.cipher, r.address.mask[:300]
+    order.province, order.city, order.district = r.province[:40], r.city[:40], r.district[:40]
+    order.receiver_fingerprint = fingerprint
+    order.phone_tail = _phone_tail(r.phone.mask)
+    order.buyer_remark, order.seller_remark = co.buyer_remark, co.seller_remark
+    order.goods_fen, order.freight_fen = co.goods_fen, co.freight_fen
+    order.discount_fen, order.paid_fen = co.discount_fen, co.paid_fen
+    order.placed_at = co.created_at
+    order.paid_at, order.ship_by = co.paid_at, co.ship_by
+    order.shipped_at, order.finished_at = co.shipped_at, co.finished_at
+    order.platform_updated_at = co.updated_at
+    order.ship_blocked_reason = co.ship_blocked_reason[:200]
+    order.snapshot_id = snapshot_id
+    order.is_refunding = any(line.refund_state for line in co.lines)
+
+
+def _upsert_lines(order: Order, co: ChannelOrder) -> list[OrderLine]:
+    existing = {line.platform_line_id: line for line in order.lines.all()}
+    result = []
+    for cl in co.lines:
+        line = existing.get(cl.platform_line_id)
+        if line is None:
+            listing = ensure_listing(
+                store=order.store,
+                platform_product_id=cl.platform_product_id,
+                platform_sku_id=cl.platform_sku_id,
+                merchant_code=cl.merchant_code,
+                title=cl.title,
+                spec=cl.spec,
+            )
+            line = OrderLine(
+                order=order,
+                platform_line_id=cl.platform_line_id,
+                listing=listing,
+                sku_id=listing.sku_id if listing.match == Listing.Match.MATCHED else None,
+                status=LineStatus.PENDING,
+            )
+        line.platform_product_id, line.platform_sku_id = cl.platform_product_id, cl.platform_sku_id
+        line.merchant_code, line.title, line.spec = cl.merchant_code, cl.title[:300], cl.spec[:200]
+        line.quantity, line.unit_price_fen, line.paid_fen = cl.quantity, cl.unit_price_fen, cl.paid_fen
+        line.is_gift, line.refund_state = cl.is_gift, cl.refund_state
+        if line.sku_id is None and line.status == LineStatus.PENDING:
+            line.status = LineStatus.UNMATCHED
+        line.save()
+        result.append(line)
+    order.has_unmatched = any(line.status == LineStatus.UNMATCHED for line in result)
+    return result
+
+
+def _apply_channel_status(order: Order, co: ChannelOrder, lines: list[OrderLine]) -> None:
+    cs = co.status
+    if cs == ChannelStatus.UNPAID:
+        return
+    if cs == ChannelStatus.CANCELLED:
+        _release_lines(order, lines, reason="cancelled on the platform")
+        if order.status in status.OPEN_STATES:
+            status.transition(order, S.CANCELLED, source="platform", message="cancelled on the platform")
+        elif order.status in status.SHIPPED_STATES and not order.is_refunding:
+            order.is_refunding = True
+            order.save(update_fields=["is_refunding", "updated_at"])
+            _event(order, "refund_after_shipment", message="platform cancelled a shipped order")
+        return
+    # Paid or later: lines refunded before shipment give their stock back.
+    for line in lines:
+        if line.refund_state == "refunded" and line.status in (
+            LineStatus.RESERVED,
+            LineStatus.OUT_OF_STOCK,
+            LineStatus.PENDING,
+            LineStatus.UNMATCHED,
+        ):
+            stock.release_reservation(source_key=line.reservation_key, reason="refunded before shipment")
+            line.status = LineStatus.REFUNDED
+            line.save(update_fields=["status"])
+            _event(order, "line_refunded", message=f"line {line.platform_line_id} refunded")
+    if order.status == S.PENDING_PAYMENT:
+        _on_paid(order, lines)
+    elif order.address_changed and order.status in (S.APPROVED, S.TO_REVIEW):
+        _hold(order, ["address_changed"], source="rule", message="address changed after review")
+    if cs in (ChannelStatus.SHIPPED, ChannelStatus.PARTIALLY_SHIPPED, ChannelStatus.COMPLETED):
+        _mark_shipped_on_platform(order, lines, partial=cs == ChannelStatus.PARTIALLY_SHIPPED)
+    if cs == ChannelStatus.COMPLETED and order.status in (S.SHIPPED, S.PARTIALLY_SHIPPED):
+        status.transition(order, S.COMPLETED, source="platform", message="received by the buyer")
+
+
+def _reserve_lines(order: Order, lines: list[OrderLine]) -> None:
+    for line in lines:
+        if line.sku_id is None or line.status not in (LineStatus.PENDING, LineStatus.OUT_OF_STOCK):
+            continue
+        try:
+            stock.reserve_stock(source_key=line.reservation_key, sku=line.sku, quantity=line.quantity)
+        except stock.InsufficientStock:
+            line.status = LineStatus.OUT_OF_STOCK
+        else:
+            line.status = LineStatus.RESERVED
+        line.save(update_fields=["status"])
+    order.is_out_of_stock = any(line.status == LineStatus.OUT_OF_STOCK for line in lines)
+    order.has_unmatched = any(line.status == LineStatus.UNMATCHED for line in lines)
+    order.save(update_fields=["is_out_of_stock", "has_unmatched", "updated_at"])
+
+
+def _release_lines(order: Order, lines: list[OrderLine], *, reason: str) -> None:
+    for line in lines:
+        if line.status in (
+            LineStatus.RESERVED,
+            LineStatus.OUT_OF_STOCK,
+            LineStatus.PENDING,
+            LineStatus.UNMATCHED,
+        ):
+            stock.release_reservation(source_key=line.reservation_key, reason=reason)
+            line.status = LineStatus.CANCELLED
+            line.save(update_fields=["status"])
+    Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN).distinct()
+    FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN).delete()
+    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+
+
+def _on_paid(order: Order, lines: list[OrderLine]) -> None:
+    _reserve_lines(order, lines)
+    _event(
+        order, "paid", message="paid; stock reserved" if not order.is_out_of_stock else "paid; stock short"
+    )
+    _run_review(order)
+
+
+def _run_review(order: Order, *, source: str = "rule") -> None:
+    decision, reasons = review.decide(order)
+    if decision == "held":
+        _hold(order, reasons, source=source, message="held by review rules: " + ", ".join(reasons))
+    elif decision == "approved":
+        order.hold_reasons = []
+        status.transition(order, S.APPROVED, source=source, message="approved automatically")
+        _open_fulfilment(order)
+    else:
+        order.hold_reasons = []
+        status.transition(order, S.TO_REVIEW, source=source, message="waiting for review")
+
+
+def _hold(order: Order, reasons: list[str], *, source: str, message: str, actor=None) -> None:
+    order.hold_reasons = sorted(set(order.hold_reasons) | set(reasons))
+    if order.status == S.HELD:
+        order.save(update_fields=["hold_reasons", "updated_at"])
+        _event(
+            order,
+            "hold_reasons",
+            source=source,
+            message=message,
+            after={"hold_reasons": order.hold_reasons},
+            actor=actor,
+        )
+        return
+    status.transition(order, S.HELD, source=source, message=message, actor=actor)
+    _close_open_fulfilment(order)
+
+
+def _mark_shipped_on_platform(order: Order, lines: list[OrderLine], *, partial: bool) -> None:
+    """The platform says the order (partly) shipped — possibly shipped outside ecbao."""
+    target = S.PARTIALLY_SHIPPED if partial else S.SHIPPED
+    if order.status in (S.SHIPPED, S.COMPLETED) or order.status == target:
+        return
+    if not partial:
+        for line in lines:
+            if line.status == LineStatus.RESERVED:
+                stock.ship_reservation(source_key=line.reservation_key, reason="shipped (platform)")
+                line.status = LineStatus.SHIPPED
+                line.save(update_fields=["status"])
+        Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN).update(
+            status=Fulfilment.Status.SHIPPED
+        )
+    if status.can_transition(order, target):
+        status.transition(order, target, source="platform", message="shipped according to the platform")
+
+
+def rematch_waiting_lines(*, listing_id: int) -> int:
+    """A listing got its SKU: lines waiting on it get the SKU, paid orders reserve and are reviewed again."""
+    count = 0
+    for line in OrderLine.objects.filter(listing_id=listing_id, status=LineStatus.UNMATCHED).select_related(
+        "order"
+    ):
+        with transaction.atomic():
+            order = Order.objects.select_for_update().get(pk=line.order_id)
+            line.refresh_from_db()
+            if line.status != LineStatus.UNMATCHED:
+                continue
+            line.sku_id = Listing.objects.get(pk=listing_id).sku_id
+            line.status = LineStatus.PENDING
+            line.save(update_fields=["sku", "status"])
+            count += 1
+            lines = list(order.lines.all())
+            _event(
+                order,
+                "line_matched",
+                source="system",
+                message=f"line {line.platform_line_id} → {line.merchant_code}",
+            )
+            if order.status in (S.HELD, S.TO_REVIEW, S.APPROVED):
+                _reserve_lines(order, lines)
+                if order.status == S.HELD and not (set(order.hold_reasons) - {"unmatched", "stock_short"}):
+                    order.hold_reasons = []
+                    status.transition(order, S.TO_REVIEW, source="system", message="SKU matched")
+                    _run_review(order)
+    return count
+
+
+# --- manual actions -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def approve(*, order: Order, actor) -> Order:
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status not in (S.TO_REVIEW, S.HELD):
+        raise status.InvalidTransition(order, S.APPROVED)
+    lines = list(order.lines.all())
+    _reserve_lines(order, lines)
+    if order.has_unmatched or order.is_out_of_stock:
+        raise ValidationError("lines without a matched SKU or without stock cannot be approved")
+    order.hold_reasons = []
+    status.transition(order, S.APPROVED, source="user", actor=actor, message="approved by hand")
+    _open_fulfilment(order)
+    return order
+
+
+@transaction.atomic
+def hold(*, order: Order, actor, reason: str) -> Order:
+    if not reason.strip():
+        raise ValidationError("a hold needs a reason")
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status not in (S.TO_REVIEW, S.APPROVED, S.HELD, S.PENDING_PAYMENT):
+        raise status.InvalidTransition(order, S.HELD)
+    _hold(order, ["manual"], source="user", message=reason, actor=actor)
+    return order
+
+
+@transaction.atomic
+def release(*, order: Order, actor) -> Order:
+    """Take a held order out of hold: review runs again without the manual hold."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.HELD:
+        raise status.InvalidTransition(order, S.TO_REVIEW)
+    order.address_changed = False  # the person looked at it
+    order.hold_reasons = []
+    status.transition(order, S.TO_REVIEW, source="user", actor=actor, message="released from hold")
+    _reserve_lines(order, list(order.lines.all()))
+    _run_review(order, source="user")
+    return order
+
+
+@transaction.atomic
+def cancel(*, order: Order, actor, reason: str) -> Order:
+    """Cancel in ecbao (the platform order is untouched): stock is released."""
+    if not reason.strip():
+        raise ValidationError("a cancellation needs a reason")
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status not in status.OPEN_STATES:
+        raise status.InvalidTransition(order, S.CANCELLED)
+    _release_lines(order, list(order.lines.all()), reason=f"cancelled in ecbao: {reason}")
+    status.transition(order, S.CANCELLED, source="user", actor=actor, message=reason)
+    return order
+
+
+@transaction.atomic
+def set_rule(*, kind: str, enabled: bool, threshold_fen: int | None = None) -> ReviewRule:
+    if kind not in ReviewRule.Kind.values:
+        raise ValidationError({"kind": "unknown rule"})
+    if kind == ReviewRule.Kind.AMOUNT_OVER and enabled and (threshold_fen is None or threshold_fen < 0):
+        raise ValidationError({"threshold_fen": "the amount rule needs a threshold in fen"})
+    rule, _ = ReviewRule.objects.update_or_create(
+        kind=kind, defaults={"enabled": enabled, "threshold_fen": threshold_fen}
+    )
+    return rule
+
+
+# --- fulfilments: merge and split -------------------------------------------------------------------------
+
+MERGE_WINDOW_HOURS = 48
+
+
+def _open_fulfilment(order: Order) -> Fulfilment:
+    """Approved order → its lines in one open fulfilment (merged with a waiting one of the same
+    shop and receiver when the auto-merge rule is on)."""
+    existing = Fulfilment.objects.filter(
+        lines__order_line__order=order, status=Fulfilment.Status.OPEN
+    ).first()
+    if existing:
+        return existing
+    fulfilment = None
+    if review.active_rules().get("auto_merge") is None and _auto_merge_enabled():
+        since = timezone.now() - timezone.timedelta(hours=MERGE_WINDOW_HOURS)
+        fulfilment = (
+            Fulfilment.objects.filter(
+                store=order.store,
+                receiver_fingerprint=order.receiver_fingerprint,
+                status=Fulfilment.Status.OPEN,
+                created_at__gte=since,
+                lines__order_line__order__status=S.APPROVED,
+            )
+            .exclude(receiver_fingerprint="")
+            .order_by("id")
+            .first()
+        )
+    if fulfilment is None:
+        fulfilment = Fulfilment.objects.create(
+            store=order.store, receiver_fingerprint=order.receiver_fingerprint
+        )
+    else:
+        fulfilment.is_merged = True
+        fulfilment.save(update_fields=["is_merged"])
+        _event(order, "merged", source="rule", message=f"merged into fulfilment {fulfilment.pk}")
+    for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
+        FulfilmentLine.objects.create(fulfilment=fulfilment, order_line=line, quantity=line.quantity)
+    return fulfilment
+
+
+def _auto_merge_enabled() -> bool:
+    from django.conf import settings
+
+    return getattr(settings, "ORDERS_AUTO_MERGE", True)
+
+
+def _close_open_fulfilment(order: Order) -> None:
+    FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN).delete()
+    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+
+
+@transaction.atomic
+def merge(*, orders: list[Order], actor) -> Fulfilment:
+    """Merge approved orders of one shop to the same receiver into one fulfilment."""
+    locked = list(Order.objects.select_for_update().filter(pk__in=[o.pk for o in orders]).order_by("pk"))
+    if len(locked) < 2:
+        raise ValidationError("choose at least two orders to merge")
+    if any(o.status != S.APPROVED for o in locked):
+        raise ValidationError("only orders waiting to ship can be merged")
+    if len({o.store_id for o in locked}) > 1 or len({o.receiver_fingerprint for o in locked}) > 1:
+        raise ValidationError("merged orders must be from one shop to one receiver")
+    for order in locked:
+        _open_fulfilment(order)
+    target = Fulfilment.objects.create(
+        store=locked[0].store, receiver_fingerprint=locked[0].receiver_fingerprint, is_merged=True
+    )
+    FulfilmentLine.objects.filter(
+        order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
+    ).update(fulfilment=target)
+    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+    for order in locked:
+        _event(order, "merged", source="user", actor=actor, message=f"merged into fulfilment {target.pk}")
+    return target
+
+
+@transaction.atomic
+def unmerge(*, fulfilment: Fulfilment, actor) -> list[Fulfilment]:
+    """Give every order of a merged fulfilment its own fulfilment again."""
+    fulfilment = Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
+    if fulfilment.status != Fulfilment.Status.OPEN:
+        raise ValidationError("only open fulfilments can be unmerged")
+    result = []
+    order_ids = sorted(set(fulfilment.lines.values_list("order_line__order_id", flat=True)))
+    for order_id in order_ids[1:]:
+        order = Order.objects.get(pk=order_id)
+        own = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
+        fulfilment.lines.filter(order_line__order_id=order_id).update(fulfilment=own)
+        _event(order, "unmerged", source="user", actor=actor, message=f"own fulfilment {own.pk}")
+        result.append(own)
+    fulfilment.is_merged = False
+    fulfilment.save(update_fields=["is_merged"])
+    return [fulfilment, *result]
+
+
+@transaction.atomic
+def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
+    """Move ``parts`` ({order line id: quantity}) of an approved order into a new fulfilment."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.APPROVED:
+        raise ValidationError("only orders waiting to ship can be split")
+    source = _open_fulfilment(order)
+    moved = 0
+    new = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
+    for line_id, qty in parts.items():
+        if qty <= 0:
+            continue
+        fl = (
+            FulfilmentLine.objects.select_for_update()
+            .filter(fulfilment=source, order_line_id=line_id, order_line__order=order)
+            .first()
+        )
+        if fl is None or qty > fl.quantity:
+            raise ValidationError(f"line {line_id}: cannot move {qty}")
+        if qty == fl.quantity:
+            fl.fulfilment = new
+            fl.save(update_fields=["fulfilment"])
+        else:
+            fl.quantity -= qty
+            fl.save(update_fields=["quantity"])
+            FulfilmentLine.objects.create(fulfilment=new, order_line_id=line_id, quantity=qty)
+        moved += qty
+    if not moved:
+        raise ValidationError("choose at least one line and quantity to split off")
+    if not source.lines.exists():
+        raise ValidationError("a split must leave something in the original fulfilment")
+    _event(
+        order,
+        "split",
+        source="user",
+        actor=actor,
+        message=f"{moved} item(s) to fulfilment {new.pk}",
+        after={str(k): v for k, v in parts.items()},
+    )
+    return new
+
+
+def line_quantities_consistent(order: Order) -> bool:
+    """Per open line, the fulfilment quantities add up to the line quantity (an invariant)."""
+    for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
+        total = line.fulfilment_lines.aggregate(n=Sum("quantity"))["n"] or 0
+        if order.status == S.APPROVED and total != line.quantity:
+            return False
+    return True

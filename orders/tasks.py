@@ -1,0 +1,14 @@
+from celery import shared_task
+
+from orders import services
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def ingest_snapshot_task(snapshot_id: int) -> str:
+    order = services.ingest_snapshot(snapshot_id=snapshot_id)
+    return order.status if order else "missing"
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def rematch_listing_task(listing_id: int) -> int:
+    return services.rematch_waiting_lines(listing_id=listing_id)
