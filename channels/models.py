@@ -165,3 +165,25 @@ class InboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.message_id} {self.topic} ({self.status})"
+
+
+class DecryptAudit(models.Model):
+    """One buyer-data field decrypted for one person. Append-only; kept at least a year.
+    Also the per-shop daily decrypt budget is counted from these rows."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="decrypt_audits")
+    platform_order_id = models.CharField(max_length=64)
+    field = models.CharField(max_length=16)  # name / phone / address
+    user = models.ForeignKey("accounts.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150)  # kept if the user is deleted
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    succeeded = models.BooleanField(default=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["store", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.username} decrypted {self.field} of {self.platform_order_id}"

@@ -265,3 +265,51 @@ def _apply(state: ChannelOrderState, order: ChannelOrder, snapshot: OrderSnapsho
     state.status = order.status.value
     state.snapshot = snapshot
     state.save()
+
+
+# --- buyer data ---------------------------------------------------------------------------------------
+
+DECRYPT_FIELDS = ("name", "phone", "address")
+DEFAULT_DAILY_DECRYPT_BUDGET = 500
+
+
+class DecryptRefused(Exception):
+    """The per-shop daily budget is used up, or the request is not allowed."""
+
+
+def decrypt_budget(store: Store) -> tuple[int, int]:
+    """(used today in Asia/Shanghai, daily budget) for a shop."""
+    from channels.models import DecryptAudit
+
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    used = DecryptAudit.objects.filter(store=store, created_at__gte=start, succeeded=True).count()
+    return used, int(store.settings.get("decrypt_daily_budget", DEFAULT_DAILY_DECRYPT_BUDGET))
+
+
+def decrypt_receiver_field(*, store: Store, platform_order_id: str, field: str, cipher: str, user, ip: str | None) -> str:
+    """Plain text of one receiver field, for the person asking, within the shop's daily budget.
+
+    The platform's decrypt API is called with the user as ``account_id``; an audit row is
+    written whether it succeeds or not. The plain text is returned to the caller only: it is
+    never stored, logged, cached or sent to a task."""
+    from channels.models import DecryptAudit
+
+    if field not in DECRYPT_FIELDS:
+        raise ValueError(f"unknown field {field!r}")
+    with transaction.atomic():
+        Store.objects.select_for_update().filter(pk=store.pk).first()  # serialise budget checks per shop
+        used, budget = decrypt_budget(store)
+        if used >= budget:
+            DecryptAudit.objects.create(store=store, platform_order_id=platform_order_id, field=field, user=user,
+                                        username=user.get_username(), ip=ip, succeeded=False,
+                                        error="daily decrypt budget used up")
+            raise DecryptRefused(f"daily decrypt budget of {budget} used up for this shop")
+        audit = DecryptAudit.objects.create(store=store, platform_order_id=platform_order_id, field=field,
+                                            user=user, username=user.get_username(), ip=ip)
+    try:
+        # Platforms without per-field ciphertext (WeChat) decrypt by order and field name.
+        return connector_for(store).decrypt(platform_order_id=platform_order_id, cipher=cipher or field,
+                                            account_id=str(user.pk))
+    except Exception as exc:
+        DecryptAudit.objects.filter(pk=audit.pk).update(succeeded=False, error=str(exc)[:300])
+        raise

@@ -85,6 +85,8 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 TENANT_CREATION_FAKES_MIGRATIONS = False
 ORIGINAL_BACKEND = "django.db.backends.postgresql"
+# Set search_path once per connection and schema switch, not before every query.
+TENANT_LIMIT_SET_CALLS = True
 
 AUTH_USER_MODEL = "accounts.User"
 

@@ -229,11 +229,14 @@ def _apply_channel_status(order: Order, co: ChannelOrder, lines: list[OrderLine]
 
 
 def _reserve_lines(order: Order, lines: list[OrderLine]) -> None:
+    warehouse = None
     for line in lines:
         if line.sku_id is None or line.status not in (LineStatus.PENDING, LineStatus.OUT_OF_STOCK):
             continue
+        warehouse = warehouse or stock.default_warehouse()
         try:
-            stock.reserve_stock(source_key=line.reservation_key, sku=line.sku, quantity=line.quantity)
+            stock.reserve_stock(source_key=line.reservation_key, sku=line.sku, quantity=line.quantity,
+                                warehouse=warehouse)
         except stock.InsufficientStock:
             line.status = LineStatus.OUT_OF_STOCK
         else:
@@ -429,7 +432,7 @@ def _open_fulfilment(order: Order) -> Fulfilment:
     if existing:
         return existing
     fulfilment = None
-    if review.active_rules().get("auto_merge") is None and _auto_merge_enabled():
+    if _auto_merge_enabled():
         since = timezone.now() - timezone.timedelta(hours=MERGE_WINDOW_HOURS)
         fulfilment = (
             Fulfilment.objects.filter(

@@ -1,0 +1,273 @@
+"""Order ingestion: the ingestion core (neutral orders → snapshot + order + lines + events +
+reservations) against Django bulk_create and raw psycopg COPY of the same order and line rows,
+measured in the same run on the same database.
+
+The end-to-end rate (sandbox over HTTP → connector → ingestion) is measured by
+``bench_e2e_ingest.py`` when the sandbox and connectors are present.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+from common import BENCH_SCHEMA, ensure_bench_tenant
+from django.db import connection, transaction
+from django_tenants.utils import schema_context
+
+N = int(os.environ.get("BENCH_ORDERS", "3000"))
+
+
+def neutral_orders(n: int, offset: int, codes: list[str]):
+    from channels.types import ChannelOrder, ChannelOrderLine, CipherField, OrderStatus, Platform, Receiver
+
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    result = []
+    for i in range(offset, offset + n):
+        lines = tuple(
+            ChannelOrderLine(
+                f"{i}-{j}",
+                f"P{j}",
+                f"S{j}",
+                codes[(i + j) % len(codes)],
+                "商品",
+                "规格",
+                1 + j % 2,
+                1990,
+                1990 * (1 + j % 2),
+            )
+            for j in range(1 + i % 3)
+        )
+        phone = f"1{i % 10**10:010d}"
+        result.append(
+            ChannelOrder(
+                platform=Platform.DOUYIN,
+                platform_shop_id="bench-shop",
+                platform_order_id=f"69{i:017d}",
+                platform_status="2",
+                status=OrderStatus.PAID,
+                created_at=t0 + timedelta(seconds=i),
+                updated_at=t0 + timedelta(seconds=i),
+                lines=lines,
+                receiver=Receiver(
+                    CipherField(f"#n{i}#", "张*", f"ni{i}"),
+                    CipherField(f"${phone}$", phone[:3] + "****" + phone[-4:], f"pi{i}"),
+                    CipherField(f"#a{i}#", "文***号", f"ai{i}"),
+                    "浙江省",
+                    "杭州市",
+                    "西湖区",
+                ),
+                paid_at=t0 + timedelta(seconds=i),
+                goods_fen=sum(x.paid_fen for x in lines),
+                paid_fen=sum(x.paid_fen for x in lines),
+                raw={
+                    "order_id": f"69{i:017d}",
+                    "update_time": i,
+                    "sku_order_list": [{"order_id": x.platform_line_id} for x in lines],
+                },
+            )
+        )
+    return result
+
+
+def setup(codes: list[str]):
+    from channels.models import Store
+    from inventory.models import Goods, Sku, StockLevel
+    from inventory.services import default_warehouse
+    from orders.models import ReviewRule
+
+    store, _ = Store.objects.get_or_create(
+        platform="douyin", platform_shop_id="bench-shop", defaults={"name": "bench", "app_key": "bench"}
+    )
+    goods, _ = Goods.objects.get_or_create(name="ingest bench")
+    warehouse = default_warehouse()
+    for code in codes:
+        sku, _ = Sku.objects.get_or_create(merchant_code=code, defaults={"goods": goods, "name": code})
+        StockLevel.objects.update_or_create(
+            sku=sku, warehouse=warehouse, defaults={"on_hand": 10**9, "reserved": 0}
+        )
+    ReviewRule.objects.update_or_create(kind="auto_approve", defaults={"enabled": True})
+    return store
+
+
+def clear_orders():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE orders_fulfilmentline, orders_fulfilment, orders_orderevent, orders_orderline, "
+            "orders_order, channels_channelorderstate, channels_ordersnapshot RESTART IDENTITY CASCADE"
+        )
+        cursor.execute("DELETE FROM inventory_reservation; DELETE FROM inventory_stockchange;")
+        cursor.execute("UPDATE inventory_stocklevel SET reserved = 0")
+
+
+def run_core(store, orders) -> float:
+    from channels.services import store_order_version
+    from orders.services import ingest_channel_order
+
+    started = time.perf_counter()
+    for co in orders:
+        with transaction.atomic():
+            store_order_version(store=store, order=co, payload=co.raw, source="pull")
+            ingest_channel_order(store=store, co=co)
+    return len(orders) / (time.perf_counter() - started)
+
+
+def order_rows(store, orders):
+    now = datetime.now(UTC)
+    for co in orders:
+        r = co.receiver
+        yield (
+            store.pk,
+            "douyin",
+            co.platform_order_id,
+            "approved",
+            "paid",
+            "2",
+            "[]",
+            False,
+            False,
+            False,
+            False,
+            "",
+            co.buyer_id,
+            r.name.cipher,
+            r.name.mask,
+            r.phone.cipher,
+            r.phone.mask,
+            r.phone.index,
+            r.address.cipher,
+            r.address.mask,
+            r.province,
+            r.city,
+            r.district,
+            "fp",
+            r.phone.mask[-4:],
+            "",
+            "",
+            co.goods_fen,
+            0,
+            0,
+            co.paid_fen,
+            co.created_at,
+            co.paid_at,
+            co.updated_at,
+            now,
+            now,
+        )
+
+
+ORDER_COLUMNS = (
+    "store_id, platform, platform_order_id, status, channel_status, platform_status, hold_reasons, "
+    "is_refunding, has_unmatched, is_out_of_stock, address_changed, ship_blocked_reason, buyer_id, "
+    "receiver_name_cipher, receiver_name_mask, receiver_phone_cipher, receiver_phone_mask, "
+    "receiver_phone_index, receiver_address_cipher, receiver_address_mask, province, city, district, "
+    "receiver_fingerprint, phone_tail, buyer_remark, seller_remark, goods_fen, freight_fen, discount_fen, "
+    "paid_fen, placed_at, paid_at, platform_updated_at, created_at, updated_at"
+)
+
+
+def run_copy(store, orders) -> float:
+    """Raw psycopg 3 COPY of the same order rows and their lines (the physical ceiling)."""
+    raw = connection.connection  # psycopg.Connection
+    started = time.perf_counter()
+    with transaction.atomic(), raw.cursor() as cur:
+        with cur.copy(f"COPY orders_order ({ORDER_COLUMNS}) FROM STDIN") as copy:
+            for row in order_rows(store, orders):
+                copy.write_row(row)
+        cur.execute("SELECT id, platform_order_id FROM orders_order WHERE store_id = %s", [store.pk])
+        ids = dict((pid, oid) for oid, pid in cur.fetchall())
+        with cur.copy(
+            "COPY orders_orderline (order_id, platform_line_id, platform_product_id, platform_sku_id, "
+            "merchant_code, title, spec, quantity, unit_price_fen, paid_fen, is_gift, status, refund_state) "
+            "FROM STDIN"
+        ) as copy:
+            for co in orders:
+                for x in co.lines:
+                    copy.write_row(
+                        (
+                            ids[co.platform_order_id],
+                            x.platform_line_id,
+                            x.platform_product_id,
+                            x.platform_sku_id,
+                            x.merchant_code,
+                            x.title,
+                            x.spec,
+                            x.quantity,
+                            x.unit_price_fen,
+                            x.paid_fen,
+                            False,
+                            "reserved",
+                            "",
+                        )
+                    )
+    return len(orders) / (time.perf_counter() - started)
+
+
+def run_bulk_create(store, orders) -> float:
+    from orders.models import Order, OrderLine
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        objs = []
+        for row in order_rows(store, orders):
+            values = dict(zip([c.strip() for c in ORDER_COLUMNS.split(",")], row, strict=True))
+            values["hold_reasons"] = []
+            values.pop("created_at"), values.pop("updated_at")
+            objs.append(Order(**values))
+        Order.objects.bulk_create(objs, batch_size=1000)
+        by_pid = {o.platform_order_id: o.pk for o in objs}
+        OrderLine.objects.bulk_create(
+            [
+                OrderLine(
+                    order_id=by_pid[co.platform_order_id],
+                    platform_line_id=x.platform_line_id,
+                    platform_product_id=x.platform_product_id,
+                    platform_sku_id=x.platform_sku_id,
+                    merchant_code=x.merchant_code,
+                    title=x.title,
+                    spec=x.spec,
+                    quantity=x.quantity,
+                    unit_price_fen=x.unit_price_fen,
+                    paid_fen=x.paid_fen,
+                    status="reserved",
+                )
+                for co in orders
+                for x in co.lines
+            ],
+            batch_size=2000,
+        )
+    return len(orders) / (time.perf_counter() - started)
+
+
+def main() -> dict:
+    ensure_bench_tenant()
+    codes = [f"ING-{i:03d}" for i in range(200)]
+    with schema_context(BENCH_SCHEMA):
+        store = setup(codes)
+        orders = neutral_orders(N, 0, codes)
+        clear_orders()
+        core = run_core(store, orders)
+        clear_orders()
+        bulk = run_bulk_create(store, orders)
+        clear_orders()
+        copy = run_copy(store, orders)
+        clear_orders()
+    result = {
+        "orders": N,
+        "lines_per_order": "1-3",
+        "core_orders_per_s": round(core, 1),
+        "bulk_create_orders_per_s": round(bulk, 1),
+        "copy_orders_per_s": round(copy, 1),
+        "core_vs_copy": round(core / copy, 3),
+        "core_vs_bulk_create": round(core / bulk, 3),
+    }
+    print(
+        f"ingestion core {result['core_orders_per_s']}/s · bulk_create {result['bulk_create_orders_per_s']}/s · "
+        f"COPY {result['copy_orders_per_s']}/s · core/COPY {result['core_vs_copy']} · core/bulk {result['core_vs_bulk_create']}"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
