@@ -212,6 +212,7 @@ def cmd_test(args: list[str]) -> int:
     # Keep tests off any queue a running `make run` worker consumes.
     os.environ.setdefault("ECBAO_CELERY_QUEUE", f"ecbao-test-{os.getpid()}")
     os.environ.setdefault("ECBAO_CACHE_PREFIX", f"ecbao-test-{os.getpid()}")
+    os.environ.setdefault("ECBAO_TEST_DB_NAME", f"test_ecbao_{os.getpid()}")
     with Services():
         return _run_foreground([sys.executable, "-m", "pytest", *args])
 

@@ -129,6 +129,8 @@ DATABASES = {"default": env.database_config()}
 DATABASES["default"]["ENGINE"] = "ecbao.dbbackend"
 if TESTING:  # live-server and worker threads must not keep connections past a request
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if os.environ.get("ECBAO_TEST_DB_NAME"):  # concurrent test runs on one server use their own database
+        DATABASES["default"]["TEST"] = {"NAME": os.environ["ECBAO_TEST_DB_NAME"]}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.redis_url()

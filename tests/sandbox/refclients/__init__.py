@@ -1,0 +1,5 @@
+"""Reference platform clients written from shared/reference/platform-apis.md.
+
+They deliberately import nothing from ``channels.sandbox``: a signature both sides
+compute with the same code would prove nothing.
+"""
