@@ -286,7 +286,9 @@ def decrypt_budget(store: Store) -> tuple[int, int]:
     return used, int(store.settings.get("decrypt_daily_budget", DEFAULT_DAILY_DECRYPT_BUDGET))
 
 
-def decrypt_receiver_field(*, store: Store, platform_order_id: str, field: str, cipher: str, user, ip: str | None) -> str:
+def decrypt_receiver_field(
+    *, store: Store, platform_order_id: str, field: str, cipher: str, user, ip: str | None
+) -> str:
     """Plain text of one receiver field, for the person asking, within the shop's daily budget.
 
     The platform's decrypt API is called with the user as ``account_id``; an audit row is
@@ -300,16 +302,30 @@ def decrypt_receiver_field(*, store: Store, platform_order_id: str, field: str, 
         Store.objects.select_for_update().filter(pk=store.pk).first()  # serialise budget checks per shop
         used, budget = decrypt_budget(store)
         if used >= budget:
-            DecryptAudit.objects.create(store=store, platform_order_id=platform_order_id, field=field, user=user,
-                                        username=user.get_username(), ip=ip, succeeded=False,
-                                        error="daily decrypt budget used up")
+            DecryptAudit.objects.create(
+                store=store,
+                platform_order_id=platform_order_id,
+                field=field,
+                user=user,
+                username=user.get_username(),
+                ip=ip,
+                succeeded=False,
+                error="daily decrypt budget used up",
+            )
             raise DecryptRefused(f"daily decrypt budget of {budget} used up for this shop")
-        audit = DecryptAudit.objects.create(store=store, platform_order_id=platform_order_id, field=field,
-                                            user=user, username=user.get_username(), ip=ip)
+        audit = DecryptAudit.objects.create(
+            store=store,
+            platform_order_id=platform_order_id,
+            field=field,
+            user=user,
+            username=user.get_username(),
+            ip=ip,
+        )
     try:
         # Platforms without per-field ciphertext (WeChat) decrypt by order and field name.
-        return connector_for(store).decrypt(platform_order_id=platform_order_id, cipher=cipher or field,
-                                            account_id=str(user.pk))
+        return connector_for(store).decrypt(
+            platform_order_id=platform_order_id, cipher=cipher or field, account_id=str(user.pk)
+        )
     except Exception as exc:
         DecryptAudit.objects.filter(pk=audit.pk).update(succeeded=False, error=str(exc)[:300])
         raise

@@ -255,8 +255,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.env_str("LOG_LEVEL", "INFO")},
     # httpx logs request URLs at INFO; Douyin puts access_token and sign in the query string.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"},
-                "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 if not (DEBUG or TESTING):

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from channels import api as channels_api
 from ecbao import views
 from inventory import api as inventory_api
+from orders import api as orders_api
 from tenants.accounts import api as accounts_api
 
 router = DefaultRouter()
@@ -19,6 +20,8 @@ router.register("stock-levels", inventory_api.StockLevelViewSet, basename="stock
 router.register("ledger", inventory_api.LedgerViewSet, basename="ledger-entry")
 router.register("adjustments", inventory_api.AdjustmentViewSet, basename="adjustment")
 router.register("listings", inventory_api.ListingViewSet, basename="listing")
+router.register("orders", orders_api.OrderViewSet, basename="order")
+router.register("review-rules", orders_api.ReviewRuleViewSet, basename="review-rule")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 
@@ -27,6 +30,7 @@ urlpatterns = [
     path("accounts/", include("tenants.accounts.urls")),
     path("shops/", include("channels.urls")),
     path("inventory/", include("inventory.urls")),
+    path("orders/", include("orders.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),

@@ -85,12 +85,13 @@ def with_stock(qs: QuerySet[Sku], *, warehouse_id: int | None = None) -> QuerySe
     return qs.annotate(
         on_hand=_summed(levels, F("on_hand")),
         reserved=_summed(levels, F("reserved")),
-    ).annotate(
+        # its own subquery (not on_hand − reserved): a stock-status filter then costs one
+        # index probe per scanned row instead of two
         available=Case(
             When(is_combo=True, then=_combo_sets(warehouse_id)),
-            default=F("on_hand") - F("reserved"),
+            default=_summed(levels, F("on_hand") - F("reserved")),
             output_field=IntegerField(),
-        )
+        ),
     )
 
 

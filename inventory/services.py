@@ -107,7 +107,9 @@ def _stock_components(sku: Sku, quantity: int) -> list[tuple[int, int]]:
     return sorted((component_id, per * quantity) for component_id, per in parts)
 
 
-def reserve_stock(*, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None) -> ReservationResult:
+def reserve_stock(
+    *, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None
+) -> ReservationResult:
     """Reserve ``quantity`` of ``sku`` for ``source_key`` (all components of a combination, or
     nothing). Idempotent per source key; raises InsufficientStock when any part is short.
 

@@ -76,19 +76,34 @@ class ListingRefresh:
     unmatched: int = 0
 
 
-def ensure_listing(*, store: Store, platform_product_id: str, platform_sku_id: str, merchant_code: str,
-                   title: str = "", spec: str = "") -> Listing:
+def ensure_listing(
+    *,
+    store: Store,
+    platform_product_id: str,
+    platform_sku_id: str,
+    merchant_code: str,
+    title: str = "",
+    spec: str = "",
+) -> Listing:
     """The listing for a platform SKU seen in an order, created (and auto-matched by merchant
     code) on first sight, so order lines always have a listing to wait on."""
-    listing = Listing.objects.filter(store=store, platform_product_id=platform_product_id,
-                                     platform_sku_id=platform_sku_id).first()
+    listing = Listing.objects.filter(
+        store=store, platform_product_id=platform_product_id, platform_sku_id=platform_sku_id
+    ).first()
     if listing is not None:
         return listing
     sku = Sku.objects.filter(merchant_code=merchant_code, is_active=True).first() if merchant_code else None
     listing, created = Listing.objects.get_or_create(
-        store=store, platform_product_id=platform_product_id, platform_sku_id=platform_sku_id,
-        defaults={"merchant_code": merchant_code, "title": title[:300], "spec": spec[:200], "sku": sku,
-                  "match": Listing.Match.MATCHED if sku else Listing.Match.UNMATCHED},
+        store=store,
+        platform_product_id=platform_product_id,
+        platform_sku_id=platform_sku_id,
+        defaults={
+            "merchant_code": merchant_code,
+            "title": title[:300],
+            "spec": spec[:200],
+            "sku": sku,
+            "match": Listing.Match.MATCHED if sku else Listing.Match.UNMATCHED,
+        },
     )
     if created and sku:
         transaction.on_commit(lambda: enqueue_listing_push(listing.pk))

@@ -40,7 +40,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from inventory import sync
 from inventory.models import ComboComponent, Goods, Sku, StockChange, StockLevel, Warehouse
 
-MAX_ROWS = 50_000
+MAX_ROWS = 200_000
 MAX_COST_FEN = 10**12  # ¥10,000,000,000.00
 MAX_WEIGHT_G = 2_147_483_647
 _BATCH = 2000

@@ -235,8 +235,9 @@ def _reserve_lines(order: Order, lines: list[OrderLine]) -> None:
             continue
         warehouse = warehouse or stock.default_warehouse()
         try:
-            stock.reserve_stock(source_key=line.reservation_key, sku=line.sku, quantity=line.quantity,
-                                warehouse=warehouse)
+            stock.reserve_stock(
+                source_key=line.reservation_key, sku=line.sku, quantity=line.quantity, warehouse=warehouse
+            )
         except stock.InsufficientStock:
             line.status = LineStatus.OUT_OF_STOCK
         else:

@@ -12,3 +12,6 @@ def ingest_snapshot_task(snapshot_id: int) -> str:
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def rematch_listing_task(listing_id: int) -> int:
     return services.rematch_waiting_lines(listing_id=listing_id)
+
+
+from orders import export_tasks  # noqa: E402, F401  (registers the export task in workers)
