@@ -266,8 +266,12 @@ def channel_order_from_json(data: dict[str, Any]) -> ChannelOrder:
         updated_at=_dt(data["updated_at"]),
         lines=tuple(ChannelOrderLine(**line) for line in data["lines"]),
         receiver=Receiver(
-            name=cipher(r["name"]), phone=cipher(r["phone"]), address=cipher(r["address"]),
-            province=r.get("province", ""), city=r.get("city", ""), district=r.get("district", ""),
+            name=cipher(r["name"]),
+            phone=cipher(r["phone"]),
+            address=cipher(r["address"]),
+            province=r.get("province", ""),
+            city=r.get("city", ""),
+            district=r.get("district", ""),
             town=r.get("town", ""),
         ),
         buyer_id=data.get("buyer_id", ""),
@@ -283,9 +287,12 @@ def channel_order_from_json(data: dict[str, Any]) -> ChannelOrder:
         seller_remark=data.get("seller_remark", ""),
         ship_blocked_reason=data.get("ship_blocked_reason", ""),
         packages=tuple(
-            Package(tracking_no=p["tracking_no"], carrier_code=p["carrier_code"],
-                    platform_package_id=p.get("platform_package_id", ""),
-                    lines=tuple((lid, qty) for lid, qty in p.get("lines", [])))
+            Package(
+                tracking_no=p["tracking_no"],
+                carrier_code=p["carrier_code"],
+                platform_package_id=p.get("platform_package_id", ""),
+                lines=tuple((lid, qty) for lid, qty in p.get("lines", [])),
+            )
             for p in data.get("packages", [])
         ),
     )
