@@ -15,8 +15,8 @@ Rules that make the pull safe to run at any time, twice, or concurrently:
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,16 +62,17 @@ def order_windows(
 def advisory_lock(name: str):
     """A session-level PostgreSQL advisory lock scoped to the current schema; yields False
     when someone else holds it."""
-    key = zlib.crc32(f"{connection.schema_name}:{name}".encode())
+    digest = hashlib.blake2b(f"ecbao:{connection.schema_name}:{name}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7001, key])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         acquired = cursor.fetchone()[0]
     try:
         yield acquired
     finally:
         if acquired:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [7001, key])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -> PullResult:

@@ -203,6 +203,8 @@ def cmd_run() -> int:
     with Services():
         _manage("migrate_schemas", "--executor", "standard", "-v", "0")
         _manage("bootstrap", "--demo")
+        # The local platform sandbox: register its apps, connect one shop per platform to the demo.
+        _manage("sandbox_demo", "--tenant", "demo", "--data", str(DATA / "sandbox.sqlite3"))
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         return _run_foreground([honcho, "-f", str(ROOT / "Procfile"), "start"])
 

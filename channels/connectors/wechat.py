@@ -337,6 +337,13 @@ class WechatConnector(Connector):
             shop_name=str(shop.get("nickname", "")),
         )
 
+    def self_use_token(self, *, platform_shop_id: str = "") -> TokenGrant:
+        """A self-use shop (its own appid/secret): a stable token, plus the shop's ``gh_`` id and
+        name when ``platform_shop_id`` is not given."""
+        self.session.refresh_token = ""
+        self.session.platform_shop_id = platform_shop_id
+        return self.refresh_tokens()
+
     def refresh_tokens(self) -> TokenGrant:
         """A fresh access token: ``stable_token`` for self-use shops, ``api_authorizer_token`` for
         authorised ones. Raises AuthExpired when WeChat refuses the credentials or authorisation."""
