@@ -38,8 +38,11 @@ class Command(BaseCommand):
                 continue
             tool_apps[app.platform] = app
             services.register_app(platform=app.platform, app_key=app.app_key, secrets=_secrets(app))
-            world.update_app(app.app_key, webhook_url=f"{public}/hooks/{app.platform}/",
-                             redirect_uri=oauth.callback_url(app.platform))
+            world.update_app(
+                app.app_key,
+                webhook_url=f"{public}/hooks/{app.platform}/",
+                redirect_uri=oauth.callback_url(app.platform),
+            )
             self.stdout.write(f"{app.platform}: app {app.app_key} → pushes to {public}/hooks/{app.platform}/")
         if not tenant:
             return
@@ -48,13 +51,17 @@ class Command(BaseCommand):
             raise CommandError(f"no tenant {tenant!r}")
         for platform, factory in factories.items():
             sandbox_app = factory(world)
-            http = httpx.Client(transport=httpx.WSGITransport(app=sandbox_app), base_url="http://sandbox.local")
+            http = httpx.Client(
+                transport=httpx.WSGITransport(app=sandbox_app), base_url="http://sandbox.local"
+            )
             for shop in world.shops(platform)[:shops]:
                 with schema_context(target.schema_name):
                     if Store.objects.filter(platform=platform, platform_shop_id=shop.shop_id).exists():
                         continue
                     store = self._connect(world, platform, shop, tool_apps.get(platform), http, target)
-                    self.stdout.write(f"{platform}: connected {store.name} ({store.platform_shop_id}) to {tenant}")
+                    self.stdout.write(
+                        f"{platform}: connected {store.name} ({store.platform_shop_id}) to {tenant}"
+                    )
         world.close()
 
     def _connect(self, world, platform, shop, tool_app, http, tenant) -> Store:
@@ -63,16 +70,27 @@ class Command(BaseCommand):
                 from channels.sandbox.wechat import create_self_use_app
 
                 app = create_self_use_app(world, shop.shop_id)
-                world.update_app(app.app_key, webhook_url=f"{oauth.public_base_url()}/hooks/{platform}/{app.app_key}/")
-                services.register_app(platform=platform, app_key=app.app_key, secrets=_secrets(app), tenant=tenant)
+                world.update_app(
+                    app.app_key, webhook_url=f"{oauth.public_base_url()}/hooks/{platform}/{app.app_key}/"
+                )
+                services.register_app(
+                    platform=platform, app_key=app.app_key, secrets=_secrets(app), tenant=tenant
+                )
                 connector = services.unbound_connector(platform=platform, app_key=app.app_key, http=http)
                 grant = connector.self_use_token(platform_shop_id=shop.shop_id)
-                return services.connect_store(platform=platform, app_key=app.app_key, grant=grant,
-                                              auth_mode=Store.AuthMode.SELF_USE, name=shop.name)
+                return services.connect_store(
+                    platform=platform,
+                    app_key=app.app_key,
+                    grant=grant,
+                    auth_mode=Store.AuthMode.SELF_USE,
+                    name=shop.name,
+                )
             code = world.create_oauth_code(tool_app.app_key, shop.shop_id)
             connector = services.unbound_connector(platform=platform, app_key=tool_app.app_key, http=http)
             grant = connector.exchange_code(code=code.code, redirect_uri=oauth.callback_url(platform))
-            return services.connect_store(platform=platform, app_key=tool_app.app_key, grant=grant, name=shop.name)
+            return services.connect_store(
+                platform=platform, app_key=tool_app.app_key, grant=grant, name=shop.name
+            )
 
 
 def _secrets(app) -> dict:
