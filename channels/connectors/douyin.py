@@ -557,7 +557,15 @@ class DouyinConnector(Connector):
     @staticmethod
     def _line(s: dict[str, Any]) -> ChannelOrderLine:
         specs = [x for x in s.get("spec") or [] if isinstance(x, dict)]
-        after_sale = _int(_dict(s.get("after_sale_info")).get("after_sale_status"))
+        info = _dict(s.get("after_sale_info"))
+        after_sale, refund = _int(info.get("after_sale_status")), _int(info.get("refund_status"))
+        # Neutral line refund state: "refunded" (money returned), "refunding" (in progress), "".
+        if refund == 3 or after_sale in (12, 14):
+            refund_state = "refunded"
+        elif refund in (1, 2) or after_sale in (6, 7, 8, 11, 13):
+            refund_state = "refunding"
+        else:
+            refund_state = ""
         return ChannelOrderLine(
             platform_line_id=_id(s.get("order_id")),
             platform_product_id=str(s.get("product_id_str") or _id(s.get("product_id"))),
@@ -569,7 +577,7 @@ class DouyinConnector(Connector):
             unit_price_fen=_int(s.get("origin_amount")),
             paid_fen=_int(s.get("pay_amount")),
             is_gift=s.get("given_product_type") == "FREE",
-            refund_state=str(after_sale) if after_sale else "",
+            refund_state=refund_state,
         )
 
     @staticmethod

@@ -300,7 +300,7 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
         quantity=_int(item.get("num")),
         unit_price_fen=_int(item.get("price")),
         paid_fen=_int(base.get("totalFee")),
-        refund_state=str(_dict(refunds[0]).get("refundStatus") or "") if refunds else "",
+        refund_state=_refund_state(_int(_dict(refunds[0]).get("refundStatus"))) if refunds else "",
     )
     lines = [main]
     partially = status_code == 40 and _int(delivery.get("deliveryNum")) < main.quantity
@@ -1032,3 +1032,13 @@ class KuaishouPushCodec(PushCodec):
 
 CONNECTOR = KuaishouConnector
 PUSH_CODEC = KuaishouPushCodec
+
+
+def _refund_state(status: int) -> str:
+    """Neutral line refund state from a Kuaishou refund status (§2.7): 60 succeeded →
+    "refunded", 70 failed → "", anything else in progress → "refunding"."""
+    if status == 60:
+        return "refunded"
+    if status in (0, 70):
+        return ""
+    return "refunding"

@@ -162,7 +162,8 @@ def line_id(product_id: Any, sku_id: Any) -> str:
 
 
 def split_line_id(platform_line_id: str) -> tuple[str, str]:
-    product_id, sep, sku_id = platform_line_id.partition(":")
+    """``product_id:sku_id`` (a repeated pair in one order carries a ``#n`` suffix)."""
+    product_id, sep, sku_id = platform_line_id.split("#", 1)[0].partition(":")
     if not sep or not product_id or not sku_id:
         raise ValueError(f"not a WeChat line id (product_id:sku_id): {platform_line_id!r}")
     return product_id, sku_id
@@ -458,11 +459,14 @@ class WechatConnector(Connector):
         detail = order.get("order_detail") or {}
         status = int(order.get("status") or 0)
         lines = []
+        seen: dict[str, int] = {}
         for p in detail.get("product_infos") or []:
             on, done = int(p.get("on_aftersale_sku_cnt") or 0), int(p.get("finish_aftersale_sku_cnt") or 0)
+            pair = line_id(p.get("product_id"), p.get("sku_id"))
+            seen[pair] = seen.get(pair, 0) + 1  # the same SKU twice (e.g. bought + gift): keep ids unique
             lines.append(
                 ChannelOrderLine(
-                    platform_line_id=line_id(p.get("product_id"), p.get("sku_id")),
+                    platform_line_id=pair if seen[pair] == 1 else f"{pair}#{seen[pair]}",
                     platform_product_id=_str_id(p.get("product_id")),
                     platform_sku_id=_str_id(p.get("sku_id")),
                     merchant_code=str(p.get("sku_code") or ""),
@@ -474,7 +478,7 @@ class WechatConnector(Connector):
                     unit_price_fen=int(p.get("sale_price") or 0),
                     paid_fen=int(p.get("real_price") or 0),
                     is_gift=bool(p.get("is_free_gift")),
-                    refund_state="on_aftersale" if on else ("refunded" if done else ""),
+                    refund_state="refunding" if on else ("refunded" if done else ""),
                 )
             )
         delivery = detail.get("delivery_info") or {}

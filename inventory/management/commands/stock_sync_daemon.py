@@ -1,21 +1,19 @@
 """python manage.py stock_sync_daemon — push stock changes to the shops within moments.
 
 Waits on the Redis signal queue (``inventory.sync.schedule_stock_sync``), then drains that
-tenant's stock-change outbox. Run one or more (they share the queue; the outbox is consumed
-with SKIP LOCKED). The periodic Celery task ``inventory.tasks.sync_stock_changes`` is the
-safety net when no daemon runs.
+tenant's stock-change outbox, pushing the listings of different shops concurrently
+(``--threads``); failed pushes are retried with backoff when due. Run one or more (they
+share the queue; the outbox is consumed with SKIP LOCKED). The loop is
+``inventory.sync.run_daemon``. The periodic Celery task ``inventory.tasks.sync_stock_changes``
+is the safety net when no daemon runs.
 """
 
-import logging
 import signal
+import threading
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
-from django_tenants.utils import get_tenant_model, schema_context
 
 from inventory import sync
-
-logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -24,33 +22,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="handle one signal (or time out) and exit")
         parser.add_argument("--timeout", type=float, default=5.0)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="shops pushed concurrently (default STOCK_SYNC_THREADS or 8)",
+        )
 
-    def handle(self, *args, once, timeout, **options):
-        stopping = False
-
-        def stop(*_):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        tenants = get_tenant_model()
-        while not stopping:
-            schema = sync.take_signal(timeout)
-            if schema and tenants.objects.filter(schema_name=schema).exclude(schema_name="public").exists():
-                with schema_context(schema):
-                    try:
-                        result = sync.drain()
-                    except Exception:
-                        logger.exception("stock sync failed in %s", schema)
-                    else:
-                        pushed = sum(1 for o in result.outcomes if o.pushed)
-                        logger.info(
-                            "stock sync %s: %s changes, %s SKUs, %s pushes",
-                            schema,
-                            result.changes,
-                            result.skus,
-                            pushed,
-                        )
-            close_old_connections()
-            if once:
-                break
+    def handle(self, *args, once, timeout, threads, **options):
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        sync.run_daemon(stop=stop, timeout=timeout, once=once, threads=threads)
