@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import random
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from common import BENCH_SCHEMA, ROOT, ensure_bench_tenant
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 PER_PLATFORM = int(os.environ.get("BENCH_E2E_ORDERS", "1500"))
@@ -114,8 +116,16 @@ def main() -> dict:
                     code = world.create_oauth_code(app.app_key, shop.shop_id)
                     grant = connector.exchange_code(code=code.code)
                     store = services.connect_store(platform=platform, app_key=app.app_key, grant=grant)
+                if os.environ.get("BENCH_DEBUG"):
+                    from datetime import UTC, datetime
+
+                    probe = services.connector_for(store)
+                    now = datetime.now(UTC)
+                    print("probe", platform, sum(1 for _ in probe.iter_orders(updated_from=now - timedelta(hours=1),
+                                                                             updated_to=now)), world.now(), now)
                 started = time.perf_counter()
-                pulled = sync.pull_orders(store_id=store.pk)
+                # Orders were placed a moment ago: end the window past the settle lag.
+                pulled = sync.pull_orders(store_id=store.pk, now=timezone.now() + timedelta(seconds=5))
                 pull_s = time.perf_counter() - started
                 snapshot_ids = list(
                     ChannelOrderState.objects.filter(store=store).values_list("snapshot_id", flat=True)
