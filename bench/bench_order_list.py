@@ -93,17 +93,18 @@ def populate(store_ids: list[int]) -> int:
                             placed,
                         )
                     )
+            # The ids first: no other statement may run on the connection while a COPY is open.
+            cur.execute(
+                "SELECT id FROM orders_order WHERE platform_order_id >= %s AND platform_order_id < %s",
+                [f"69{start:017d}", f"69{end:017d}"],
+            )
+            order_ids = [row[0] for row in cur.fetchall()]
             with cur.copy(
                 "COPY orders_orderline (order_id, platform_line_id, platform_product_id, platform_sku_id, "
                 "merchant_code, title, spec, quantity, unit_price_fen, paid_fen, is_gift, status, "
                 "refund_state) FROM STDIN"
             ) as copy:
-                cur2 = raw.cursor()
-                cur2.execute(
-                    "SELECT id FROM orders_order WHERE platform_order_id >= %s AND platform_order_id < %s",
-                    [f"69{start:017d}", f"69{end:017d}"],
-                )
-                for (order_id,) in cur2:
+                for order_id in order_ids:
                     copy.write_row(
                         (
                             order_id,
@@ -126,6 +127,14 @@ def populate(store_ids: list[int]) -> int:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE orders_order; ANALYZE orders_orderline")
     return ORDERS
+
+
+def _next_dashboard_page(response) -> str | None:
+    import html
+    import re
+
+    match = re.search(r'href="\?([^"]*after=[^"]+)" data-testid="next-page"', response.content.decode())
+    return f"/orders/?{html.unescape(match.group(1))}" if match else None
 
 
 def timed(client: Client, url: str, **headers) -> tuple[float, object]:
@@ -191,7 +200,7 @@ def main() -> dict:
             "dashboard page 200",
             "/orders/",
             {},
-            lambda r: r.context["page"].next_key and f"/orders/?after={r.context['page'].next_key}",
+            _next_dashboard_page,
         ),
         ("api page 200", "/api/v1/orders/", api, lambda r: r.json().get("next")),
     ):
