@@ -66,16 +66,8 @@ def _without(params: QueryDict, *names: str) -> str:
 # --- the list ------------------------------------------------------------------------------------
 
 
-def _tab_query(params: QueryDict, status: str) -> str:
-    params = params.copy()
-    for name in ("status", "after", "before"):
-        params.pop(name, None)
-    if status:
-        params["status"] = status
-    return params.urlencode()
-
-
-def _workbench(request, params: QueryDict, **extra) -> dict:
+def _workbench(params: QueryDict, **extra) -> dict:
+    """The list's context for ``params`` (the GET query): filters, one keyset page, tabs."""
     form = OrderFilterForm(params)
     filters = form.filters()
     page = selectors.order_page(
@@ -86,15 +78,21 @@ def _workbench(request, params: QueryDict, **extra) -> dict:
     )
     selectors.decorate(page.rows)
     counts = selectors.tab_counts(filters)
+    others = _without(params, "status", "after", "before")
     return {
         "form": form,
         "status": filters.status,
         "page": page,
         "tabs": [
-            (value, label, selectors.count_display(counts[value]), _tab_query(params, value))
+            (
+                value,
+                label,
+                selectors.count_display(counts[value]),
+                "&".join(filter(None, (f"status={value}" if value else "", others))),
+            )
             for value, label in selectors.TABS
         ],
-        "tab_query": _without(params, "status", "after", "before"),
+        "tab_query": others,
         "page_query": params.urlencode(),
         "filter_query": _without(params, "after", "before"),
         "paged": bool(params.get("after") or params.get("before")),
@@ -105,7 +103,7 @@ def _workbench(request, params: QueryDict, **extra) -> dict:
 
 @capability_required("dashboard.view")
 def order_list(request):
-    context = _workbench(request, request.GET)
+    context = _workbench(request.GET)
     if request.htmx and not request.htmx.boosted:
         return render(request, "orders/_workbench.html", {**context, "partial": True})
     return render(request, "orders/list.html", context)
@@ -167,7 +165,7 @@ def bulk_action(request):
         messages.error(request, _("Unknown action."))
     params = QueryDict(request.POST.get("filter_query", ""))
     if request.htmx:
-        context = _workbench(request, params, results=results, partial=True)
+        context = _workbench(params, results=results, partial=True)
         return render(request, "orders/_workbench.html", context)
     query = params.urlencode()
     return redirect(reverse("orders:list") + (f"?{query}" if query else ""))
