@@ -50,7 +50,7 @@ def main() -> dict:
     from channels.sandbox.server import SandboxServer, ServerOptions
     from inventory.models import Goods, Sku, StockLevel
     from inventory.services import default_warehouse
-    from orders.services import ingest_snapshot
+    from orders.services import ingest_snapshots
 
     ensure_bench_tenant()
     world = build_world(ROOT / ".data" / "bench-sandbox.sqlite3")
@@ -131,8 +131,7 @@ def main() -> dict:
                     ChannelOrderState.objects.filter(store=store).values_list("snapshot_id", flat=True)
                 )
                 started = time.perf_counter()
-                for snapshot_id in snapshot_ids:
-                    ingest_snapshot(snapshot_id=snapshot_id)
+                ingest_snapshots(snapshot_ids=snapshot_ids)
                 ingest_s = time.perf_counter() - started
                 n = len(snapshot_ids)
                 row = {
