@@ -200,6 +200,39 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class PublishSku:
+    """One SKU of a product being published (商品铺货): the merchant code travels to the
+    platform as its SKU code, so orders and listings match back to the merchant SKU.
+
+    ``spec`` is ``"颜色:白色;尺码:M"`` (name:value pairs) or plain values (``"白色;M"``)."""
+
+    merchant_code: str
+    spec: str
+    price_fen: int
+    stock: int
+
+    def spec_pairs(self) -> list[tuple[str, str]]:
+        """``spec`` as (name, value) pairs; a value without a name is named 规格/规格2/…;
+        an empty spec is one value, 默认."""
+        pairs: list[tuple[str, str]] = []
+        for index, part in enumerate(p for p in self.spec.replace("；", ";").split(";") if p.strip()):
+            name, sep, value = part.replace("：", ":").partition(":")
+            if not sep:
+                name, value = ("规格" if index == 0 else f"规格{index + 1}"), name
+            pairs.append((name.strip(), value.strip()))
+        return pairs or [("规格", "默认")]
+
+
+@dataclass(frozen=True)
+class PublishedProduct:
+    """A product the platform created: its id and one listing per platform SKU, each
+    carrying the merchant code it was published with."""
+
+    platform_product_id: str
+    skus: tuple[Listing, ...]
+
+
+@dataclass(frozen=True)
 class Carrier:
     code: str
     name: str

@@ -10,9 +10,10 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from channels.models import Store
 from ecbao.api import error_response
-from inventory import queries, services, sync
-from inventory.models import ComboComponent, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
+from inventory import publishing, queries, services, sync
+from inventory.models import ComboComponent, Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 
 ERROR_ENVELOPE = inline_serializer(
     name="ErrorEnvelope",
@@ -89,6 +90,37 @@ class SkuFilter(django_filters.FilterSet):
         return queries.search_skus(queryset, value)
 
 
+class PublishPriceSerializer(serializers.Serializer):
+    sku = serializers.IntegerField()
+    price_fen = serializers.IntegerField(min_value=1)
+
+
+class PublishSerializer(serializers.Serializer):
+    goods = serializers.PrimaryKeyRelatedField(queryset=Goods.objects.all())
+    stores = serializers.PrimaryKeyRelatedField(queryset=Store.objects.all(), many=True, allow_empty=False)
+    prices = PublishPriceSerializer(many=True, required=False, help_text="Price per SKU id, in fen.")
+    markup_percent = serializers.IntegerField(
+        min_value=1, required=False, help_text="For SKUs without a price: cost × percent / 100."
+    )
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    images = serializers.ListField(child=serializers.URLField(), required=False)
+    categories = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="Platform leaf category id per store id."
+    )
+
+
+class PublishResultSerializer(serializers.Serializer):
+    store_id = serializers.IntegerField()
+    store_name = serializers.CharField()
+    platform = serializers.CharField()
+    ok = serializers.BooleanField()
+    platform_product_id = serializers.CharField()
+    listing_ids = serializers.ListField(child=serializers.IntegerField())
+    error = serializers.CharField()
+    outcome_unknown = serializers.BooleanField()
+    missing_codes = serializers.ListField(child=serializers.CharField())
+
+
 class SkuViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -121,6 +153,37 @@ class SkuViewSet(
         )
         serializer.is_valid(raise_exception=True)
         return self._annotated(serializer.save(), status.HTTP_200_OK)
+
+    @extend_schema(
+        request=PublishSerializer,
+        responses={
+            200: PublishResultSerializer(many=True),
+            400: OpenApiResponse(ERROR_ENVELOPE, description="A price or image is missing (code invalid)"),
+        },
+    )
+    @action(detail=False, methods=["post"], serializer_class=PublishSerializer)
+    def publish(self, request):
+        """Product publishing (商品铺货): create a goods with its SKUs on the chosen shops and
+        record the listings; one result per shop (a shop's failure does not stop the others)."""
+        serializer = PublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            results = publishing.publish_goods(
+                goods=data["goods"],
+                stores=data["stores"],
+                user=request.user,
+                prices={p["sku"]: p["price_fen"] for p in data.get("prices", [])},
+                markup_percent=data.get("markup_percent"),
+                title=data.get("title", ""),
+                images=data.get("images") or None,
+                categories={
+                    int(k): str(v) for k, v in (data.get("categories") or {}).items() if str(k).isdigit()
+                },
+            )
+        except publishing.PublishError as exc:
+            return error_response(code="invalid", message=str(exc))
+        return Response([r.to_json() for r in results], status=status.HTTP_200_OK)
 
 
 # --- stock levels and ledger ---------------------------------------------------------------------

@@ -32,6 +32,8 @@ from channels.types import (
     ChannelOrder,
     Listing,
     Platform,
+    PublishedProduct,
+    PublishSku,
     SettlementLine,
     ShipmentParcel,
     TokenGrant,
@@ -179,6 +181,18 @@ class Connector(ABC):
     def decrypt(self, *, platform_order_id: str, cipher: str, account_id: str) -> str:
         """Plain text of one ciphertext field, for one person who asked (never in bulk)."""
 
+    # --- publishing (商品铺货) ----------------------------------------------------------------
+    def publish_product(
+        self, *, title: str, skus: list[PublishSku], images: list[str], category: str, request_id: str
+    ) -> PublishedProduct:
+        """Create a product with ``skus`` on the shop (each SKU's platform code = its merchant
+        code) and return the platform's product id and one listing per platform SKU.
+
+        ``category`` is the platform's leaf category id ("" = none given). Creating a product
+        is not idempotent: a create whose answer was lost is never re-sent (``request_id`` is
+        passed where the platform takes an idempotency key)."""
+        raise NotImplementedError(f"{self.platform} cannot publish products")
+
     # --- mechanics -----------------------------------------------------------------------
     def ensure_fresh_token(self) -> None:
         s = self.session
@@ -255,6 +269,17 @@ class Connector(ABC):
             return response.json()
         except ValueError as exc:
             raise TemporarilyUnavailable(f"malformed body (HTTP {response.status_code})") from exc
+
+
+def publish_dimensions(skus: list[PublishSku], *, max_dimensions: int) -> tuple[list[str], list[list[str]]]:
+    """Spec dimension names shared by all ``skus`` and each SKU's values, in order. When the
+    SKUs do not share the same names (or have more than ``max_dimensions``), one dimension
+    规格 whose value is the SKU's whole spec."""
+    pairs = [sku.spec_pairs() for sku in skus]
+    names = [n for n, _ in pairs[0]] if pairs else []
+    if pairs and len(names) <= max_dimensions and all([n for n, _ in p] == names for p in pairs):
+        return names, [[v for _, v in p] for p in pairs]
+    return ["规格"], [["/".join(v for _, v in p)] for p in pairs]
 
 
 def epoch_seconds(value: datetime) -> int:

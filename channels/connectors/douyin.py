@@ -44,6 +44,7 @@ from channels.connectors.base import (
     TokenExpiredSignal,
     epoch_seconds,
     from_epoch,
+    publish_dimensions,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
 from channels.types import (
@@ -58,6 +59,8 @@ from channels.types import (
     OrderStatus,
     Package,
     Platform,
+    PublishedProduct,
+    PublishSku,
     Receiver,
     SettlementLine,
     ShipmentParcel,
@@ -705,6 +708,67 @@ class DouyinConnector(Connector):
             "incremental": False,
         }
         self._api("/sku/syncStock", params, idempotent=True)
+
+    # ------------------------------------------------------------------ publishing (商品铺货)
+
+    def publish_product(
+        self, *, title: str, skus: list[PublishSku], images: list[str], category: str, request_id: str
+    ) -> PublishedProduct:
+        """``/product/addV2``: ``specs`` ("颜色|白色,黑色^尺码|M,L"), ``spec_prices`` (a JSON
+        string: per SKU ``code`` = merchant code, ``price`` fen, ``stock_num``,
+        ``spec_detail_name1..3``), ``pic`` ("url|url"), ``commit`` true (submit for sale).
+        addV2 has no idempotency key (``request_id`` unused), so it is never re-sent after a
+        lost answer. The answer's ``sku[]`` maps SKU ids to codes; ``/sku/list`` fills any gap."""
+        if not skus or not images:
+            raise ValueError("a product needs SKUs and images")
+        names, rows = publish_dimensions(skus, max_dimensions=3)
+        specs = "^".join(
+            f"{name}|{','.join(dict.fromkeys(row[i] for row in rows))}" for i, name in enumerate(names)
+        )
+        spec_prices = [
+            {"code": sku.merchant_code, "price": sku.price_fen, "stock_num": sku.stock,
+             **{f"spec_detail_name{i + 1}": value for i, value in enumerate(row)}}
+            for sku, row in zip(skus, rows, strict=True)
+        ]  # fmt: skip
+        params: dict[str, Any] = {
+            "product_type": 0,
+            "name": title,
+            "pic": "|".join(images),
+            "description": "".join(f'<img src="{url}">' for url in images),
+            "specs": specs,
+            "spec_prices": json.dumps(spec_prices, ensure_ascii=False, separators=(",", ":")),
+            "commit": True,
+        }
+        if category.isdigit():
+            params["category_leaf_id"] = int(category)
+        data = _dict(self._api("/product/addV2", params, idempotent=False))
+        product_id = _id(data.get("product_id"))
+        if not product_id:
+            raise PlatformRejected("addV2 returned no product_id", code="product_id")
+        ids = {
+            str(s.get("code") or ""): _id(s.get("sku_id"))
+            for s in data.get("sku") or []
+            if isinstance(s, dict)
+        }
+        if any(sku.merchant_code not in ids for sku in skus):
+            for listing in self._listings_of(product_id, title):
+                ids.setdefault(listing.merchant_code, listing.platform_sku_id)
+        return PublishedProduct(
+            platform_product_id=product_id,
+            skus=tuple(
+                Listing(
+                    platform_product_id=product_id,
+                    platform_sku_id=ids[sku.merchant_code],
+                    merchant_code=sku.merchant_code,
+                    title=title,
+                    spec=";".join(row),
+                    stock=sku.stock,
+                    price_fen=sku.price_fen,
+                )
+                for sku, row in zip(skus, rows, strict=True)
+                if ids.get(sku.merchant_code)
+            ),
+        )
 
     # ------------------------------------------------------------------ after-sales
 

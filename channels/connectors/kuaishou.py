@@ -52,6 +52,7 @@ from channels.connectors.base import (
     ShopSession,
     TokenExpiredSignal,
     from_epoch,
+    publish_dimensions,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
 from channels.types import (
@@ -66,6 +67,8 @@ from channels.types import (
     OrderStatus,
     Package,
     Platform,
+    PublishedProduct,
+    PublishSku,
     Receiver,
     SettlementLine,
     ShipmentParcel,
@@ -798,6 +801,57 @@ class KuaishouConnector(Connector):
         params = {"kwaiItemId": int(listing.platform_product_id), "skuId": int(listing.platform_sku_id),
                   "skuChangeStock": abs(delta), "changeType": 1 if delta > 0 else 2}  # fmt: skip
         self._api("open.item.sku.stock.update", params, write=True)
+
+    # ------------------------------------------------------------------ publishing (商品铺货)
+
+    def publish_product(
+        self, *, title: str, skus: list[PublishSku], images: list[str], category: str, request_id: str
+    ) -> PublishedProduct:
+        """``open.item.new`` (POST form): ``title``, ``categoryId``, ``imageUrls``, ``details``,
+        ``skuList[]{skuNick (merchant code), skuSalePrice (fen), skuStock, skuProps[]{propName,
+        propValueName, isMainProp}}``. No idempotency key (``request_id`` unused): never re-sent
+        after a lost answer. The answer carries ``itemId``; the SKU ids are read back with
+        ``open.item.sku.list.get`` and matched by ``skuNick``."""
+        if not skus or not images:
+            raise ValueError("a product needs SKUs and images")
+        names, rows = publish_dimensions(skus, max_dimensions=3)
+        params: dict[str, Any] = {
+            "title": title,
+            "imageUrls": list(images),
+            "details": title,
+            "skuList": [
+                {
+                    "skuNick": sku.merchant_code,
+                    "skuSalePrice": sku.price_fen,
+                    "skuStock": sku.stock,
+                    "skuProps": [
+                        {"propName": n, "propValueName": v, "isMainProp": i == 0}
+                        for i, (n, v) in enumerate(zip(names, row, strict=True))
+                    ],
+                }
+                for sku, row in zip(skus, rows, strict=True)
+            ],
+        }
+        if category.isdigit():
+            params["categoryId"] = int(category)
+        data = _dict(self._api("open.item.new", params, write=True).get("data"))
+        item_id = _id(data.get("itemId"))
+        if not item_id:
+            raise PlatformRejected("open.item.new returned no itemId", code="itemId")
+        listed = _dict(self._api("open.item.sku.list.get", {"kwaiItemId": int(item_id)}).get("data"))
+        listings = tuple(
+            Listing(
+                platform_product_id=item_id,
+                platform_sku_id=_id(_dict(sku).get("kwaiSkuId")),
+                merchant_code=str(_dict(sku).get("skuNick") or ""),
+                title=title,
+                spec=str(_dict(sku).get("specification") or ""),
+                stock=_int(_dict(sku).get("skuStock")),
+                price_fen=_int(_dict(sku).get("skuSalePrice")),
+            )
+            for sku in _list(listed.get("skuList"))
+        )
+        return PublishedProduct(platform_product_id=item_id, skus=listings)
 
     # ------------------------------------------------------------------ after-sales and money
 

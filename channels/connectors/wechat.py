@@ -57,6 +57,7 @@ from channels.connectors.base import (
     TokenExpiredSignal,
     epoch_seconds,
     from_epoch,
+    publish_dimensions,
 )
 from channels.errors import (
     AuthExpired,
@@ -77,6 +78,8 @@ from channels.types import (
     OrderStatus,
     Package,
     Platform,
+    PublishedProduct,
+    PublishSku,
     Receiver,
     SettlementLine,
     ShipmentParcel,
@@ -692,6 +695,58 @@ class WechatConnector(Connector):
             return
         body = {**ids, "diff_type": 1 if delta > 0 else 2, "num": abs(delta)}
         self.api("/channels/ec/product/stock/update", body, idempotent=False)
+
+    # --- publishing (商品铺货) -----------------------------------------------------------------------
+    def publish_product(
+        self, *, title: str, skus: list[PublishSku], images: list[str], category: str, request_id: str
+    ) -> PublishedProduct:
+        """``/channels/ec/product/add``: ``title``, ``head_imgs``, ``desc_info``, ``cats_v2``,
+        ``skus[]{sku_code (merchant code), sale_price (fen), stock_num, sku_attrs[]}``,
+        ``listing`` 1 (list right away). The API has no idempotency key (``request_id``
+        unused): never re-sent after a lost answer. The answer carries only ``product_id``;
+        the SKU ids are read back with ``/channels/ec/product/get`` and matched by ``sku_code``."""
+        if not skus or not images:
+            raise ValueError("a product needs SKUs and images")
+        names, rows = publish_dimensions(skus, max_dimensions=3)
+        body: dict[str, Any] = {
+            "title": title,
+            "head_imgs": list(images),
+            "desc_info": {"imgs": list(images), "desc": title},
+            "skus": [
+                {
+                    "sku_code": sku.merchant_code,
+                    "sale_price": sku.price_fen,
+                    "stock_num": sku.stock,
+                    "thumb_img": images[0],
+                    "sku_attrs": [{"attr_key": n, "attr_value": v} for n, v in zip(names, row, strict=True)],
+                }
+                for sku, row in zip(skus, rows, strict=True)
+            ],
+            "listing": 1,
+        }
+        if category:
+            body["cats_v2"] = [{"cat_id": category}]
+        reply = self.api("/channels/ec/product/add", body, idempotent=False)
+        product_id = _str_id((reply.get("data") or {}).get("product_id"))
+        if not product_id:
+            raise PlatformRejected("product/add returned no product_id", code="product_id")
+        listings = []
+        for sku in self._product(product_id).get("skus") or []:
+            listings.append(
+                Listing(
+                    platform_product_id=product_id,
+                    platform_sku_id=_str_id(sku.get("sku_id")),
+                    merchant_code=str(sku.get("sku_code") or ""),
+                    title=title,
+                    spec=";".join(
+                        f"{a.get('attr_key', '')}:{a.get('attr_value', '')}"
+                        for a in sku.get("sku_attrs") or []
+                    ),
+                    stock=int(sku.get("stock_num") or 0),
+                    price_fen=int(sku.get("sale_price") or 0),
+                )
+            )
+        return PublishedProduct(platform_product_id=product_id, skus=tuple(listings))
 
     # --- after-sales ---------------------------------------------------------------------------------
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:

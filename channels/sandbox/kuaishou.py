@@ -164,6 +164,8 @@ R_DELIVER_RULE = 11
 R_PARAM = 13  # [choice]
 R_NO_API = 14  # [choice]
 R_REJECT = 21
+ITEM_TITLE_MAX = 30  # [choice] open.item.new title length
+ITEM_SKUS_MAX = 300  # [choice] SKUs per item
 R_APP = 22  # [choice] appkey unknown / not allowed
 R_TOKEN = 24
 R_SCOPE = 25  # [choice]
@@ -993,6 +995,7 @@ class KuaishouApp(PlatformGateway):
             ("open.item.sku.stock.update", self.sku_stock_update),
             ("open.item.sku.list.get", self.sku_list_get),
             ("open.item.list.get", self.item_list_get),
+            ("open.item.new", self.item_new),
             ("open.seller.order.refund.pcursor.list", self.refund_pcursor_list),
             ("open.seller.order.refund.detail", self.refund_detail),
             ("open.funds.financial.settled.bill.detail", self.settled_bill_detail),
@@ -1711,6 +1714,56 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         total_pages = max(1, math.ceil(len(products) / page_size))
         return self.ok({"totalItemCount": len(products), "currentPageItemCount": len(chunk), "currentPageNumber": page_number,
                         "totalPage": total_pages, "items": [render.item(x) for x in chunk]})  # fmt: skip
+
+    def item_new(self, request: Request, ctx: CallContext) -> Response:
+        """``open.item.new`` subset (商品铺货): ``title``, ``categoryId``, ``imageUrls``, ``relItemId``,
+        ``skuList[]{relSkuId, skuNick, skuSalePrice, skuStock, skuProps[]{propName, propValueName}}``
+        → ``data{itemId, relItemId}``. [choice] field names follow the SDK's item DTOs where
+        known; the rules (title ≤ 30 characters, 1–300 SKUs, unique ``skuNick``) are plausible."""
+        p = ctx.params
+        title = str(p.get("title") or "").strip()
+        if not title:
+            raise param_error("缺少参数title")
+        if len(title) > ITEM_TITLE_MAX:
+            raise ks_error(R_REJECT, f"商品标题不能超过{ITEM_TITLE_MAX}个字", "ITEM_TITLE_TOO_LONG")
+        images = p.get("imageUrls")
+        if not isinstance(images, list) or not images or not all(isinstance(x, str) and x for x in images):
+            raise param_error("缺少参数imageUrls")
+        sku_list = p.get("skuList")
+        if not isinstance(sku_list, list) or not 1 <= len(sku_list) <= ITEM_SKUS_MAX:
+            raise param_error(f"skuList数量为1~{ITEM_SKUS_MAX}")
+        skus, nicks = [], set()
+        for raw in sku_list:
+            if not isinstance(raw, dict):
+                raise param_error("skuList格式不正确")
+            price = _int(raw, "skuSalePrice", required=True)
+            stock = _int(raw, "skuStock", 0)
+            assert price is not None and stock is not None
+            if price <= 0:
+                raise param_error("skuSalePrice必须大于0（分）")
+            if not 0 <= stock < STOCK_LIMIT:
+                raise param_error("skuStock取值范围：0~9999999")
+            nick = str(raw.get("skuNick") or "")
+            if nick and nick in nicks:
+                raise param_error(f"skuNick重复: {nick}")
+            nicks.add(nick)
+            props = [
+                [str(x.get("propName") or ""), str(x.get("propValueName") or "")]
+                for x in raw.get("skuProps") or []
+                if isinstance(x, dict)
+            ]
+            rel = _int(raw, "relSkuId", 0)
+            skus.append({"code": nick, "spec": props, "price_fen": price, "stock": stock,
+                         "out_sku_id": str(rel) if rel else ""})  # fmt: skip
+        rel_item = _int(p, "relItemId", 0)
+        try:
+            product = self.world.create_product(
+                shop_id=ctx.shop_id, title=title, skus=skus, category=str(_int(p, "categoryId", 0) or ""),
+                pic=images[0], status="online", out_product_id=str(rel_item) if rel_item else "",
+            )  # fmt: skip
+        except InvalidArgument as exc:
+            raise param_error(str(exc)) from None
+        return self.ok({"itemId": int(product.product_id), "relItemId": rel_item or 0})
 
     # ------------------------------------------------------------------ after-sales
 
