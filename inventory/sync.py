@@ -10,23 +10,26 @@
 - Platforms with delta-only stock APIs get ``current=None`` and read the platform's number
   themselves before writing the difference.
 - One round pushes the listings of different stores concurrently (``STOCK_SYNC_THREADS``
-  threads, each with its own database connection and one connector per store); listings of
-  one store go one after the other, which keeps each shop's app under its rate limit.
+  threads, each with its own database connection and one connector per store, all on one
+  pooled HTTP client per process); listings of one store go one after the other.
 - A push that fails leaves its listing ``FAILED``; the daemon retries failed listings with
   backoff (a Redis sorted set of due tenants), the periodic task ``retry_failed_pushes`` is
-  the safety net. Pushes do not wait long inside the row lock: rate limits and outages
-  fail fast and are retried later, recomputing the number each time.
+  the safety net. A listing the platform rate-limited is held (skipped by every round)
+  for as long as the platform asked, then retried. Pushes do not wait long inside the row
+  lock: rate limits and outages fail fast and are retried later, recomputing the number.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
@@ -47,8 +50,11 @@ logger = logging.getLogger(__name__)
 
 PENDING_TTL_SECONDS = 30  # a lost signal is re-raised by the next change or the periodic task
 MAX_PUSH_ATTEMPTS = 20  # failed pushes are retried until this many attempts in a row failed
+RETRY_FIRST_DELAY = 0.1  # seconds before the first retry of a failed push; doubles each time
 RETRY_MAX_DELAY = 30.0  # seconds between retries of a listing that keeps failing
 DEFAULT_THREADS = 8  # settings.STOCK_SYNC_THREADS overrides
+PUSH_TIMEOUT = 10.0  # seconds per HTTP call of a push
+MAX_HOLD = 120.0  # longest wait a platform's rate-limit answer can impose on a listing
 
 # A push holds its listing's row lock while it talks to the platform: retry a flaky call a
 # little, but never sleep long in the lock (a rate-limited or failing push is retried later
@@ -210,23 +216,26 @@ class PushOutcome:
     retry_after: float = 0.0  # the platform's hint when it rate-limited the push
 
 
-def _connector(store: Store, connectors: dict | None):
-    """One connector per store and round (``connectors`` caches them; None: a fresh one)."""
-    if connectors is not None and store.pk in connectors:
-        return connectors[store.pk]
-    connector = channel_services.connector_for(store, retry=PUSH_RETRY)
-    if connectors is not None:
-        connectors[store.pk] = connector
-    return connector
+_http_lock = threading.Lock()
+_http: tuple[int, httpx.Client] | None = None
 
 
-def close_connectors(connectors: dict) -> None:
-    for connector in connectors.values():
-        try:
-            connector.http.close()
-        except Exception:  # closing is best effort
-            logger.debug("closing a connector failed", exc_info=True)
-    connectors.clear()
+def shared_http() -> httpx.Client:
+    """One HTTP client (connection pool) per process for every stock push: creating a client
+    loads the CA bundle (~20 ms of CPU, under the GIL) and opens new connections, which
+    cost more than the push itself. httpx clients are thread-safe; a forked child makes its own."""
+    global _http
+    with _http_lock:
+        if _http is None or _http[0] != os.getpid():
+            _http = (os.getpid(), httpx.Client(timeout=PUSH_TIMEOUT, limits=httpx.Limits(max_connections=64)))
+        return _http[1]
+
+
+def _connector(store: Store, connectors: dict):
+    """One connector per store and round (``connectors`` caches them), on the shared client."""
+    if store.pk not in connectors:
+        connectors[store.pk] = channel_services.connector_for(store, retry=PUSH_RETRY, http=shared_http())
+    return connectors[store.pk]
 
 
 def push_listing(
@@ -235,11 +244,7 @@ def push_listing(
     """Publish the rule's number for one listing (see module docstring).
 
     ``connectors``: a per-store connector cache shared by the pushes of one round."""
-    own: dict = {}
-    try:
-        return _push_listing(listing_id, force, connector, connectors if connectors is not None else own)
-    finally:
-        close_connectors(own)
+    return _push_listing(listing_id, force, connector, connectors if connectors is not None else {})
 
 
 def _push_listing(listing_id: int, force: bool, connector, connectors: dict) -> PushOutcome:
@@ -281,6 +286,7 @@ def _push_listing(listing_id: int, force: bool, connector, connectors: dict) -> 
             outcome.error = str(exc)
             if isinstance(exc, RateLimited):
                 outcome.retry_after = exc.retry_after
+                hold_listing(listing.pk, exc.retry_after)
             listing.push_state = Listing.PushState.FAILED
             listing.push_error = str(exc)[:2000]
             listing.push_attempts += 1
@@ -289,6 +295,8 @@ def _push_listing(listing_id: int, force: bool, connector, connectors: dict) -> 
                 update_fields=["computed_qty", "push_state", "push_error", "push_attempts", "updated_at"]
             )
             return outcome
+        if listing.push_state == Listing.PushState.FAILED:
+            release_hold(listing.pk)  # a push that bypassed the hold (e.g. forced) worked
         listing.pushed_qty = listing.platform_stock = quantity
         listing.pushed_at = timezone.now()
         listing.push_state = Listing.PushState.IN_SYNC
@@ -323,21 +331,58 @@ def _push_store_groups(groups: queue.SimpleQueue, outcomes: list[PushOutcome]) -
         except queue.Empty:
             return
         connectors: dict = {}
-        try:
-            for listing_id in listing_ids:
-                outcomes.append(_push_or_mark_failed(listing_id, connectors))
-        finally:
-            close_connectors(connectors)
+        for listing_id in listing_ids:
+            outcomes.append(_push_or_mark_failed(listing_id, connectors))
 
 
 def sync_threads() -> int:
     return max(1, int(getattr(settings, "STOCK_SYNC_THREADS", DEFAULT_THREADS)))
 
 
+def _hold_key(listing_id: int) -> str:
+    return ecbao_redis.key("stock-sync", "hold", connection.schema_name, str(listing_id))
+
+
+def hold_listing(listing_id: int, seconds: float) -> None:
+    """The platform rate-limited this listing's push and asked to wait: rounds skip it until
+    then (its retry is scheduled for that moment), instead of hammering the limit."""
+    try:
+        ecbao_redis.client().set(_hold_key(listing_id), 1, px=max(1, int(min(seconds, MAX_HOLD) * 1000)))
+    except Exception:  # best effort: without the hold the next round simply tries again
+        logger.warning("could not hold listing %s after a rate limit", listing_id, exc_info=True)
+
+
+def release_hold(listing_id: int) -> None:
+    try:
+        ecbao_redis.client().delete(_hold_key(listing_id))
+    except Exception:
+        logger.warning("could not release the hold on listing %s", listing_id, exc_info=True)
+
+
+def held_listings(listing_ids: list[int]) -> dict[int, float]:
+    """Listings on hold after a rate limit → seconds left."""
+    if not listing_ids:
+        return {}
+    try:
+        pipe = ecbao_redis.client().pipeline(transaction=False)
+        for listing_id in listing_ids:
+            pipe.pttl(_hold_key(listing_id))
+        left = pipe.execute()
+    except Exception:
+        logger.warning("could not read stock push holds", exc_info=True)
+        return {}
+    return {i: ms / 1000 for i, ms in zip(listing_ids, left, strict=True) if ms and ms > 0}
+
+
 def push_listings(listing_ids: list[int], *, threads: int | None = None) -> list[PushOutcome]:
     """Push listings, stores concurrently (one thread and DB connection per worker), each
     store's listings in order. Inside an open transaction (tests) everything runs inline,
-    since other connections could not see uncommitted rows."""
+    since other connections could not see uncommitted rows. Listings on hold after a rate
+    limit are left for their scheduled retry."""
+    held = held_listings(listing_ids)
+    if held:
+        _schedule_retry_quietly(min(held.values()))
+        listing_ids = [i for i in listing_ids if i not in held]
     by_store: dict[int, list[int]] = {}
     for listing_id, store_id in (
         Listing.objects.filter(pk__in=listing_ids).order_by("store_id", "id").values_list("pk", "store_id")
@@ -440,7 +485,7 @@ def retry_delay(outcomes: list[PushOutcome]) -> float | None:
     if not failed:
         return None
     fewest = min(max(o.attempts, 1) for o in failed)
-    delay = min(RETRY_MAX_DELAY, 0.5 * 2 ** (fewest - 1))
+    delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** (fewest - 1))
     hint = max(o.retry_after for o in failed)
     return max(delay, min(hint, 2 * RETRY_MAX_DELAY))
 
@@ -488,8 +533,11 @@ def schedule_retry(delay: float, schema: str | None = None) -> None:
 
 def schedule_retry_if_failed(outcomes: list[PushOutcome]) -> None:
     delay = retry_delay(outcomes)
-    if delay is None:
-        return
+    if delay is not None:
+        _schedule_retry_quietly(delay)
+
+
+def _schedule_retry_quietly(delay: float) -> None:
     try:
         schedule_retry(delay)
     except Exception:  # the periodic retry task still finds the failed listings

@@ -24,6 +24,16 @@ OWNER_PASSWORD = "Owner-pass-2026"
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
+    from django.db import connections
+
+    name = connections["default"].settings_dict["NAME"]
+    if not name.startswith("test_"):
+        # pytest-django creates the test database only when a collected test asks for `db`;
+        # never let committed-data fixtures write into a real database instead.
+        pytest.fail(
+            f"refusing to set up test data in {name!r}: run these tests with the rest of their module "
+            "or together with a test that uses the `db` fixture"
+        )
     with django_db_blocker.unblock():
         call_command("bootstrap", verbosity=0)
         for slug in ("alpha", "beta"):
