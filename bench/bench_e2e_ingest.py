@@ -121,8 +121,16 @@ def main() -> dict:
 
                     probe = services.connector_for(store)
                     now = datetime.now(UTC)
-                    print("probe", platform, sum(1 for _ in probe.iter_orders(updated_from=now - timedelta(hours=1),
-                                                                             updated_to=now)), world.now(), now)
+                    print(
+                        "probe",
+                        platform,
+                        sum(
+                            1
+                            for _ in probe.iter_orders(updated_from=now - timedelta(hours=1), updated_to=now)
+                        ),
+                        world.now(),
+                        now,
+                    )
                 started = time.perf_counter()
                 # Orders were placed a moment ago: end the window past the settle lag.
                 pulled = sync.pull_orders(store_id=store.pk, now=timezone.now() + timedelta(seconds=5))

@@ -80,11 +80,18 @@ def _enqueue_route(receipt_id: int) -> None:
     route_push_receipt.delay(receipt_id)
 
 
+def _self_use_app(platform: str, app_key: str) -> bool:
+    """A merchant's own app (one app = one shop), as opposed to the deployment's shared app."""
+    return PlatformApp.objects.filter(platform=platform, app_key=app_key, tenant__isnull=False).exists()
+
+
 def _tenant_for(platform: str, app_key: str, message: PushMessage):
     route = None
     if message.platform_shop_id:
         route = ShopRoute.objects.filter(platform=platform, platform_shop_id=message.platform_shop_id).first()
-    if route is None:  # self-use apps (one app = one shop) may not name the shop
+    # A self-use app's pushes may not name the shop, or name it differently (WeChat: the gh_ id).
+    # The deployment's app serves every merchant: a shop nobody connected stays unroutable.
+    if route is None and _self_use_app(platform, app_key):
         routes = list(ShopRoute.objects.filter(platform=platform, app_key=app_key)[:2])
         route = routes[0] if len(routes) == 1 else None
     return route.tenant if route else None
@@ -125,7 +132,7 @@ def route_receipt(*, receipt_id: int) -> PushReceipt:
 
 def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage) -> None:
     store = Store.objects.filter(platform=receipt.platform, platform_shop_id=message.platform_shop_id).first()
-    if store is None and not message.platform_shop_id:
+    if store is None and (not message.platform_shop_id or _self_use_app(receipt.platform, receipt.app_key)):
         store = Store.objects.filter(platform=receipt.platform, app_key=receipt.app_key).first()
     with transaction.atomic():
         inbox, created = InboxMessage.objects.get_or_create(

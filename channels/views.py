@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core import signing
@@ -178,5 +178,5 @@ def oauth_callback(request, platform):
         from tenants.models import Tenant
 
         tenant = Tenant.objects.get(schema_name=state.schema)
-        return redirect(tenant_url(tenant, "/shops/?error=" + json.dumps(str(exc))[:300]))
+        return redirect(tenant_url(tenant, "/shops/?" + urlencode({"error": str(exc)[:300]})))
     return redirect(tenant_url(tenant, f"/shops/?connected={store.pk}"))
