@@ -139,3 +139,13 @@ def push_receiver() -> Iterator[PushReceiver]:
 
 def decode(response: httpx.Response) -> dict:
     return json.loads(response.content)
+
+
+@pytest.fixture(autouse=True)
+def _sleeps_not_interrupted():
+    """A SandboxServer.stop() elsewhere in the run sets the module-wide STOP event, which cuts
+    injected latencies short; every sandbox test starts with it cleared."""
+    from channels.sandbox.faults import STOP
+
+    STOP.clear()
+    yield
