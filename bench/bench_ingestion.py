@@ -154,6 +154,7 @@ def order_rows(store, orders):
             co.updated_at,
             now,
             now,
+            [],
         )
 
 
@@ -163,7 +164,7 @@ ORDER_COLUMNS = (
     "receiver_name_cipher, receiver_name_mask, receiver_phone_cipher, receiver_phone_mask, "
     "receiver_phone_index, receiver_address_cipher, receiver_address_mask, province, city, district, "
     "receiver_fingerprint, phone_tail, buyer_remark, seller_remark, goods_fen, freight_fen, discount_fen, "
-    "paid_fen, placed_at, paid_at, platform_updated_at, created_at, updated_at"
+    "paid_fen, placed_at, paid_at, platform_updated_at, created_at, updated_at, tracking_numbers"
 )
 
 

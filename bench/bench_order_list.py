@@ -46,7 +46,7 @@ def populate(store_ids: list[int]) -> int:
                 "buyer_id, receiver_name_cipher, receiver_name_mask, receiver_phone_cipher, receiver_phone_mask, "
                 "receiver_phone_index, receiver_address_cipher, receiver_address_mask, province, city, district, "
                 "receiver_fingerprint, phone_tail, buyer_remark, seller_remark, goods_fen, freight_fen, discount_fen, "
-                "paid_fen, placed_at, paid_at, platform_updated_at, created_at, updated_at) FROM STDIN"
+                "paid_fen, placed_at, paid_at, platform_updated_at, created_at, updated_at, tracking_numbers) FROM STDIN"
             ) as copy:
                 for i in range(start, end):
                     placed = t0 + timedelta(seconds=i * 25)
@@ -91,6 +91,7 @@ def populate(store_ids: list[int]) -> int:
                             placed,
                             placed,
                             placed,
+                            [],
                         )
                     )
             # The ids first: no other statement may run on the connection while a COPY is open.

@@ -58,6 +58,7 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
+    "django.contrib.postgres",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

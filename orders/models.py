@@ -9,6 +9,8 @@ quantity.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -53,6 +55,8 @@ class Order(models.Model):
     district = models.CharField(max_length=40, blank=True)
     receiver_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     phone_tail = models.CharField(max_length=4, blank=True)  # last digits as the mask shows them
+    # Tracking numbers of the parcels the platform knows (shipped in or outside ecbao).
+    tracking_numbers = ArrayField(models.CharField(max_length=64), default=list, blank=True)
 
     buyer_remark = models.TextField(blank=True)
     seller_remark = models.TextField(blank=True)
@@ -83,6 +87,7 @@ class Order(models.Model):
             models.Index(fields=["store", "-placed_at", "-id"], name="order_store_placed"),
             models.Index(fields=["platform_order_id"], name="order_platform_id"),
             models.Index(fields=["phone_tail"], name="order_phone_tail"),
+            GinIndex(fields=["tracking_numbers"], name="order_tracking_numbers"),
         ]
 
     def __str__(self) -> str:

@@ -155,7 +155,7 @@ def search_terms(q: str) -> list[str]:
 
 
 def _search(qs: QuerySet[Order], q: str) -> QuerySet[Order]:
-    """Platform order ids (exact; paste many), SKU merchant codes, 4-digit phone tails.
+    """Platform order ids (exact; paste many), tracking numbers, SKU merchant codes, 4-digit phone tails.
 
     The matching ids are a UNION of three index lookups, so a rare match never makes
     PostgreSQL walk the whole order table."""
@@ -169,6 +169,7 @@ def _search(qs: QuerySet[Order], q: str) -> QuerySet[Order]:
     ids = ids.union(
         OrderLine.objects.filter(merchant_code__in=terms).values("order_id").order_by(), all=False
     )
+    ids = ids.union(Order.objects.filter(tracking_numbers__overlap=terms).values("pk").order_by(), all=False)
     return qs.filter(pk__in=ids)
 
 

@@ -160,6 +160,7 @@ def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: 
     order.province, order.city, order.district = r.province[:40], r.city[:40], r.district[:40]
     order.receiver_fingerprint = fingerprint
     order.phone_tail = _phone_tail(r.phone.mask)
+    order.tracking_numbers = sorted({p.tracking_no for p in co.packages if p.tracking_no})
     order.buyer_remark, order.seller_remark = co.buyer_remark, co.seller_remark
     order.goods_fen, order.freight_fen = co.goods_fen, co.freight_fen
     order.discount_fen, order.paid_fen = co.discount_fen, co.paid_fen

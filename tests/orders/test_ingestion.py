@@ -134,3 +134,16 @@ def test_no_auto_approve_leaves_orders_to_review(store, skus):
     services.set_rule(kind="auto_approve", enabled=False)
     order = services.ingest_channel_order(store=store, co=channel_order())
     assert order.status == OrderStatus.TO_REVIEW
+
+
+def test_tracking_numbers_from_the_platform_are_searchable(store, skus):
+    from channels.types import Package
+    from orders.selectors import OrderFilters, apply_filters
+
+    co = channel_order(
+        status=CS.SHIPPED, packages=(Package(tracking_no="ZT7788990011", carrier_code="zhongtong"),)
+    )
+    order = services.ingest_channel_order(store=store, co=co)
+    assert order.tracking_numbers == ["ZT7788990011"]
+    found = apply_filters(Order.objects.all(), OrderFilters(q="ZT7788990011"))
+    assert list(found) == [order]
