@@ -10,7 +10,8 @@ from django.conf import settings
 
 @lru_cache(maxsize=1)
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, health_check_interval=30)
+    # Blocking reads (BLPOP) wait up to a few seconds: the socket timeout must be longer.
+    return redis.Redis.from_url(url, health_check_interval=30, socket_timeout=30, socket_connect_timeout=5)
 
 
 def client() -> redis.Redis:

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
@@ -513,7 +514,12 @@ def schedule_stock_sync() -> None:
 def take_signal(timeout: float) -> str | None:
     """Block until a tenant has pending stock changes; returns its schema (flag cleared)."""
     client = ecbao_redis.client()
-    item = client.blpop([queue_key()], timeout=max(timeout, 0.01))  # 0 would block forever
+    try:
+        item = client.blpop([queue_key()], timeout=max(timeout, 0.01))  # 0 would block forever
+    except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError):
+        logger.warning("stock-sync signal queue unreachable; retrying", exc_info=True)
+        time.sleep(min(max(timeout, 0.1), 1.0))
+        return None
     if item is None:
         return None
     schema = item[1].decode()
@@ -607,15 +613,19 @@ def run_daemon(
         )
 
     while not stop.is_set():
-        for schema in take_due_retries():
-            serve(schema, "retry", retry_failed_listings)
-        wait = timeout
-        due_in = next_retry_in()
-        if due_in is not None:
-            wait = min(wait, max(due_in, 0.02))
-        schema = take_signal(wait)
-        if schema:
-            serve(schema, "changes", drain)
+        try:
+            for schema in take_due_retries():
+                serve(schema, "retry", retry_failed_listings)
+            wait = timeout
+            due_in = next_retry_in()
+            if due_in is not None:
+                wait = min(wait, max(due_in, 0.02))
+            schema = take_signal(wait)
+            if schema:
+                serve(schema, "changes", drain)
+        except Exception:  # a daemon keeps running: Redis or the database may come back
+            logger.exception("stock-sync daemon loop failed; continuing")
+            stop.wait(1.0)
         close_old_connections()
         if once:
             break
