@@ -4,7 +4,7 @@ Registers the sandbox's apps as this deployment's platform apps (secrets encrypt
 their push webhooks and OAuth redirects at this web app, and — with ``--tenant`` — connects
 the first sandbox shop of each platform to that tenant through each platform's real
 authorisation call (OAuth code exchange; WeChat: the shop's self-use app), so a fresh demo
-has orders flowing in. Idempotent.
+has orders flowing in. Idempotent. (The demo merchant's catalogue: ``manage.py demo_catalog``.)
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class Command(BaseCommand):
         target = Tenant.objects.filter(slug=tenant).first()
         if target is None:
             raise CommandError(f"no tenant {tenant!r}")
-        connected = []
         for platform, factory in factories.items():
             sandbox_app = factory(world)
             http = httpx.Client(
@@ -60,42 +59,10 @@ class Command(BaseCommand):
                     if Store.objects.filter(platform=platform, platform_shop_id=shop.shop_id).exists():
                         continue
                     store = self._connect(world, platform, shop, tool_apps.get(platform), http, target)
-                    connected.append((store, http))
                     self.stdout.write(
                         f"{platform}: connected {store.name} ({store.platform_shop_id}) to {tenant}"
                     )
-        if connected:
-            self._seed_catalog(world, target, connected)
         world.close()
-
-    def _seed_catalog(self, world, tenant, connected) -> None:
-        """The demo merchant's own catalogue: one SKU per merchant code the shops sell, with
-        stock, so orders reserve and every shop's stock follows ecbao's."""
-        from inventory.models import Goods, Sku
-        from inventory.services import receive_stock
-        from inventory.sync import refresh_listings
-
-        with schema_context(tenant.schema_name):
-            goods = {}
-            for store, _http in connected:
-                for sku in world.skus(store.platform_shop_id):
-                    if not sku.code or Sku.objects.filter(merchant_code=sku.code).exists():
-                        continue
-                    product = world.get_product(sku.product_id)
-                    title = (product.title if product else sku.code)[:200]
-                    if title not in goods:
-                        goods[title] = Goods.objects.create(name=title)
-                    created = Sku.objects.create(
-                        goods=goods[title],
-                        merchant_code=sku.code,
-                        name=title,
-                        spec=sku.spec_text[:200],
-                        cost_fen=sku.price_fen // 2,
-                    )
-                    receive_stock(sku=created, quantity=200, reason="demo opening stock")
-            for store, http in connected:
-                result = refresh_listings(store=store, connector=services.connector_for(store, http=http))
-                self.stdout.write(f"{store.platform}: {result.seen} listings, {result.matched} matched")
 
     def _connect(self, world, platform, shop, tool_app, http, tenant) -> Store:
         with transaction.atomic():
