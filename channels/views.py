@@ -33,7 +33,13 @@ def shop_list(request):
         "channels/shops.html",
         {
             "stores": selectors.stores_with_sync(),
-            "platforms": [(p.value, p.label, services.deployment_app(p.value) is not None) for p in Platform],
+            # WeChat shops authorised through a third-party platform need the pushed
+            # component_verify_ticket, which ecbao does not take in yet: WeChat shops connect as
+            # self-use apps until then.
+            "platforms": [
+                (p.value, p.label, p != Platform.WECHAT and services.deployment_app(p.value) is not None)
+                for p in Platform
+            ],
             "self_use_form": SelfUseAppForm(),
         },
     )
