@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels import services
+from channels.connectors.base import time_spans
 from channels.errors import ChannelError
 from channels.models import Store, SyncCursor
 
@@ -45,17 +46,9 @@ class PullResult:
     error: str = ""
 
 
-def order_windows(
-    *, start: datetime, end: datetime, max_window: timedelta
-) -> list[tuple[datetime, datetime]]:
+def order_windows(*, start: datetime, end: datetime, max_window: timedelta) -> list[tuple[datetime, datetime]]:
     """Split [start, end] into consecutive windows no longer than ``max_window``."""
-    windows = []
-    lower = start
-    while lower < end:
-        upper = min(lower + max_window, end)
-        windows.append((lower, upper))
-        lower = upper
-    return windows
+    return list(time_spans(start, end, max_window)) if start < end else []
 
 
 @contextmanager

@@ -282,6 +282,44 @@ def publish_dimensions(skus: list[PublishSku], *, max_dimensions: int) -> tuple[
     return ["规格"], [["/".join(v for _, v in p)] for p in pairs]
 
 
+# --- reading platform payloads (shared by the platform modules) -----------------------------------
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """A number from a payload field that may be missing, empty, a string or junk."""
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def as_id(value: Any) -> str:
+    """Platform ids arrive as numbers or strings; ours are strings ("" for none)."""
+    return "" if value in (None, "", 0) else str(value)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def time_spans(start: datetime, end: datetime, length: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    """Consecutive [lower, upper] spans covering [start, end], none longer than ``length``
+    (one empty span when start == end)."""
+    lower = start
+    while lower < end:
+        upper = min(end, lower + length)
+        yield lower, upper
+        lower = upper
+    if start == end:
+        yield start, end
+
+
 def epoch_seconds(value: datetime) -> int:
     return int(value.timestamp())
 

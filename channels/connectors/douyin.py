@@ -42,9 +42,13 @@ from channels.connectors.base import (
     RetryPolicy,
     ShopSession,
     TokenExpiredSignal,
+    as_dict,
+    as_id,
+    as_int,
     epoch_seconds,
     from_epoch,
     publish_dimensions,
+    time_spans,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
 from channels.types import (
@@ -178,27 +182,9 @@ def check_envelope(body: Any, *, token_call: bool = False) -> Any:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _int(value: Any, default: int = 0) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _id(value: Any) -> str:
-    """Platform ids arrive as numbers or strings; ours are strings."""
-    return "" if value in (None, "", 0) else str(value)
-
-
 def _num_id(value: str) -> int | str:
     """Send an id the way the SDK types it (int64) when it is numeric."""
     return int(value) if value.isdigit() else value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def search_index_of(cipher: str) -> str:
@@ -215,7 +201,7 @@ def _cipher_field(cipher: Any, mask: Any) -> CipherField:
 
 
 def _region(addr: dict[str, Any], level: str) -> str:
-    return str(_dict(addr.get(level)).get("name") or "")
+    return str(as_dict(addr.get(level)).get("name") or "")
 
 
 def bill_time(value: datetime) -> str:
@@ -225,16 +211,6 @@ def bill_time(value: datetime) -> str:
 
 def parse_bill_time(text: str) -> datetime:
     return datetime.strptime(text, BILL_TIME_FORMAT).replace(tzinfo=SHANGHAI).astimezone(UTC)
-
-
-def _spans(start: datetime, end: datetime, length: timedelta) -> Iterator[tuple[datetime, datetime]]:
-    lower = start
-    while lower < end:
-        upper = min(end, lower + length)
-        yield lower, upper
-        lower = upper
-    if start == end:
-        yield start, end
 
 
 # --------------------------------------------------------------------------- the connector
@@ -386,7 +362,7 @@ class DouyinConnector(Connector):
         return self._grant(data)
 
     def _grant(self, data: Any) -> TokenGrant:
-        data = _dict(data)
+        data = as_dict(data)
         if not data.get("access_token"):
             raise TemporarilyUnavailable("token answer without access_token")
         now = self.now()
@@ -399,10 +375,10 @@ class DouyinConnector(Connector):
         )
         return TokenGrant(
             access_token=access_token,
-            access_expires_at=now + timedelta(seconds=_int(data.get("expires_in"))),
+            access_expires_at=now + timedelta(seconds=as_int(data.get("expires_in"))),
             refresh_token=refresh_token,
             refresh_expires_at=refresh_expires if refresh_token else None,
-            platform_shop_id=_id(data.get("shop_id")),
+            platform_shop_id=as_id(data.get("shop_id")),
             shop_name=str(data.get("shop_name") or ""),
         )
 
@@ -453,11 +429,11 @@ class DouyinConnector(Connector):
         Residual case: a one-second slice with more than 25 orders that is *the current
         second* while orders leave and enter it in equal numbers.
         """
-        for lower, upper in _spans(updated_from, updated_to, self.max_order_window):
+        for lower, upper in time_spans(updated_from, updated_to, self.max_order_window):
             start, end = epoch_seconds(lower), epoch_seconds(upper)
 
             def fetch(first: int, last: int, page: int) -> tuple[int, list[dict[str, Any]]]:
-                data = _dict(
+                data = as_dict(
                     self._api(
                         "/order/searchList",
                         {
@@ -471,7 +447,7 @@ class DouyinConnector(Connector):
                         idempotent=True,
                     )
                 )
-                return _int(data.get("total")), [
+                return as_int(data.get("total")), [
                     o for o in data.get("shop_order_list") or [] if isinstance(o, dict)
                 ]
 
@@ -480,7 +456,7 @@ class DouyinConnector(Connector):
 
     def get_order(self, platform_order_id: str) -> ChannelOrder:
         """``/order/orderDetail`` by shop order id."""
-        data = _dict(self._api("/order/orderDetail", {"shop_order_id": platform_order_id}, idempotent=True))
+        data = as_dict(self._api("/order/orderDetail", {"shop_order_id": platform_order_id}, idempotent=True))
         detail = data.get("shop_order_detail")
         if not isinstance(detail, dict):
             raise TemporarilyUnavailable("orderDetail answer without shop_order_detail")
@@ -499,33 +475,33 @@ class DouyinConnector(Connector):
         ciphertext + mask. ``ship_blocked_reason`` is set while ``order_status`` is 105
         (paid, under the platform's risk review).
         """
-        order_id = _id(o.get("order_id"))
+        order_id = as_id(o.get("order_id"))
         if not order_id:
             raise TemporarilyUnavailable("shop order without order_id")
-        status_code = _int(o.get("order_status"))
-        main_status = _int(o.get("main_status"))
+        status_code = as_int(o.get("order_status"))
+        main_status = as_int(o.get("main_status"))
         lines = tuple(self._line(s) for s in o.get("sku_order_list") or [] if isinstance(s, dict))
         packages = tuple(self._package(p) for p in o.get("logistics_info") or [] if isinstance(p, dict))
         status = STATUS_MAP.get(status_code) or STATUS_MAP.get(main_status)
         if status is None:
             logger.warning("order %s has unknown order_status %s/%s", order_id, status_code, main_status)
-            status = OrderStatus.PAID if _int(o.get("pay_time")) else OrderStatus.UNPAID
+            status = OrderStatus.PAID if as_int(o.get("pay_time")) else OrderStatus.UNPAID
         if status == OrderStatus.PAID and (main_status == 101 or packages):
             status = OrderStatus.PARTIALLY_SHIPPED  # the sandbox keeps order_status 2 with main_status 101
-        addr = _dict(o.get("post_addr"))
+        addr = as_dict(o.get("post_addr"))
         mask_addr = o.get("mask_post_addr")
-        mask_detail = _dict(mask_addr).get("detail") if isinstance(mask_addr, dict) else mask_addr
+        mask_detail = as_dict(mask_addr).get("detail") if isinstance(mask_addr, dict) else mask_addr
         created = from_epoch(o.get("create_time"))
         if created is None:
             raise TemporarilyUnavailable(f"order {order_id} without create_time")
         goods = sum(
-            _int(s.get("sum_amount"), _int(s.get("origin_amount")) * _int(s.get("item_num")))
+            as_int(s.get("sum_amount"), as_int(s.get("origin_amount")) * as_int(s.get("item_num")))
             for s in o.get("sku_order_list") or []
             if isinstance(s, dict)
         )
         return ChannelOrder(
             platform=Platform.DOUYIN,
-            platform_shop_id=_id(o.get("shop_id")) or self.session.platform_shop_id,
+            platform_shop_id=as_id(o.get("shop_id")) or self.session.platform_shop_id,
             platform_order_id=order_id,
             platform_status=str(status_code),
             status=status,
@@ -547,9 +523,9 @@ class DouyinConnector(Connector):
             shipped_at=from_epoch(o.get("ship_time")),
             finished_at=from_epoch(o.get("finish_time")),
             goods_fen=goods,
-            freight_fen=_int(o.get("post_amount")),
-            discount_fen=_int(o.get("promotion_amount"), _int(o.get("total_promotion_amount"))),
-            paid_fen=_int(o.get("pay_amount")),
+            freight_fen=as_int(o.get("post_amount")),
+            discount_fen=as_int(o.get("promotion_amount"), as_int(o.get("total_promotion_amount"))),
+            paid_fen=as_int(o.get("pay_amount")),
             buyer_remark=str(o.get("buyer_words") or ""),
             seller_remark=str(o.get("seller_words") or ""),
             ship_blocked_reason=RISK_REVIEW_REASON if status_code == 105 else "",
@@ -560,8 +536,8 @@ class DouyinConnector(Connector):
     @staticmethod
     def _line(s: dict[str, Any]) -> ChannelOrderLine:
         specs = [x for x in s.get("spec") or [] if isinstance(x, dict)]
-        info = _dict(s.get("after_sale_info"))
-        after_sale, refund = _int(info.get("after_sale_status")), _int(info.get("refund_status"))
+        info = as_dict(s.get("after_sale_info"))
+        after_sale, refund = as_int(info.get("after_sale_status")), as_int(info.get("refund_status"))
         # Neutral line refund state: "refunded" (money returned), "refunding" (in progress), "".
         if refund == 3 or after_sale in (12, 14):
             refund_state = "refunded"
@@ -570,15 +546,15 @@ class DouyinConnector(Connector):
         else:
             refund_state = ""
         return ChannelOrderLine(
-            platform_line_id=_id(s.get("order_id")),
-            platform_product_id=str(s.get("product_id_str") or _id(s.get("product_id"))),
-            platform_sku_id=_id(s.get("sku_id")),
+            platform_line_id=as_id(s.get("order_id")),
+            platform_product_id=str(s.get("product_id_str") or as_id(s.get("product_id"))),
+            platform_sku_id=as_id(s.get("sku_id")),
             merchant_code=str(s.get("code") or ""),
             title=str(s.get("product_name") or ""),
             spec=";".join(f"{x.get('name', '')}:{x.get('value', '')}" for x in specs),
-            quantity=_int(s.get("item_num")),
-            unit_price_fen=_int(s.get("origin_amount")),
-            paid_fen=_int(s.get("pay_amount")),
+            quantity=as_int(s.get("item_num")),
+            unit_price_fen=as_int(s.get("origin_amount")),
+            paid_fen=as_int(s.get("pay_amount")),
             is_gift=s.get("given_product_type") == "FREE",
             refund_state=refund_state,
         )
@@ -589,8 +565,8 @@ class DouyinConnector(Connector):
         return Package(
             tracking_no=str(p.get("tracking_no") or ""),
             carrier_code=str(p.get("company") or ""),
-            platform_package_id=_id(p.get("delivery_id")),
-            lines=tuple((_id(x.get("sku_order_id")), _int(x.get("product_count"))) for x in items),
+            platform_package_id=as_id(p.get("delivery_id")),
+            lines=tuple((as_id(x.get("sku_order_id")), as_int(x.get("product_count"))) for x in items),
         )
 
     # ------------------------------------------------------------------ shipping
@@ -659,15 +635,17 @@ class DouyinConnector(Connector):
                         MAX_PAGING_DEPTH,
                     )
                     return
-                data = _dict(self._api("/product/listV2", {"page": page, "size": PAGE_SIZE}, idempotent=True))
-                total = _int(data.get("total"))
+                data = as_dict(
+                    self._api("/product/listV2", {"page": page, "size": PAGE_SIZE}, idempotent=True)
+                )
+                total = as_int(data.get("total"))
                 first_total = total if first_total is None else first_total
                 stable = stable and total == first_total
                 products = [p for p in data.get("data") or [] if isinstance(p, dict)]
                 for product in products:
-                    product_id = _id(product.get("product_id"))
+                    product_id = as_id(product.get("product_id"))
                     if (
-                        not product_id or product_id in done or _int(product.get("status")) == 2
+                        not product_id or product_id in done or as_int(product.get("status")) == 2
                     ):  # 2 = deleted
                         continue
                     done.add(product_id)
@@ -686,12 +664,12 @@ class DouyinConnector(Connector):
             values = [str(sku.get(f"spec_detail_name{i}") or "") for i in (1, 2, 3)]
             yield Listing(
                 platform_product_id=product_id,
-                platform_sku_id=_id(sku.get("id")),
+                platform_sku_id=as_id(sku.get("id")),
                 merchant_code=str(sku.get("code") or ""),
                 title=title,
                 spec=";".join(v for v in values if v),
-                stock=_int(sku.get("stock_num")),
-                price_fen=_int(sku.get("price")),
+                stock=as_int(sku.get("stock_num")),
+                price_fen=as_int(sku.get("price")),
             )
 
     def set_stock(
@@ -741,12 +719,12 @@ class DouyinConnector(Connector):
         }
         if category.isdigit():
             params["category_leaf_id"] = int(category)
-        data = _dict(self._api("/product/addV2", params, idempotent=False))
-        product_id = _id(data.get("product_id"))
+        data = as_dict(self._api("/product/addV2", params, idempotent=False))
+        product_id = as_id(data.get("product_id"))
         if not product_id:
             raise PlatformRejected("addV2 returned no product_id", code="product_id")
         ids = {
-            str(s.get("code") or ""): _id(s.get("sku_id"))
+            str(s.get("code") or ""): as_id(s.get("sku_id"))
             for s in data.get("sku") or []
             if isinstance(s, dict)
         }
@@ -775,10 +753,10 @@ class DouyinConnector(Connector):
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
         """``/afterSale/List`` by ``update_start_time``/``update_end_time``, oldest update
         first, walked like ``iter_orders`` (never skips; may repeat)."""
-        for lower, upper in _spans(updated_from, updated_to, self.max_order_window):
+        for lower, upper in time_spans(updated_from, updated_to, self.max_order_window):
 
             def fetch(first: int, last: int, page: int) -> tuple[int, list[dict[str, Any]]]:
-                data = _dict(
+                data = as_dict(
                     self._api(
                         "/afterSale/List",
                         {
@@ -791,7 +769,7 @@ class DouyinConnector(Connector):
                         idempotent=True,
                     )
                 )
-                return _int(data.get("total")), [i for i in data.get("items") or [] if isinstance(i, dict)]
+                return as_int(data.get("total")), [i for i in data.get("items") or [] if isinstance(i, dict)]
 
             for item in _walk_by_update_time(
                 fetch, _after_sale_key, epoch_seconds(lower), epoch_seconds(upper)
@@ -801,15 +779,15 @@ class DouyinConnector(Connector):
     def after_sale_from_payload(self, item: dict[str, Any]) -> AfterSale:
         """Map one ``/afterSale/List`` item. ``refund_fen`` = ``refund_amount`` +
         ``refund_post_amount`` (the SDK lists them as separate amounts)."""
-        info = _dict(item.get("aftersale_info"))
-        order = _dict(item.get("order_info"))
-        text = _dict(item.get("text_part"))
-        kind = _int(info.get("aftersale_type"), -1)
-        status_code = _int(info.get("aftersale_status"))
+        info = as_dict(item.get("aftersale_info"))
+        order = as_dict(item.get("order_info"))
+        text = as_dict(item.get("text_part"))
+        kind = as_int(info.get("aftersale_type"), -1)
+        status_code = as_int(info.get("aftersale_status"))
         status = AFTER_SALE_STATUS_MAP.get(status_code, AfterSaleStatus.WAITING_MERCHANT)
         if (
             status in (AfterSaleStatus.WAITING_MERCHANT, AfterSaleStatus.WAITING_MERCHANT_RECEIPT)
-            and _int(info.get("refund_status")) == REFUND_IN_PROGRESS
+            and as_int(info.get("refund_status")) == REFUND_IN_PROGRESS
         ):
             status = AfterSaleStatus.REFUNDING
         applied = from_epoch(info.get("apply_time")) or from_epoch(info.get("create_time"))
@@ -818,14 +796,14 @@ class DouyinConnector(Connector):
         return AfterSale(
             platform=Platform.DOUYIN,
             platform_shop_id=self.session.platform_shop_id,
-            platform_after_sale_id=_id(info.get("aftersale_id")),
-            platform_order_id=_id(order.get("shop_order_id")),
-            platform_line_id=_id(info.get("related_id")),
+            platform_after_sale_id=as_id(info.get("aftersale_id")),
+            platform_order_id=as_id(order.get("shop_order_id")),
+            platform_line_id=as_id(info.get("related_id")),
             type=AFTER_SALE_TYPE_MAP.get(kind, AfterSaleType.OTHER),
             status=status,
             platform_status=str(status_code),
-            refund_fen=_int(info.get("refund_amount")) + _int(info.get("refund_post_amount")),
-            quantity=_int(info.get("aftersale_num")),
+            refund_fen=as_int(info.get("refund_amount")) + as_int(info.get("refund_post_amount")),
+            quantity=as_int(info.get("aftersale_num")),
             reason=str(text.get("reason_text") or ""),
             created_at=applied,
             updated_at=from_epoch(info.get("update_time")) or applied,
@@ -841,7 +819,7 @@ class DouyinConnector(Connector):
         ``platform_line_id`` = ``request_no:order_id`` (settle request and sku order) so it
         is unique whether ``request_no`` names one bill line or one settlement batch."""
         seen: set[str] = set()
-        for lower, upper in _spans(start, end, SETTLEMENT_SPAN):
+        for lower, upper in time_spans(start, end, SETTLEMENT_SPAN):
             start_time, start_index = bill_time(lower), ""
             while True:
                 params: dict[str, Any] = {
@@ -852,7 +830,7 @@ class DouyinConnector(Connector):
                 }
                 if start_index:
                     params["start_index"] = start_index
-                data = _dict(self._api("/order/getSettleBillDetailV3", params, idempotent=True))
+                data = as_dict(self._api("/order/getSettleBillDetailV3", params, idempotent=True))
                 if str(data.get("code") or SETTLEMENT_OK) != SETTLEMENT_OK:
                     raise PlatformRejected(str(data.get("code_msg") or ""), code=str(data.get("code")))
                 for row in data.get("data") or []:
@@ -861,7 +839,7 @@ class DouyinConnector(Connector):
                         if line.platform_line_id not in seen:
                             seen.add(line.platform_line_id)
                             yield line
-                if _int(data.get("is_end"), 1) == 1:
+                if as_int(data.get("is_end"), 1) == 1:
                     break
                 next_index, next_time = (
                     str(data.get("next_start_index") or ""),
@@ -881,13 +859,13 @@ class DouyinConnector(Connector):
         return SettlementLine(
             platform=Platform.DOUYIN,
             platform_shop_id=self.session.platform_shop_id,
-            platform_line_id=f"{row.get('request_no') or ''}:{_id(row.get('order_id'))}",
-            platform_order_id=_id(row.get("shop_order_id")),
+            platform_line_id=f"{row.get('request_no') or ''}:{as_id(row.get('order_id'))}",
+            platform_order_id=as_id(row.get("shop_order_id")),
             settled_at=settled_at,
-            amount_fen=_int(row.get("settle_amount")),
-            commission_fen=_int(row.get("commission")),
-            service_fee_fen=_int(row.get("platform_service_fee")),
-            kind=SETTLEMENT_KIND.get(_int(row.get("trade_type")), str(row.get("trade_type"))),
+            amount_fen=as_int(row.get("settle_amount")),
+            commission_fen=as_int(row.get("commission")),
+            service_fee_fen=as_int(row.get("platform_service_fee")),
+            kind=SETTLEMENT_KIND.get(as_int(row.get("trade_type")), str(row.get("trade_type"))),
             raw=row,
         )
 
@@ -929,7 +907,7 @@ class DouyinConnector(Connector):
             },
             "order_infos": order_infos,
         }
-        data = _dict(self._api("/logistics/newCreateOrder", params, idempotent=False))
+        data = as_dict(self._api("/logistics/newCreateOrder", params, idempotent=False))
         taken = [e for e in data.get("ebill_infos") or [] if isinstance(e, dict) and e.get("track_no")]
         errors = [e for e in data.get("err_infos") or [] if isinstance(e, dict)]
         for err in errors:
@@ -945,7 +923,7 @@ class DouyinConnector(Connector):
                 str(first.get("err_msg") or "no waybill taken"), code=str(first.get("err_code") or "")
             )
         applies = [{"logistics_code": carrier_code, "track_no": str(e["track_no"])} for e in taken]
-        printed = _dict(self._api("/logistics/waybillApply", {"waybill_applies": applies}, idempotent=True))
+        printed = as_dict(self._api("/logistics/waybillApply", {"waybill_applies": applies}, idempotent=True))
         print_data = {
             str(i.get("track_no")): i for i in printed.get("waybill_infos") or [] if isinstance(i, dict)
         }
@@ -955,7 +933,7 @@ class DouyinConnector(Connector):
             info = print_data.get(track_no, {})
             waybills.append(
                 Waybill(
-                    platform_order_id=_id(e.get("order_id")),
+                    platform_order_id=as_id(e.get("order_id")),
                     tracking_no=track_no,
                     carrier_code=carrier_code,
                     sort_code=str(e.get("sort_code") or ""),
@@ -969,7 +947,7 @@ class DouyinConnector(Connector):
     @staticmethod
     def _waybill_order_info(order: ChannelOrder) -> dict[str, Any]:
         r = order.receiver
-        street = str(_dict(_dict(order.raw.get("post_addr")).get("street")).get("name") or r.town)
+        street = str(as_dict(as_dict(order.raw.get("post_addr")).get("street")).get("name") or r.town)
         return {
             "order_id": order.platform_order_id,
             "receiver_info": {
@@ -998,15 +976,15 @@ class DouyinConnector(Connector):
         params: dict[str, Any] = {"cipher_infos": [{"auth_id": platform_order_id, "cipher_text": cipher}]}
         if account_id:
             params["account_id"] = account_id
-        data = _dict(self._api("/order/batchDecrypt", params, idempotent=False))
+        data = as_dict(self._api("/order/batchDecrypt", params, idempotent=False))
         infos = [i for i in data.get("decrypt_infos") or [] if isinstance(i, dict)]
         info = next((i for i in infos if i.get("cipher_text") == cipher), infos[0] if infos else None)
-        custom = _dict(data.get("custom_err"))
+        custom = as_dict(data.get("custom_err"))
         if info is None:
             raise PlatformRejected(
                 str(custom.get("err_msg") or "nothing decrypted"), code=str(custom.get("err_code") or "")
             )
-        if _int(info.get("err_no")) != 0:
+        if as_int(info.get("err_no")) != 0:
             raise PlatformRejected(str(info.get("err_msg") or ""), code=str(info.get("err_no")))
         if not info.get("decrypt_text"):
             raise PlatformRejected(
@@ -1019,12 +997,12 @@ class DouyinConnector(Connector):
 
 
 def _order_key(o: dict[str, Any]) -> tuple[str, int]:
-    return _id(o.get("order_id")), _int(o.get("update_time"))
+    return as_id(o.get("order_id")), as_int(o.get("update_time"))
 
 
 def _after_sale_key(item: dict[str, Any]) -> tuple[str, int]:
-    info = _dict(item.get("aftersale_info"))
-    return _id(info.get("aftersale_id")), _int(info.get("update_time"))
+    info = as_dict(item.get("aftersale_info"))
+    return as_id(info.get("aftersale_id")), as_int(info.get("update_time"))
 
 
 Fetch = Callable[[int, int, int], tuple[int, list[dict[str, Any]]]]
@@ -1168,8 +1146,8 @@ class DouyinPushCodec(PushCodec):
             message_id=str(item["msg_id"]),
             topic=tag,
             kind=kind,
-            platform_shop_id=_id(data.get("shop_id")),
-            object_id=_id(data.get(object_field)) if object_field else "",
+            platform_shop_id=as_id(data.get("shop_id")),
+            object_id=as_id(data.get(object_field)) if object_field else "",
             payload=data,
         )
 

@@ -51,8 +51,13 @@ from channels.connectors.base import (
     RetryPolicy,
     ShopSession,
     TokenExpiredSignal,
+    as_dict,
+    as_id,
+    as_int,
+    as_list,
     from_epoch,
     publish_dimensions,
+    time_spans,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
 from channels.types import (
@@ -208,29 +213,8 @@ def ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _int(value: Any, default: int = 0) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _id(value: Any) -> str:
-    return "" if value in (None, "", 0) else str(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _at(value: Any) -> datetime | None:
-    return from_epoch(_int(value), millis=True)
+    return from_epoch(as_int(value), millis=True)
 
 
 def fen(value: Any) -> int:
@@ -258,25 +242,15 @@ def parse_bill_time(value: Any) -> datetime | None:
         return None
 
 
-def _spans(start: datetime, end: datetime, length: timedelta) -> Iterator[tuple[datetime, datetime]]:
-    lower = start
-    while lower < end:
-        upper = min(end, lower + length)
-        yield lower, upper
-        lower = upper
-    if start == end:
-        yield start, end
-
-
 def ship_blocked_reason(base: dict[str, Any], address: dict[str, Any]) -> str:
     """Why the platform forbids (or advises against) shipping this order now; "" when it may ship."""
     reasons = []
-    for code in _list(base.get("disableDeliveryReasonCode")):
-        reasons.append(f"disableDeliveryReasonCode={code} {HOLD_REASONS.get(_int(code), '履约拦截')}")
-    if _int(base.get("riskCode")) == RISK_FRAUD:
+    for code in as_list(base.get("disableDeliveryReasonCode")):
+        reasons.append(f"disableDeliveryReasonCode={code} {HOLD_REASONS.get(as_int(code), '履约拦截')}")
+    if as_int(base.get("riskCode")) == RISK_FRAUD:
         reasons.append("riskCode=10001 风险订单，不建议发货")
-    if _int(base.get("status")) == 30:
-        if not _int(base.get("validPromiseShipmentTimeStamp")) and not reasons:
+    if as_int(base.get("status")) == 30:
+        if not as_int(base.get("validPromiseShipmentTimeStamp")) and not reasons:
             reasons.append("validPromiseShipmentTimeStamp=0 订单暂不能发货")
         if not (
             address.get("encryptedConsignee")
@@ -289,50 +263,50 @@ def ship_blocked_reason(base: dict[str, Any], address: dict[str, Any]) -> str:
 
 def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
     """One Kuaishou order (list item or detail) in neutral terms; ``raw`` is kept verbatim."""
-    base, item = _dict(raw.get("orderBaseInfo")), _dict(raw.get("orderItemInfo"))
-    address, delivery = _dict(raw.get("orderAddress")), _dict(raw.get("orderDeliveryInfo"))
-    status_code = _int(base.get("status"))
-    refunds = _list(raw.get("orderRefundList"))
+    base, item = as_dict(raw.get("orderBaseInfo")), as_dict(raw.get("orderItemInfo"))
+    address, delivery = as_dict(raw.get("orderAddress")), as_dict(raw.get("orderDeliveryInfo"))
+    status_code = as_int(base.get("status"))
+    refunds = as_list(raw.get("orderRefundList"))
     main = ChannelOrderLine(
-        platform_line_id=_id(base.get("oid")),
-        platform_product_id=_id(item.get("itemId")),
-        platform_sku_id=_id(item.get("skuId")),
+        platform_line_id=as_id(base.get("oid")),
+        platform_product_id=as_id(item.get("itemId")),
+        platform_sku_id=as_id(item.get("skuId")),
         merchant_code=str(item.get("skuNick") or ""),
         title=str(item.get("itemTitle") or ""),
         spec=str(item.get("skuDesc") or ""),
-        quantity=_int(item.get("num")),
-        unit_price_fen=_int(item.get("price")),
-        paid_fen=_int(base.get("totalFee")),
-        refund_state=_refund_state(_int(_dict(refunds[0]).get("refundStatus"))) if refunds else "",
+        quantity=as_int(item.get("num")),
+        unit_price_fen=as_int(item.get("price")),
+        paid_fen=as_int(base.get("totalFee")),
+        refund_state=_refund_state(as_int(as_dict(refunds[0]).get("refundStatus"))) if refunds else "",
     )
     lines = [main]
-    partially = status_code == 40 and _int(delivery.get("deliveryNum")) < main.quantity
+    partially = status_code == 40 and as_int(delivery.get("deliveryNum")) < main.quantity
     packages: dict[str, Package] = {}
-    for info in _list(raw.get("orderLogisticsInfo")):
-        _add_package(packages, _dict(info))
-    for sub in _list(raw.get("subOrderInfo")):
-        sub = _dict(sub)
-        sub_base, sub_item = _dict(sub.get("subOrderBaseInfo")), _dict(sub.get("subOrderItemInfo"))
-        quantity, price = _int(sub_item.get("num")), _int(sub_item.get("price"))
+    for info in as_list(raw.get("orderLogisticsInfo")):
+        _add_package(packages, as_dict(info))
+    for sub in as_list(raw.get("subOrderInfo")):
+        sub = as_dict(sub)
+        sub_base, sub_item = as_dict(sub.get("subOrderBaseInfo")), as_dict(sub.get("subOrderItemInfo"))
+        quantity, price = as_int(sub_item.get("num")), as_int(sub_item.get("price"))
         lines.append(
             ChannelOrderLine(
-                platform_line_id=_id(sub_base.get("oid")),
-                platform_product_id=_id(sub_item.get("itemId")),
-                platform_sku_id=_id(sub_item.get("skuId")),
+                platform_line_id=as_id(sub_base.get("oid")),
+                platform_product_id=as_id(sub_item.get("itemId")),
+                platform_sku_id=as_id(sub_item.get("skuId")),
                 merchant_code=str(sub_item.get("skuNick") or ""),
                 title=str(sub_item.get("itemTitle") or ""),
                 spec=str(sub_item.get("skuDesc") or ""),
                 quantity=quantity,
                 unit_price_fen=price,
-                paid_fen=max(0, price * quantity - _int(sub_item.get("discountFee"))),
+                paid_fen=max(0, price * quantity - as_int(sub_item.get("discountFee"))),
                 is_gift=True,
             )
         )
-        shipped = _int(_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum"))
-        if status_code == 40 and _int(sub_base.get("status")) != 80 and shipped < quantity:
+        shipped = as_int(as_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum"))
+        if status_code == 40 and as_int(sub_base.get("status")) != 80 and shipped < quantity:
             partially = True
-        for info in _list(sub.get("subOrderLogisticsInfo")):
-            _add_package(packages, _dict(info))
+        for info in as_list(sub.get("subOrderLogisticsInfo")):
+            _add_package(packages, as_dict(info))
     status = {
         10: OrderStatus.UNPAID,
         30: OrderStatus.PAID,
@@ -346,14 +320,14 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
             "Kuaishou order %s has unknown status %s; treated as unpaid", base.get("oid"), status_code
         )
         status = OrderStatus.UNPAID
-    notes = _list(_dict(raw.get("orderNote")).get("orderNoteInfo"))
-    seller_remark = str(_dict(notes[0]).get("note") or "") if notes else ""
-    if not seller_remark and _list(_dict(raw.get("orderNote")).get("sellerNote")):
-        seller_remark = str(_dict(raw.get("orderNote"))["sellerNote"][0])
+    notes = as_list(as_dict(raw.get("orderNote")).get("orderNoteInfo"))
+    seller_remark = str(as_dict(notes[0]).get("note") or "") if notes else ""
+    if not seller_remark and as_list(as_dict(raw.get("orderNote")).get("sellerNote")):
+        seller_remark = str(as_dict(raw.get("orderNote"))["sellerNote"][0])
     goods, discount, freight = (
         main.unit_price_fen * main.quantity,
-        _int(base.get("discountFee")),
-        _int(base.get("expressFee")),
+        as_int(base.get("discountFee")),
+        as_int(base.get("expressFee")),
     )
     return ChannelOrder(
         platform=Platform.KUAISHOU,
@@ -392,7 +366,7 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
         goods_fen=goods,
         freight_fen=freight,
         discount_fen=discount,
-        paid_fen=_int(base.get("totalFee")) + freight,
+        paid_fen=as_int(base.get("totalFee")) + freight,
         buyer_remark=str(base.get("remark") or ""),
         seller_remark=seller_remark,
         ship_blocked_reason=ship_blocked_reason(base, address),
@@ -402,12 +376,12 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
 
 
 def _add_package(packages: dict[str, Package], info: dict[str, Any]) -> None:
-    key = _id(info.get("logisticsId")) or str(info.get("expressNo") or "")
+    key = as_id(info.get("logisticsId")) or str(info.get("expressNo") or "")
     if key and key not in packages:
         packages[key] = Package(
             tracking_no=str(info.get("expressNo") or ""),
-            carrier_code=_id(info.get("expressCode")),
-            platform_package_id=_id(info.get("logisticsId")),
+            carrier_code=as_id(info.get("expressCode")),
+            platform_package_id=as_id(info.get("logisticsId")),
         )
 
 
@@ -416,25 +390,25 @@ def after_sale_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> AfterSale:
 
     Kuaishou does not say how many pieces a refund covers (``productNum`` is for vouchers
     only), so ``quantity`` is 0 = unknown."""
-    status = _int(raw.get("status"))
+    status = as_int(raw.get("status"))
     neutral = AFTER_SALE_STATUSES.get(status)
     if neutral is None:
         neutral = (
-            AfterSaleStatus.REJECTED if _int(raw.get("negotiateStatus")) == 3 else AfterSaleStatus.CLOSED
+            AfterSaleStatus.REJECTED if as_int(raw.get("negotiateStatus")) == 3 else AfterSaleStatus.CLOSED
         )
-    oid = _id(raw.get("oid"))
-    logistics = _dict(raw.get("logisticsInfo"))
+    oid = as_id(raw.get("oid"))
+    logistics = as_dict(raw.get("logisticsInfo"))
     return AfterSale(
         platform=Platform.KUAISHOU,
         platform_shop_id=shop_id,
-        platform_after_sale_id=_id(raw.get("refundId")),
+        platform_after_sale_id=as_id(raw.get("refundId")),
         platform_order_id=oid,
         platform_line_id=oid,
-        type=AFTER_SALE_TYPES.get(_int(raw.get("handlingWay")), AfterSaleType.OTHER),
+        type=AFTER_SALE_TYPES.get(as_int(raw.get("handlingWay")), AfterSaleType.OTHER),
         status=neutral,
         platform_status=str(status),
-        refund_fen=_int(raw.get("refundFee")),
-        quantity=_int(raw.get("productNum")),
+        refund_fen=as_int(raw.get("refundFee")),
+        quantity=as_int(raw.get("productNum")),
         reason=str(raw.get("refundReasonDesc") or raw.get("refundDesc") or ""),
         created_at=_at(raw.get("createTime")) or _at(raw.get("submitTime")) or datetime.fromtimestamp(0, UTC),
         updated_at=_at(raw.get("updateTime")) or _at(raw.get("createTime")) or datetime.fromtimestamp(0, UTC),
@@ -456,7 +430,7 @@ def settlement_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> Settlement
         )
     )
     settled_at = parse_bill_time(raw.get("settlementTime")) or datetime.fromtimestamp(0, UTC)
-    order_no = _id(raw.get("orderNo"))
+    order_no = as_id(raw.get("orderNo"))
     return SettlementLine(
         platform=Platform.KUAISHOU,
         platform_shop_id=shop_id,
@@ -585,9 +559,9 @@ class KuaishouConnector(Connector):
         refresh_in = body.get("refresh_token_expires_in")
         return TokenGrant(
             access_token=str(body["access_token"]),
-            access_expires_at=now + timedelta(seconds=_int(body.get("expires_in"), 48 * 3600)),
+            access_expires_at=now + timedelta(seconds=as_int(body.get("expires_in"), 48 * 3600)),
             refresh_token=str(body.get("refresh_token") or ""),
-            refresh_expires_at=now + timedelta(seconds=_int(refresh_in))
+            refresh_expires_at=now + timedelta(seconds=as_int(refresh_in))
             if refresh_in is not None
             else self.session.refresh_expires_at,
             platform_shop_id=shop_id,
@@ -613,8 +587,8 @@ class KuaishouConnector(Connector):
             idempotent=True,
             authenticated=False,
         )
-        data = _dict(seller.get("data"))
-        return self._grant(body, shop_id=_id(data.get("sellerId")), shop_name=str(data.get("name") or ""))
+        data = as_dict(seller.get("data"))
+        return self._grant(body, shop_id=as_id(data.get("sellerId")), shop_name=str(data.get("name") or ""))
 
     def refresh_tokens(self) -> TokenGrant:
         """``POST /oauth2/refresh_token``. Refresh tokens rotate: the answer's new refresh token
@@ -637,14 +611,14 @@ class KuaishouConnector(Connector):
     def iter_orders(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[ChannelOrder]:
         """Walk ``open.order.cursor.list`` by update time (``queryType=2``), 50 a page, from
         cursor ``""`` until ``"nomore"``; windows longer than 7 days are split."""
-        for lower, upper in _spans(updated_from, updated_to, self.max_order_window):
+        for lower, upper in time_spans(updated_from, updated_to, self.max_order_window):
             cursor = ""
             while True:
                 params = {"orderViewStatus": 1, "pageSize": ORDER_PAGE_SIZE, "sort": 2, "queryType": 2,
                           "beginTime": ms(lower), "endTime": ms(upper), "cursor": cursor}  # fmt: skip
-                data = _dict(self._api("open.order.cursor.list", params).get("data"))
-                for raw in _list(data.get("orderList")):
-                    yield self._order(_dict(raw))
+                data = as_dict(self._api("open.order.cursor.list", params).get("data"))
+                for raw in as_list(data.get("orderList")):
+                    yield self._order(as_dict(raw))
                 following = str(data.get("cursor") or NOMORE)
                 if following == NOMORE:
                     break
@@ -654,7 +628,7 @@ class KuaishouConnector(Connector):
 
     def _detail(self, platform_order_id: str) -> dict[str, Any]:
         envelope = self._api("open.order.detail", {"oid": int(platform_order_id)})
-        return _dict(envelope.get("data"))
+        return as_dict(envelope.get("data"))
 
     def get_order(self, platform_order_id: str) -> ChannelOrder:
         """``open.order.detail`` of one order id."""
@@ -694,22 +668,22 @@ class KuaishouConnector(Connector):
         if whole and not with_lines:
             first, appended = whole[0], whole[1:]
             raw = self._detail(platform_order_id)
-            item, delivery = _dict(raw.get("orderItemInfo")), _dict(raw.get("orderDeliveryInfo"))
-            left = [(oid, _int(item.get("num")) - _int(delivery.get("deliveryNum")))]
-            for sub in _list(raw.get("subOrderInfo")):
-                sub = _dict(sub)
-                sub_base = _dict(sub.get("subOrderBaseInfo"))
-                if _int(sub_base.get("status")) == 80:
+            item, delivery = as_dict(raw.get("orderItemInfo")), as_dict(raw.get("orderDeliveryInfo"))
+            left = [(oid, as_int(item.get("num")) - as_int(delivery.get("deliveryNum")))]
+            for sub in as_list(raw.get("subOrderInfo")):
+                sub = as_dict(sub)
+                sub_base = as_dict(sub.get("subOrderBaseInfo"))
+                if as_int(sub_base.get("status")) == 80:
                     continue
-                num = _int(_dict(sub.get("subOrderItemInfo")).get("num"))
+                num = as_int(as_dict(sub.get("subOrderItemInfo")).get("num"))
                 left.append(
                     (
-                        _int(sub_base.get("oid")),
-                        num - _int(_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum")),
+                        as_int(sub_base.get("oid")),
+                        num - as_int(as_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum")),
                     )
                 )
             left = [(line, qty) for line, qty in left if qty > 0]
-            if len(left) == 1 and left[0][1] == _int(item.get("num")):
+            if len(left) == 1 and left[0][1] == as_int(item.get("num")):
                 self._api("open.seller.order.goods.deliver",
                           {"orderId": oid, "expressCode": self._express_code(first), "expressNo": first.tracking_no}, write=True)  # fmt: skip
             elif left:
@@ -738,8 +712,8 @@ class KuaishouConnector(Connector):
             logger.info("carrier list unavailable (%s); using the published table", exc)
             return [Carrier(code=str(code), name=name) for code, name in EXPRESS_CODES.items()]
         return [
-            Carrier(code=str(_int(c.get("expressCode"))), name=str(c.get("expressName") or ""))
-            for c in _list(data)
+            Carrier(code=str(as_int(c.get("expressCode"))), name=str(c.get("expressName") or ""))
+            for c in as_list(data)
             if isinstance(c, dict)
         ]
 
@@ -749,35 +723,35 @@ class KuaishouConnector(Connector):
         """Every SKU of the shop's items, from ``open.item.list.get`` (which carries the SKUs)."""
         page = 1
         while True:
-            data = _dict(
+            data = as_dict(
                 self._api("open.item.list.get", {"pageNumber": page, "pageSize": ITEM_PAGE_SIZE}).get("data")
             )
-            items = _list(data.get("items"))
+            items = as_list(data.get("items"))
             for item in items:
-                item = _dict(item)
-                for sku in _list(item.get("skuList")):
-                    sku = _dict(sku)
+                item = as_dict(item)
+                for sku in as_list(item.get("skuList")):
+                    sku = as_dict(sku)
                     yield Listing(
-                        platform_product_id=_id(item.get("kwaiItemId")),
-                        platform_sku_id=_id(sku.get("kwaiSkuId")),
+                        platform_product_id=as_id(item.get("kwaiItemId")),
+                        platform_sku_id=as_id(sku.get("kwaiSkuId")),
                         merchant_code=str(sku.get("skuNick") or ""),
                         title=str(item.get("title") or ""),
                         spec=str(sku.get("specification") or ""),
-                        stock=_int(sku.get("skuStock")),
-                        price_fen=_int(sku.get("skuSalePrice")),
+                        stock=as_int(sku.get("skuStock")),
+                        price_fen=as_int(sku.get("skuSalePrice")),
                     )
-            if not items or page >= _int(data.get("totalPage"), 1):
+            if not items or page >= as_int(data.get("totalPage"), 1):
                 return
             page += 1
 
     def current_stock(self, listing: Listing) -> int:
         """The platform's stock of one SKU now (``open.item.sku.list.get``)."""
-        data = _dict(
+        data = as_dict(
             self._api("open.item.sku.list.get", {"kwaiItemId": int(listing.platform_product_id)}).get("data")
         )
-        for sku in _list(data.get("skuList")):
-            if _id(_dict(sku).get("kwaiSkuId")) == listing.platform_sku_id:
-                return _int(_dict(sku).get("skuStock"))
+        for sku in as_list(data.get("skuList")):
+            if as_id(as_dict(sku).get("kwaiSkuId")) == listing.platform_sku_id:
+                return as_int(as_dict(sku).get("skuStock"))
         raise PlatformRejected(
             f"sku {listing.platform_sku_id} not found on item {listing.platform_product_id}", code="sku"
         )
@@ -834,22 +808,22 @@ class KuaishouConnector(Connector):
         }
         if category.isdigit():
             params["categoryId"] = int(category)
-        data = _dict(self._api("open.item.new", params, write=True).get("data"))
-        item_id = _id(data.get("itemId"))
+        data = as_dict(self._api("open.item.new", params, write=True).get("data"))
+        item_id = as_id(data.get("itemId"))
         if not item_id:
             raise PlatformRejected("open.item.new returned no itemId", code="itemId")
-        listed = _dict(self._api("open.item.sku.list.get", {"kwaiItemId": int(item_id)}).get("data"))
+        listed = as_dict(self._api("open.item.sku.list.get", {"kwaiItemId": int(item_id)}).get("data"))
         listings = tuple(
             Listing(
                 platform_product_id=item_id,
-                platform_sku_id=_id(_dict(sku).get("kwaiSkuId")),
-                merchant_code=str(_dict(sku).get("skuNick") or ""),
+                platform_sku_id=as_id(as_dict(sku).get("kwaiSkuId")),
+                merchant_code=str(as_dict(sku).get("skuNick") or ""),
                 title=title,
-                spec=str(_dict(sku).get("specification") or ""),
-                stock=_int(_dict(sku).get("skuStock")),
-                price_fen=_int(_dict(sku).get("skuSalePrice")),
+                spec=str(as_dict(sku).get("specification") or ""),
+                stock=as_int(as_dict(sku).get("skuStock")),
+                price_fen=as_int(as_dict(sku).get("skuSalePrice")),
             )
-            for sku in _list(listed.get("skuList"))
+            for sku in as_list(listed.get("skuList"))
         )
         return PublishedProduct(platform_product_id=item_id, skus=listings)
 
@@ -857,14 +831,14 @@ class KuaishouConnector(Connector):
 
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
         """``open.seller.order.refund.pcursor.list`` by update time, in one-day windows (§2.7)."""
-        for lower, upper in _spans(updated_from, updated_to, REFUND_SPAN):
+        for lower, upper in time_spans(updated_from, updated_to, REFUND_SPAN):
             cursor = ""
             while True:
                 params = {"beginTime": ms(lower), "endTime": ms(upper), "type": 9, "pageSize": REFUND_PAGE_SIZE,
                           "currentPage": 1, "sort": 2, "queryType": 2, "pcursor": cursor}  # fmt: skip
-                data = _dict(self._api("open.seller.order.refund.pcursor.list", params).get("data"))
-                for raw in _list(data.get("refundOrderInfoList")):
-                    yield after_sale_from_kuaishou(_dict(raw), shop_id=self.session.platform_shop_id)
+                data = as_dict(self._api("open.seller.order.refund.pcursor.list", params).get("data"))
+                for raw in as_list(data.get("refundOrderInfoList")):
+                    yield after_sale_from_kuaishou(as_dict(raw), shop_id=self.session.platform_shop_id)
                 following = str(data.get("pcursor") or NOMORE)
                 if following == NOMORE:
                     break
@@ -874,7 +848,7 @@ class KuaishouConnector(Connector):
 
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
         """Settled bills from ``open.funds.financial.settled.bill.detail`` by settlement time."""
-        for lower, upper in _spans(start, end, BILL_SPAN):
+        for lower, upper in time_spans(start, end, BILL_SPAN):
             cursor = ""
             while True:
                 params = {
@@ -883,10 +857,10 @@ class KuaishouConnector(Connector):
                     "size": BILL_PAGE_SIZE,
                     "cursor": cursor,
                 }
-                data = _dict(self._api("open.funds.financial.settled.bill.detail", params).get("data"))
-                bills = _list(data.get("orders"))
+                data = as_dict(self._api("open.funds.financial.settled.bill.detail", params).get("data"))
+                bills = as_list(data.get("orders"))
                 for raw in bills:
-                    yield settlement_from_kuaishou(_dict(raw), shop_id=self.session.platform_shop_id)
+                    yield settlement_from_kuaishou(as_dict(raw), shop_id=self.session.platform_shop_id)
                 following = str(data.get("cursor") or "")
                 if not bills or following in ("", NOMORE):
                     break
@@ -926,16 +900,16 @@ class KuaishouConnector(Connector):
         for start in range(0, len(platform_order_ids), EBILL_BATCH):
             chunk = platform_order_ids[start : start + EBILL_BATCH]
             requests = [self._ebill_request(self._detail(oid), oid, company, sender) for oid in chunk]
-            answers = _list(
+            answers = as_list(
                 self._api("open.express.ebill.get", {"getEbillOrderRequest": requests}, write=True).get(
                     "data"
                 )
             )
             for answer in answers:
-                answer = _dict(answer)
+                answer = as_dict(answer)
                 oid = str(answer.get("requestId") or "")
-                outcome = _dict(answer.get("baseResponse"))
-                taken = [_dict(x) for x in _list(answer.get("data")) if _dict(x).get("waybillCode")]
+                outcome = as_dict(answer.get("baseResponse"))
+                taken = [as_dict(x) for x in as_list(answer.get("data")) if as_dict(x).get("waybillCode")]
                 if not outcome.get("success") or not taken:
                     errors.append((oid, str(outcome.get("message") or "no waybill")))
                     logger.warning("waybill refused for order %s: %s", oid, outcome.get("message"))
@@ -953,15 +927,18 @@ class KuaishouConnector(Connector):
 
     def _ebill_request(self, raw: dict[str, Any], oid: str, company: str, sender: dict) -> dict[str, Any]:
         base, item, address = (
-            _dict(raw.get("orderBaseInfo")),
-            _dict(raw.get("orderItemInfo")),
-            _dict(raw.get("orderAddress")),
+            as_dict(raw.get("orderBaseInfo")),
+            as_dict(raw.get("orderItemInfo")),
+            as_dict(raw.get("orderAddress")),
         )
-        items = [{"itemTitle": str(item.get("itemTitle") or ""), "itemQuantity": _int(item.get("num"))}]
-        for sub in _list(raw.get("subOrderInfo")):
-            sub_item = _dict(_dict(sub).get("subOrderItemInfo"))
+        items = [{"itemTitle": str(item.get("itemTitle") or ""), "itemQuantity": as_int(item.get("num"))}]
+        for sub in as_list(raw.get("subOrderInfo")):
+            sub_item = as_dict(as_dict(sub).get("subOrderItemInfo"))
             items.append(
-                {"itemTitle": str(sub_item.get("itemTitle") or ""), "itemQuantity": _int(sub_item.get("num"))}
+                {
+                    "itemTitle": str(sub_item.get("itemTitle") or ""),
+                    "itemQuantity": as_int(sub_item.get("num")),
+                }
             )
         return {
             "merchantCode": str(base.get("sellerOpenId") or ""),
@@ -992,13 +969,13 @@ class KuaishouConnector(Connector):
             write=True,
             idempotent=True,  # a read: repeating it only reads again
         )
-        results = _list(envelope.get("batchDecryptResultList")) or _list(
-            _dict(envelope.get("data")).get("batchDecryptResultList")
+        results = as_list(envelope.get("batchDecryptResultList")) or as_list(
+            as_dict(envelope.get("data")).get("batchDecryptResultList")
         )
         if not results:
             raise PlatformRejected("no decrypt result", code="decrypt")
-        first = _dict(results[0])
-        if _int(first.get("errorCode")) != SUCCESS:
+        first = as_dict(results[0])
+        if as_int(first.get("errorCode")) != SUCCESS:
             raise PlatformRejected(
                 str(first.get("errorMsg") or "decrypt refused"), code=str(first.get("errorCode"))
             )
@@ -1053,7 +1030,7 @@ class KuaishouPushCodec(PushCodec):
             raise BadPushMessage("decrypted push is not a JSON object")
         digest = hashlib.sha256(plaintext.encode()).hexdigest()
         message_id = str(message.get("eventId") or message.get("msgId") or digest)
-        shop_id = _id(message.get("userId"))
+        shop_id = as_id(message.get("userId"))
         event = str(message.get("event") or "")
         if message.get("test") is True:
             return [PushMessage(message_id=message_id, topic=event or "test", kind="test", platform_shop_id=shop_id,
@@ -1062,17 +1039,17 @@ class KuaishouPushCodec(PushCodec):
             raise BadPushMessage("push addressed to another app")
         info_raw = message.get("info")
         try:
-            info = json.loads(info_raw) if isinstance(info_raw, str) and info_raw else _dict(info_raw)
+            info = json.loads(info_raw) if isinstance(info_raw, str) and info_raw else as_dict(info_raw)
         except ValueError:
             info = {}
-        info = _dict(info)
+        info = as_dict(info)
         if event.startswith("kwaishop_order_"):
-            kind, object_id = "order", _id(info.get("oid")) or _id(message.get("bizId"))
+            kind, object_id = "order", as_id(info.get("oid")) or as_id(message.get("bizId"))
         elif event.startswith("kwaishop_aftersales_"):
-            kind, object_id = "after_sale", _id(info.get("refundId")) or _id(message.get("bizId"))
+            kind, object_id = "after_sale", as_id(info.get("refundId")) or as_id(message.get("bizId"))
         else:
-            kind, object_id = "other", _id(message.get("bizId"))
-        return [PushMessage(message_id=message_id, topic=event, kind=kind, platform_shop_id=shop_id or _id(info.get("sellerId")),
+            kind, object_id = "other", as_id(message.get("bizId"))
+        return [PushMessage(message_id=message_id, topic=event, kind=kind, platform_shop_id=shop_id or as_id(info.get("sellerId")),
                             object_id=object_id, payload=message)]  # fmt: skip
 
     def ack(self) -> PushReply:
