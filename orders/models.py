@@ -171,6 +171,7 @@ class ReviewRule(models.Model):
         PLATFORM_RISK = "platform_risk", _("Hold when the platform flags risk or forbids shipping")
         STOCK_SHORT = "stock_short", _("Hold when stock is short")
         UNMATCHED = "unmatched", _("Hold when a line matches no SKU")
+        AUTO_MERGE = "auto_merge", _("Merge approved orders of one shop to the same receiver (48 h)")
 
     kind = models.CharField(max_length=24, choices=Kind.choices, unique=True)
     enabled = models.BooleanField(default=True)

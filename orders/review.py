@@ -7,6 +7,7 @@ from orders.models import Order, ReviewRule
 K = ReviewRule.Kind
 DEFAULT_ENABLED = {
     K.AUTO_APPROVE,
+    K.AUTO_MERGE,
     K.BUYER_REMARK,
     K.SELLER_REMARK,
     K.ADDRESS_CHANGED,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -98,6 +99,29 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 200) -> int:
                 ingest_snapshot(snapshot_id=snapshot_id)
                 done += 1
     return done
+
+
+def reconcile_ingestion(*, limit: int = 1000) -> int:
+    """Ingest the newest channel versions that no order reflects yet.
+
+    ``OrderChanged`` reaches ingestion through a queued task; if enqueueing failed (broker
+    down) or the task gave up, the version is still stored in the channel layer, and this
+    periodic sweep picks it up. Returns the number of versions applied."""
+    from django.db.models import Exists, OuterRef
+
+    from channels.models import ChannelOrderState
+
+    reflected = Order.objects.filter(
+        store_id=OuterRef("store_id"),
+        platform_order_id=OuterRef("platform_order_id"),
+        platform_updated_at__gte=OuterRef("platform_updated_at"),
+    )
+    pending = list(
+        ChannelOrderState.objects.filter(~Exists(reflected))
+        .order_by("platform_updated_at")
+        .values_list("snapshot_id", flat=True)[:limit]
+    )
+    return ingest_snapshots(snapshot_ids=pending)
 
 
 @transaction.atomic
@@ -272,9 +296,7 @@ def _release_lines(order: Order, lines: list[OrderLine], *, reason: str) -> None
             stock.release_reservation(source_key=line.reservation_key, reason=reason)
             line.status = LineStatus.CANCELLED
             line.save(update_fields=["status"])
-    Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN).distinct()
-    FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN).delete()
-    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+    _close_open_fulfilment(order)
 
 
 def _on_paid(order: Order, lines: list[OrderLine]) -> None:
@@ -446,8 +468,8 @@ def _open_fulfilment(order: Order) -> Fulfilment:
     if existing:
         return existing
     fulfilment = None
-    if _auto_merge_enabled():
-        since = timezone.now() - timezone.timedelta(hours=MERGE_WINDOW_HOURS)
+    if review.active_rules()[ReviewRule.Kind.AUTO_MERGE].enabled:
+        since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
         fulfilment = (
             Fulfilment.objects.filter(
                 store=order.store,
@@ -471,12 +493,6 @@ def _open_fulfilment(order: Order) -> Fulfilment:
     for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
         FulfilmentLine.objects.create(fulfilment=fulfilment, order_line=line, quantity=line.quantity)
     return fulfilment
-
-
-def _auto_merge_enabled() -> bool:
-    from django.conf import settings
-
-    return getattr(settings, "ORDERS_AUTO_MERGE", True)
 
 
 def _close_open_fulfilment(order: Order) -> None:

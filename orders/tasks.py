@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from ecbao.celery import register_periodic
 from orders import services
 
 
@@ -7,6 +8,15 @@ from orders import services
 def ingest_snapshot_task(snapshot_id: int) -> str:
     order = services.ingest_snapshot(snapshot_id=snapshot_id)
     return order.status if order else "missing"
+
+
+@shared_task(acks_late=True)
+def reconcile_ingestion_task() -> int:
+    """Periodic safety net: channel versions whose ingestion task was lost."""
+    return services.reconcile_ingestion()
+
+
+register_periodic("orders.reconcile_ingestion", "orders.tasks.reconcile_ingestion_task", 300.0)
 
 
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)

@@ -90,3 +90,12 @@ def test_split_keeps_quantities_and_amounts_exact(store, skus):
     assert paid == order.paid_fen == 3 * 1000 + 2 * 500
     with pytest.raises(ValidationError):
         services.split(order=order, parts={l1.pk: 5}, actor=None)
+
+
+def test_auto_merge_is_a_merchant_rule(store, skus):
+    services.set_rule(kind="auto_merge", enabled=False)
+    a = ingest(store, "R1")
+    b = ingest(store, "R2")
+    fa = Fulfilment.objects.get(lines__order_line__order=a)
+    fb = Fulfilment.objects.get(lines__order_line__order=b)
+    assert fa != fb and not fa.is_merged  # same shop and receiver, but the rule is off

@@ -147,3 +147,23 @@ def test_tracking_numbers_from_the_platform_are_searchable(store, skus):
     assert order.tracking_numbers == ["ZT7788990011"]
     found = apply_filters(Order.objects.all(), OrderFilters(q="ZT7788990011"))
     assert list(found) == [order]
+
+
+def test_a_version_whose_ingestion_task_was_lost_is_swept_in(store, skus):
+    from channels.services import store_order_version
+
+    co = channel_order(oid="6929999999999999999")
+    # Stored by the channel layer; the OrderChanged task never ran (the test transaction
+    # never commits, so no after-commit delivery happens — as if the broker were down).
+    store_order_version(store=store, order=co, payload={"order_id": co.platform_order_id}, source="pull")
+    assert not Order.objects.filter(platform_order_id=co.platform_order_id).exists()
+    assert services.reconcile_ingestion() == 1
+    order = Order.objects.get(platform_order_id=co.platform_order_id)
+    assert order.status == OrderStatus.APPROVED and reserved(skus["TS-WHT-L"]) == 1
+    assert services.reconcile_ingestion() == 0  # nothing left behind, nothing applied twice
+    newer = later(co, status=CS.CANCELLED, platform_status="4")
+    store_order_version(
+        store=store, order=newer, payload={"order_id": co.platform_order_id, "v": 2}, source="push"
+    )
+    assert services.reconcile_ingestion() == 1
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED and reserved(skus["TS-WHT-L"]) == 0
