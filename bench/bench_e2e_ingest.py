@@ -43,8 +43,6 @@ def build_world(path: Path):
 
 
 def main() -> dict:
-    import httpx
-
     from channels import services, sync
     from channels.models import ChannelOrderState, Store
     from channels.sandbox.server import SandboxServer, ServerOptions
@@ -116,21 +114,6 @@ def main() -> dict:
                     code = world.create_oauth_code(app.app_key, shop.shop_id)
                     grant = connector.exchange_code(code=code.code)
                     store = services.connect_store(platform=platform, app_key=app.app_key, grant=grant)
-                if os.environ.get("BENCH_DEBUG"):
-                    from datetime import UTC, datetime
-
-                    probe = services.connector_for(store)
-                    now = datetime.now(UTC)
-                    print(
-                        "probe",
-                        platform,
-                        sum(
-                            1
-                            for _ in probe.iter_orders(updated_from=now - timedelta(hours=1), updated_to=now)
-                        ),
-                        world.now(),
-                        now,
-                    )
                 started = time.perf_counter()
                 # Orders were placed a moment ago: end the window past the settle lag.
                 pulled = sync.pull_orders(store_id=store.pk, now=timezone.now() + timedelta(seconds=5))
@@ -163,7 +146,6 @@ def main() -> dict:
                 )
     finally:
         server.stop()
-        httpx  # noqa: B018 - imported for connectors' transport
     return results
 
 

@@ -206,7 +206,7 @@ def _act_on(message: InboxMessage) -> None:
                 channel_events.AfterSaleChanged(
                     store_id=message.store_id,
                     platform_after_sale_id=object_id,
-                    platform_order_id=str(message.payload.get("data", {}).get("order_id", "")),
+                    platform_order_id=_order_id_of(message.payload.get("data") or {}),
                 )
             )
 
@@ -218,3 +218,11 @@ def retry_inbox_message(*, message_id: int) -> None:
     )
     if updated:
         transaction.on_commit(lambda: _enqueue_process(message_id))
+
+
+def _order_id_of(data: dict) -> str:
+    """The order an after-sale push is about (Douyin ``p_id``, Kuaishou ``oid``, WeChat ``order_id``)."""
+    for key in ("order_id", "p_id", "oid"):
+        if data.get(key):
+            return str(data[key])
+    return ""

@@ -46,7 +46,9 @@ class PullResult:
     error: str = ""
 
 
-def order_windows(*, start: datetime, end: datetime, max_window: timedelta) -> list[tuple[datetime, datetime]]:
+def order_windows(
+    *, start: datetime, end: datetime, max_window: timedelta
+) -> list[tuple[datetime, datetime]]:
     """Split [start, end] into consecutive windows no longer than ``max_window``."""
     return list(time_spans(start, end, max_window)) if start < end else []
 

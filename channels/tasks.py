@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
@@ -75,7 +77,7 @@ def refresh_expiring_tokens() -> int:
     from channels import services
     from channels.errors import ChannelError
 
-    soon = timezone.now() + timezone.timedelta(hours=2)
+    soon = timezone.now() + timedelta(hours=2)
     count = 0
     for store in Store.objects.filter(status=Store.Status.ACTIVE, access_expires_at__lt=soon):
         connector = services.connector_for(store)

@@ -407,3 +407,18 @@ def test_a_push_for_another_shop_of_the_same_app_is_not_given_to_the_only_tenant
     receipt = intake.route_receipt(receipt_id=PushReceipt.objects.get().pk)
     assert receipt.status == PushReceipt.Status.UNROUTABLE
     assert inbox_of(alpha) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"p_id": 6920000000000000001}, "6920000000000000001"),
+        ({"oid": "2311"}, "2311"),
+        ({"order_id": "3705"}, "3705"),
+        ({}, ""),
+    ],
+)
+def test_after_sale_pushes_name_their_order_on_every_platform(data, expected):
+    from channels.intake import _order_id_of
+
+    assert _order_id_of(data) == expected
