@@ -287,7 +287,7 @@ def decrypt_budget(store: Store) -> tuple[int, int]:
 
 
 def decrypt_receiver_field(
-    *, store: Store, platform_order_id: str, field: str, cipher: str, user, ip: str | None
+    *, store: Store, platform_order_id: str, field: str, cipher: str, user, ip: str | None, connector=None
 ) -> str:
     """Plain text of one receiver field, for the person asking, within the shop's daily budget.
 
@@ -301,18 +301,8 @@ def decrypt_receiver_field(
     with transaction.atomic():
         Store.objects.select_for_update().filter(pk=store.pk).first()  # serialise budget checks per shop
         used, budget = decrypt_budget(store)
-        if used >= budget:
-            DecryptAudit.objects.create(
-                store=store,
-                platform_order_id=platform_order_id,
-                field=field,
-                user=user,
-                username=user.get_username(),
-                ip=ip,
-                succeeded=False,
-                error="daily decrypt budget used up",
-            )
-            raise DecryptRefused(f"daily decrypt budget of {budget} used up for this shop")
+        refused = used >= budget
+        # The refusal is audited too: the row is committed before the error is raised.
         audit = DecryptAudit.objects.create(
             store=store,
             platform_order_id=platform_order_id,
@@ -320,10 +310,14 @@ def decrypt_receiver_field(
             user=user,
             username=user.get_username(),
             ip=ip,
+            succeeded=not refused,
+            error="daily decrypt budget used up" if refused else "",
         )
+    if refused:
+        raise DecryptRefused(f"daily decrypt budget of {budget} used up for this shop")
     try:
         # Platforms without per-field ciphertext (WeChat) decrypt by order and field name.
-        return connector_for(store).decrypt(
+        return (connector or connector_for(store)).decrypt(
             platform_order_id=platform_order_id, cipher=cipher or field, account_id=str(user.pk)
         )
     except Exception as exc:
