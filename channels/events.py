@@ -16,6 +16,14 @@ class OrderChanged(Event):
 
 
 @dataclass(frozen=True)
+class OrdersChanged(Event):
+    """Many platform orders of one store have new newest versions (a pulled page)."""
+
+    store_id: int
+    snapshot_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class AfterSaleChanged(Event):
     store_id: int
     platform_after_sale_id: str

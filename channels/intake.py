@@ -6,7 +6,8 @@
    the acknowledgement — well inside every platform's deadline (Kuaishou 3 s).
 2. ``route_receipt`` (task, public schema): decode the stored receipt again, find each
    message's tenant through ``ShopRoute`` and insert it into that tenant's ``InboxMessage``
-   table — de-duplicated on (platform, message id) — then enqueue its processing.
+   table — de-duplicated on (platform, message id) — then enqueue its processing. (Receipts
+   of WeChat third-party platform authorisation events are applied by ``channels.component``.)
 3. ``process_inbox_message`` (task, tenant schema): act on one message (an order message
    fetches the order's detail and stores the version). Failures stay in the inbox with
    their error and are retried by the periodic task, the dashboard or a command.
@@ -32,7 +33,7 @@ from ecbao import events
 
 logger = logging.getLogger(__name__)
 
-_KEPT_HEADERS = {"content-type", "app-id", "event-sign", "sign-method", "user-agent", "x-forwarded-for"}
+KEPT_HEADERS = {"content-type", "app-id", "event-sign", "sign-method", "user-agent", "x-forwarded-for"}
 
 
 def _resolve_app(platform: str, app_key: str) -> PlatformApp | None:
@@ -66,15 +67,15 @@ def receive_push(
             platform=platform,
             app_key=app.app_key,
             query=query,
-            headers={k: v for k, v in headers.items() if k in _KEPT_HEADERS},
+            headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
             body=body.decode("utf-8", errors="replace"),
             messages=len(messages),
         )
-        transaction.on_commit(lambda: _enqueue_route(receipt.pk))
+        transaction.on_commit(lambda: enqueue_route(receipt.pk))
     return codec.ack()
 
 
-def _enqueue_route(receipt_id: int) -> None:
+def enqueue_route(receipt_id: int) -> None:
     from channels.tasks import route_push_receipt
 
     route_push_receipt.delay(receipt_id)
@@ -100,6 +101,10 @@ def _tenant_for(platform: str, app_key: str, message: PushMessage):
 def route_receipt(*, receipt_id: int) -> PushReceipt:
     """Deliver a stored receipt's messages to their tenants' inboxes (idempotent)."""
     receipt = PushReceipt.objects.get(pk=receipt_id)
+    if receipt.kind == PushReceipt.Kind.AUTHORIZATION:  # WeChat third-party platform events
+        from channels import component
+
+        return component.process_authorization_receipt(receipt)
     codec = push_codec(receipt.platform)
     credentials = services.app_credentials(platform=receipt.platform, app_key=receipt.app_key)
     receipt.attempts += 1

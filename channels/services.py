@@ -8,9 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
+import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -22,6 +25,7 @@ from channels.models import ChannelOrderState, OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
 from channels.types import ChannelOrder, OrderStatus, TokenGrant
 from ecbao import events
+from ecbao.db import JSONText, copy_models, insert_returning, next_ids
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,12 @@ def register_app(*, platform: str, app_key: str, secrets: dict, tenant=None) -> 
     if unknown:
         raise ValueError(f"unknown app secret fields: {sorted(unknown)}")
     with schema_context("public"):
+        if tenant is not None:
+            # A merchant's self-use app never replaces this deployment's app or another
+            # merchant's: the keys are theirs only if nobody else registered them.
+            existing = PlatformApp.objects.filter(platform=platform, app_key=app_key).first()
+            if existing is not None and existing.tenant_id != tenant.pk:
+                raise PermissionError("this app key is registered to another account")
         app, _ = PlatformApp.objects.update_or_create(
             platform=platform,
             app_key=app_key,
@@ -83,8 +93,19 @@ def connector_for(store: Store, **kwargs) -> Connector:
         issued_at=store.token_issued_at,
         on_new_tokens=lambda grant: save_tokens(store_id=store.pk, grant=grant),
     )
+    from channels import component  # WeChat shops authorised to our third-party platform
+
     cls = connector_class(store.platform)
-    options = _options(cls, store.platform, self_use=store.auth_mode == Store.AuthMode.SELF_USE)
+    options = _options(
+        cls,
+        store.platform,
+        self_use=store.auth_mode == Store.AuthMode.SELF_USE,
+        **component.connector_options(
+            platform=store.platform,
+            app_key=store.app_key,
+            self_use=store.auth_mode == Store.AuthMode.SELF_USE,
+        ),
+    )
     return cls(
         credentials=app_credentials(platform=store.platform, app_key=store.app_key),
         base_url=base_url(store.platform),
@@ -95,9 +116,14 @@ def connector_for(store: Store, **kwargs) -> Connector:
 
 def unbound_connector(*, platform: str, app_key: str, **kwargs) -> Connector:
     """A connector with no shop yet (authorisation flow)."""
+    from channels import component  # WeChat: the third-party platform's ticket and shared token
+
     cls = connector_class(platform)
+    options = component.connector_options(platform=platform, app_key=app_key)
     return cls(
-        credentials=app_credentials(platform=platform, app_key=app_key), base_url=base_url(platform), **kwargs
+        credentials=app_credentials(platform=platform, app_key=app_key),
+        base_url=base_url(platform),
+        **{**options, **kwargs},
     )
 
 
@@ -191,9 +217,29 @@ def record_store_error(*, store: Store, error: Exception) -> None:
 # --- order versions ---------------------------------------------------------------------------------
 
 
+def _canonical(payload: dict) -> str:
+    """Compact JSON with sorted keys: equal payloads give equal text (and digest)."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
 def _digest(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class _SnapshotRow:
+    """An ``OrderSnapshot`` row for COPY."""
+
+    store_id: int
+    platform_order_id: str
+    digest: str
+    platform_updated_at: datetime
+    platform_status: str
+    status: str
+    payload: str
+    normalized: str
+    source: str
+    id: int | None = None
 
 
 def _is_newer(order: ChannelOrder, state: ChannelOrderState) -> bool:
@@ -257,6 +303,109 @@ def store_order_version(*, store: Store, order: ChannelOrder, payload: dict, sou
         )
     )
     return True
+
+
+_UPSERT_STATES_SQL = """
+INSERT INTO channels_channelorderstate
+    (store_id, platform_order_id, platform_updated_at, platform_status, status, snapshot_id, changed_at)
+SELECT %(store)s, v.pid, v.updated_at, v.platform_status, v.status, v.snapshot_id, now()
+FROM unnest(%(pids)s::text[], %(updated)s::timestamptz[], %(pstatus)s::text[], %(status)s::text[],
+            %(snapshots)s::bigint[]) AS v(pid, updated_at, platform_status, status, snapshot_id)
+ON CONFLICT (store_id, platform_order_id) DO UPDATE SET
+    platform_updated_at = EXCLUDED.platform_updated_at,
+    platform_status = EXCLUDED.platform_status,
+    status = EXCLUDED.status,
+    snapshot_id = EXCLUDED.snapshot_id,
+    changed_at = now()
+WHERE EXCLUDED.platform_updated_at > channels_channelorderstate.platform_updated_at
+   OR (EXCLUDED.platform_updated_at = channels_channelorderstate.platform_updated_at
+       AND array_position(%(ranks)s::text[], EXCLUDED.status)
+         > array_position(%(ranks)s::text[], channels_channelorderstate.status))
+RETURNING platform_order_id, snapshot_id, status
+"""
+_RANKED_STATUSES = [s.value for s in sorted(OrderStatus, key=lambda s: s.rank)]
+
+
+@transaction.atomic
+def store_order_versions(*, store: Store, orders: list[ChannelOrder], source: str) -> list[int]:
+    """``store_order_version`` for a page of orders, set-based: one statement stores the
+    snapshots (duplicates skipped), one moves the newest-version rows forward (a stale version
+    never replaces a newer one), and one ``OrdersChanged`` event carries every order that
+    changed. Returns the snapshot ids that became the newest version of their order."""
+    if not orders:
+        return []
+    versions: dict[tuple[str, str], tuple[ChannelOrder, str]] = {}
+    for order in orders:
+        canonical = _canonical(order.raw)
+        versions.setdefault(
+            (order.platform_order_id, hashlib.sha256(canonical.encode()).hexdigest()), (order, canonical)
+        )
+    ids = {
+        (pid, digest): pk
+        for pk, pid, digest in OrderSnapshot.objects.filter(
+            store=store, digest__in=[digest for _, digest in versions]
+        ).values_list("id", "platform_order_id", "digest")
+    }
+    fresh = [
+        _SnapshotRow(
+            store_id=store.pk,
+            platform_order_id=pid,
+            digest=digest,
+            platform_updated_at=order.updated_at,
+            platform_status=order.platform_status,
+            status=order.status.value,
+            payload=JSONText(canonical),
+            normalized=JSONText(order.to_json_text()),
+            source=source,
+        )
+        for (pid, digest), (order, canonical) in versions.items()
+        if (pid, digest) not in ids
+    ]
+    if fresh:
+        for row, pk in zip(fresh, next_ids(OrderSnapshot, len(fresh)), strict=True):
+            row.id = pk
+        try:
+            with transaction.atomic():  # straight COPY: the common case, nothing stored yet
+                copy_models(OrderSnapshot, fresh, with_pk=True)
+            ids.update({(row.platform_order_id, row.digest): row.id for row in fresh})
+        except IntegrityError:  # a push stored one of these meanwhile: skip what exists
+            inserted = insert_returning(
+                OrderSnapshot,
+                fresh,
+                conflict=("store", "platform_order_id", "digest"),
+                returning=("id", "platform_order_id", "digest"),
+            )
+            ids.update({(pid, digest): pk for pk, pid, digest in inserted})
+            known = OrderSnapshot.objects.filter(
+                store=store, digest__in=[row.digest for row in fresh]
+            ).values_list("id", "platform_order_id", "digest")
+            ids.update({(pid, digest): pk for pk, pid, digest in known})
+    newest: dict[str, tuple[ChannelOrder, int]] = {}
+    for key, (order, _) in versions.items():
+        current = newest.get(key[0])
+        if current is None or (order.updated_at, order.status.rank) > (
+            current[0].updated_at,
+            current[0].status.rank,
+        ):
+            newest[key[0]] = (order, ids[key])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT_STATES_SQL,
+            {
+                "store": store.pk,
+                "pids": list(newest),
+                "updated": [o.updated_at for o, _ in newest.values()],
+                "pstatus": [o.platform_status for o, _ in newest.values()],
+                "status": [o.status.value for o, _ in newest.values()],
+                "snapshots": [pk for _, pk in newest.values()],
+                "ranks": _RANKED_STATUSES,
+            },
+        )
+        changed = cursor.fetchall()
+    ids_changed = [pk for _, pk, _ in changed]
+    if ids_changed:
+        events.publish(channel_events.OrdersChanged(store_id=store.pk, snapshot_ids=tuple(ids_changed)))
+    return ids_changed
 
 
 def _apply(state: ChannelOrderState, order: ChannelOrder, snapshot: OrderSnapshot) -> None:

@@ -8,32 +8,38 @@ Rules that make the pull safe to run at any time, twice, or concurrently:
   (stamped with an earlier update time than their commit) are still seen;
 - the window's end stays ``SETTLE`` behind "now", so a version still being written is not
   half-seen;
-- each window commits on its own, and the watermark advances only in the same commit as the
-  window's orders; a failure leaves it where it was and the next run repeats the window
-  (storage is idempotent).
+- the platform is read outside any transaction, so tokens renewed during a run are saved at
+  once even when the run fails later; each batch of orders commits on its own (storage is
+  idempotent), and the watermark advances only after its whole window is stored; a failure
+  leaves it where it was and the next run repeats the window.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from channels import services
 from channels.connectors.base import time_spans
 from channels.errors import ChannelError
 from channels.models import Store, SyncCursor
+from channels.types import TokenGrant
 
 logger = logging.getLogger(__name__)
 
 OVERLAP = timedelta(minutes=5)
 SETTLE = timedelta(seconds=2)
 INITIAL_LOOKBACK = timedelta(days=3)
+STORE_BATCH = 200  # orders stored per statement set (one OrdersChanged event each)
 
 
 @dataclass
@@ -70,6 +76,25 @@ def advisory_lock(name: str):
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
+def _tokens_saved_from_any_thread(save: Callable[[TokenGrant], None]) -> Callable[[TokenGrant], None]:
+    """``ShopSession.on_new_tokens`` for a pull: a connector that renews the token in one of its
+    own worker threads (WeChat's detail fetches) saves it on that thread's connection, which
+    starts in the public schema — so switch it to this tenant's schema, then close it."""
+    owner, schema = threading.get_ident(), connection.schema_name
+
+    def on_new_tokens(grant: TokenGrant) -> None:
+        if threading.get_ident() == owner:
+            save(grant)
+            return
+        try:
+            with schema_context(schema):
+                save(grant)
+        finally:
+            connection.close()
+
+    return on_new_tokens
+
+
 def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -> PullResult:
     """Pull every order of ``store_id`` changed since its watermark (see module docstring)."""
     result = PullResult(store_id=store_id)
@@ -84,6 +109,7 @@ def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -
         cursor, _ = SyncCursor.objects.get_or_create(store=store, kind=SyncCursor.Kind.ORDERS)
         now = now or timezone.now()
         connector = connector or services.connector_for(store)
+        connector.session.on_new_tokens = _tokens_saved_from_any_thread(connector.session.on_new_tokens)
         end = now - SETTLE
         start = (cursor.watermark - OVERLAP) if cursor.watermark else end - INITIAL_LOOKBACK
         start = max(start, now - connector.max_lookback + timedelta(minutes=1))
@@ -99,17 +125,25 @@ def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -
         )
         try:
             for lower, upper in windows:
-                with transaction.atomic():
-                    for order in connector.iter_orders(updated_from=lower, updated_to=upper):
-                        result.orders_seen += 1
-                        if services.store_order_version(
-                            store=store, order=order, payload=order.raw, source="pull"
-                        ):
-                            result.orders_changed += 1
-                    result.windows += 1
-                    SyncCursor.objects.filter(pk=cursor.pk).update(
-                        watermark=upper, windows_done=result.windows, items_seen=result.orders_seen
-                    )
+                # No transaction around the platform calls: a token renewed on the way is saved
+                # at once, and stays saved when the window fails later (rolled back, the store
+                # would keep tokens the platform already retired). Each batch commits on its own.
+                page: list = []
+                for order in connector.iter_orders(updated_from=lower, updated_to=upper):
+                    result.orders_seen += 1
+                    page.append(order)
+                    if len(page) >= STORE_BATCH:
+                        result.orders_changed += len(
+                            services.store_order_versions(store=store, orders=page, source="pull")
+                        )
+                        page = []
+                result.orders_changed += len(
+                    services.store_order_versions(store=store, orders=page, source="pull")
+                )
+                result.windows += 1
+                SyncCursor.objects.filter(pk=cursor.pk).update(
+                    watermark=upper, windows_done=result.windows, items_seen=result.orders_seen
+                )
         except ChannelError as exc:
             result.error = str(exc)
             SyncCursor.objects.filter(pk=cursor.pk).update(

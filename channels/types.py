@@ -8,9 +8,11 @@ and (where the platform gives one) its search index — never plaintext.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 
 class Platform(enum.StrEnum):
@@ -145,8 +147,14 @@ class ChannelOrder:
     #: the platform's own payload, kept verbatim as a snapshot (ciphertexts and masks only)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def to_json_text(self) -> str:
+        """The normalised order as JSON text (``raw`` left empty: the payload is stored beside
+        it), serialised by orjson — dataclasses, enums and aware datetimes natively."""
+        return orjson.dumps(replace(self, raw={})).decode()
+
     def to_json(self) -> dict[str, Any]:
-        data = _jsonable(asdict(self))
+        """Plain JSON values of ``to_json_text``, without ``raw``."""
+        data = orjson.loads(self.to_json_text())
         data.pop("raw", None)
         return data
 
@@ -267,6 +275,10 @@ class TokenGrant:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value.value if isinstance(value, enum.Enum) else value
+    if is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):

@@ -13,6 +13,11 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path(
+        "hooks/wechat/component/<str:component_appid>/",
+        channel_views.component_event_endpoint,
+        name="wechat_component_events",
+    ),
     path("hooks/<str:platform>/", channel_views.push_endpoint, name="push"),
     path("hooks/<str:platform>/<str:app_key>/", channel_views.push_endpoint, name="push_app"),
     path("oauth/callback/<str:platform>/", channel_views.oauth_callback, name="oauth_callback"),

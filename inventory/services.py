@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils.translation import gettext as _
 
 from inventory import sync
@@ -146,6 +147,139 @@ def _reserve_one(source_key: str, sku_id: int, warehouse_id: int, qty: int) -> b
         # that committed while this statement waited for the row lock).
         return False
     raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse_id, requested=qty)
+
+
+_RESERVE_MANY_SQL = """
+WITH req AS (
+    SELECT r.source_key, r.sku_id, r.qty, r.ord
+    FROM unnest(%(keys)s::text[], %(skus)s::bigint[], %(qtys)s::int[]) WITH ORDINALITY
+        AS r(source_key, sku_id, qty, ord)
+), locked AS (
+    SELECT id, sku_id, on_hand, reserved FROM inventory_stocklevel
+    WHERE warehouse_id = %(wh)s AND sku_id = ANY(%(skus)s::bigint[])
+    ORDER BY sku_id
+    FOR UPDATE
+), fresh AS (
+    SELECT req.* FROM req WHERE NOT EXISTS (
+        SELECT 1 FROM inventory_reservation x WHERE x.source_key = req.source_key AND x.sku_id = req.sku_id)
+), ranked AS (
+    SELECT f.source_key, f.sku_id, f.qty, l.on_hand - l.reserved AS available,
+        sum(f.qty) OVER (PARTITION BY f.sku_id ORDER BY f.ord) AS wanted
+    FROM fresh f JOIN locked l USING (sku_id)
+), ins AS (
+    INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
+    SELECT source_key, sku_id, %(wh)s, qty, 'active', now() FROM ranked WHERE available >= wanted
+    ON CONFLICT (source_key, sku_id) DO NOTHING
+    RETURNING source_key, sku_id, quantity
+), taken AS (
+    SELECT ins.source_key, ins.sku_id, ins.quantity,
+        sum(ins.quantity) OVER (PARTITION BY ins.sku_id ORDER BY req.ord) AS running
+    FROM ins JOIN req USING (source_key, sku_id)
+), upd AS (
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.total, updated_at = now()
+    FROM (SELECT sku_id, sum(quantity) AS total FROM ins GROUP BY sku_id) t
+    WHERE s.warehouse_id = %(wh)s AND s.sku_id = t.sku_id
+    RETURNING s.sku_id, s.on_hand, s.reserved - t.total AS reserved_before
+), led AS (
+    INSERT INTO inventory_stockledgerentry (sku_id, warehouse_id, kind, on_hand_delta, reserved_delta,
+        on_hand_after, reserved_after, reason, source_type, source_id, user_id, created_at)
+    SELECT t.sku_id, %(wh)s, 'reservation', 0, t.quantity, u.on_hand, u.reserved_before + t.running, '',
+        'reservation', t.source_key, NULL, now()
+    FROM taken t JOIN upd u USING (sku_id)
+), chg AS (
+    INSERT INTO inventory_stockchange (sku_id, created_at) SELECT sku_id, now() FROM upd
+)
+SELECT source_key, sku_id, true FROM ins
+UNION ALL
+SELECT req.source_key, req.sku_id, false FROM req WHERE NOT EXISTS (
+    SELECT 1 FROM fresh WHERE fresh.source_key = req.source_key AND fresh.sku_id = req.sku_id)
+"""
+
+
+def reserve_many(items: list[tuple[str, int, int]], *, warehouse: Warehouse | None = None) -> dict[str, bool]:
+    """Reserve many lines at once, with the outcome of reserving them one by one in the given
+    order: ``items`` are (source key, SKU id, quantity), earliest order first. Returns
+    {source key: reserved} — True when the key holds its reservation (new, or from an earlier
+    run: idempotent), False when stock was short.
+
+    A run of plain SKUs takes one statement (stock rows locked in SKU order, each line served
+    while the running total fits); only when a line did not fit, a second statement serves
+    the later lines that still fit. Combination SKUs go through ``reserve_stock`` in their
+    place in the order (all components or nothing)."""
+    warehouse = warehouse or default_warehouse()
+    wanted: dict[tuple[str, int], int] = {}
+    for key, sku_id, qty in items:
+        if qty <= 0:
+            raise ValueError("quantity must be positive")
+        wanted.setdefault((key, sku_id), qty)
+    combos = set(
+        Sku.objects.filter(pk__in={s for _, s in wanted}, is_combo=True).values_list("pk", flat=True)
+    )
+    result: dict[str, bool] = {}
+    run: list[tuple[str, int, int]] = []
+    for (key, sku_id), qty in wanted.items():
+        if sku_id not in combos:
+            run.append((key, sku_id, qty))
+            continue
+        result.update(_reserve_run(run, warehouse.pk))
+        run = []
+        try:
+            reserve_stock(source_key=key, sku=Sku.objects.get(pk=sku_id), quantity=qty, warehouse=warehouse)
+        except InsufficientStock:
+            result[key] = False
+        else:
+            result[key] = True
+    result.update(_reserve_run(run, warehouse.pk))
+    return result
+
+
+def _reserve_run(run: list[tuple[str, int, int]], warehouse_id: int) -> dict[str, bool]:
+    if not run:
+        return {}
+    result = _reserve_statement(run, warehouse_id)
+    short = [item for item in run if not result.get(item[0])]
+    if short:
+        # The statement served each SKU's lines up to the first that did not fit; one by one,
+        # later smaller lines would still have fitted. The rows stay locked by this
+        # transaction, so the remaining availability is exact.
+        available = dict(
+            StockLevel.objects.filter(
+                warehouse_id=warehouse_id, sku_id__in={s for _, s, _ in short}
+            ).values_list("sku_id", F("on_hand") - F("reserved"))
+        )
+        fits = []
+        for key, sku_id, qty in short:
+            if available.get(sku_id, 0) >= qty:
+                available[sku_id] -= qty
+                fits.append((key, sku_id, qty))
+        if fits:
+            result.update(_reserve_statement(fits, warehouse_id))
+    return {key: result.get(key, False) for key, _, _ in run}
+
+
+def _reserve_statement(run: list[tuple[str, int, int]], warehouse_id: int) -> dict[str, bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RESERVE_MANY_SQL,
+            {
+                "keys": [k for k, _, _ in run],
+                "skus": [s for _, s, _ in run],
+                "qtys": [q for _, _, q in run],
+                "wh": warehouse_id,
+            },
+        )
+        rows = cursor.fetchall()
+    result = {key: True for key, _, _ in rows}
+    missing = [k for k, _, _ in run if k not in result]
+    if missing:  # a concurrent duplicate may have committed while this statement waited
+        result.update(
+            dict.fromkeys(
+                Reservation.objects.filter(source_key__in=missing).values_list("source_key", flat=True), True
+            )
+        )
+    if any(new for _, _, new in rows):
+        transaction.on_commit(sync.schedule_stock_sync)
+    return result
 
 
 def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: str) -> int:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from channels.models import OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
+from ecbao.db import copy_models, insert_returning, next_ids
 from inventory import services as stock
 from inventory.models import Listing
 from inventory.sync import ensure_listing
@@ -89,15 +92,53 @@ def ingest_snapshot(*, snapshot_id: int) -> Order | None:
     )
 
 
-def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 200) -> int:
-    """Apply many snapshots, ``batch`` orders per transaction (one commit — one WAL flush —
-    per batch instead of per order). Each order still gets its own savepoint and row lock."""
+@contextmanager
+def ingestion_transaction():
+    """A transaction for applying stored channel versions, committed without waiting for the
+    WAL flush (``synchronous_commit = off``, this transaction only).
+
+    Safe because nothing here is the only copy: the versions it applies were committed
+    durably by the channel layer first, so a crash that loses the last few hundred
+    milliseconds of ingestion only leaves versions that ``reconcile_ingestion`` applies again.
+    Never use it for a transaction that stores platform data itself."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500) -> int:
+    """Apply many stored channel versions, ``batch`` per transaction, through ``ingest_batch``
+    (set-based for new orders). Returns the number of versions read."""
     done = 0
     for start in range(0, len(snapshot_ids), batch):
-        with transaction.atomic():
-            for snapshot_id in snapshot_ids[start : start + batch]:
-                ingest_snapshot(snapshot_id=snapshot_id)
-                done += 1
+        chunk = snapshot_ids[start : start + batch]
+        by_store: dict[int, list[tuple[ChannelOrder, int]]] = {}
+        rows = (
+            OrderSnapshot.objects.filter(pk__in=chunk)
+            .order_by("pk")
+            .values_list("pk", "store_id", "normalized")
+        )
+        for pk, store_id, normalized in rows:
+            by_store.setdefault(store_id, []).append((channel_order_from_json(normalized), pk))
+            done += 1
+        stores = list(Store.objects.filter(pk__in=by_store))
+        try:
+            with ingestion_transaction():
+                for store in stores:
+                    ingest_batch(store=store, items=by_store[store.pk])
+        except Exception:
+            # One bad version must not hold back the rest: apply them one by one; what still
+            # fails stays unapplied (logged) and the reconcile sweep tries it again.
+            logger.exception("batch ingestion failed; applying %s versions one by one", len(chunk))
+            for store in stores:
+                for co, snapshot_id in by_store[store.pk]:
+                    try:
+                        ingest_channel_order(store=store, co=co, snapshot_id=snapshot_id)
+                    except Exception:
+                        logger.exception(
+                            "ingesting order %s (snapshot %s) failed", co.platform_order_id, snapshot_id
+                        )
     return done
 
 
@@ -170,6 +211,321 @@ def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | N
         _event(order, "address_changed", message="receiver changed on the platform")
     _apply_channel_status(order, co, lines)
     return order
+
+
+# --- set-based ingestion ---------------------------------------------------------------------------------
+
+_BATCHABLE = frozenset({ChannelStatus.UNPAID, ChannelStatus.PAID})
+
+
+def _newer(a: ChannelOrder, b: ChannelOrder) -> bool:
+    return (a.updated_at, _CHANNEL_RANK[a.status.value]) > (b.updated_at, _CHANNEL_RANK[b.status.value])
+
+
+def ingest_batch(*, store: Store, items: list[tuple[ChannelOrder, int | None]]) -> int:
+    """Apply many channel versions of one store (the caller's transaction), with the same result
+    as ``ingest_channel_order`` for each newest version.
+
+    Orders ecbao has not seen that arrive unpaid or paid without refunds — the bulk of any
+    stream — are created set-based: one statement each for the orders, lines, reservations
+    (``inventory.services.reserve_many``), events, fulfilments and final statuses. Everything
+    else (updates of known orders, orders first seen shipped, cancelled or refunding, orders
+    another worker created meanwhile) goes through ``ingest_channel_order`` one by one, in a
+    savepoint each. Returns the number of orders created set-based."""
+    newest: dict[str, tuple[ChannelOrder, int | None]] = {}
+    for co, snapshot_id in items:
+        current = newest.get(co.platform_order_id)
+        if current is None or _newer(co, current[0]):
+            newest[co.platform_order_id] = (co, snapshot_id)
+    known = set(
+        Order.objects.filter(store=store, platform_order_id__in=list(newest)).values_list(
+            "platform_order_id", flat=True
+        )
+    )
+    fresh = [
+        (co, sid)
+        for pid, (co, sid) in newest.items()
+        if pid not in known
+        and co.status in _BATCHABLE
+        and co.lines
+        and not any(x.refund_state for x in co.lines)
+    ]
+    created = _create_orders(store, fresh) if fresh else set()
+    for pid, (co, sid) in newest.items():
+        if pid not in created:
+            ingest_channel_order(store=store, co=co, snapshot_id=sid)
+    return len(created)
+
+
+@dataclass(slots=True)
+class _LineRow:
+    """An order line row for COPY (a model instance costs several times more to build)."""
+
+    id: int
+    platform_line_id: str
+    platform_product_id: str
+    platform_sku_id: str
+    listing_id: int
+    sku_id: int | None
+    merchant_code: str
+    title: str
+    spec: str
+    quantity: int
+    unit_price_fen: int
+    paid_fen: int
+    is_gift: bool
+    refund_state: str
+    status: str
+    order_id: int | None = None
+
+    @property
+    def reservation_key(self) -> str:
+        return f"order-line:{self.id}"  # as OrderLine.reservation_key
+
+
+@dataclass(slots=True)
+class _EventRow:
+    order: Order
+    kind: str
+    source: str
+    message: str
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    actor_id: int | None = None
+
+    @property
+    def order_id(self) -> int:
+        return self.order.pk
+
+
+def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -> set[str]:
+    """The set-based half of ``ingest_batch``: returns the platform ids it created.
+
+    Line ids are drawn first, so stock is reserved and the review decided before the orders
+    are written — each order row is written once, with its final status. An order another
+    worker inserted meanwhile is skipped by the insert; its reservations are given back."""
+    # Stock goes to the earliest payment first, as if the orders had arrived one by one.
+    fresh = sorted(fresh, key=lambda x: (x[0].paid_at or x[0].created_at, x[0].platform_order_id))
+    listings = _listings_for(store, [cl for co, _ in fresh for cl in co.lines])
+    line_ids = iter(next_ids(OrderLine, sum(len(co.lines) for co, _ in fresh)))
+    built: list[tuple[Order, ChannelOrder, list[_LineRow]]] = []
+    for co, snapshot_id in fresh:
+        order = Order(
+            store=store,
+            platform=co.platform.value,
+            platform_order_id=co.platform_order_id,
+            status=S.PENDING_PAYMENT,
+        )
+        _copy_fields(order, co, _fingerprint(co), snapshot_id)
+        lines = [
+            _line_row(cl, listings[(cl.platform_product_id, cl.platform_sku_id)], next(line_ids))
+            for cl in co.lines
+        ]
+        order.has_unmatched = any(line.status == LineStatus.UNMATCHED for line in lines)
+        built.append((order, co, lines))
+    wanted = [
+        (line.reservation_key, line.sku_id, line.quantity)
+        for _, co, lines in built
+        if co.status == ChannelStatus.PAID
+        for line in lines
+        if line.sku_id is not None
+    ]
+    reserved = stock.reserve_many(wanted, warehouse=stock.default_warehouse()) if wanted else {}
+    rules = review.active_rules()
+    decided: dict[str, tuple[str, str]] = {}
+    for order, co, lines in built:
+        if co.status != ChannelStatus.PAID:
+            continue
+        for line in lines:
+            if line.sku_id is not None:
+                line.status = (
+                    LineStatus.RESERVED if reserved.get(line.reservation_key) else LineStatus.OUT_OF_STOCK
+                )
+        order.is_out_of_stock = any(line.status == LineStatus.OUT_OF_STOCK for line in lines)
+        decision, reasons = review.decide(order, rules)
+        if decision == "held":
+            order.hold_reasons = sorted(set(reasons))
+            decided[order.platform_order_id] = (S.HELD, "held by review rules: " + ", ".join(reasons))
+        elif decision == "approved":
+            decided[order.platform_order_id] = (S.APPROVED, "approved automatically")
+        else:
+            decided[order.platform_order_id] = (S.TO_REVIEW, "waiting for review")
+        order.status = decided[order.platform_order_id][0]
+    inserted = dict(
+        (pid, pk)
+        for pk, pid in insert_returning(
+            Order,
+            [order for order, _, _ in built],
+            conflict=("store", "platform_order_id"),
+            returning=("id", "platform_order_id"),
+        )
+    )
+    for order, _, lines in built:
+        if order.platform_order_id not in inserted:
+            for line in lines:
+                stock.release_reservation(
+                    source_key=line.reservation_key, reason="order created by another worker"
+                )
+    built = [x for x in built if x[0].platform_order_id in inserted]
+    events_: list[_EventRow] = []
+    approved: list[tuple[Order, list[_LineRow]]] = []
+    for order, co, lines in built:
+        order.pk = inserted[order.platform_order_id]
+        order._state.adding = False
+        for line in lines:
+            line.order_id = order.pk
+        events_.append(
+            _EventRow(
+                order,
+                "created",
+                "platform",
+                f"{co.platform.value} order {co.platform_order_id}",
+                after={
+                    "channel_status": order.channel_status,
+                    "platform_status": order.platform_status,
+                    "paid_fen": order.paid_fen,
+                    "buyer_remark": order.buyer_remark,
+                    "seller_remark": order.seller_remark,
+                },
+            )
+        )
+        if co.status != ChannelStatus.PAID:
+            continue
+        target, message = decided[order.platform_order_id]
+        events_.append(
+            _EventRow(
+                order,
+                "paid",
+                "platform",
+                "paid; stock short" if order.is_out_of_stock else "paid; stock reserved",
+            )
+        )
+        events_.append(
+            _EventRow(
+                order,
+                "status_changed",
+                "rule",
+                message,
+                before={"status": S.PENDING_PAYMENT},
+                after={"status": target},
+            )
+        )
+        if target == S.APPROVED:
+            approved.append((order, lines))
+    copy_models(OrderLine, [line for _, _, lines in built for line in lines], with_pk=True)
+    events_.extend(_open_fulfilments(store, approved, merge=rules[ReviewRule.Kind.AUTO_MERGE].enabled))
+    copy_models(OrderEvent, events_)
+    return {order.platform_order_id for order, _, _ in built}
+
+
+def _listings_for(store: Store, lines) -> dict[tuple[str, str], Listing]:
+    keys = {(cl.platform_product_id, cl.platform_sku_id) for cl in lines}
+    found = {
+        (x.platform_product_id, x.platform_sku_id): x
+        for x in Listing.objects.filter(store=store, platform_sku_id__in={sku for _, sku in keys})
+    }
+    # New listings are created in key order: two batches of one store that bring the same new
+    # SKUs in a different order would otherwise deadlock on the listing's unique index.
+    for cl in sorted(lines, key=lambda cl: (cl.platform_product_id, cl.platform_sku_id)):
+        key = (cl.platform_product_id, cl.platform_sku_id)
+        if key not in found:
+            found[key] = ensure_listing(
+                store=store,
+                platform_product_id=cl.platform_product_id,
+                platform_sku_id=cl.platform_sku_id,
+                merchant_code=cl.merchant_code,
+                title=cl.title,
+                spec=cl.spec,
+            )
+    return found
+
+
+def _line_row(cl, listing: Listing, pk: int) -> _LineRow:
+    matched = listing.match == Listing.Match.MATCHED and listing.sku_id is not None
+    return _LineRow(
+        id=pk,
+        platform_line_id=cl.platform_line_id,
+        platform_product_id=cl.platform_product_id,
+        platform_sku_id=cl.platform_sku_id,
+        listing_id=listing.pk,
+        sku_id=listing.sku_id if matched else None,
+        merchant_code=cl.merchant_code,
+        title=cl.title[:300],
+        spec=cl.spec[:200],
+        quantity=cl.quantity,
+        unit_price_fen=cl.unit_price_fen,
+        paid_fen=cl.paid_fen,
+        is_gift=cl.is_gift,
+        refund_state=cl.refund_state,
+        status=LineStatus.PENDING if matched else LineStatus.UNMATCHED,
+    )
+
+
+@dataclass(slots=True)
+class _FulfilmentLineRow:
+    fulfilment_id: int
+    order_line_id: int
+    quantity: int
+
+
+def _open_fulfilments(
+    store: Store, approved: list[tuple[Order, list[_LineRow]]], *, merge: bool
+) -> list[_EventRow]:
+    """``_open_fulfilment`` for many new approved orders: one fulfilment per order, or, with
+    the auto-merge rule, per receiver (joining a waiting fulfilment of the last 48 hours)."""
+    if not approved:
+        return []
+    waiting: dict[str, Fulfilment] = {}
+    if merge:
+        since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
+        fingerprints = {o.receiver_fingerprint for o, _ in approved if o.receiver_fingerprint}
+        approved_line = FulfilmentLine.objects.filter(
+            fulfilment=OuterRef("pk"), order_line__order__status=S.APPROVED
+        )
+        for f in (
+            Fulfilment.objects.filter(
+                store=store,
+                receiver_fingerprint__in=fingerprints,
+                status=Fulfilment.Status.OPEN,
+                created_at__gte=since,
+            )
+            .filter(Exists(approved_line))
+            .order_by("id")
+        ):
+            waiting.setdefault(f.receiver_fingerprint, f)
+    target_of: dict[int, Fulfilment] = {}
+    merged: list[Order] = []
+    new: list[Fulfilment] = []
+    for order, _ in approved:
+        target = waiting.get(order.receiver_fingerprint) if merge and order.receiver_fingerprint else None
+        if target is None:
+            target = Fulfilment(store=store, receiver_fingerprint=order.receiver_fingerprint)
+            new.append(target)
+            if merge and order.receiver_fingerprint:
+                waiting[order.receiver_fingerprint] = target
+        else:
+            target.is_merged = True
+            merged.append(order)
+        target_of[order.pk] = target
+    for fulfilment, pk in zip(new, next_ids(Fulfilment, len(new)), strict=True):
+        fulfilment.pk = pk
+    copy_models(Fulfilment, new, with_pk=True)
+    new_ids = {f.pk for f in new}
+    joined = {f.pk for f in target_of.values() if f.is_merged and f.pk not in new_ids}
+    if joined:
+        Fulfilment.objects.filter(pk__in=joined).update(is_merged=True)
+    copy_models(
+        FulfilmentLine,
+        [
+            _FulfilmentLineRow(target_of[order.pk].pk, line.id, line.quantity)
+            for order, lines in approved
+            for line in lines
+        ],
+    )
+    return [
+        _EventRow(order, "merged", "rule", f"merged into fulfilment {target_of[order.pk].pk}")
+        for order in merged
+    ]
 
 
 def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: int | None) -> None:

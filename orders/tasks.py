@@ -10,6 +10,12 @@ def ingest_snapshot_task(snapshot_id: int) -> str:
     return order.status if order else "missing"
 
 
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def ingest_snapshots_task(snapshot_ids: list[int]) -> int:
+    """A pulled page of versions, applied set-based (``services.ingest_batch``)."""
+    return services.ingest_snapshots(snapshot_ids=snapshot_ids)
+
+
 @shared_task(acks_late=True)
 def reconcile_ingestion_task() -> int:
     """Periodic safety net: channel versions whose ingestion task was lost."""

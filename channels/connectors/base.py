@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -85,6 +86,35 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311 - jitter
 
 
+class Pacer:
+    """Spaces calls at most ``rate`` per second, across every thread of this process."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            sleep(at - now)
+
+
+_pacers: dict[tuple, Pacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(key: tuple, rate: float) -> Pacer:
+    with _pacers_lock:
+        pacer = _pacers.get(key)
+        if pacer is None or pacer.interval != 1.0 / rate:
+            pacer = _pacers[key] = Pacer(rate)
+        return pacer
+
+
 class Connector(ABC):
     """One platform's API. Subclasses implement the abstract methods below."""
 
@@ -95,6 +125,16 @@ class Connector(ABC):
     max_lookback: ClassVar[timedelta] = timedelta(days=90)
     #: refresh proactively once this share of the access token's life has passed
     refresh_at_share: ClassVar[float] = 0.8
+    #: calls per second this process allows itself per (app, path) — paths the platform limits
+    #: and ecbao calls in bulk (e.g. one detail call per order); others are not paced
+    call_rates: ClassVar[dict[str, float]] = {}
+
+    def pace(self, path: str) -> None:
+        """Wait for this call's turn under ``call_rates``, so bulk work stays below the
+        platform's limit instead of running into it and sleeping out the penalty."""
+        rate = self.call_rates.get(path)
+        if rate:
+            pacer_for((self.platform, self.credentials.app_key, path), rate).wait(self.retry.sleep)
 
     def __init__(
         self,

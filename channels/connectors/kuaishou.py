@@ -199,6 +199,8 @@ def check_oauth(body: Any) -> dict[str, Any]:
     if result == SUCCESS:
         return body
     error, message = str(body.get("error") or ""), str(body.get("error_msg") or "")
+    if is_rate_limit(as_int(result), message):  # the gateway's QPS answer (e.g. a storm on the refresh)
+        raise RateLimited(f"rate limited ({result}): {message}", retry_after=QPS_RETRY_AFTER)
     if result == OAUTH_ACCESS_DENIED:
         raise AuthExpired(f"access denied ({message or error}); the merchant must authorise again")
     if result == OAUTH_SERVER_ERROR:

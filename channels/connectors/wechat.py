@@ -13,10 +13,13 @@ Tokens (7200 s):
   ``session.refresh_token`` holds ``"<authorizer_appid>:<authorizer_refresh_token>"`` and
   ``refresh_tokens`` calls ``/cgi-bin/component/api_authorizer_token`` with a
   ``component_access_token``. That token needs the ``component_verify_ticket`` WeChat pushes every
-  10 minutes to the authorisation-event URL; pass a ``verify_ticket`` callable that returns the
-  latest one.
+  10 minutes to the authorisation-event URL (``decode_component_event`` reads those pushes); pass a
+  ``verify_ticket`` callable that returns the latest one, and a ``component_token_cache`` so that
+  connectors share one component token (2 h) instead of each asking for its own.
 
-Error mapping: 40001/42001 → ``TokenExpiredSignal`` (the base class refreshes once and retries);
+Error mapping: 40001/42001 → ``TokenExpiredSignal`` (the base class refreshes once and retries;
+on token endpoints → ``TokenRejected``, an ``AuthExpired``: a refused component token is dropped
+from the shared cache and fetched again once);
 45009 (daily quota) and 45011 (minute quota, "retry next minute") and 10020112 (per-SKU stock
 update frequency) → ``RateLimited``; -1 → ``TemporarilyUnavailable``; anything else →
 ``PlatformRejected``.
@@ -39,9 +42,11 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlencode
+from xml.etree import ElementTree
 
 import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -164,6 +169,28 @@ def line_id(product_id: Any, sku_id: Any) -> str:
     return f"{_str_id(product_id)}:{_str_id(sku_id)}"
 
 
+class TokenRejected(AuthExpired):
+    """40001/42001 on a token call: the access token in the query (e.g. the component token) was
+    refused."""
+
+
+class ComponentTokenCache(Protocol):
+    """Where connectors share the ``component_access_token`` (ecbao: encrypted on the PlatformApp)."""
+
+    def load(self) -> tuple[str, datetime] | None:
+        """The stored token and its expiry, if any."""
+        ...
+
+    def save(self, token: str, expires_at: datetime) -> None: ...
+
+    def clear(self, token: str) -> None:
+        """Forget ``token`` (WeChat refused it) unless another one was stored meanwhile."""
+        ...
+
+
+COMPONENT_TOKEN_MARGIN = timedelta(minutes=5)  # renew this long before expiry (§3.1: ~5 min overlap)
+
+
 def split_line_id(platform_line_id: str) -> tuple[str, str]:
     """``product_id:sku_id`` (a repeated pair in one order carries a ``#n`` suffix)."""
     product_id, sep, sku_id = platform_line_id.split("#", 1)[0].partition(":")
@@ -178,6 +205,10 @@ class WechatConnector(Connector):
     platform: ClassVar[Platform] = Platform.WECHAT
     max_order_window: ClassVar[timedelta] = timedelta(days=7) - timedelta(minutes=1)
     refresh_at_share: ClassVar[float] = 0.8
+    # [choice] The ids-only order list means one /order/get per order. WeChat publishes no
+    # per-second figure for it (only the 45011 minute quota, whose penalty is "retry next
+    # minute"); 80/s keeps a bulk pull below the sandbox's 100 per app and path.
+    call_rates: ClassVar[dict[str, float]] = {"/channels/ec/order/get": 80.0}
 
     def __init__(
         self,
@@ -189,8 +220,9 @@ class WechatConnector(Connector):
         retry: RetryPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         timeout: float = 10.0,
-        detail_workers: int = 4,
+        detail_workers: int = 8,
         verify_ticket: Callable[[], str] | None = None,
+        component_token_cache: ComponentTokenCache | None = None,
         authorize_base: str | None = None,
     ) -> None:
         super().__init__(
@@ -205,6 +237,7 @@ class WechatConnector(Connector):
         self.timeout = timeout
         self.detail_workers = max(1, detail_workers)
         self.verify_ticket = verify_ticket
+        self.component_token_cache = component_token_cache
         self.authorize_base = authorize_base or f"{self.base_url}/authorize"
         self._refresh_lock = threading.Lock()
         self._component: tuple[str, datetime] | None = None
@@ -232,6 +265,8 @@ class WechatConnector(Connector):
             raise RateLimited(f"45009: {message}", retry_after=(midnight - local).total_seconds())
         if code == 10020112:
             raise RateLimited(f"10020112: {message}", retry_after=10.0)
+        if token_call and code in TOKEN_ERRORS:
+            raise TokenRejected(f"{code}: {message}")
         if token_call and code in AUTH_ERRORS:
             raise AuthExpired(f"{code}: {message}")
         if code in TOKEN_ERRORS:
@@ -248,6 +283,7 @@ class WechatConnector(Connector):
         payload = json.dumps(body or {}, ensure_ascii=False, separators=(",", ":")).encode()
 
         def send() -> httpx.Response:
+            self.pace(path)
             return self.http.post(
                 f"{self.base_url}{path}",
                 params={"access_token": self.session.access_token},
@@ -284,8 +320,13 @@ class WechatConnector(Connector):
         return f"{self.authorize_base}?{urlencode({'component_appid': self.credentials.app_key, 'redirect_uri': redirect_uri, 'state': state})}"
 
     def _component_token(self) -> str:
+        """The ``component_access_token``: this connector's, else the shared cache's, while more
+        than 5 minutes are left; else a new one (which needs the pushed ticket), then shared."""
         cached = self._component
-        if cached and cached[1] - self.now() > timedelta(minutes=5):
+        if not self._component_fresh(cached) and self.component_token_cache is not None:
+            cached = self.component_token_cache.load()
+        if cached and self._component_fresh(cached):
+            self._component = cached
             return cached[0]
         if self.verify_ticket is None:
             raise AuthExpired(
@@ -302,7 +343,24 @@ class WechatConnector(Connector):
         )
         token = str(body["component_access_token"])
         self._component = (token, self.now() + timedelta(seconds=int(body.get("expires_in", 7200))))
+        if self.component_token_cache is not None:
+            self.component_token_cache.save(*self._component)
         return token
+
+    def _component_fresh(self, cached: tuple[str, datetime] | None) -> bool:
+        return bool(cached and cached[0] and cached[1] - self.now() > COMPONENT_TOKEN_MARGIN)
+
+    def _component_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A ``/cgi-bin/component/…`` call with the component token; a token WeChat refuses
+        (40001/42001 – e.g. a shared one that was replaced) is forgotten and the call made once more."""
+        token = self._component_token()
+        try:
+            return self._token_call("POST", path, params={"access_token": token}, body=body)
+        except TokenRejected:
+            self._component = None
+            if self.component_token_cache is not None:
+                self.component_token_cache.clear(token)
+            return self._token_call("POST", path, params={"access_token": self._component_token()}, body=body)
 
     def _shop_info(self, access_token: str) -> dict[str, Any]:
         def send() -> httpx.Response:
@@ -323,11 +381,9 @@ class WechatConnector(Connector):
 
     def exchange_code(self, *, code: str, redirect_uri: str = "") -> TokenGrant:
         """``auth_code`` from the consent redirect → authorizer tokens (+ the shop's ``gh_`` id and name)."""
-        body = self._token_call(
-            "POST",
+        body = self._component_call(
             "/cgi-bin/component/api_query_auth",
-            params={"access_token": self._component_token()},
-            body={"component_appid": self.credentials.app_key, "authorization_code": code},
+            {"component_appid": self.credentials.app_key, "authorization_code": code},
         )
         info = body.get("authorization_info") or {}
         access = str(info["authorizer_access_token"])
@@ -356,11 +412,9 @@ class WechatConnector(Connector):
             appid, sep, authorizer_refresh = refresh.partition(":")
             if not sep:
                 raise AuthExpired("stored WeChat refresh token has no authorizer appid")
-            body = self._token_call(
-                "POST",
+            body = self._component_call(
                 "/cgi-bin/component/api_authorizer_token",
-                params={"access_token": self._component_token()},
-                body={
+                {
                     "component_appid": self.credentials.app_key,
                     "authorizer_appid": appid,
                     "authorizer_refresh_token": authorizer_refresh,
@@ -951,7 +1005,7 @@ def _sha1(*parts: str) -> str:
 
 def decrypt_push(encoding_aes_key: str, encrypted: str) -> tuple[bytes, str]:
     """AES-256-CBC (key = b64decode(EncodingAESKey + "="), IV = key[:16], PKCS#7 over 32 bytes) →
-    (JSON message bytes, trailing appid)."""
+    (message bytes – JSON for shop messages, XML for authorisation events –, trailing appid)."""
     try:
         key = base64.b64decode(encoding_aes_key + "=")
         raw = base64.b64decode(encrypted, validate=True)
@@ -972,6 +1026,83 @@ def decrypt_push(encoding_aes_key: str, encrypted: str) -> tuple[bytes, str]:
         return plain[20 : 20 + length], plain[20 + length :].decode()
     except UnicodeDecodeError as exc:
         raise BadPushMessage("bad appid") from exc
+
+
+def open_secure_message(*, query: dict[str, str], encrypted: str, credentials: AppCredentials) -> bytes:
+    """Secure mode, shared by message pushes and third-party platform authorisation events: check
+    ``msg_signature`` = sha1(sorted [Token, timestamp, nonce, Encrypt]), decrypt, and check that the
+    trailing appid is ``credentials.app_key``. Returns the plaintext message; raises BadPushMessage."""
+    expected = _sha1(credentials.token, query.get("timestamp", ""), query.get("nonce", ""), encrypted)
+    if not credentials.token or query.get("msg_signature") != expected:
+        raise BadPushMessage("msg_signature mismatch")
+    message, appid = decrypt_push(credentials.aes_key, encrypted)
+    if appid != credentials.app_key:
+        raise BadPushMessage(f"message is for appid {appid!r}")
+    return message
+
+
+MAX_XML_BYTES = 64 * 1024  # [choice] authorisation events are a few hundred bytes
+
+
+def _xml_fields(data: bytes, what: str) -> dict[str, str]:
+    """The child elements of a flat ``<xml>…</xml>`` message as text. Documents with a DTD are
+    refused before parsing (WeChat never sends one; no entity expansion)."""
+    if len(data) > MAX_XML_BYTES or b"<!" in data.replace(b"<![CDATA[", b""):
+        raise BadPushMessage(f"{what} is not a plain WeChat XML message")
+    try:
+        root = ElementTree.fromstring(data)  # noqa: S314 - size-capped, DTD-free (checked above)
+    except ElementTree.ParseError as exc:
+        raise BadPushMessage(f"{what} is not XML") from exc
+    if root.tag != "xml":
+        raise BadPushMessage(f"{what} is not a WeChat <xml> message")
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+@dataclass(frozen=True)
+class ComponentEvent:
+    """One decrypted push to a third-party platform's authorisation-event URL (授权事件接收URL).
+
+    ``info_type``: ``component_verify_ticket`` (every 10 minutes; ``ticket`` set), ``authorized``,
+    ``updateauthorized`` or ``unauthorized`` (``authorizer_appid`` = the shop's appid)."""
+
+    component_appid: str
+    info_type: str
+    created_at: datetime
+    ticket: str = ""
+    authorizer_appid: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def decode_component_event(
+    *, query: dict[str, str], body: bytes, credentials: AppCredentials
+) -> ComponentEvent:
+    """Verify and decrypt an authorisation event: body ``<xml><AppId>…</AppId><Encrypt>…</Encrypt></xml>``,
+    query ``timestamp, nonce, encrypt_type=aes, msg_signature``; the plaintext is XML with
+    ``AppId, CreateTime, InfoType`` and ``ComponentVerifyTicket`` / ``AuthorizerAppid``."""
+    envelope = _xml_fields(body, "body")
+    if not envelope.get("Encrypt"):
+        raise BadPushMessage("not a secure-mode envelope (Encrypt missing)")
+    plain = _xml_fields(
+        open_secure_message(query=query, encrypted=envelope["Encrypt"], credentials=credentials),
+        "decrypted message",
+    )
+    if plain.get("AppId") != credentials.app_key:
+        raise BadPushMessage(f"event is for component {plain.get('AppId')!r}")
+    info_type = plain.get("InfoType", "")
+    created = _seconds(plain.get("CreateTime")) if plain.get("CreateTime", "").isdigit() else None
+    if not info_type or created is None:
+        raise BadPushMessage("event without InfoType or CreateTime")
+    event = ComponentEvent(
+        component_appid=credentials.app_key,
+        info_type=info_type,
+        created_at=created,
+        ticket=plain.get("ComponentVerifyTicket", ""),
+        authorizer_appid=plain.get("AuthorizerAppid", ""),
+        fields=plain,
+    )
+    if info_type == "component_verify_ticket" and not event.ticket:
+        raise BadPushMessage("component_verify_ticket event without a ticket")
+    return event
 
 
 class WechatPushCodec(PushCodec):
@@ -1004,13 +1135,9 @@ class WechatPushCodec(PushCodec):
             raise BadPushMessage("body is not JSON") from exc
         if not isinstance(envelope, dict) or not envelope.get("Encrypt"):
             raise BadPushMessage("not a secure-mode envelope (Encrypt missing)")
-        encrypted = str(envelope["Encrypt"])
-        expected = _sha1(credentials.token, query.get("timestamp", ""), query.get("nonce", ""), encrypted)
-        if not credentials.token or query.get("msg_signature") != expected:
-            raise BadPushMessage("msg_signature mismatch")
-        message_bytes, appid = decrypt_push(credentials.aes_key, encrypted)
-        if appid != credentials.app_key:
-            raise BadPushMessage(f"message is for appid {appid!r}")
+        message_bytes = open_secure_message(
+            query=query, encrypted=str(envelope["Encrypt"]), credentials=credentials
+        )
         try:
             message = json.loads(message_bytes)
         except ValueError as exc:

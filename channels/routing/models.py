@@ -11,12 +11,20 @@ from ecbao.crypto import EncryptedTextField
 
 class PlatformApp(models.Model):
     """A platform developer app. ``tenant`` empty = this deployment's own (ISV) app, shared
-    by every merchant; set = a merchant's self-use app whose keys the merchant entered."""
+    by every merchant; set = a merchant's self-use app whose keys the merchant entered.
+
+    The deployment's WeChat app is a third-party platform (component): it keeps the newest
+    ``component_verify_ticket`` WeChat pushed (``verify_ticket_at`` = the push's CreateTime)
+    and the ``component_access_token`` every connector shares (see ``channels/component.py``)."""
 
     platform = models.CharField(max_length=16)
     app_key = models.CharField(max_length=128)
     secrets_json = EncryptedTextField(default="{}")  # app_secret, sign_secret, message_key, token, aes_key
     tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE)
+    verify_ticket = EncryptedTextField(blank=True, default="")
+    verify_ticket_at = models.DateTimeField(null=True, blank=True)
+    component_token = EncryptedTextField(blank=True, default="")
+    component_token_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -54,7 +62,12 @@ class PushReceipt(models.Model):
         UNROUTABLE = "unroutable"
         FAILED = "failed"
 
+    class Kind(models.TextChoices):
+        MESSAGES = "messages"  # shop messages (orders, after-sales …) for the tenants' inboxes
+        AUTHORIZATION = "authorization"  # WeChat third-party platform authorisation events
+
     platform = models.CharField(max_length=16)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MESSAGES)
     app_key = models.CharField(max_length=128, blank=True)
     query = models.JSONField(default=dict)
     headers = models.JSONField(default=dict)

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("platform")
     p.add_argument("--webhook-url")
     p.add_argument("--redirect-uri")
+    p.add_argument(
+        "--auth-event-url", help="WeChat third-party platform: where component_verify_ticket is pushed"
+    )
 
     p = sub.add_parser("sign", help="print a ready curl command for one signed API call")
     p.add_argument("platform", choices=["douyin"])
@@ -181,10 +184,15 @@ def _push(world: World, args: argparse.Namespace) -> int:
 
 def _configure(world: World, args: argparse.Namespace) -> int:
     app = world.apps(args.platform)[0]
-    changes = {k: getattr(args, k) for k in ("webhook_url", "redirect_uri") if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k)
+        for k in ("webhook_url", "redirect_uri", "auth_event_url")
+        if getattr(args, k) is not None
+    }
     app = world.update_app(app.app_key, **changes)
     out(
         f"{app.platform} app {app.app_key}: webhook_url={app.webhook_url!r} redirect_uri={app.redirect_uri!r}"
+        + (f" auth_event_url={app.auth_event_url!r}" if app.auth_event_url else "")
     )
     return 0
 

@@ -94,6 +94,12 @@ class EventKind(StrEnum):
     AFTERSALE_CLOSED = "aftersale_closed"
     AFTERSALE_EXCHANGE_DONE = "aftersale_exchange_done"
     PRODUCT_CHANGED = "product_changed"
+    # App-level events (no order): pushed to the app's ``auth_event_url``, not its ``webhook_url``.
+    APP_VERIFY_TICKET = "app_verify_ticket"  # WeChat third-party platform: component_verify_ticket
+    APP_UNAUTHORIZED = "app_unauthorized"  # a merchant withdrew the app's authorisation
+
+
+APP_EVENT_KINDS = frozenset({EventKind.APP_VERIFY_TICKET, EventKind.APP_UNAUTHORIZED})
 
 
 @dataclass
@@ -124,7 +130,9 @@ class App:
     Credentials by platform: Douyin ``app_key``/``app_secret``; Kuaishou ``app_key``
     (appKey), ``app_secret``, ``sign_secret``, ``message_key``; WeChat ``app_key``
     (appid), ``app_secret`` (secret), ``push_token`` (Token), ``encoding_aes_key``.
-    ``permissions`` lists API paths the app may call (``["*"]`` = all).
+    ``permissions`` lists API paths the app may call (``["*"]`` = all). ``webhook_url``
+    receives order/after-sale pushes; ``auth_event_url`` receives app-level events (WeChat
+    third-party platform: 授权事件接收URL – ``component_verify_ticket``, ``unauthorized``).
     """
 
     app_key: str
@@ -139,6 +147,7 @@ class App:
     service_id: str = ""
     redirect_uri: str = ""
     webhook_url: str = ""
+    auth_event_url: str = ""
     permissions: list[str] = field(default_factory=lambda: ["*"])
     ip_whitelist: list[str] = field(default_factory=list)
     created_at: int = 0

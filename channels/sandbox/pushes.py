@@ -12,7 +12,13 @@ transaction as the change. ``PushDispatcher`` delivers them **at least once**:
 * ``PushSettings`` (per platform, stored in the world so the CLI can change them)
   add deliberate **duplicates** (the same ``msg_id`` delivered again after a
   success) and **out-of-order** delivery (a first attempt postponed so later
-  messages overtake it).
+  messages overtake it);
+* app-level events (``model.APP_EVENT_KINDS``) go to the app's ``auth_event_url``,
+  every other event to its ``webhook_url``;
+* a codec may also have a ``schedule(world, state)`` hook, run before each delivery
+  round, that queues periodic pushes (WeChat: the ``component_verify_ticket`` every
+  10 minutes). ``state`` is a dict kept by the dispatcher, so a new dispatcher (a
+  server start) pushes again promptly.
 
 Run it synchronously from tests (``deliver_due()``) or as a thread (``start()``).
 """
@@ -30,7 +36,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .model import App, WorldEvent
+from .model import APP_EVENT_KINDS, App, WorldEvent
 from .world import World
 
 log = logging.getLogger("channels.sandbox.pushes")
@@ -77,6 +83,8 @@ class PushCodec(Protocol):
     def is_ack(self, status: int, body: bytes) -> bool:
         """True when the receiver's reply acknowledges the delivery."""
         ...
+
+    # Optional: ``schedule(world, state: dict) -> None`` queues periodic pushes (see module docstring).
 
 
 _CODECS: dict[str, PushCodec] = {}
@@ -135,6 +143,7 @@ class PushDispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._deliver_lock = threading.Lock()
+        self._schedule_state: dict[str, dict[str, Any]] = {}
         world.add_outbox_listener(self._wake.set)
 
     # -------------------------------------------------------------- synchronous API
@@ -153,9 +162,17 @@ class PushDispatcher:
             messages.append(OutboxMessage(*r[:8], event=event, reordered=bool(r[9])))
         return messages
 
+    def run_schedules(self) -> None:
+        """Let each codec queue its periodic pushes (``schedule`` hooks); ``deliver_due`` calls it."""
+        for platform, codec in list(_CODECS.items()):
+            schedule = getattr(codec, "schedule", None)
+            if schedule is not None:
+                schedule(self.world, self._schedule_state.setdefault(platform, {}))
+
     def deliver_due(self, limit: int = 100) -> int:
         """Attempt every due message once (in due order); return the number of HTTP attempts."""
         with self._deliver_lock:
+            self.run_schedules()
             attempts = 0
             for message in self.due_messages(limit):
                 if self._stop.is_set():
@@ -184,8 +201,14 @@ class PushDispatcher:
         now = self.world.clock.now()
         codec = codec_for(message.platform)
         app = self.world.get_app(message.app_key)
-        if codec is None or app is None or not app.webhook_url:
-            reason = "no push codec for platform" if codec is None else "app has no webhook URL"
+        app_event = message.event.kind in APP_EVENT_KINDS
+        url = "" if app is None else app.auth_event_url if app_event else app.webhook_url
+        if codec is None or app is None or not url:
+            reason = (
+                "no push codec for platform"
+                if codec is None
+                else f"app has no {'authorisation-event' if app_event else 'webhook'} URL"
+            )
             self._update(message.id, status="skipped", last_error=reason)
             return 0
         settings = PushSettings.load(self.world, message.platform)

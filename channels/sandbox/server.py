@@ -226,7 +226,7 @@ class StatusApp(WsgiApp):
                 app_key = body.pop("app_key")
                 allowed = {
                     k: body[k]
-                    for k in ("webhook_url", "redirect_uri", "permissions", "ip_whitelist")
+                    for k in ("webhook_url", "redirect_uri", "auth_event_url", "permissions", "ip_whitelist")
                     if k in body
                 }
                 return json_response({"ok": True, "app": asdict(world.update_app(app_key, **allowed))})
@@ -254,7 +254,7 @@ class StatusApp(WsgiApp):
 <meta http-equiv="refresh" content="10"><style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse;font-size:12px;margin-bottom:18px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f4f4f4}}</style></head><body>
 <h1>ecbao 平台沙箱 (platform sandbox)</h1><ul>{urls}</ul><p>{html.escape(counts)}</p>
-<h2>Apps（演示用：含密钥）</h2>{_table(apps, ["platform", "name", "app_key", "app_secret", "sign_secret", "message_key", "push_token", "encoding_aes_key", "service_id", "redirect_uri", "webhook_url", "app_type"])}
+<h2>Apps（演示用：含密钥）</h2>{_table(apps, ["platform", "name", "app_key", "app_secret", "sign_secret", "message_key", "push_token", "encoding_aes_key", "service_id", "redirect_uri", "webhook_url", "auth_event_url", "app_type"])}
 <h2>Shops</h2>{_table(shops, ["platform", "shop_id", "name", "authorized_apps", "decrypts_today", "decrypt_quota_per_day"])}
 <h2>Faults</h2>{_table(s["faults"], ["platform", "path", *FaultRule.field_names()])}
 <h2>Recent API calls</h2>{_table(calls, ["time", "platform", "path", "http_status", "code", "app_key", "shop_id", "duration_ms", "fault"])}

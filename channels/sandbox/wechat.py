@@ -13,10 +13,12 @@ How a shop is connected (both modelled, see ``channels/sandbox/README.md``):
 * **Third-party platform (第三方平台)**: the seeded app plays the component. The merchant
   consents on ``/authorize`` (→ ``redirect_uri?auth_code=…&expires_in=600&state=…``);
   the ERP takes a ``component_access_token`` (``/cgi-bin/component/api_component_token``,
-  needs the ``component_verify_ticket`` – WeChat pushes it every 10 min; here
-  ``GET /sandbox/component_verify_ticket`` hands out the current one) and exchanges the
+  needs the ``component_verify_ticket`` – pushed every 10 min to the app's ``auth_event_url``
+  (授权事件接收URL) as encrypted XML, see ``WechatPushCodec.schedule``; the sandbox-only
+  ``GET /sandbox/component_verify_ticket`` also hands out the current one) and exchanges the
   code at ``/cgi-bin/component/api_query_auth`` for an ``authorizer_access_token`` +
   ``authorizer_refresh_token`` (refresh: ``/cgi-bin/component/api_authorizer_token``).
+  A merchant revoking the authorisation (``World.revoke_authorization``) pushes ``unauthorized``.
 
 A shop is identified towards the ERP by its original id (``gh_…``, ``shop_username``),
 which is what ``/channels/ec/basics/info/get`` reports and pushes carry in ``ToUserName``.
@@ -48,6 +50,7 @@ from . import pushes
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
 from .model import (
+    APP_EVENT_KINDS,
     AfterSale,
     AfterSaleStatus,
     AfterSaleType,
@@ -263,6 +266,29 @@ def decrypt_message(encoding_aes_key: str, encrypted: str) -> tuple[bytes, str]:
     plain = plain[:-pad]
     (length,) = struct.unpack(">I", plain[16:20])
     return plain[20 : 20 + length], plain[20 + length :].decode()
+
+
+def verify_ticket_for(app: App, slot: int) -> str:
+    """The ``component_verify_ticket`` of a 10-minute slot (``world.now() // VERIFY_TICKET_SLOT``):
+    deterministic, so every process serving the world agrees on it."""
+    digest = hmac.new(app.app_secret.encode(), f"ticket:{slot}".encode(), hashlib.sha256).digest()
+    return "ticket@@@" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def is_component(app: App) -> bool:
+    """The third-party platform (component) app, as opposed to a shop's self-use app."""
+    return app.platform == PLATFORM and app.app_type != "self"
+
+
+def push_verify_ticket(world: World, app: App) -> int:
+    """Queue the current ticket for the component's ``auth_event_url`` (what WeChat does every
+    10 minutes). ``CreateTime`` is the start of the ticket's slot [choice]. Returns the event id."""
+    slot = world.now() // VERIFY_TICKET_SLOT
+    return world.emit_app_event(
+        EventKind.APP_VERIFY_TICKET,
+        app.app_key,
+        data={"ticket": verify_ticket_for(app, slot), "create_time": slot * VERIFY_TICKET_SLOT},
+    )
 
 
 def verify_webhook_url(world: World, app: App, client: httpx.Client | None = None) -> bool:
@@ -1018,8 +1044,7 @@ class WechatApp(PlatformGateway):
     # ------------------------------------------------------------------ third-party platform flow
 
     def verify_ticket(self, app: App, slot: int) -> str:
-        digest = hmac.new(app.app_secret.encode(), f"ticket:{slot}".encode(), hashlib.sha256).digest()
-        return "ticket@@@" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        return verify_ticket_for(app, slot)
 
     def current_verify_ticket(self, app: App) -> tuple[str, int]:
         """The ticket WeChat would have pushed most recently, and when."""
@@ -1034,7 +1059,7 @@ class WechatApp(PlatformGateway):
         )
 
     def verify_ticket_helper(self, request: Request, ctx: CallContext) -> Response:
-        """Sandbox-only: the current ``component_verify_ticket`` (stands in for the 10-minute push)."""
+        """Sandbox-only: the current ``component_verify_ticket`` (what the 10-minute push carries)."""
         app = self.world.get_app(request.query.get("component_appid", ""))
         if app is None or app.platform != PLATFORM:
             return json_response({"errcode": 40013, "errmsg": ERRMSG[40013]}, 404)
@@ -2032,12 +2057,14 @@ class WechatPushCodec:
     ack_timeout = 5.0
 
     def encode(self, world: World, app: App, message: pushes.OutboxMessage) -> pushes.EncodedPush | None:
-        decrypted = push_message(world, message.event)
-        if decrypted is None:
-            return None
         seed = hashlib.sha256(
             f"{world.seed}:{message.msg_id}:{message.id}:{message.attempts}".encode()
         ).digest()
+        if message.event.kind in APP_EVENT_KINDS:
+            return self.encode_auth_event(world, app, message, seed)
+        decrypted = push_message(world, message.event)
+        if decrypted is None:
+            return None
         body_json = json.dumps(decrypted, ensure_ascii=False, separators=(",", ":")).encode()
         encrypted = encrypt_message(app.encoding_aes_key, app.app_key, body_json, seed[:16])
         timestamp = str(int(world.clock.now()))
@@ -2055,8 +2082,64 @@ class WechatPushCodec:
         ).encode()
         return pushes.EncodedPush(url, body, {"Content-Type": "application/json"})
 
+    def encode_auth_event(
+        self, world: World, app: App, message: pushes.OutboxMessage, seed: bytes
+    ) -> pushes.EncodedPush | None:
+        """A third-party platform's authorisation event, as WeChat posts it to the 授权事件接收URL:
+        ``POST ?signature&timestamp&nonce&encrypt_type=aes&msg_signature`` with the XML body
+        ``<xml><AppId>…</AppId><Encrypt>…</Encrypt></xml>``; the plaintext is XML too."""
+        if not is_component(app):
+            return None
+        event = message.event
+        fields: dict[str, str | int] = {"AppId": app.app_key, "CreateTime": event.time}
+        if event.kind == EventKind.APP_VERIFY_TICKET:
+            fields["CreateTime"] = int(event.data["create_time"])
+            fields["InfoType"] = "component_verify_ticket"
+            fields["ComponentVerifyTicket"] = str(event.data["ticket"])
+        elif event.kind == EventKind.APP_UNAUTHORIZED:
+            fields["InfoType"] = "unauthorized"
+            fields["AuthorizerAppid"] = shop_appid(world, event.shop_id)
+        else:
+            return None
+        encrypted = encrypt_message(
+            app.encoding_aes_key, app.app_key, xml_message(fields).encode(), seed[:16]
+        )
+        timestamp = str(int(world.clock.now()))
+        nonce = str(int.from_bytes(seed[16:20], "big"))
+        query = {
+            "signature": signature(app.push_token, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "encrypt_type": "aes",
+            "msg_signature": signature(app.push_token, timestamp, nonce, encrypted),
+        }
+        url = app.auth_event_url + ("&" if "?" in app.auth_event_url else "?") + urlencode(query)
+        body = xml_message({"AppId": app.app_key, "Encrypt": encrypted}).encode()
+        return pushes.EncodedPush(url, body, {"Content-Type": "text/xml"})
+
     def is_ack(self, status: int, body: bytes) -> bool:
         return status == 200 and body.strip() == b"success"
+
+    def schedule(self, world: World, state: dict[str, Any]) -> None:
+        """Push the component's current ticket every 10 minutes of world time (per ticket slot,
+        not divided by the time compression – like token lifetimes [choice]), and at once when a
+        dispatcher starts or the ``auth_event_url`` changes."""
+        slot = world.now() // VERIFY_TICKET_SLOT
+        for app in world.apps(PLATFORM):
+            if not is_component(app) or not app.auth_event_url:
+                continue
+            mark = (slot, app.auth_event_url)
+            if state.get(app.app_key) != mark:
+                state[app.app_key] = mark
+                push_verify_ticket(world, app)
+
+
+def xml_message(fields: dict[str, str | int]) -> str:
+    """``<xml><Name><![CDATA[text]]></Name><Time>123</Time></xml>`` (WeChat's XML message style)."""
+    parts = [
+        f"<{k}>{v}</{k}>" if isinstance(v, int) else f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()
+    ]
+    return "<xml>" + "".join(parts) + "</xml>"
 
 
 pushes.register_codec(WechatPushCodec())

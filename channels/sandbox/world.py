@@ -528,12 +528,16 @@ class World:
         return Authorization(app_key, shop_id, "active", now)
 
     def revoke_authorization(self, app_key: str, shop_id: str) -> None:
-        """The merchant withdraws the app's access; its tokens stop working."""
+        """The merchant withdraws the app's access; its tokens stop working. The first
+        revocation of an active authorisation emits ``APP_UNAUTHORIZED`` for the app."""
         with self.write() as c:
-            c.execute(
-                "UPDATE authorizations SET status='revoked', revoked_at=? WHERE app_key=? AND shop_id=?",
+            cur = c.execute(
+                "UPDATE authorizations SET status='revoked', revoked_at=? "
+                "WHERE app_key=? AND shop_id=? AND status='active'",
                 (self.now(), app_key, shop_id),
             )
+            if cur.rowcount:
+                self.emit_app_event(EventKind.APP_UNAUTHORIZED, app_key, shop_id=shop_id)
 
     def authorization(self, app_key: str, shop_id: str) -> Authorization | None:
         row = self.read(
@@ -1800,6 +1804,33 @@ class World:
                 ),
             )
             self._local.notify = True
+
+    def emit_app_event(
+        self, kind: EventKind, app_key: str, *, shop_id: str = "", data: dict[str, Any] | None = None
+    ) -> int:
+        """An app-level event (``APP_EVENT_KINDS``: no order, one app). It is queued for push
+        only when the app has an ``auth_event_url``. Returns the event id."""
+        with self.write() as c:
+            app = self.get_app(app_key)
+            if app is None:
+                raise NotFound("app not found", app_key=app_key)
+            now = self.now()
+            cur = c.execute(
+                "INSERT INTO events (time, platform, shop_id, kind, order_id, aftersale_id, data) "
+                "VALUES (?, ?, ?, ?, '', '', ?)",
+                (now, app.platform, shop_id, str(kind),
+                 json.dumps({"app_key": app_key, **(data or {})}, ensure_ascii=False, separators=(",", ":"))),
+            )  # fmt: skip
+            event_id = int(cur.lastrowid or 0)
+            if app.auth_event_url:
+                (msg_id,) = self.new_id(app.platform, "msg")
+                c.execute(
+                    "INSERT INTO push_outbox (event_id, platform, app_key, shop_id, msg_id, created_at, next_attempt_at, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    (event_id, app.platform, app_key, shop_id, msg_id, self.clock.now(), self.clock.now()),
+                )
+                self._local.notify = True
+        return event_id
 
     def events_after(self, event_id: int, limit: int = 1000) -> list[WorldEvent]:
         """Events with id > ``event_id`` in order (the simulator and tests follow this stream)."""

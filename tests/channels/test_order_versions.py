@@ -104,3 +104,61 @@ def test_a_changed_payload_at_a_later_time_becomes_newest(store):
     state = ChannelOrderState.objects.get()
     assert state.snapshot.payload["buyer_words"] == "请发顺丰"
     assert state.snapshot.normalized["receiver"]["phone"]["mask"] == "138****8888"
+
+
+# --- a page at a time (store_order_versions) ---------------------------------------------------------
+
+
+def versioned(o: ChannelOrder, oid: str | None = None) -> ChannelOrder:
+    from dataclasses import replace
+
+    o = replace(o, platform_order_id=oid or o.platform_order_id)
+    return replace(o, raw=payload(o))
+
+
+@pytest.fixture
+def published_pages():
+    seen = []
+    events.subscribe(channel_events.OrdersChanged, seen.append)
+    yield seen
+    events.unsubscribe(channel_events.OrdersChanged, seen.append)
+
+
+def test_a_page_stores_every_version_once_and_announces_the_changed_orders(
+    store, published_pages, django_capture_on_commit_callbacks
+):
+    page = [versioned(order(), f"69200000000000001{i:02d}") for i in range(5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert len(services.store_order_versions(store=store, orders=page, source="pull")) == 5
+    with django_capture_on_commit_callbacks(execute=True):
+        assert len(services.store_order_versions(store=store, orders=page, source="pull")) == 0
+    assert OrderSnapshot.objects.count() == 5 and ChannelOrderState.objects.count() == 5
+    assert len(published_pages) == 1 and len(published_pages[0].snapshot_ids) == 5
+    assert set(published_pages[0].snapshot_ids) == set(OrderSnapshot.objects.values_list("pk", flat=True))
+
+
+def test_within_and_across_pages_the_newest_version_wins(store):
+    paid, shipped = versioned(order()), versioned(order(OrderStatus.SHIPPED, T0 + timedelta(minutes=5), "3"))
+    # both versions in one page, newest first: the state takes the newest, both snapshots kept
+    assert len(services.store_order_versions(store=store, orders=[shipped, paid], source="pull")) == 1
+    state = ChannelOrderState.objects.get()
+    assert (state.status, state.platform_updated_at) == ("shipped", T0 + timedelta(minutes=5))
+    assert OrderSnapshot.objects.count() == 2
+    # a later page carrying only the older version changes nothing
+    assert len(services.store_order_versions(store=store, orders=[paid], source="pull")) == 0
+    assert ChannelOrderState.objects.get().status == "shipped"
+    # equal update time: only a status further along the progression moves it
+    same_time_cancel = versioned(order(OrderStatus.CANCELLED, T0 + timedelta(minutes=5), "4"))
+    assert len(services.store_order_versions(store=store, orders=[same_time_cancel], source="push")) == 1
+    assert ChannelOrderState.objects.get().status == "cancelled"
+
+
+def test_a_page_agrees_with_one_at_a_time(store):
+    """The set-based path and the one-order path store the same state for the same versions."""
+    first = versioned(order(), "6920000000000000201")
+    later = versioned(order(OrderStatus.SHIPPED, T0 + timedelta(minutes=1), "3"), "6920000000000000201")
+    services.store_order_version(store=store, order=later, payload=later.raw, source="push")
+    assert len(services.store_order_versions(store=store, orders=[first, later], source="pull")) == 0
+    state = ChannelOrderState.objects.get()
+    assert state.snapshot.digest == OrderSnapshot.objects.get(platform_status="3").digest
+    assert OrderSnapshot.objects.count() == 2

@@ -482,3 +482,26 @@ class TestInChromium:
             PlatformApp.objects.filter(app_key=app.app_key).delete()
             world.close()
             connection.set_schema_to_public()
+
+
+def test_a_self_use_app_key_someone_else_registered_is_refused_and_left_untouched(sandbox, owner, beta):
+    """Typing this deployment's app key (or another merchant's) into the self-use form must not
+    take it over: the secrets and owner stay as they were."""
+    from channels.routing.models import PlatformApp
+
+    deployment = PlatformApp.objects.get(platform="douyin", tenant__isnull=True)
+    before = deployment.secrets_json
+    services.register_app(
+        platform="douyin", app_key="beta-self-use", secrets={"app_secret": "b"}, tenant=beta
+    )
+    for app_key in (deployment.app_key, "beta-self-use"):
+        response = owner.post(
+            "/shops/connect/self-use/",
+            {"platform": "douyin", "app_key": app_key, "app_secret": "stolen", "platform_shop_id": "1"},
+            follow=True,
+        )
+        assert "registered to another account" in response.content.decode()
+    deployment.refresh_from_db()
+    assert (deployment.secrets_json, deployment.tenant_id) == (before, None)
+    assert PlatformApp.objects.get(app_key="beta-self-use").tenant_id == beta.pk
+    assert not Store.objects.exists()

@@ -14,7 +14,7 @@ them, and ``channels.sync.pull_orders`` runs again and again. Once the simulator
 both paths settle, ecbao's newest known version of each order (``ChannelOrderState``) must
 match the sandbox world exactly, and the push path must have carried its share.
 
-Order ingestion (the orders layer, fed by ``OrderChanged``) is detached for this test: it has
+Order ingestion (the orders layer, fed by ``OrderChanged`` / ``OrdersChanged``) is detached for this test: it has
 its own tests, and here the single worker thread is meant for the channel layer. The default
 per-path rate limits of the sandbox are lifted (they would only make the test slower).
 """
@@ -166,6 +166,7 @@ def test_orders_in_ecbao_equal_the_platforms_after_pushes_and_pulls(
     started = time.monotonic()
     timings: dict[str, float] = {}
     monkeypatch.setitem(events._handlers, channel_events.OrderChanged, [])
+    monkeypatch.setitem(events._handlers, channel_events.OrdersChanged, [])
     world, _clock, shops, sim = build_world(tmp_path / "world.sqlite3")
     history_orders = len(world.orders())
     timings["world"] = time.monotonic() - started

@@ -1,7 +1,8 @@
 """python manage.py sandbox_demo [--tenant demo] — wire this deployment to the local sandbox.
 
 Registers the sandbox's apps as this deployment's platform apps (secrets encrypted), points
-their push webhooks and OAuth redirects at this web app, and — with ``--tenant`` — connects
+their push webhooks, OAuth redirects and the WeChat third-party platform's authorisation-event
+URL (component_verify_ticket pushes) at this web app, and — with ``--tenant`` — connects
 the first sandbox shop of each platform to that tenant through each platform's real
 authorisation call (OAuth code exchange; WeChat: the shop's self-use app), so a fresh demo
 has orders flowing in. Idempotent. (The demo merchant's catalogue: ``manage.py demo_catalog``.)
@@ -14,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django_tenants.utils import schema_context
 
-from channels import oauth, services
+from channels import component, oauth, services
 from channels.models import Store
 from channels.sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from tenants.models import Tenant
@@ -43,6 +44,8 @@ class Command(BaseCommand):
                 webhook_url=f"{public}/hooks/{app.platform}/",
                 redirect_uri=oauth.callback_url(app.platform),
             )
+            if app.platform == "wechat":  # the third-party platform's component_verify_ticket pushes
+                world.update_app(app.app_key, auth_event_url=public + component.endpoint_path(app.app_key))
             self.stdout.write(f"{app.platform}: app {app.app_key} → pushes to {public}/hooks/{app.platform}/")
         if not tenant:
             return

@@ -1,0 +1,107 @@
+"""Set-based writes the ORM does not offer: COPY-backed inserts for the ingestion hot path.
+
+``bulk_create`` spends most of its time in Python (field preparation, one placeholder per
+value, client-side query building); COPY sends the rows as one stream that psycopg's C
+extension formats. Values come straight from the model instances (defaults already applied by
+``Model.__init__``), JSON fields are serialised with ``json.dumps``, ``auto_now`` and
+``auto_now_add`` get the same ``now``. Model ``save()`` hooks and signals do not run — these
+helpers are for plain rows only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from django.db import connection, models
+from django.utils import timezone
+
+
+class JSONText(str):
+    """A value already serialised as JSON: written to a JSON column as is."""
+
+
+def _json(value) -> str:
+    return value if isinstance(value, JSONText) else json.dumps(value, ensure_ascii=False)
+
+
+def _columns(model: type[models.Model], objs: Sequence[models.Model], with_pk: bool):
+    meta = model._meta
+    now = timezone.now()
+    fields = [f for f in meta.concrete_fields if with_pk or not f.primary_key]
+    getters: list[Callable[[models.Model], object]] = []
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            getters.append(lambda obj, now=now: now)
+        elif isinstance(f, models.JSONField):
+            getters.append(lambda obj, name=f.attname: _json(getattr(obj, name)))
+        else:
+            getters.append(lambda obj, name=f.attname: getattr(obj, name))
+    names = [connection.ops.quote_name(f.column) for f in fields]
+    return names, getters
+
+
+def _copy(cursor, table: str, names: list[str], getters, objs) -> None:
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+        for obj in objs:
+            copy.write_row([get(obj) for get in getters])
+
+
+def copy_models(model: type[models.Model], objs: Sequence[object], *, with_pk: bool = False) -> None:
+    """Insert ``objs`` with one COPY (``with_pk``: their primary keys are set, e.g. from ``next_ids``).
+
+    ``objs`` are model instances or any objects carrying every column's attribute (``order_id``,
+    not ``order``) — e.g. slotted dataclasses, which cost a fraction of a model instance."""
+    if not objs:
+        return
+    names, getters = _columns(model, objs, with_pk)
+    with connection.cursor() as cursor:
+        _copy(cursor, connection.ops.quote_name(model._meta.db_table), names, getters, objs)
+
+
+def insert_returning(
+    model: type[models.Model],
+    objs: Sequence[object],
+    *,
+    conflict: Sequence[str],
+    returning: Sequence[str] = ("id",),
+) -> list[tuple]:
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING returning`` for unsaved ``objs``.
+
+    Django's ``bulk_create(ignore_conflicts=True)`` cannot tell which rows went in; this
+    returns exactly the inserted rows (a row another transaction inserted first is skipped and
+    absent from the result). The rows travel by COPY into a temporary table first."""
+    if not objs:
+        return []
+    meta = model._meta
+    table = connection.ops.quote_name(meta.db_table)
+    names, getters = _columns(model, objs, with_pk=False)
+    cols = ", ".join(names)
+    target = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in conflict)
+    back = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in returning)
+    staging = connection.ops.quote_name(f"ecbao_staging_{meta.db_table}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
+        )
+        _copy(cursor, staging, names, getters, objs)
+        cursor.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} "
+            f"ON CONFLICT ({target}) DO NOTHING RETURNING {back}"
+        )
+        rows = cursor.fetchall()
+        cursor.execute(f"DROP TABLE {staging}")  # (on failure the rollback removes it)
+    return rows
+
+
+def next_ids(model: type[models.Model], count: int) -> list[int]:
+    """``count`` fresh primary keys from the model's sequence (one round trip), so related rows
+    can be built before their parent rows are written."""
+    if count <= 0:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [model._meta.db_table, model._meta.pk.column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
