@@ -13,7 +13,7 @@ from datetime import datetime
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -25,7 +25,7 @@ from channels.models import ChannelOrderState, OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
 from channels.types import ChannelOrder, OrderStatus, TokenGrant
 from ecbao import events
-from ecbao.db import JSONText, copy_models, insert_returning, next_ids
+from ecbao.db import JSONText, insert_new
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -361,25 +361,18 @@ def store_order_versions(*, store: Store, orders: list[ChannelOrder], source: st
         for (pid, digest), (order, canonical) in versions.items()
         if (pid, digest) not in ids
     ]
-    if fresh:
-        for row, pk in zip(fresh, next_ids(OrderSnapshot, len(fresh)), strict=True):
-            row.id = pk
-        try:
-            with transaction.atomic():  # straight COPY: the common case, nothing stored yet
-                copy_models(OrderSnapshot, fresh, with_pk=True)
-            ids.update({(row.platform_order_id, row.digest): row.id for row in fresh})
-        except IntegrityError:  # a push stored one of these meanwhile: skip what exists
-            inserted = insert_returning(
-                OrderSnapshot,
-                fresh,
-                conflict=("store", "platform_order_id", "digest"),
-                returning=("id", "platform_order_id", "digest"),
-            )
-            ids.update({(pid, digest): pk for pk, pid, digest in inserted})
-            known = OrderSnapshot.objects.filter(
-                store=store, digest__in=[row.digest for row in fresh]
-            ).values_list("id", "platform_order_id", "digest")
-            ids.update({(pid, digest): pk for pk, pid, digest in known})
+    inserted = insert_new(
+        OrderSnapshot,
+        fresh,
+        conflict=("store", "platform_order_id", "digest"),
+        returning=("id", "platform_order_id", "digest"),
+    )
+    ids.update({(pid, digest): pk for pk, pid, digest in inserted})
+    if len(inserted) < len(fresh):  # a push stored some of these meanwhile: find their rows
+        known = OrderSnapshot.objects.filter(
+            store=store, digest__in=[row.digest for row in fresh]
+        ).values_list("id", "platform_order_id", "digest")
+        ids.update({(pid, digest): pk for pk, pid, digest in known})
     newest: dict[str, tuple[ChannelOrder, int]] = {}
     for key, (order, _) in versions.items():
         current = newest.get(key[0])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from django.db import connection, models
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 
@@ -42,9 +42,11 @@ def _columns(model: type[models.Model], objs: Sequence[models.Model], with_pk: b
 
 
 def _copy(cursor, table: str, names: list[str], getters, objs) -> None:
-    with cursor.cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
-        for obj in objs:
-            copy.write_row([get(obj) for get in getters])
+    # The raw psycopg cursor (Django has no COPY); its errors are turned into Django's.
+    with connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for obj in objs:
+                copy.write_row([get(obj) for get in getters])
 
 
 def copy_models(model: type[models.Model], objs: Sequence[object], *, with_pk: bool = False) -> None:
@@ -92,6 +94,33 @@ def insert_returning(
         rows = cursor.fetchall()
         cursor.execute(f"DROP TABLE {staging}")  # (on failure the rollback removes it)
     return rows
+
+
+def insert_new(
+    model: type[models.Model],
+    objs: Sequence[object],
+    *,
+    conflict: Sequence[str],
+    returning: Sequence[str] = ("id",),
+) -> list[tuple]:
+    """Insert rows that are expected to be new (the caller checked): one COPY straight into
+    the table with primary keys drawn from the sequence. If a concurrent writer stored one of
+    them meanwhile, the COPY fails as a whole (in a savepoint) and ``insert_returning`` skips
+    the existing rows instead. Returns the ``returning`` values of the inserted rows."""
+    if not objs:
+        return []
+    pk = model._meta.pk.attname
+    for obj, value in zip(objs, next_ids(model, len(objs)), strict=True):
+        setattr(obj, pk, value)
+    names = [model._meta.get_field(n).attname for n in returning]
+    try:
+        with transaction.atomic():
+            copy_models(model, objs, with_pk=True)
+    except IntegrityError:
+        for obj in objs:
+            setattr(obj, pk, None)
+        return insert_returning(model, objs, conflict=conflict, returning=returning)
+    return [tuple(getattr(obj, name) for name in names) for obj in objs]
 
 
 def next_ids(model: type[models.Model], count: int) -> list[int]:

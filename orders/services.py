@@ -8,9 +8,10 @@ progression) and atomic per order (one transaction under a row lock on the order
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -21,7 +22,7 @@ from django.utils import timezone
 from channels.models import OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
-from ecbao.db import copy_models, insert_returning, next_ids
+from ecbao.db import JSONText, copy_models, insert_new, next_ids
 from inventory import services as stock
 from inventory.models import Listing
 from inventory.sync import ensure_listing
@@ -283,14 +284,19 @@ class _LineRow:
         return f"order-line:{self.id}"  # as OrderLine.reservation_key
 
 
+_EMPTY = JSONText("{}")
+_FROM_PENDING = JSONText(json.dumps({"status": S.PENDING_PAYMENT.value}))
+_TO_STATUS = {s: JSONText(json.dumps({"status": s.value})) for s in (S.HELD, S.APPROVED, S.TO_REVIEW)}
+
+
 @dataclass(slots=True)
 class _EventRow:
     order: Order
     kind: str
     source: str
     message: str
-    before: dict = field(default_factory=dict)
-    after: dict = field(default_factory=dict)
+    before: dict | JSONText = _EMPTY
+    after: dict | JSONText = _EMPTY
     actor_id: int | None = None
 
     @property
@@ -353,7 +359,7 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
         order.status = decided[order.platform_order_id][0]
     inserted = dict(
         (pid, pk)
-        for pk, pid in insert_returning(
+        for pk, pid in insert_new(
             Order,
             [order for order, _, _ in built],
             conflict=("store", "platform_order_id"),
@@ -406,8 +412,8 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
                 "status_changed",
                 "rule",
                 message,
-                before={"status": S.PENDING_PAYMENT},
-                after={"status": target},
+                before=_FROM_PENDING,
+                after=_TO_STATUS[target],
             )
         )
         if target == S.APPROVED:
