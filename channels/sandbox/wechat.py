@@ -232,6 +232,17 @@ def create_self_use_app(world: World, shop_id: str, *, webhook_url: str = "") ->
 # --------------------------------------------------------------------------- push crypto (§3.8)
 
 
+def secure_push_query(app: App, timestamp: str, nonce: str, encrypted: str) -> dict[str, str]:
+    """The query string of a secure-mode push (message or authorisation event)."""
+    return {
+        "signature": signature(app.push_token, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "encrypt_type": "aes",
+        "msg_signature": signature(app.push_token, timestamp, nonce, encrypted),
+    }
+
+
 def signature(token: str, timestamp: str, nonce: str, *extra: str) -> str:
     """``sha1(concat(sorted([token, timestamp, nonce, …])))`` – URL check and ``msg_signature``."""
     return hashlib.sha1("".join(sorted([token, timestamp, nonce, *extra])).encode()).hexdigest()  # noqa: S324
@@ -2067,15 +2078,9 @@ class WechatPushCodec:
             return None
         body_json = json.dumps(decrypted, ensure_ascii=False, separators=(",", ":")).encode()
         encrypted = encrypt_message(app.encoding_aes_key, app.app_key, body_json, seed[:16])
-        timestamp = str(int(world.clock.now()))
-        nonce = str(int.from_bytes(seed[16:20], "big"))
-        query = {
-            "signature": signature(app.push_token, timestamp, nonce),
-            "timestamp": timestamp,
-            "nonce": nonce,
-            "encrypt_type": "aes",
-            "msg_signature": signature(app.push_token, timestamp, nonce, encrypted),
-        }
+        query = secure_push_query(
+            app, str(int(world.clock.now())), str(int.from_bytes(seed[16:20], "big")), encrypted
+        )
         url = app.webhook_url + ("&" if "?" in app.webhook_url else "?") + urlencode(query)
         body = json.dumps(
             {"ToUserName": decrypted["ToUserName"], "Encrypt": encrypted}, separators=(",", ":")
@@ -2104,15 +2109,9 @@ class WechatPushCodec:
         encrypted = encrypt_message(
             app.encoding_aes_key, app.app_key, xml_message(fields).encode(), seed[:16]
         )
-        timestamp = str(int(world.clock.now()))
-        nonce = str(int.from_bytes(seed[16:20], "big"))
-        query = {
-            "signature": signature(app.push_token, timestamp, nonce),
-            "timestamp": timestamp,
-            "nonce": nonce,
-            "encrypt_type": "aes",
-            "msg_signature": signature(app.push_token, timestamp, nonce, encrypted),
-        }
+        query = secure_push_query(
+            app, str(int(world.clock.now())), str(int.from_bytes(seed[16:20], "big")), encrypted
+        )
         url = app.auth_event_url + ("&" if "?" in app.auth_event_url else "?") + urlencode(query)
         body = xml_message({"AppId": app.app_key, "Encrypt": encrypted}).encode()
         return pushes.EncodedPush(url, body, {"Content-Type": "text/xml"})
