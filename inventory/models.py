@@ -132,8 +132,12 @@ class LedgerKind(models.TextChoices):
 class StockLedgerEntry(models.Model):
     """One change of a stock level. Append-only."""
 
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="ledger")
-    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="ledger")
+    sku = models.ForeignKey(
+        Sku, on_delete=models.PROTECT, related_name="ledger", db_index=False
+    )  # (sku, -id) serves
+    # [choice] No index of its own on warehouse/user: nothing reads the ledger by them, and every
+    # stock change writes a row here (a warehouse or user delete scans instead).
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="ledger", db_index=False)
     kind = models.CharField(max_length=16, choices=LedgerKind.choices)
     on_hand_delta = models.IntegerField(default=0)
     reserved_delta = models.IntegerField(default=0)
@@ -143,7 +147,12 @@ class StockLedgerEntry(models.Model):
     source_type = models.CharField(max_length=32, blank=True)
     source_id = models.CharField(max_length=128, blank=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -165,8 +174,12 @@ class Reservation(models.Model):
         CONSUMED = "consumed", _("Shipped")
 
     source_key = models.CharField(max_length=128)  # e.g. "order-line:123"
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="reservations")
-    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="reservations")
+    sku = models.ForeignKey(
+        Sku, on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )  # (sku, status) serves
+    warehouse = models.ForeignKey(
+        Warehouse, on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )  # hot insert path; nothing reads reservations by warehouse alone
     quantity = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -186,7 +199,9 @@ class StockChange(models.Model):
     """Outbox of "available changed" for channel stock sync: one row per change, consumed
     (and coalesced per SKU) by the sync worker."""
 
-    sku = models.ForeignKey(Sku, on_delete=models.CASCADE, related_name="+")
+    sku = models.ForeignKey(
+        Sku, on_delete=models.CASCADE, related_name="+", db_index=False
+    )  # (sku, id) serves
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
@@ -62,7 +63,9 @@ WITH locked AS (
     INSERT INTO inventory_stockchange (sku_id, created_at) SELECT %(sku)s, now() FROM upd
 )
 SELECT (SELECT id FROM ins),
-       EXISTS (SELECT 1 FROM inventory_reservation WHERE source_key = %(key)s AND sku_id = %(sku)s)
+       CASE WHEN EXISTS (SELECT 1 FROM ins) THEN false
+            ELSE EXISTS (SELECT 1 FROM inventory_reservation WHERE source_key = %(key)s AND sku_id = %(sku)s)
+       END
 """
 
 _CLOSE_SQL = """
@@ -136,10 +139,23 @@ def reserve_stock(
     return ReservationResult(source_key=source_key, created=created)
 
 
+def _execute_prepared(sql: str, params: dict) -> tuple:
+    """Run a hot statement as a server-side prepared statement on this connection.
+
+    Django's psycopg cursors bind parameters client-side, so PostgreSQL plans the reservation
+    CTE on every call (about as long as executing it). psycopg prepares it once per connection
+    instead; PostgreSQL re-plans a prepared statement by itself when ``search_path`` (the
+    tenant) changes, so one tenant's plan never reads another's tables."""
+    with connection.cursor() as cursor:  # sets this tenant's search_path on the connection
+        with connection.wrap_database_errors, psycopg.Cursor(cursor.cursor.connection) as raw:
+            raw.execute(sql, params, prepare=True)
+            return raw.fetchone()
+
+
 def _reserve_one(source_key: str, sku_id: int, warehouse_id: int, qty: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse_id, "q": qty})
-        inserted_id, exists = cursor.fetchone()
+    inserted_id, exists = _execute_prepared(
+        _RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse_id, "q": qty}
+    )
     if inserted_id is not None:
         return True
     if exists or Reservation.objects.filter(source_key=source_key, sku_id=sku_id).exists():

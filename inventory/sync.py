@@ -499,16 +499,66 @@ def queue_key() -> str:
     return ecbao_redis.key("stock-sync", "queue")
 
 
+SIGNAL_DELAY_SECONDS = 0.02
+_signal_lock = threading.Lock()
+_dirty_schemas: set[str] = set()
+_signaller: threading.Thread | None = None
+
+
 def schedule_stock_sync() -> None:
     """Called after a stock change commits: signal the stock-sync daemon for this tenant.
 
-    One Redis round trip when a signal is already pending (the common case under load), two
-    when it is new; the daemon clears the flag before it drains, so a change committed
-    while it works raises a new signal."""
+    Trailing debounce per process: the first change marks the tenant and starts a short-lived
+    thread that sends the Redis signal ``SIGNAL_DELAY_SECONDS`` later; changes until then
+    only find the mark. A burst of reservations costs one Redis round trip instead of one
+    each, and the daemon hears of every change within the delay (it clears the Redis flag
+    before it drains, so a change committed while it works raises a new signal). A process
+    that dies inside the delay loses only the signal: the periodic sync task drains the
+    outbox anyway."""
+    global _signaller
     schema = connection.schema_name
+    with _signal_lock:
+        if schema in _dirty_schemas:
+            return
+        _dirty_schemas.add(schema)
+        if _signaller is None or not _signaller.is_alive():
+            _signaller = threading.Thread(target=_send_signals, name="stock-sync-signal", daemon=True)
+            _signaller.start()
+
+
+def _send_signals() -> None:
+    global _signaller
+    while True:
+        time.sleep(SIGNAL_DELAY_SECONDS)
+        with _signal_lock:
+            schemas = sorted(_dirty_schemas)
+            _dirty_schemas.clear()
+            if not schemas:
+                _signaller = None
+                return
+        for schema in schemas:
+            try:
+                signal_stock_sync(schema)
+            except Exception:  # the periodic sync task is the safety net
+                logger.warning("stock-sync signal for %s not sent", schema, exc_info=True)
+
+
+def signal_stock_sync(schema: str) -> None:
+    """Tell the stock-sync daemon ``schema`` has pending stock changes (two Redis round trips
+    when the flag is new, one when a signal is already pending)."""
     client = ecbao_redis.client()
     if client.set(_pending_key(schema), 1, nx=True, ex=PENDING_TTL_SECONDS):
         client.rpush(queue_key(), schema)
+
+
+def _reset_after_fork() -> None:
+    global _signal_lock, _signaller
+    _signal_lock = threading.Lock()
+    _signaller = None
+    _dirty_schemas.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def take_signal(timeout: float) -> str | None:
