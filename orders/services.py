@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Sum
@@ -22,7 +23,7 @@ from django.utils import timezone
 from channels.models import OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
-from ecbao.db import JSONText, copy_models, insert_new, next_ids
+from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
 from inventory.models import Listing
 from inventory.sync import ensure_listing
@@ -115,13 +116,15 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500) -> int:
     for start in range(0, len(snapshot_ids), batch):
         chunk = snapshot_ids[start : start + batch]
         by_store: dict[int, list[tuple[ChannelOrder, int]]] = {}
-        rows = (
-            OrderSnapshot.objects.filter(pk__in=chunk)
-            .order_by("pk")
-            .values_list("pk", "store_id", "normalized")
-        )
+        with connection.cursor() as cursor:  # the normalised JSON as text, parsed by orjson
+            cursor.execute(
+                f"SELECT id, store_id, normalized::text FROM {OrderSnapshot._meta.db_table} "
+                "WHERE id = ANY(%s) ORDER BY id",
+                [list(chunk)],
+            )
+            rows = cursor.fetchall()
         for pk, store_id, normalized in rows:
-            by_store.setdefault(store_id, []).append((channel_order_from_json(normalized), pk))
+            by_store.setdefault(store_id, []).append((channel_order_from_json(orjson.loads(normalized)), pk))
             done += 1
         stores = list(Store.objects.filter(pk__in=by_store))
         try:
@@ -258,6 +261,10 @@ def ingest_batch(*, store: Store, items: list[tuple[ChannelOrder, int | None]]) 
     return len(created)
 
 
+_OrderRow = row_class(Order)  # an order row for COPY (review rules read it like an Order)
+_FulfilmentRow = row_class(Fulfilment)
+
+
 @dataclass(slots=True)
 class _LineRow:
     """An order line row for COPY (a model instance costs several times more to build)."""
@@ -291,7 +298,7 @@ _TO_STATUS = {s: JSONText(json.dumps({"status": s.value})) for s in (S.HELD, S.A
 
 @dataclass(slots=True)
 class _EventRow:
-    order: Order
+    order: _OrderRow
     kind: str
     source: str
     message: str
@@ -314,10 +321,10 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
     fresh = sorted(fresh, key=lambda x: (x[0].paid_at or x[0].created_at, x[0].platform_order_id))
     listings = _listings_for(store, [cl for co, _ in fresh for cl in co.lines])
     line_ids = iter(next_ids(OrderLine, sum(len(co.lines) for co, _ in fresh)))
-    built: list[tuple[Order, ChannelOrder, list[_LineRow]]] = []
+    built: list[tuple[_OrderRow, ChannelOrder, list[_LineRow]]] = []
     for co, snapshot_id in fresh:
-        order = Order(
-            store=store,
+        order = _OrderRow(
+            store_id=store.pk,
             platform=co.platform.value,
             platform_order_id=co.platform_order_id,
             status=S.PENDING_PAYMENT,
@@ -374,10 +381,9 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
                 )
     built = [x for x in built if x[0].platform_order_id in inserted]
     events_: list[_EventRow] = []
-    approved: list[tuple[Order, list[_LineRow]]] = []
+    approved: list[tuple[_OrderRow, list[_LineRow]]] = []
     for order, co, lines in built:
         order.pk = inserted[order.platform_order_id]
-        order._state.adding = False
         for line in lines:
             line.order_id = order.pk
         events_.append(
@@ -475,13 +481,13 @@ class _FulfilmentLineRow:
 
 
 def _open_fulfilments(
-    store: Store, approved: list[tuple[Order, list[_LineRow]]], *, merge: bool
+    store: Store, approved: list[tuple[_OrderRow, list[_LineRow]]], *, merge: bool
 ) -> list[_EventRow]:
     """``_open_fulfilment`` for many new approved orders: one fulfilment per order, or, with
     the auto-merge rule, per receiver (joining a waiting fulfilment of the last 48 hours)."""
     if not approved:
         return []
-    waiting: dict[str, Fulfilment] = {}
+    waiting: dict[str, Fulfilment | _FulfilmentRow] = {}
     if merge:
         since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
         fingerprints = {o.receiver_fingerprint for o, _ in approved if o.receiver_fingerprint}
@@ -499,13 +505,13 @@ def _open_fulfilments(
             .order_by("id")
         ):
             waiting.setdefault(f.receiver_fingerprint, f)
-    target_of: dict[int, Fulfilment] = {}
-    merged: list[Order] = []
-    new: list[Fulfilment] = []
+    target_of: dict[int, Fulfilment | _FulfilmentRow] = {}
+    merged: list[_OrderRow] = []
+    new: list[_FulfilmentRow] = []
     for order, _ in approved:
         target = waiting.get(order.receiver_fingerprint) if merge and order.receiver_fingerprint else None
         if target is None:
-            target = Fulfilment(store=store, receiver_fingerprint=order.receiver_fingerprint)
+            target = _FulfilmentRow(store_id=store.pk, receiver_fingerprint=order.receiver_fingerprint)
             new.append(target)
             if merge and order.receiver_fingerprint:
                 waiting[order.receiver_fingerprint] = target
