@@ -25,7 +25,17 @@ def test_set_stores_the_secrets_encrypted_and_list_shows_the_console_urls_but_no
         "set", "kuaishou", "ks-app", "--app-secret", "ks-secret", "--sign-secret-env", "KS_SIGN",
         "--message-key", "bWVzc2FnZS1rZXktMTYh",
     )  # fmt: skip
-    run("set", "wechat", "wx-component", "--app-secret", "wx-s", "--token", "wx-push-token-9", "--aes-key", "k" * 43)
+    run(
+        "set",
+        "wechat",
+        "wx-component",
+        "--app-secret",
+        "wx-s",
+        "--token",
+        "wx-push-token-9",
+        "--aes-key",
+        "k" * 43,
+    )
     app = PlatformApp.objects.get(app_key="ks-app")
     assert json.loads(app.secrets_json)["sign_secret"] == "sign-from-env"
     listing = run("list")
