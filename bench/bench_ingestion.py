@@ -130,15 +130,21 @@ def run_pull_path(store, orders, batch: int = 500) -> float:
 
 
 def run_one_by_one(store, orders) -> float:
-    """The one-order path (pushes): version + ingestion per order, one transaction each."""
+    """The push path: each order's version stored on its own, then the ingestion task's work
+    for that one version (``ingest_snapshot_task`` → ``ingest_snapshots([id])``)."""
+    from channels.models import ChannelOrderState
     from channels.services import store_order_version
-    from orders.services import ingest_channel_order
+    from orders.services import ingest_snapshots
 
     started = time.perf_counter()
     for co in orders:
-        with transaction.atomic():
-            store_order_version(store=store, order=co, payload=co.raw, source="pull")
-            ingest_channel_order(store=store, co=co)
+        store_order_version(store=store, order=co, payload=co.raw, source="push")
+        snapshot_id = (
+            ChannelOrderState.objects.filter(store=store, platform_order_id=co.platform_order_id)
+            .values_list("snapshot_id", flat=True)
+            .get()
+        )
+        ingest_snapshots(snapshot_ids=[snapshot_id])
     return len(orders) / (time.perf_counter() - started)
 
 

@@ -11,6 +11,6 @@ class OrdersConfig(AppConfig):
         from orders import tasks
 
         # Upward news from lower layers (after their transaction commits) → our tasks.
-        events.subscribe(OrderChanged, lambda e: tasks.ingest_snapshot_task.delay(e.snapshot_id))
+        events.subscribe(OrderChanged, lambda e: tasks.enqueue_ingest(e.snapshot_id))
         events.subscribe(OrdersChanged, lambda e: tasks.ingest_snapshots_task.delay(list(e.snapshot_ids)))
         events.subscribe(ListingMatched, lambda e: tasks.rematch_listing_task.delay(e.listing_id))
