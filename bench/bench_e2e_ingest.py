@@ -42,6 +42,10 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 PER_PLATFORM = int(os.environ.get("BENCH_E2E_ORDERS", "2000"))
+# Added to every sandbox answer (ms): real platforms are a network away, not on loopback.
+LATENCY_MS = float(os.environ.get("BENCH_E2E_LATENCY_MS", "0"))
+# 0 turns off the pull's read-ahead (fetch the next batch while storing this one), to compare.
+READ_AHEAD = os.environ.get("BENCH_E2E_READ_AHEAD", "1") != "0"
 WORKERS = int(os.environ.get("BENCH_E2E_WORKERS", "2"))
 WECHAT_DETAIL_WORKERS = int(os.environ.get("BENCH_E2E_WECHAT_WORKERS", "16"))
 TARGET_PER_S = 1000  # PRODUCT.md: end to end from the sandbox over HTTP
@@ -61,6 +65,9 @@ from channels.sandbox.world import World
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is N" per request
 world = World(sys.argv[1])
 server = SandboxServer(world, ServerOptions(ports={}, simulate=False, push=False, threads=8))
+latency_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+for platform in ("douyin", "kuaishou", "wechat") if latency_ms else ():
+    server.faults.set(platform, "*", latency_ms=latency_ms)  # a network's round trip
 server.start()
 sys.stdout.write(json.dumps({"urls": server.urls, "counts": world.counts()}) + "\\n")
 sys.stdout.flush()
@@ -101,7 +108,7 @@ def build_world(path: Path):
 
 def start_sandbox(path: Path) -> tuple[subprocess.Popen, dict]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX_ENTRY, str(path)],
+        [sys.executable, "-c", SANDBOX_ENTRY, str(path), str(LATENCY_MS)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -422,7 +429,10 @@ def sandbox_calls(world, since: float) -> dict:
 
 
 def main() -> dict:
+    from channels import sync
+
     ensure_bench_tenant()
+    sync.READ_AHEAD = READ_AHEAD
     with exclusive_run("bench_e2e_ingest"):
         return run()
 
@@ -475,6 +485,8 @@ def measure(world, logfile: Path) -> dict:
         "target_orders_per_s": TARGET_PER_S,
         "worker_processes": WORKERS,
         "rate_limits": limits,
+        "sandbox_latency_ms": LATENCY_MS,
+        "read_ahead": READ_AHEAD,
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     sandbox = worker = None
@@ -650,6 +662,10 @@ def report(r: dict) -> None:
         f"rate limits: {'sandbox defaults in force' if lim['defaults_in_force'] else 'CHANGED: ' + str(lim['fault_rules'])}"
         f" — QPS per app and path {lim['qps_per_app_and_path']}; WeChat lists ids only and fetches each order with"
         f" /channels/ec/order/get, so its pull is bounded by that path's QPS",
+        flush=True,
+    )
+    print(
+        f"sandbox latency per answer {r['sandbox_latency_ms']} ms; pull read-ahead {'on' if r['read_ahead'] else 'off'}",
         flush=True,
     )
     for p in PLATFORMS:

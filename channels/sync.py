@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import connection
 from django.utils import timezone
@@ -40,6 +42,7 @@ OVERLAP = timedelta(minutes=5)
 SETTLE = timedelta(seconds=2)
 INITIAL_LOOKBACK = timedelta(days=3)
 STORE_BATCH = 200  # orders stored per statement set (one OrdersChanged event each)
+READ_AHEAD = True  # fetch the next batch from the platform while storing this one
 
 
 @dataclass
@@ -95,6 +98,68 @@ def _tokens_saved_from_any_thread(save: Callable[[TokenGrant], None]) -> Callabl
     return on_new_tokens
 
 
+_DONE = object()
+
+
+def _in_batches(produce: Callable[[], Iterator], size: int) -> Iterator[list]:
+    batch: list = []
+    for item in produce():
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _read_ahead(produce: Callable[[], Iterator], size: int, depth: int = 2) -> Iterator[list]:
+    """Batches of ``size`` items from ``produce()``, iterated in a helper thread that stays at
+    most ``depth`` batches ahead. An error there is raised here, in order; when the consumer
+    stops early (its own error), the helper stops at its next batch."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            batch: list = []
+            for item in produce():
+                batch.append(item)
+                if len(batch) >= size:
+                    if not put(batch):
+                        return
+                    batch = []
+            if batch and not put(batch):
+                return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+        finally:
+            connection.close()  # this thread's own connection, if a token save opened one
+
+    helper = threading.Thread(target=run, name="pull-read-ahead", daemon=True)
+    helper.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        helper.join(timeout=30)
+
+
 def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -> PullResult:
     """Pull every order of ``store_id`` changed since its watermark (see module docstring)."""
     result = PullResult(store_id=store_id)
@@ -128,18 +193,18 @@ def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -
                 # No transaction around the platform calls: a token renewed on the way is saved
                 # at once, and stays saved when the window fails later (rolled back, the store
                 # would keep tokens the platform already retired). Each batch commits on its own.
-                page: list = []
-                for order in connector.iter_orders(updated_from=lower, updated_to=upper):
-                    result.orders_seen += 1
-                    page.append(order)
-                    if len(page) >= STORE_BATCH:
+                # The platform is read one batch ahead in another thread, so fetching the next
+                # page overlaps storing this one — unless the caller holds a transaction, whose
+                # uncommitted rows (the store itself) a token save on another connection
+                # could not see.
+                read = _read_ahead if READ_AHEAD and not connection.in_atomic_block else _in_batches
+                window = partial(connector.iter_orders, updated_from=lower, updated_to=upper)
+                with closing(read(window, STORE_BATCH)) as batches:
+                    for batch in batches:
+                        result.orders_seen += len(batch)
                         result.orders_changed += len(
-                            services.store_order_versions(store=store, orders=page, source="pull")
+                            services.store_order_versions(store=store, orders=batch, source="pull")
                         )
-                        page = []
-                result.orders_changed += len(
-                    services.store_order_versions(store=store, orders=page, source="pull")
-                )
                 result.windows += 1
                 SyncCursor.objects.filter(pk=cursor.pk).update(
                     watermark=upper, windows_done=result.windows, items_seen=result.orders_seen

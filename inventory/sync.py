@@ -133,7 +133,11 @@ def ensure_listing(
         },
     )
     if created and sku:
-        transaction.on_commit(lambda: enqueue_listing_push(listing.pk))
+        # Publish its stock through the stock-sync daemon (an outbox row for the SKU), not a
+        # Celery task per listing: a pull that meets many new SKUs must not queue platform
+        # calls in front of the order ingestion tasks, and the daemon coalesces per SKU.
+        StockChange.objects.create(sku=sku)
+        transaction.on_commit(schedule_stock_sync)
     return listing
 
 

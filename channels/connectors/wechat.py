@@ -220,7 +220,7 @@ class WechatConnector(Connector):
         retry: RetryPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         timeout: float = 10.0,
-        detail_workers: int = 8,
+        detail_workers: int = 16,
         verify_ticket: Callable[[], str] | None = None,
         component_token_cache: ComponentTokenCache | None = None,
         authorize_base: str | None = None,
