@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
@@ -21,7 +21,7 @@ from channels import events as channel_events
 from channels.connectors import connector_class
 from channels.connectors.base import AppCredentials, Connector, ShopSession
 from channels.errors import AuthExpired
-from channels.models import ChannelOrderState, OrderSnapshot, Store
+from channels.models import OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
 from channels.types import ChannelOrder, OrderStatus, TokenGrant
 from ecbao import events
@@ -242,69 +242,6 @@ class _SnapshotRow:
     id: int | None = None
 
 
-def _is_newer(order: ChannelOrder, state: ChannelOrderState) -> bool:
-    """A version replaces the stored one only if its update time is later, or equal with a
-    status further along the progression."""
-    if order.updated_at != state.platform_updated_at:
-        return order.updated_at > state.platform_updated_at
-    return order.status.rank > OrderStatus(state.status).rank
-
-
-@transaction.atomic
-def store_order_version(*, store: Store, order: ChannelOrder, payload: dict, source: str) -> bool:
-    """Keep this version of a platform order; returns True when it became the newest.
-
-    Idempotent (the same payload twice stores one snapshot) and order-preserving (an older
-    version is kept as a snapshot but never replaces the newest)."""
-    snapshot, _created = OrderSnapshot.objects.get_or_create(
-        store=store,
-        platform_order_id=order.platform_order_id,
-        digest=_digest(payload),
-        defaults={
-            "platform_updated_at": order.updated_at,
-            "platform_status": order.platform_status,
-            "status": order.status.value,
-            "payload": payload,
-            "normalized": order.to_json(),
-            "source": source,
-        },
-    )
-    state = (
-        ChannelOrderState.objects.select_for_update()
-        .filter(store=store, platform_order_id=order.platform_order_id)
-        .first()
-    )
-    if state is None:
-        state, created = ChannelOrderState.objects.get_or_create(
-            store=store,
-            platform_order_id=order.platform_order_id,
-            defaults={
-                "platform_updated_at": order.updated_at,
-                "platform_status": order.platform_status,
-                "status": order.status.value,
-                "snapshot": snapshot,
-            },
-        )
-        if not created:  # a concurrent writer created it first: compare under the lock
-            state = ChannelOrderState.objects.select_for_update().get(pk=state.pk)
-            if not _is_newer(order, state):
-                return False
-            _apply(state, order, snapshot)
-    elif state.snapshot_id == snapshot.pk or not _is_newer(order, state):
-        return False
-    else:
-        _apply(state, order, snapshot)
-    events.publish(
-        channel_events.OrderChanged(
-            store_id=store.pk,
-            platform_order_id=order.platform_order_id,
-            snapshot_id=snapshot.pk,
-            status=order.status.value,
-        )
-    )
-    return True
-
-
 _UPSERT_STATES_SQL = """
 INSERT INTO channels_channelorderstate
     (store_id, platform_order_id, platform_updated_at, platform_status, status, snapshot_id, changed_at)
@@ -327,11 +264,39 @@ _RANKED_STATUSES = [s.value for s in sorted(OrderStatus, key=lambda s: s.rank)]
 
 
 @transaction.atomic
+def store_order_version(*, store: Store, order: ChannelOrder, payload: dict, source: str) -> bool:
+    """Keep this version of a platform order (a push); returns True when it became the newest,
+    and then publishes ``OrderChanged``. Idempotent (the same payload twice stores one
+    snapshot) and order-preserving (an older version is kept but never replaces the newest)."""
+    if payload is not order.raw:
+        order = replace(order, raw=payload)
+    changed = _store_versions(store=store, orders=[order], source=source)
+    for pid, snapshot_id, status in changed:
+        events.publish(
+            channel_events.OrderChanged(
+                store_id=store.pk, platform_order_id=pid, snapshot_id=snapshot_id, status=status
+            )
+        )
+    return bool(changed)
+
+
+@transaction.atomic
 def store_order_versions(*, store: Store, orders: list[ChannelOrder], source: str) -> list[int]:
-    """``store_order_version`` for a page of orders, set-based: one statement stores the
-    snapshots (duplicates skipped), one moves the newest-version rows forward (a stale version
-    never replaces a newer one), and one ``OrdersChanged`` event carries every order that
-    changed. Returns the snapshot ids that became the newest version of their order."""
+    """A pulled page of versions, set-based: one ``OrdersChanged`` event carries every order
+    that changed. Returns the snapshot ids that became the newest version of their order."""
+    ids_changed = [
+        snapshot_id for _, snapshot_id, _ in _store_versions(store=store, orders=orders, source=source)
+    ]
+    if ids_changed:
+        events.publish(channel_events.OrdersChanged(store_id=store.pk, snapshot_ids=tuple(ids_changed)))
+    return ids_changed
+
+
+def _store_versions(*, store: Store, orders: list[ChannelOrder], source: str) -> list[tuple[str, int, str]]:
+    """Store versions set-based: one query finds those already stored, one COPY stores the new
+    snapshots, one upsert moves the newest-version rows forward (its ``WHERE`` refuses a stale
+    version: update time first, then the status progression). Returns (platform order id,
+    snapshot id, status) of each order whose newest version changed."""
     if not orders:
         return []
     versions: dict[tuple[str, str], tuple[ChannelOrder, str]] = {}
@@ -394,19 +359,7 @@ def store_order_versions(*, store: Store, orders: list[ChannelOrder], source: st
                 "ranks": _RANKED_STATUSES,
             },
         )
-        changed = cursor.fetchall()
-    ids_changed = [pk for _, pk, _ in changed]
-    if ids_changed:
-        events.publish(channel_events.OrdersChanged(store_id=store.pk, snapshot_ids=tuple(ids_changed)))
-    return ids_changed
-
-
-def _apply(state: ChannelOrderState, order: ChannelOrder, snapshot: OrderSnapshot) -> None:
-    state.platform_updated_at = order.updated_at
-    state.platform_status = order.platform_status
-    state.status = order.status.value
-    state.snapshot = snapshot
-    state.save()
+        return cursor.fetchall()
 
 
 # --- buyer data ---------------------------------------------------------------------------------------
