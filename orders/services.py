@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import orjson
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Sum
@@ -161,12 +162,21 @@ def reconcile_ingestion(*, limit: int = 1000) -> int:
         platform_order_id=OuterRef("platform_order_id"),
         platform_updated_at__gte=OuterRef("platform_updated_at"),
     )
-    pending = list(
-        ChannelOrderState.objects.filter(~Exists(reflected))
-        .order_by("platform_updated_at")
-        .values_list("snapshot_id", flat=True)[:limit]
-    )
-    return ingest_snapshots(snapshot_ids=pending)
+    unreflected = ChannelOrderState.objects.filter(~Exists(reflected))
+    pending = list(unreflected.order_by("platform_updated_at").values_list("snapshot_id", flat=True)[:limit])
+    applied = ingest_snapshots(snapshot_ids=pending)
+    # What still fails after this sweep is shown on the workbench (with a retry button).
+    failing = unreflected.filter(snapshot_id__in=pending).count()
+    cache.set(BACKLOG_CACHE_KEY, {"failing": failing, "checked_at": timezone.now().isoformat()}, None)
+    return applied
+
+
+BACKLOG_CACHE_KEY = "orders:ingestion-backlog"
+
+
+def ingestion_backlog() -> dict:
+    """The last sweep's count of platform versions that could not be applied (this tenant)."""
+    return cache.get(BACKLOG_CACHE_KEY) or {"failing": 0, "checked_at": None}
 
 
 @transaction.atomic

@@ -7,6 +7,7 @@ app_name = "orders"
 urlpatterns = [
     path("", views.order_list, name="list"),
     path("bulk/", views.bulk_action, name="bulk"),
+    path("ingestion/retry/", views.ingestion_retry, name="ingestion_retry"),
     path("export/", views.export_start, name="export"),
     path("export/<str:export_id>/", views.export_status, name="export_status"),
     path("export/<str:export_id>/download/", views.export_download, name="export_download"),

@@ -103,7 +103,7 @@ def _workbench(params: QueryDict, **extra) -> dict:
 
 @capability_required("dashboard.view")
 def order_list(request):
-    context = _workbench(request.GET)
+    context = _workbench(request.GET, ingestion_backlog=services.ingestion_backlog())
     if request.htmx and not request.htmx.boosted:
         return render(request, "orders/_workbench.html", {**context, "partial": True})
     return render(request, "orders/list.html", context)
@@ -377,3 +377,19 @@ def export_download(request, export_id):
     if handle is None:
         raise Http404
     return FileResponse(handle, as_attachment=True, filename=export["filename"], content_type=XLSX_TYPE)
+
+
+@require_POST
+@capability_required("orders.manage")
+def ingestion_retry(request):
+    """Run the ingestion sweep now, for a bounded number of versions (it also runs every 5
+    minutes in the background), and say what came of it."""
+    services.reconcile_ingestion(limit=200)
+    failing = services.ingestion_backlog()["failing"]
+    if failing:
+        messages.error(
+            request, _("%(n)s platform order versions still could not be imported.") % {"n": failing}
+        )
+    else:
+        messages.success(request, _("Every platform order version is imported."))
+    return redirect("orders:list")
