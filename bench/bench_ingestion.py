@@ -131,7 +131,7 @@ def run_pull_path(store, orders, batch: int = 500) -> float:
 
 def run_one_by_one(store, orders) -> float:
     """The push path: each order's version stored on its own, then the ingestion task's work
-    for that one version (``ingest_snapshot_task`` → ``ingest_snapshots([id])``)."""
+    for that one version (``ingest_snapshots([id])``, as the push drain task runs it)."""
     from channels.models import ChannelOrderState
     from channels.services import store_order_version
     from orders.services import ingest_snapshots

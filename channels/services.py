@@ -222,10 +222,6 @@ def _canonical(payload: dict) -> str:
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
-
-
 @dataclass(slots=True)
 class _SnapshotRow:
     """An ``OrderSnapshot`` row for COPY."""

@@ -85,16 +85,6 @@ def _event(
 # --- ingestion --------------------------------------------------------------------------------------
 
 
-def ingest_snapshot(*, snapshot_id: int) -> Order | None:
-    """Apply a stored channel snapshot (called for every OrderChanged event)."""
-    snapshot = OrderSnapshot.objects.select_related("store").filter(pk=snapshot_id).first()
-    if snapshot is None:
-        return None
-    return ingest_channel_order(
-        store=snapshot.store, co=channel_order_from_json(snapshot.normalized), snapshot_id=snapshot.pk
-    )
-
-
 @contextmanager
 def ingestion_transaction():
     """A transaction for applying stored channel versions, committed without waiting for the

@@ -52,12 +52,6 @@ def drain_ingest_task() -> int:
 
 
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def ingest_snapshot_task(snapshot_id: int) -> int:
-    """One version, through the batch path (kept for callers that need it applied alone)."""
-    return services.ingest_snapshots(snapshot_ids=[snapshot_id])
-
-
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def ingest_snapshots_task(snapshot_ids: list[int]) -> int:
     """A pulled page of versions, applied set-based (``services.ingest_batch``)."""
     return services.ingest_snapshots(snapshot_ids=snapshot_ids)

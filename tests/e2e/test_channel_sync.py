@@ -100,6 +100,13 @@ def expected_orders(world: World, platform: str, shop_id: str) -> dict[str, str]
     return out
 
 
+def register_tool_apps(world: World) -> None:
+    """This deployment's apps = the sandbox world's tool (ISV) apps."""
+    for app in world.apps():
+        if app.app_type == "tool":
+            channel_services.register_app(platform=app.platform, app_key=app.app_key, secrets=_secrets(app))
+
+
 def _secrets(app) -> dict:
     secrets = {"app_secret": app.app_secret}
     for source, target in (
@@ -188,11 +195,7 @@ def test_orders_in_ecbao_equal_the_platforms_after_pushes_and_pulls(
         public = live_url.format(host="localhost")
         tenant = committed_tenant(SLUG)
         timings["tenant"] = time.monotonic() - started - timings["world"]
-        for app in world.apps():
-            if app.app_type == "tool":
-                channel_services.register_app(
-                    platform=app.platform, app_key=app.app_key, secrets=_secrets(app)
-                )
+        register_tool_apps(world)
         stores: dict[str, Store] = {}
         with schema_context(tenant.schema_name):
             hooks = {}

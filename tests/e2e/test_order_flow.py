@@ -16,7 +16,6 @@ from django.db import connection, connections
 from django.db.models import Sum
 from django_tenants.utils import schema_context
 
-from channels import services as channel_services
 from channels.routing.models import PlatformApp, PushReceipt
 from channels.sandbox.seed import seed_default_world
 from channels.sandbox.server import SandboxServer, ServerOptions
@@ -29,7 +28,7 @@ from inventory.models import Goods, Listing, Sku, StockLevel
 from inventory.services import receive_stock
 from orders.models import LineStatus, Order, OrderLine
 from tests.e2e.conftest import wait_until
-from tests.e2e.test_channel_sync import _secrets, connect, expected_orders
+from tests.e2e.test_channel_sync import connect, expected_orders, register_tool_apps
 
 SEED = 4242
 SLUG = "flow-e2e"
@@ -61,11 +60,7 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
         settings.CHANNEL_BASE_URLS = {p: server.urls[p] for p in PLATFORMS}
         public = live_url.format(host="localhost")
         tenant = committed_tenant(SLUG)
-        for app in world.apps():
-            if app.app_type == "tool":
-                channel_services.register_app(
-                    platform=app.platform, app_key=app.app_key, secrets=_secrets(app)
-                )
+        register_tool_apps(world)
         with schema_context(tenant.schema_name):
             stores = {}
             for platform in PLATFORMS:

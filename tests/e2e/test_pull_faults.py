@@ -53,7 +53,7 @@ from channels.sandbox.world import OrderItemSpec, World
 from channels.sync import SETTLE, PullResult, pull_orders
 from ecbao import events
 from tests.e2e.conftest import PhasedClock, wait_until
-from tests.e2e.test_channel_sync import _secrets, connect, expected_orders
+from tests.e2e.test_channel_sync import connect, expected_orders, register_tool_apps
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,7 @@ def test_pulls_converge_on_every_order_while_the_platforms_fail(
     try:
         settings.CHANNEL_BASE_URLS = {p: server.urls[p] for p in PLATFORMS}
         tenant = committed_tenant(SLUG)
-        for app in world.apps():
-            if app.app_type == "tool":
-                channel_services.register_app(
-                    platform=app.platform, app_key=app.app_key, secrets=_secrets(app)
-                )
+        register_tool_apps(world)
         with schema_context(tenant.schema_name):
             stores = {platform: connect(world, platform, shops[platform])[0] for platform in PLATFORMS}
             first_tokens = {p: s.access_token for p, s in stores.items()}

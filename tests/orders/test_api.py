@@ -131,7 +131,7 @@ def test_detail_events_and_snapshots(api, store, skus):
     for version, raw in ((co, {"v": 1}), (paid, {"v": 2})):
         channel_services.store_order_version(store=store, order=version, payload=raw, source="push")
     for snapshot in OrderSnapshot.objects.filter(platform_order_id="D1").order_by("platform_updated_at"):
-        services.ingest_snapshot(snapshot_id=snapshot.pk)
+        services.ingest_snapshots(snapshot_ids=[snapshot.pk])
     order = Order.objects.get(platform_order_id="D1")
     call = api(Role.FINANCE)
 

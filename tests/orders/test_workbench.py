@@ -376,7 +376,7 @@ def test_detail_shows_lines_shipments_timeline_and_every_snapshot(in_alpha, stor
     from channels.models import OrderSnapshot
 
     for snapshot in OrderSnapshot.objects.filter(platform_order_id="D1").order_by("platform_updated_at"):
-        services.ingest_snapshot(snapshot_id=snapshot.pk)
+        services.ingest_snapshots(snapshot_ids=[snapshot.pk])
     order = Order.objects.get(platform_order_id="D1")
     client = login(Role.VIEWER)
     response = client.get(f"/orders/{order.pk}/")
