@@ -59,8 +59,8 @@ INGEST_TASK = "orders.tasks.ingest_snapshots_task"
 # counts it sees on one stdout line, and stops when the parent closes its stdin.
 SANDBOX_ENTRY = """
 import json, logging, sys
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.world import World
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.world import World
 
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is N" per request
 world = World(sys.argv[1])
@@ -82,8 +82,8 @@ finally:
 def build_world(path: Path):
     """The sandbox world: one shop per platform, ``PER_PLATFORM`` paid orders each (1-2 lines;
     Kuaishou orders have one line), stock enough for all."""
-    from channels.sandbox.seed import seed_default_world
-    from channels.sandbox.world import OrderItemSpec, World
+    from sandbox.seed import seed_default_world
+    from sandbox.world import OrderItemSpec, World
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -243,7 +243,7 @@ def connect_store(world, shop):
         platform=platform, app_key=app.app_key, secrets={k: v for k, v in secrets.items() if v}
     )
     if platform == "wechat":
-        from channels.sandbox.wechat import create_self_use_app
+        from sandbox.wechat import create_self_use_app
 
         self_app = create_self_use_app(world, shop.shop_id)
         services.register_app(
@@ -458,10 +458,10 @@ def measure(world, logfile: Path) -> dict:
     from celery.signals import after_task_publish
     from django.db.models import Count
 
-    from channels.sandbox.faults import DEFAULT_QPS, Faults
-    from channels.sandbox.wechat import WechatLimits
     from orders import review
     from orders.models import Order
+    from sandbox.faults import DEFAULT_QPS, Faults
+    from sandbox.wechat import WechatLimits
 
     shops = {shop.platform: shop for shop in world.shops()}
     sandbox_orders = {p: world.orders(shops[p].shop_id) for p in PLATFORMS}

@@ -1,6 +1,6 @@
 """Channel stock push: how long from a stock change's commit until all 30 shops show it.
 
-Three processes, as in production: the platform sandbox (``python -m channels.sandbox serve``,
+Three processes, as in production: the platform sandbox (``python -m sandbox serve``,
 real HTTP on free ports, 10 shops per platform), the stock-sync daemon
 (``manage.py stock_sync_daemon``) and this one, which changes stock in a dedicated tenant and
 polls the sandbox's world file until every shop shows the new number. One SKU per phase is
@@ -81,8 +81,8 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def make_world(path: Path):
-    from channels.sandbox.seed import seed_default_world
-    from channels.sandbox.world import World
+    from sandbox.seed import seed_default_world
+    from sandbox.world import World
 
     world = World(path, seed=SEED)
     # product_count=1: every shop lists the first product (a T-shirt in 4 SKUs).
@@ -131,9 +131,9 @@ def connect_shops(world, tenant) -> list[int]:
     auto-matched to the merchant SKUs by merchant code."""
     from channels import services
     from channels.models import Store
-    from channels.sandbox.wechat import create_self_use_app
     from inventory import sync
     from inventory.models import Goods, Listing, Sku
+    from sandbox.wechat import create_self_use_app
 
     with schema_context(tenant.schema_name):
         goods, _ = Goods.objects.get_or_create(name="纯棉圆领短袖T恤")
@@ -198,7 +198,7 @@ def prepare_sku(tenant, code: str) -> tuple[int, list[str], list[int]]:
 
 def start_sandbox(data: Path, log: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     ports = {name: free_port() for name in ("status", *PLATFORMS)}
-    args = [sys.executable, "-m", "channels.sandbox", "--data", str(data), "serve", "--no-simulator",
+    args = [sys.executable, "-m", "sandbox", "--data", str(data), "serve", "--no-simulator",
             "--seed", str(SEED), "--time-compression", "1"]  # fmt: skip
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]

@@ -59,6 +59,8 @@ SHARED_APPS = [
     "django_filters",
     "django_htmx",
     "django.contrib.postgres",
+    # The platform sandbox (a development and test tool; its commands: sandbox, sandbox_demo, demo_catalog).
+    "sandbox",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

@@ -34,16 +34,16 @@ from channels.connectors.douyin import (
     sign_request,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import CIPHER, DouyinApp, signed_query
-from channels.sandbox.douyin import DouyinPushCodec as SandboxPushCodec
-from channels.sandbox.faults import RateLimiter
-from channels.sandbox.model import AfterSaleType, App, Order
-from channels.sandbox.pushes import PushDispatcher, outbox_rows
-from channels.sandbox.seed import WAREHOUSE_SENDER, seed_default_world
-from channels.sandbox.simulator import BuyerSimulator
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
 from channels.types import AfterSaleStatus, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from sandbox.clock import FakeClock
+from sandbox.douyin import CIPHER, DouyinApp, signed_query
+from sandbox.douyin import DouyinPushCodec as SandboxPushCodec
+from sandbox.faults import RateLimiter
+from sandbox.model import AfterSaleType, App, Order
+from sandbox.pushes import PushDispatcher, outbox_rows
+from sandbox.seed import WAREHOUSE_SENDER, seed_default_world
+from sandbox.simulator import BuyerSimulator
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 
 BASE = "http://douyin.sandbox"
 DAY = 86400

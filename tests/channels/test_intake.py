@@ -23,16 +23,16 @@ from channels.connectors import push_codec
 from channels.connectors.base import RetryPolicy
 from channels.models import ChannelOrderState, InboxMessage, OrderSnapshot, Store
 from channels.routing.models import PushReceipt
-from channels.sandbox import douyin as sandbox_douyin
-from channels.sandbox import kuaishou as sandbox_kuaishou
-from channels.sandbox import wechat as sandbox_wechat
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.faults import Faults
-from channels.sandbox.model import App
-from channels.sandbox.pushes import EncodedPush, PushDispatcher, codec_for
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.world import OrderItemSpec, World
 from channels.types import TokenGrant
+from sandbox import douyin as sandbox_douyin
+from sandbox import kuaishou as sandbox_kuaishou
+from sandbox import wechat as sandbox_wechat
+from sandbox.clock import FakeClock
+from sandbox.faults import Faults
+from sandbox.model import App
+from sandbox.pushes import EncodedPush, PushDispatcher, codec_for
+from sandbox.seed import seed_default_world
+from sandbox.world import OrderItemSpec, World
 
 PLATFORMS = ("douyin", "kuaishou", "wechat")
 ACKS = {

@@ -34,15 +34,15 @@ from channels.connectors.kuaishou import (
     sign_params,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.kuaishou import HEARTBEAT, KuaishouApp, encrypt_push, hold_order
-from channels.sandbox.kuaishou import KuaishouPushCodec as SandboxPushCodec
-from channels.sandbox.model import AfterSaleType, App, Order
-from channels.sandbox.pushes import PushDispatcher
-from channels.sandbox.seed import WAREHOUSE_SENDER, seed_default_world
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
 from channels.types import AfterSaleStatus, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from sandbox.clock import FakeClock
+from sandbox.kuaishou import HEARTBEAT, KuaishouApp, encrypt_push, hold_order
+from sandbox.kuaishou import KuaishouPushCodec as SandboxPushCodec
+from sandbox.model import AfterSaleType, App, Order
+from sandbox.pushes import PushDispatcher
+from sandbox.seed import WAREHOUSE_SENDER, seed_default_world
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 from tests.sandbox.refclients.kuaishou import signature as reference_signature
 
 BASE = "http://kuaishou.sandbox"

@@ -20,14 +20,14 @@ import pytest
 from channels.connectors import connector_class
 from channels.connectors.base import AppCredentials, RetryPolicy, ShopSession, publish_dimensions
 from channels.errors import PlatformRejected, TemporarilyUnavailable
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.faults import Faults
-from channels.sandbox.model import App
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import platform_factories
-from channels.sandbox.wechat import create_self_use_app
-from channels.sandbox.world import World
 from channels.types import PublishSku
+from sandbox.clock import FakeClock
+from sandbox.faults import Faults
+from sandbox.model import App
+from sandbox.seed import seed_default_world
+from sandbox.server import platform_factories
+from sandbox.wechat import create_self_use_app
+from sandbox.world import World
 
 PLATFORMS = ("douyin", "kuaishou", "wechat")
 BASE = "http://sandbox"

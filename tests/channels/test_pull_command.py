@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 
 from channels import services
 from channels.models import ChannelOrderState, Store, SyncCursor
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.world import OrderItemSpec, World
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.world import OrderItemSpec, World
 from tests.e2e.conftest import PhasedClock
 
 ORDERS_PER_SHOP = (12, 5)

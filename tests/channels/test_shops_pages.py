@@ -20,13 +20,13 @@ from django_tenants.utils import schema_context
 from channels import oauth, services
 from channels.models import InboxMessage, Store, SyncCursor
 from channels.routing.models import PlatformApp, ShopRoute
-from channels.sandbox import douyin as sandbox_douyin
-from channels.sandbox import kuaishou as sandbox_kuaishou
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.world import World
 from channels.types import TokenGrant
+from sandbox import douyin as sandbox_douyin
+from sandbox import kuaishou as sandbox_kuaishou
+from sandbox.clock import FakeClock
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.world import World
 from tenants.accounts.models import Role
 from tests.conftest import OWNER_PASSWORD, make_user
 

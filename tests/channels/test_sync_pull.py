@@ -21,13 +21,13 @@ from django_tenants.utils import schema_context
 from channels import services
 from channels.connectors.base import RetryPolicy
 from channels.models import ChannelOrderState, OrderSnapshot, Store, SyncCursor
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import DouyinApp
-from channels.sandbox.faults import Faults
-from channels.sandbox.model import App, Order
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.world import OrderItemSpec, World
 from channels.sync import OVERLAP, SETTLE, advisory_lock, pull_orders
+from sandbox.clock import FakeClock
+from sandbox.douyin import DouyinApp
+from sandbox.faults import Faults
+from sandbox.model import App, Order
+from sandbox.seed import seed_default_world
+from sandbox.world import OrderItemSpec, World
 
 BASE = "http://douyin.sandbox"
 DAY = 86400

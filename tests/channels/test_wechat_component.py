@@ -26,11 +26,11 @@ from channels.connectors.base import AppCredentials, RetryPolicy
 from channels.connectors.wechat import ComponentEvent, decode_component_event
 from channels.models import ChannelOrderState, Store
 from channels.routing.models import PlatformApp, PushReceipt
-from channels.sandbox import main as sandbox_main
-from channels.sandbox import wechat as sandbox_wechat
-from channels.sandbox.model import App
-from channels.sandbox.pushes import EncodedPush, PushDispatcher, outbox_rows
 from ecbao.crypto import decrypt_text
+from sandbox import main as sandbox_main
+from sandbox import wechat as sandbox_wechat
+from sandbox.model import App
+from sandbox.pushes import EncodedPush, PushDispatcher, outbox_rows
 from tests.channels.test_intake import BASES, Sandbox, secrets_of
 from tests.channels.test_shops_pages import login, state_of
 from tests.conftest import OWNER_PASSWORD

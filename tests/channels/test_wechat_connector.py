@@ -19,15 +19,15 @@ from channels.connectors import connector_class, push_codec
 from channels.connectors.base import AppCredentials, RetryPolicy, ShopSession
 from channels.connectors.wechat import WechatConnector, WechatPushCodec
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.faults import Faults
-from channels.sandbox.model import App
-from channels.sandbox.pushes import PushDispatcher, outbox_rows
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.wechat import WechatApp, WechatLimits, create_self_use_app, shop_username
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
 from channels.types import AfterSaleStatus, AfterSaleType, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from sandbox.clock import FakeClock
+from sandbox.faults import Faults
+from sandbox.model import App
+from sandbox.pushes import PushDispatcher, outbox_rows
+from sandbox.seed import seed_default_world
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.wechat import WechatApp, WechatLimits, create_self_use_app, shop_username
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 
 BASE = "http://api.weixin.sandbox"
 

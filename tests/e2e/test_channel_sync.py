@@ -36,16 +36,16 @@ from channels import oauth
 from channels import services as channel_services
 from channels.models import ChannelOrderState, InboxMessage, OrderSnapshot, Store, SyncCursor
 from channels.routing.models import PlatformApp, PushReceipt
-from channels.sandbox.model import Order, OrderLine
-from channels.sandbox.pushes import PushSettings
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.wechat import create_self_use_app, shop_username
-from channels.sandbox.world import World
 from channels.sync import SETTLE, pull_orders
 from channels.types import OrderStatus
 from ecbao import events
+from sandbox.model import Order, OrderLine
+from sandbox.pushes import PushSettings
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.wechat import create_self_use_app, shop_username
+from sandbox.world import World
 from tests.e2e.conftest import PhasedClock, wait_until
 
 log = logging.getLogger(__name__)

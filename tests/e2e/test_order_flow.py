@@ -17,16 +17,16 @@ from django.db.models import Sum
 from django_tenants.utils import schema_context
 
 from channels.routing.models import PlatformApp, PushReceipt
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import World
 from channels.sync import pull_orders
 from inventory import selectors as stock_selectors
 from inventory import sync as stock_sync
 from inventory.models import Goods, Listing, Sku, StockLevel
 from inventory.services import receive_stock
 from orders.models import LineStatus, Order, OrderLine
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import World
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_channel_sync import connect, expected_orders, register_tool_apps
 

@@ -6,7 +6,7 @@ The sandbox serves the three platforms over real HTTP (waitress on free ports, i
 ``settings.CHANNEL_BASE_URLS`` points at it. Each shop first gets ~2½ days of history (buyers
 and a merchant bot on a fast-forward clock, a few hundred orders per shop), then the world
 goes live on the wall clock, a tenant of its own connects one shop per platform, and the
-fault rules go on (``channels.sandbox.faults``): on the order list and order detail paths
+fault rules go on (``sandbox.faults``): on the order list and order detail paths
 HTTP 502/503/504 pages, the platforms' "service busy" errors, rate-limit storms, truncated
 bodies and timeouts; on the token paths 5xx, busy errors and rate limits. Between rounds of
 pulls the simulator keeps placing and changing orders, every store's order list gets a storm
@@ -46,12 +46,12 @@ from channels import services as channel_services
 from channels.connectors.base import Connector, RetryPolicy
 from channels.models import ChannelOrderState, Store, SyncCursor
 from channels.routing.models import PlatformApp
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import OrderItemSpec, World
 from channels.sync import SETTLE, PullResult, pull_orders
 from ecbao import events
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import OrderItemSpec, World
 from tests.e2e.conftest import PhasedClock, wait_until
 from tests.e2e.test_channel_sync import connect, expected_orders, register_tool_apps
 

@@ -33,13 +33,13 @@ from django_tenants.utils import schema_context
 from channels import services as channel_services
 from channels.models import Store
 from channels.routing.models import PlatformApp
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.wechat import create_self_use_app
-from channels.sandbox.world import World
 from inventory import selectors, sync
 from inventory import services as stock
 from inventory.models import Goods, Listing, Sku, StockRule
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.wechat import create_self_use_app
+from sandbox.world import World
 from tenants import services as tenant_services
 from tenants.models import Tenant
 

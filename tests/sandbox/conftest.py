@@ -13,11 +13,11 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import DouyinApp
-from channels.sandbox.model import App
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.world import World
+from sandbox.clock import FakeClock
+from sandbox.douyin import DouyinApp
+from sandbox.model import App
+from sandbox.seed import seed_default_world
+from sandbox.world import World
 from tests.sandbox.refclients.douyin import DouyinRefClient
 
 
@@ -145,7 +145,7 @@ def decode(response: httpx.Response) -> dict:
 def _sleeps_not_interrupted():
     """A SandboxServer.stop() elsewhere in the run sets the module-wide STOP event, which cuts
     injected latencies short; every sandbox test starts with it cleared."""
-    from channels.sandbox.faults import STOP
+    from sandbox.faults import STOP
 
     STOP.clear()
     yield

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.model import AfterSaleType, OrderStatus
-from channels.sandbox.world import OrderItemSpec, World
+from sandbox.clock import FakeClock
+from sandbox.model import AfterSaleType, OrderStatus
+from sandbox.world import OrderItemSpec, World
 from tests.sandbox.refclients.douyin import DouyinRefClient
 
 

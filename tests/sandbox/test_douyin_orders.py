@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import Renderer, order_status
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import OrderItemSpec, World
+from sandbox.clock import FakeClock
+from sandbox.douyin import Renderer, order_status
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import OrderItemSpec, World
 from tests.sandbox.refclients.douyin import DouyinRefClient
 
 

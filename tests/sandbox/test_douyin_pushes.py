@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import DouyinPushCodec
-from channels.sandbox.model import AfterSaleType, App
-from channels.sandbox.pushes import PushDispatcher, PushSettings, outbox_rows
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
+from sandbox.clock import FakeClock
+from sandbox.douyin import DouyinPushCodec
+from sandbox.model import AfterSaleType, App
+from sandbox.pushes import PushDispatcher, PushSettings, outbox_rows
+from sandbox.seed import seed_default_world
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 from tests.sandbox.conftest import PushReceiver
 from tests.sandbox.refclients.douyin import DouyinRefClient
 

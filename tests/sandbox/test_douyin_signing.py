@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.douyin import DouyinApp
-from channels.sandbox.model import App, Shop
-from channels.sandbox.world import World
+from sandbox.clock import FakeClock
+from sandbox.douyin import DouyinApp
+from sandbox.model import App, Shop
+from sandbox.world import World
 from tests.sandbox.refclients.douyin import DouyinRefClient, PreparedCall, signature
 
 SEARCH = {"page": 0, "size": 10, "order_by": "update_time", "order_asc": True}

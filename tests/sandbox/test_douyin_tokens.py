@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.model import App
-from channels.sandbox.world import World
+from sandbox.clock import FakeClock
+from sandbox.model import App
+from sandbox.world import World
 from tests.sandbox.conftest import authorize_via_page
 from tests.sandbox.refclients.douyin import DouyinRefClient
 

@@ -7,11 +7,11 @@ import time
 import httpx
 import pytest
 
-from channels.sandbox import main
-from channels.sandbox.douyin import DouyinApp
-from channels.sandbox.faults import Faults, RateLimiter
-from channels.sandbox.server import SandboxServer, ServerOptions, StatusApp
-from channels.sandbox.world import World
+from sandbox import main
+from sandbox.douyin import DouyinApp
+from sandbox.faults import Faults, RateLimiter
+from sandbox.server import SandboxServer, ServerOptions, StatusApp
+from sandbox.world import World
 from tests.sandbox.refclients.douyin import DouyinRefClient
 
 SEARCH = {"page": 0, "size": 5}

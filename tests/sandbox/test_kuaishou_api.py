@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.kuaishou import KuaishouApp, grant_token
-from channels.sandbox.model import App, Order
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.world import OrderItemSpec, World
+from sandbox.clock import FakeClock
+from sandbox.kuaishou import KuaishouApp, grant_token
+from sandbox.model import App, Order
+from sandbox.seed import seed_default_world
+from sandbox.world import OrderItemSpec, World
 from tests.sandbox.refclients.kuaishou import KuaishouRefClient, sign_string, signature
 
 

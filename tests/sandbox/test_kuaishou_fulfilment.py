@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.sandbox.kuaishou import EBILL_CODES, hold_order, set_reserved_stock
-from channels.sandbox.model import AfterSaleType
-from channels.sandbox.world import ShipmentSpec
+from sandbox.kuaishou import EBILL_CODES, hold_order, set_reserved_stock
+from sandbox.model import AfterSaleType
+from sandbox.world import ShipmentSpec
 from tests.sandbox.test_kuaishou_api import KsEnv, make_env
 
 DAY_MS = 86400 * 1000

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from channels.sandbox.kuaishou import hold_order
-from channels.sandbox.model import OrderStatus
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, WorldError
+from sandbox.kuaishou import hold_order
+from sandbox.model import OrderStatus
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import OrderItemSpec, ShipmentSpec, WorldError
 from tests.sandbox.test_kuaishou_api import KsEnv, make_env
 
 DAY_MS = 86400 * 1000

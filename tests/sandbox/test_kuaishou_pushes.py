@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.sandbox.kuaishou import send_heartbeat
-from channels.sandbox.pushes import PushDispatcher, outbox_rows
-from channels.sandbox.world import ShipmentSpec
+from sandbox.kuaishou import send_heartbeat
+from sandbox.pushes import PushDispatcher, outbox_rows
+from sandbox.world import ShipmentSpec
 from tests.sandbox.refclients.kuaishou import decrypt_push_body
 from tests.sandbox.test_kuaishou_api import KsEnv, make_env
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from channels.sandbox import main
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.server import SandboxServer, ServerOptions
-from channels.sandbox.world import World
+from sandbox import main
+from sandbox.seed import seed_default_world
+from sandbox.server import SandboxServer, ServerOptions
+from sandbox.world import World
 from tests.sandbox.conftest import PushReceiver
 from tests.sandbox.refclients.douyin import DouyinRefClient
 

@@ -12,13 +12,13 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.faults import Faults
-from channels.sandbox.model import App, OrderStatus
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.wechat import WechatApp, WechatLimits, create_self_use_app, shop_appid, shop_username
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
+from sandbox.clock import FakeClock
+from sandbox.faults import Faults
+from sandbox.model import App, OrderStatus
+from sandbox.seed import seed_default_world
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.wechat import WechatApp, WechatLimits, create_self_use_app, shop_appid, shop_username
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 from tests.sandbox.refclients.wechat import WechatError, WechatRefClient
 
 # --------------------------------------------------------------------------- fixtures

@@ -13,12 +13,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from channels.sandbox import wechat
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.model import App
-from channels.sandbox.pushes import PushDispatcher, outbox_rows
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.world import OrderItemSpec, ShipmentSpec, World
+from sandbox import wechat
+from sandbox.clock import FakeClock
+from sandbox.model import App
+from sandbox.pushes import PushDispatcher, outbox_rows
+from sandbox.seed import seed_default_world
+from sandbox.world import OrderItemSpec, ShipmentSpec, World
 from tests.sandbox.refclients.wechat import decrypt, sha1_signature
 
 OFFICIAL_VECTORS = [

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from channels.sandbox.clock import FakeClock
-from channels.sandbox.model import AfterSaleType, EventKind, OrderStatus
-from channels.sandbox.seed import seed_default_world
-from channels.sandbox.simulator import BuyerSimulator, SimConfig
-from channels.sandbox.world import World
+from sandbox.clock import FakeClock
+from sandbox.model import AfterSaleType, EventKind, OrderStatus
+from sandbox.seed import seed_default_world
+from sandbox.simulator import BuyerSimulator, SimConfig
+from sandbox.world import World
 
 DAY = 86400
 

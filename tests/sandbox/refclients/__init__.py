@@ -1,5 +1,5 @@
 """Reference platform clients written from shared/reference/platform-apis.md.
 
-They deliberately import nothing from ``channels.sandbox``: a signature both sides
+They deliberately import nothing from ``sandbox``: a signature both sides
 compute with the same code would prove nothing.
 """

@@ -452,7 +452,7 @@ class WorldEvent:
 
 @dataclass
 class CallRecord:
-    """One API call, for the status page and ``python -m channels.sandbox status``."""
+    """One API call, for the status page and ``python -m sandbox status``."""
 
     time: float
     platform: str

@@ -8,7 +8,7 @@ new envelope ``{"code":10000,"msg":"success","sub_code":"","sub_msg":"",
 "log_id":…,"data":…}``; without the ``x-open-no-old-err-code: 1`` header the
 legacy ``err_no``/``message`` fields are added as well.
 
-Choices where the reference is silent are listed in ``channels/sandbox/README.md``
+Choices where the reference is silent are listed in ``sandbox/README.md``
 and marked ``[choice]`` here.
 """
 

@@ -1,12 +1,12 @@
 """python manage.py sandbox [serve|reset|status|fault|push|configure|sign|loadtest] ...
 
-Runs the platform sandbox (channels/sandbox) — the same CLI as ``python -m channels.sandbox``;
-see channels/sandbox/README.md.
+Runs the platform sandbox (sandbox) — the same CLI as ``python -m sandbox``;
+see sandbox/README.md.
 """
 
 from django.core.management.base import BaseCommand
 
-from channels.sandbox.__main__ import main
+from sandbox.__main__ import main
 
 
 class Command(BaseCommand):

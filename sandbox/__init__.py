@@ -21,7 +21,7 @@ from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line (``python -m channels.sandbox ...``) with ``argv``."""
+    """Run the command line (``python -m sandbox ...``) with ``argv``."""
     from .__main__ import main as _main
 
     return _main(argv)

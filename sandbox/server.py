@@ -1,7 +1,7 @@
 """Run the sandbox over real HTTP: one waitress server per platform plus a status page.
 
 Ports (defaults): status 8600, Douyin 8601, Kuaishou 8602, WeChat 8603. A platform
-is served when its module (``channels.sandbox.<platform>``) exists and exposes
+is served when its module (``sandbox.<platform>``) exists and exposes
 ``create_app(world, faults=..., limiter=...)``.
 
 The status port serves an HTML overview (apps with their credentials, shops,
@@ -32,7 +32,7 @@ from .seed import seed_default_world
 from .simulator import BuyerSimulator, SimConfig
 from .world import World
 
-log = logging.getLogger("channels.sandbox.server")
+log = logging.getLogger("sandbox.server")
 
 DEFAULT_PORTS: dict[str, int] = {"status": 8600, "douyin": 8601, "kuaishou": 8602, "wechat": 8603}
 DEFAULT_DATA_PATH = ".data/sandbox.sqlite3"
@@ -42,7 +42,7 @@ def platform_factories() -> dict[str, Any]:
     """``{platform: create_app}`` for every platform module that exists."""
     found = {}
     for platform in PLATFORMS:
-        name = f"channels.sandbox.{platform}"
+        name = f"sandbox.{platform}"
         if importlib.util.find_spec(name) is None:
             continue
         module = importlib.import_module(name)

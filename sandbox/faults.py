@@ -1,7 +1,7 @@
 """Faults on demand and rate limits, per platform and per API path.
 
 Rules live in the world's settings table (``fault:<platform>:<path>``), so a rule
-written by the CLI (``python -m channels.sandbox fault douyin /order/searchList
+written by the CLI (``python -m sandbox fault douyin /order/searchList
 --error-rate 0.3``) or the status-port admin endpoint reaches a running server
 within a second. ``path="*"`` sets a platform-wide rule; a path rule overrides
 it field by field.

@@ -32,7 +32,7 @@ from .model import AfterSaleStatus, AfterSaleType, EventKind, Order, OrderStatus
 from .seed import BUYER_REMARKS, random_receiver
 from .world import CARRIERS, OrderItemSpec, ShipmentSpec, World, WorldError
 
-log = logging.getLogger("channels.sandbox.simulator")
+log = logging.getLogger("sandbox.simulator")
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 

@@ -12,10 +12,10 @@ from django_tenants.utils import schema_context
 
 from channels import services as channel_services
 from channels.models import Store
-from channels.sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from inventory.models import Goods, Sku
 from inventory.services import receive_stock
 from inventory.sync import refresh_listings
+from sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from tenants.models import Tenant
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m channels.sandbox {serve,reset,status,fault,push,configure,sign} ...``.
+"""Command line: ``python -m sandbox {serve,reset,status,fault,push,configure,sign} ...``.
 
 Every command works on the SQLite world file (``--data``, default ``.data/sandbox.sqlite3``),
 so ``fault`` / ``push`` / ``configure`` change a running server within a second.
@@ -31,7 +31,7 @@ def out(text: str = "") -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m channels.sandbox", description="ecbao platform sandbox")
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="ecbao platform sandbox")
     parser.add_argument("--data", default=DEFAULT_DATA_PATH, help=f"world file (default {DEFAULT_DATA_PATH})")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -17,7 +17,7 @@ from django_tenants.utils import schema_context
 
 from channels import component, oauth, services
 from channels.models import Store
-from channels.sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
+from sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from tenants.models import Tenant
 
 
@@ -70,7 +70,7 @@ class Command(BaseCommand):
     def _connect(self, world, platform, shop, tool_app, http, tenant) -> Store:
         with transaction.atomic():
             if platform == "wechat" or tool_app is None:
-                from channels.sandbox.wechat import create_self_use_app
+                from sandbox.wechat import create_self_use_app
 
                 app = create_self_use_app(world, shop.shop_id)
                 world.update_app(

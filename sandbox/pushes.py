@@ -39,7 +39,7 @@ import httpx
 from .model import APP_EVENT_KINDS, App, WorldEvent
 from .world import World
 
-log = logging.getLogger("channels.sandbox.pushes")
+log = logging.getLogger("sandbox.pushes")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-log = logging.getLogger("channels.sandbox")
+log = logging.getLogger("sandbox")
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -29,7 +29,7 @@ from .http import Request, Response, WsgiApp, html_response, reason_phrase
 from .model import App, CallRecord, Shop, Token
 from .world import World, WorldError
 
-log = logging.getLogger("channels.sandbox")
+log = logging.getLogger("sandbox")
 
 
 class ApiError(Exception):

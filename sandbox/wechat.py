@@ -5,7 +5,7 @@ Follows shared/reference/platform-apis.md §3. Every business API is
 signature. Success is ``{"errcode":0,"errmsg":"ok", …fields at top level}``; errors
 are ``{"errcode":N,"errmsg":"… rid: …"}`` with HTTP 200.
 
-How a shop is connected (both modelled, see ``channels/sandbox/README.md``):
+How a shop is connected (both modelled, see ``sandbox/README.md``):
 
 * **Self-use (自研)**: the shop's own appid/secret. ``create_self_use_app(world, shop_id)``
   registers one per shop (``app_type="self"``); ``GET /cgi-bin/token`` and

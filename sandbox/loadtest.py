@@ -1,6 +1,6 @@
 """A small load generator: signed Douyin ``/order/searchList`` calls over real HTTP.
 
-``python -m channels.sandbox loadtest --seconds 10 --threads 8`` against a running
+``python -m sandbox loadtest --seconds 10 --threads 8`` against a running
 ``serve`` (use another process, so client and server do not share one GIL).
 Signing uses the same documented algorithm as any client; each thread re-signs
 every call (timestamps are part of the signature).

@@ -26,7 +26,7 @@ that was in the window when paging started exactly once, and never an order twic
 many orders change meanwhile; orders that entered the window later belong to the next pull.
 The refund list (``pcursor``) uses the same machinery.
 
-Choices where the reference is silent are listed in ``channels/sandbox/README.md``
+Choices where the reference is silent are listed in ``sandbox/README.md``
 (section "Kuaishou") and marked ``[choice]`` here.
 """
 
