@@ -883,13 +883,36 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
     target = Fulfilment.objects.create(
         store=locked[0].store, receiver_fingerprint=locked[0].receiver_fingerprint, is_merged=True
     )
-    FulfilmentLine.objects.filter(
+    # A split order has a line in several open fulfilments: one target line per order line,
+    # with the quantities summed (the line's total is unchanged).
+    moving = FulfilmentLine.objects.select_for_update().filter(
         order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
-    ).update(fulfilment=target)
+    )
+    totals: dict[int, int] = {}
+    left = set()
+    for order_line_id, fulfilment_id, quantity in moving.values_list(
+        "order_line_id", "fulfilment_id", "quantity"
+    ):
+        totals[order_line_id] = totals.get(order_line_id, 0) + quantity
+        left.add(fulfilment_id)
+    moving.delete()
+    FulfilmentLine.objects.bulk_create(
+        FulfilmentLine(fulfilment=target, order_line_id=pk, quantity=n) for pk, n in sorted(totals.items())
+    )
     Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+    _refresh_merged(left)
     for order in locked:
         _event(order, "merged", source="user", actor=actor, message=f"merged into fulfilment {target.pk}")
     return target
+
+
+def _refresh_merged(fulfilment_ids) -> None:
+    """``is_merged`` of these fulfilments again from the orders they still hold."""
+    for fulfilment in Fulfilment.objects.filter(pk__in=fulfilment_ids):
+        merged = fulfilment.lines.values("order_line__order_id").distinct().count() > 1
+        if fulfilment.is_merged != merged:
+            fulfilment.is_merged = merged
+            fulfilment.save(update_fields=["is_merged"])
 
 
 @transaction.atomic

@@ -86,8 +86,14 @@ def test_split_keeps_quantities_and_amounts_exact(store, skus):
     assert dict(new.lines.values_list("order_line__platform_line_id", "quantity")) == {"L1": 2}
     assert fulfilment_quantities(order) == {"L1": 3, "L2": 2}
     assert services.line_quantities_consistent(order)
-    paid = sum(x.paid_fen for x in order.lines.all())
-    assert paid == order.paid_fen == 3 * 1000 + 2 * 500
+    # What each shipment carries, valued from its fulfilment lines: the split-off one holds two
+    # of L1, the original one L1 and both of L2; together exactly what the buyer paid.
+    values = {
+        f.pk: sum(fl.quantity * fl.order_line.unit_price_fen for fl in f.lines.select_related("order_line"))
+        for f in Fulfilment.objects.filter(lines__order_line__order=order).distinct()
+    }
+    assert values == {new.pk: 2 * 1000, next(k for k in values if k != new.pk): 1 * 1000 + 2 * 500}
+    assert sum(values.values()) == order.paid_fen
     with pytest.raises(ValidationError):
         services.split(order=order, parts={l1.pk: 5}, actor=None)
 
