@@ -1,0 +1,196 @@
+"""Douyin shop (抖店) connector — after-sales and settlements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.connectors.base import (
+    as_dict,
+    as_id,
+    as_int,
+    epoch_seconds,
+    from_epoch,
+    time_spans,
+)
+from channels.connectors.douyin.api import (
+    BILL_TIME_FORMAT,
+    PAGE_SIZE,
+    SETTLEMENT_OK,
+    SETTLEMENT_SPAN,
+    SHANGHAI,
+    _walk_by_update_time,
+)
+from channels.errors import PlatformRejected, TemporarilyUnavailable
+from channels.types import (
+    AfterSale,
+    AfterSaleStatus,
+    AfterSaleType,
+    Platform,
+    SettlementLine,
+)
+
+AFTER_SALE_TYPE_MAP = {
+    0: AfterSaleType.RETURN_REFUND,
+    1: AfterSaleType.REFUND_ONLY,
+    2: AfterSaleType.REFUND_ONLY,
+    3: AfterSaleType.EXCHANGE,
+    7: AfterSaleType.RESHIP,
+}
+AFTER_SALE_STATUS_MAP = {
+    6: AfterSaleStatus.WAITING_MERCHANT,
+    7: AfterSaleStatus.WAITING_BUYER_RETURN,
+    8: AfterSaleStatus.WAITING_MERCHANT,  # exchange: merchant must ship the replacement
+    11: AfterSaleStatus.WAITING_MERCHANT_RECEIPT,  # goods back, second approval due
+    12: AfterSaleStatus.SUCCEEDED,
+    # [choice] 3/13: the replacement is on its way to the buyer; nothing is left for the
+    # merchant to do and no money moves, so it counts as done on our side.
+    3: AfterSaleStatus.SUCCEEDED,
+    13: AfterSaleStatus.SUCCEEDED,
+    14: AfterSaleStatus.SUCCEEDED,
+    27: AfterSaleStatus.REJECTED,
+    29: AfterSaleStatus.REJECTED,
+    28: AfterSaleStatus.CLOSED,
+}
+REFUND_IN_PROGRESS = 2  # refund_status 2 = 退款中
+SETTLEMENT_KIND = {0: "settle", 1: "refund_after_settle", 2: "deposit_refund", 3: "refund_after_settle"}
+
+
+def bill_time(value: datetime) -> str:
+    """A bill query time: ``yyyy-MM-dd HH:mm:ss`` in Beijing time (§1.9)."""
+    return value.astimezone(SHANGHAI).strftime(BILL_TIME_FORMAT)
+
+
+def parse_bill_time(text: str) -> datetime:
+    return datetime.strptime(text, BILL_TIME_FORMAT).replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def _after_sale_key(item: dict[str, Any]) -> tuple[str, int]:
+    info = as_dict(item.get("aftersale_info"))
+    return as_id(info.get("aftersale_id")), as_int(info.get("update_time"))
+
+
+class AfterSalesMixin:
+    """DouyinConnector: after-sales and settlements."""
+
+    # ------------------------------------------------------------------ after-sales
+
+    def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
+        """``/afterSale/List`` by ``update_start_time``/``update_end_time``, oldest update
+        first, walked like ``iter_orders`` (never skips; may repeat)."""
+        for lower, upper in time_spans(updated_from, updated_to, self.max_order_window):
+
+            def fetch(first: int, last: int, page: int) -> tuple[int, list[dict[str, Any]]]:
+                data = as_dict(
+                    self._api(
+                        "/afterSale/List",
+                        {
+                            "update_start_time": first,
+                            "update_end_time": last,
+                            "order_by": ["update_time asc"],
+                            "page": page,
+                            "size": PAGE_SIZE,
+                        },
+                        idempotent=True,
+                    )
+                )
+                return as_int(data.get("total")), [i for i in data.get("items") or [] if isinstance(i, dict)]
+
+            for item in _walk_by_update_time(
+                fetch, _after_sale_key, epoch_seconds(lower), epoch_seconds(upper)
+            ):
+                yield self.after_sale_from_payload(item)
+
+    def after_sale_from_payload(self, item: dict[str, Any]) -> AfterSale:
+        """Map one ``/afterSale/List`` item. ``refund_fen`` = ``refund_amount`` +
+        ``refund_post_amount`` (the SDK lists them as separate amounts)."""
+        info = as_dict(item.get("aftersale_info"))
+        order = as_dict(item.get("order_info"))
+        text = as_dict(item.get("text_part"))
+        kind = as_int(info.get("aftersale_type"), -1)
+        status_code = as_int(info.get("aftersale_status"))
+        status = AFTER_SALE_STATUS_MAP.get(status_code, AfterSaleStatus.WAITING_MERCHANT)
+        if (
+            status in (AfterSaleStatus.WAITING_MERCHANT, AfterSaleStatus.WAITING_MERCHANT_RECEIPT)
+            and as_int(info.get("refund_status")) == REFUND_IN_PROGRESS
+        ):
+            status = AfterSaleStatus.REFUNDING
+        applied = from_epoch(info.get("apply_time")) or from_epoch(info.get("create_time"))
+        if applied is None:
+            raise TemporarilyUnavailable("after-sale without apply_time")
+        return AfterSale(
+            platform=Platform.DOUYIN,
+            platform_shop_id=self.session.platform_shop_id,
+            platform_after_sale_id=as_id(info.get("aftersale_id")),
+            platform_order_id=as_id(order.get("shop_order_id")),
+            platform_line_id=as_id(info.get("related_id")),
+            type=AFTER_SALE_TYPE_MAP.get(kind, AfterSaleType.OTHER),
+            status=status,
+            platform_status=str(status_code),
+            refund_fen=as_int(info.get("refund_amount")) + as_int(info.get("refund_post_amount")),
+            quantity=as_int(info.get("aftersale_num")),
+            reason=str(text.get("reason_text") or ""),
+            created_at=applied,
+            updated_at=from_epoch(info.get("update_time")) or applied,
+            return_tracking_no=str(info.get("return_logistics_code") or ""),
+        )
+
+    # ------------------------------------------------------------------ settlements
+
+    def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
+        """``/order/getSettleBillDetailV3`` by settle time, in spans of at most 7 days; pages
+        by sending back ``next_start_index``/``next_start_time`` until ``is_end``.
+
+        ``platform_line_id`` = ``request_no:order_id`` (settle request and sku order) so it
+        is unique whether ``request_no`` names one bill line or one settlement batch."""
+        seen: set[str] = set()
+        for lower, upper in time_spans(start, end, SETTLEMENT_SPAN):
+            start_time, start_index = bill_time(lower), ""
+            while True:
+                params: dict[str, Any] = {
+                    "size": PAGE_SIZE,
+                    "start_time": start_time,
+                    "end_time": bill_time(upper),
+                    "time_type": "0",
+                }
+                if start_index:
+                    params["start_index"] = start_index
+                data = as_dict(self._api("/order/getSettleBillDetailV3", params, idempotent=True))
+                if str(data.get("code") or SETTLEMENT_OK) != SETTLEMENT_OK:
+                    raise PlatformRejected(str(data.get("code_msg") or ""), code=str(data.get("code")))
+                for row in data.get("data") or []:
+                    if isinstance(row, dict):
+                        line = self.settlement_from_payload(row)
+                        if line.platform_line_id not in seen:
+                            seen.add(line.platform_line_id)
+                            yield line
+                if as_int(data.get("is_end"), 1) == 1:
+                    break
+                next_index, next_time = (
+                    str(data.get("next_start_index") or ""),
+                    str(data.get("next_start_time") or ""),
+                )
+                if not next_index or (next_index == start_index and (next_time or start_time) == start_time):
+                    raise TemporarilyUnavailable("settlement cursor did not advance")
+                start_index, start_time = next_index, next_time or start_time
+
+    def settlement_from_payload(self, row: dict[str, Any]) -> SettlementLine:
+        """Map one bill line (amounts in fen)."""
+        settled = str(row.get("settle_time") or "")
+        try:
+            settled_at = parse_bill_time(settled)
+        except ValueError:
+            raise TemporarilyUnavailable(f"bill line with unreadable settle_time {settled!r}") from None
+        return SettlementLine(
+            platform=Platform.DOUYIN,
+            platform_shop_id=self.session.platform_shop_id,
+            platform_line_id=f"{row.get('request_no') or ''}:{as_id(row.get('order_id'))}",
+            platform_order_id=as_id(row.get("shop_order_id")),
+            settled_at=settled_at,
+            amount_fen=as_int(row.get("settle_amount")),
+            commission_fen=as_int(row.get("commission")),
+            service_fee_fen=as_int(row.get("platform_service_fee")),
+            kind=SETTLEMENT_KIND.get(as_int(row.get("trade_type")), str(row.get("trade_type"))),
+            raw=row,
+        )

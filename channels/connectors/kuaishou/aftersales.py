@@ -1,0 +1,155 @@
+"""Kuaishou shop (快手电商) connector — after-sales and settlements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.connectors.base import (
+    as_dict,
+    as_id,
+    as_int,
+    as_list,
+    time_spans,
+)
+from channels.connectors.kuaishou.api import (
+    BILL_PAGE_SIZE,
+    BILL_SPAN,
+    NOMORE,
+    REFUND_PAGE_SIZE,
+    REFUND_SPAN,
+    _at,
+    fen,
+    ms,
+    parse_bill_time,
+)
+from channels.errors import PlatformRejected
+from channels.types import (
+    AfterSale,
+    AfterSaleStatus,
+    AfterSaleType,
+    Platform,
+    SettlementLine,
+)
+
+AFTER_SALE_TYPES = {1: AfterSaleType.RETURN_REFUND, 10: AfterSaleType.REFUND_ONLY, 3: AfterSaleType.EXCHANGE,
+                    4: AfterSaleType.RESHIP}  # fmt: skip
+AFTER_SALE_STATUSES = {
+    10: AfterSaleStatus.WAITING_MERCHANT,
+    11: AfterSaleStatus.WAITING_MERCHANT,
+    20: AfterSaleStatus.WAITING_MERCHANT,  # platform intervened
+    21: AfterSaleStatus.WAITING_MERCHANT,
+    22: AfterSaleStatus.WAITING_BUYER_RETURN,  # platform confirmed the return
+    30: AfterSaleStatus.WAITING_BUYER_RETURN,
+    40: AfterSaleStatus.WAITING_MERCHANT_RECEIPT,
+    # [choice] 45: the exchange parcel is with the buyer; nothing is left for the merchant
+    45: AfterSaleStatus.SUCCEEDED,
+    50: AfterSaleStatus.REFUNDING,
+    60: AfterSaleStatus.SUCCEEDED,
+}
+
+
+def after_sale_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> AfterSale:
+    """One refund (list item or detail) in neutral terms.
+
+    Kuaishou does not say how many pieces a refund covers (``productNum`` is for vouchers
+    only), so ``quantity`` is 0 = unknown."""
+    status = as_int(raw.get("status"))
+    neutral = AFTER_SALE_STATUSES.get(status)
+    if neutral is None:
+        neutral = (
+            AfterSaleStatus.REJECTED if as_int(raw.get("negotiateStatus")) == 3 else AfterSaleStatus.CLOSED
+        )
+    oid = as_id(raw.get("oid"))
+    logistics = as_dict(raw.get("logisticsInfo"))
+    return AfterSale(
+        platform=Platform.KUAISHOU,
+        platform_shop_id=shop_id,
+        platform_after_sale_id=as_id(raw.get("refundId")),
+        platform_order_id=oid,
+        platform_line_id=oid,
+        type=AFTER_SALE_TYPES.get(as_int(raw.get("handlingWay")), AfterSaleType.OTHER),
+        status=neutral,
+        platform_status=str(status),
+        refund_fen=as_int(raw.get("refundFee")),
+        quantity=as_int(raw.get("productNum")),
+        reason=str(raw.get("refundReasonDesc") or raw.get("refundDesc") or ""),
+        created_at=_at(raw.get("createTime")) or _at(raw.get("submitTime")) or datetime.fromtimestamp(0, UTC),
+        updated_at=_at(raw.get("updateTime")) or _at(raw.get("createTime")) or datetime.fromtimestamp(0, UTC),
+        return_tracking_no=str(logistics.get("expressNo") or ""),
+    )
+
+
+def settlement_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> SettlementLine:
+    """One settled bill; its line id is ``orderNo:settlementTime:kind`` (the bill has no id of its own)."""
+    amount = fen(raw.get("settlementAmount"))
+    kind = "refund_after_settle" if amount < 0 else "settle"
+    commission = sum(
+        fen(raw.get(name))
+        for name in (
+            "distributorCommissionAmount",
+            "activityUserCommissionAmount",
+            "kzkCommissionAmount",
+            "serviceAmount",
+        )
+    )
+    settled_at = parse_bill_time(raw.get("settlementTime")) or datetime.fromtimestamp(0, UTC)
+    order_no = as_id(raw.get("orderNo"))
+    return SettlementLine(
+        platform=Platform.KUAISHOU,
+        platform_shop_id=shop_id,
+        platform_line_id=f"{order_no}:{int(settled_at.timestamp())}:{kind}",
+        platform_order_id=order_no,
+        settled_at=settled_at,
+        amount_fen=amount,
+        commission_fen=commission,
+        service_fee_fen=fen(raw.get("platformCommissionAmount")),
+        kind=kind,
+        raw=raw,
+    )
+
+
+class AfterSalesMixin:
+    """KuaishouConnector: after-sales and settlements."""
+
+    # ------------------------------------------------------------------ after-sales and money
+
+    def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
+        """``open.seller.order.refund.pcursor.list`` by update time, in one-day windows (§2.7)."""
+        for lower, upper in time_spans(updated_from, updated_to, REFUND_SPAN):
+            cursor = ""
+            while True:
+                params = {"beginTime": ms(lower), "endTime": ms(upper), "type": 9, "pageSize": REFUND_PAGE_SIZE,
+                          "currentPage": 1, "sort": 2, "queryType": 2, "pcursor": cursor}  # fmt: skip
+                data = as_dict(self._api("open.seller.order.refund.pcursor.list", params).get("data"))
+                for raw in as_list(data.get("refundOrderInfoList")):
+                    yield after_sale_from_kuaishou(as_dict(raw), shop_id=self.session.platform_shop_id)
+                following = str(data.get("pcursor") or NOMORE)
+                if following == NOMORE:
+                    break
+                if following == cursor:
+                    raise PlatformRejected("the refund cursor did not advance", code="cursor")
+                cursor = following
+
+    def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
+        """Settled bills from ``open.funds.financial.settled.bill.detail`` by settlement time."""
+        for lower, upper in time_spans(start, end, BILL_SPAN):
+            cursor = ""
+            while True:
+                params = {
+                    "settlementStartTime": ms(lower),
+                    "settlementEndTime": ms(upper),
+                    "size": BILL_PAGE_SIZE,
+                    "cursor": cursor,
+                }
+                data = as_dict(self._api("open.funds.financial.settled.bill.detail", params).get("data"))
+                bills = as_list(data.get("orders"))
+                for raw in bills:
+                    yield settlement_from_kuaishou(as_dict(raw), shop_id=self.session.platform_shop_id)
+                following = str(data.get("cursor") or "")
+                if not bills or following in ("", NOMORE):
+                    break
+                if following == cursor:
+                    raise PlatformRejected("the bill cursor did not advance", code="cursor")
+                cursor = following
