@@ -6,26 +6,42 @@
    the acknowledgement — well inside every platform's deadline (Kuaishou 3 s).
 2. ``route_receipt`` (task, public schema): decode the stored receipt again, find each
    message's tenant through ``ShopRoute`` and insert it into that tenant's ``InboxMessage``
-   table — de-duplicated on (platform, message id) — then enqueue its processing. (Receipts
-   of WeChat third-party platform authorisation events are applied by ``channels.component``.)
+   table — de-duplicated on (platform, message id) — then enqueue its processing.
 3. ``process_inbox_message`` (task, tenant schema): act on one message (an order message
    fetches the order's detail and stores the version). Failures stay in the inbox with
    their error and are retried by the periodic task, the dashboard or a command.
+
+The WeChat third-party platform's authorisation events (``receive_authorization_event``, its
+own URL ``/hooks/wechat/component/<component_appid>/``) take the same path: verified and
+stored as a ``PushReceipt`` of kind ``authorization`` before ``success`` is answered. A
+``component_verify_ticket`` is applied in that same transaction [choice: cheap, and keeps the
+task queue out of the token chain]; other events are applied by the routing task
+(``process_authorization_receipt``): ``unauthorized`` marks the store of that authorizer appid
+"authorisation expired" in its tenant (found via ``ShopRoute``). What they leave behind (the
+ticket, the shared component token) lives in ``channels.component``.
+
+Dependencies, one way: ``tasks`` → ``intake`` → ``services`` → ``component``. The two tasks
+this module enqueues itself are defined here (under their ``channels.tasks.*`` names).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from datetime import datetime
 
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from channels import component, services
 from channels import events as channel_events
-from channels import services
+from channels.component import PLATFORM as WECHAT
 from channels.connectors import push_codec
 from channels.connectors.base import PushMessage, PushReply
-from channels.errors import BadPushMessage, ChannelError
+from channels.connectors.wechat import ComponentEvent, decode_component_event
+from channels.errors import AuthExpired, BadPushMessage, ChannelError, RateLimited, TemporarilyUnavailable
 from channels.models import InboxMessage, Store
 from channels.routing.models import PlatformApp, PushReceipt, ShopRoute
 from channels.types import Platform
@@ -76,8 +92,6 @@ def receive_push(
 
 
 def enqueue_route(receipt_id: int) -> None:
-    from channels.tasks import route_push_receipt
-
     route_push_receipt.delay(receipt_id)
 
 
@@ -102,9 +116,7 @@ def route_receipt(*, receipt_id: int) -> PushReceipt:
     """Deliver a stored receipt's messages to their tenants' inboxes (idempotent)."""
     receipt = PushReceipt.objects.get(pk=receipt_id)
     if receipt.kind == PushReceipt.Kind.AUTHORIZATION:  # WeChat third-party platform events
-        from channels import component
-
-        return component.process_authorization_receipt(receipt)
+        return process_authorization_receipt(receipt)
     codec = push_codec(receipt.platform)
     credentials = services.app_credentials(platform=receipt.platform, app_key=receipt.app_key)
     receipt.attempts += 1
@@ -163,8 +175,6 @@ def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage) -> None:
 
 
 def _enqueue_process(message_id: int) -> None:
-    from channels.tasks import process_inbox_message_task
-
     process_inbox_message_task.delay(message_id)
 
 
@@ -231,3 +241,148 @@ def _order_id_of(data: dict) -> str:
         if data.get(key):
             return str(data[key])
     return ""
+
+
+# --- WeChat third-party platform authorisation events ----------------------------------------------------------------------------------
+
+
+def receive_authorization_event(
+    *, component_appid: str, method: str, headers: dict[str, str], query: dict[str, str], body: bytes
+) -> PushReply:
+    """Handle one request to the WeChat component's authorisation-event URL (see module docstring)."""
+    codec = push_codec(WECHAT)
+    app = component.component_app(component_appid)
+    if app is None:
+        logger.warning("authorisation event for unknown WeChat component %r rejected", component_appid)
+        return codec.reject()
+    credentials = services.app_credentials(platform=WECHAT, app_key=app.app_key)
+    if method == "GET":  # a URL check like the message URL's [choice]
+        return codec.verify_url(query=query, credentials=credentials) or codec.reject()
+    try:
+        event = decode_component_event(query=query, body=body, credentials=credentials)
+    except BadPushMessage as exc:
+        logger.warning("rejected WeChat authorisation event for component %s: %s", app.app_key, exc)
+        return codec.reject()
+    headers = {k.lower(): v for k, v in headers.items()}
+    with transaction.atomic():
+        receipt = PushReceipt.objects.create(
+            platform=WECHAT,
+            kind=PushReceipt.Kind.AUTHORIZATION,
+            app_key=app.app_key,
+            query=query,
+            headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
+            body=body.decode("utf-8", errors="replace"),
+            messages=1,
+        )
+        if event.info_type == component.TICKET:
+            receipt.attempts = 1
+            _finish(receipt, event)
+        else:
+            transaction.on_commit(lambda: enqueue_route(receipt.pk))
+    return codec.ack()
+
+
+def process_authorization_receipt(receipt: PushReceipt) -> PushReceipt:
+    """Decode a stored authorisation event again and apply it (idempotent; the routing task,
+    ``channels_inbox --reroute``)."""
+    receipt.attempts += 1
+    try:
+        credentials = services.app_credentials(platform=receipt.platform, app_key=receipt.app_key)
+        event = decode_component_event(
+            query=receipt.query, body=receipt.body.encode("utf-8"), credentials=credentials
+        )
+    except (BadPushMessage, PlatformApp.DoesNotExist) as exc:
+        receipt.status, receipt.error = PushReceipt.Status.FAILED, str(exc)[:2000]
+        receipt.save(update_fields=["status", "error", "attempts"])
+        return receipt
+    _finish(receipt, event)
+    return receipt
+
+
+def _finish(receipt: PushReceipt, event: ComponentEvent) -> None:
+    receipt.error = apply_event(event)
+    receipt.status = PushReceipt.Status.ROUTED
+    receipt.routed_at = timezone.now()
+    receipt.save(update_fields=["status", "error", "attempts", "routed_at"])
+
+
+def apply_event(event: ComponentEvent) -> str:
+    """Act on one authorisation event; returns a note for the receipt ("" when all was done).
+    ``authorized`` / ``updateauthorized`` need nothing: shops connect through the OAuth callback."""
+    if event.info_type == component.TICKET:
+        if not component.store_verify_ticket(
+            app_key=event.component_appid, ticket=event.ticket, at=event.created_at
+        ):
+            return "not newer than the stored ticket: kept the stored one"
+        return ""
+    if event.info_type == component.UNAUTHORIZED:
+        marked = mark_unauthorized(
+            component_appid=event.component_appid,
+            authorizer_appid=event.authorizer_appid,
+            at=event.created_at,
+        )
+        return "" if marked else f"no connected store for authorizer {event.authorizer_appid}"
+    return ""
+
+
+def mark_unauthorized(*, component_appid: str, authorizer_appid: str, at: datetime) -> list[tuple[str, int]]:
+    """The merchant cancelled the authorisation of shop ``authorizer_appid``: mark its store
+    "authorisation expired" (through ``services.record_store_error``) in the tenant that
+    connected it. Returns (schema, store id) pairs.
+
+    A store keeps its authorizer appid only inside its encrypted refresh token
+    (``"<authorizer_appid>:<refresh token>"``), so the component's routes are walked tenant by
+    tenant [choice: the event is rare]. A store connected after the event is left alone (the
+    merchant authorised again)."""
+    if not authorizer_appid:
+        return []
+    shops: dict[str, list[str]] = defaultdict(list)
+    for route in ShopRoute.objects.filter(platform=WECHAT, app_key=component_appid).select_related("tenant"):
+        shops[route.tenant.schema_name].append(route.platform_shop_id)
+    marked: list[tuple[str, int]] = []
+    error = AuthExpired(
+        f"the merchant cancelled the authorisation of WeChat third-party platform {component_appid} "
+        "(unauthorized); connect the shop again"
+    )
+    for schema, shop_ids in shops.items():
+        with schema_context(schema), transaction.atomic():
+            stores = Store.objects.filter(
+                platform=WECHAT,
+                app_key=component_appid,
+                auth_mode=Store.AuthMode.OAUTH,
+                platform_shop_id__in=shop_ids,
+            ).exclude(status=Store.Status.DISABLED)
+            for store in stores:
+                if store.refresh_token.partition(":")[0] != authorizer_appid:
+                    continue
+                if store.connected_at is not None and store.connected_at > at:
+                    continue
+                services.record_store_error(store=store, error=error)
+                marked.append((schema, store.pk))
+    return marked
+
+
+# --- the tasks this module enqueues ----------------------------------------------------------------
+
+RETRYABLE = (TemporarilyUnavailable, RateLimited)
+
+
+@shared_task(
+    name="channels.tasks.route_push_receipt",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def route_push_receipt(receipt_id: int) -> str:
+    """Runs in the public schema (enqueued from the public push endpoint)."""
+    return route_receipt(receipt_id=receipt_id).status
+
+
+@shared_task(name="channels.tasks.process_inbox_message_task", bind=True, acks_late=True, max_retries=6)
+def process_inbox_message_task(self, message_id: int) -> str:
+    try:
+        return process_inbox_message(message_id=message_id).status
+    except RETRYABLE as exc:
+        countdown = getattr(exc, "retry_after", None) or min(300, 5 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc

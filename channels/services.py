@@ -6,6 +6,7 @@ Everything here runs inside a tenant's schema unless it says otherwise.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -17,11 +18,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from channels import component
 from channels import events as channel_events
 from channels.connectors import connector_class
 from channels.connectors.base import AppCredentials, Connector, ShopSession
 from channels.errors import AuthExpired
-from channels.models import OrderSnapshot, Store
+from channels.models import DecryptAudit, OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
 from channels.types import ChannelOrder, OrderStatus, TokenGrant
 from ecbao import events
@@ -75,8 +77,6 @@ def base_url(platform: str) -> str:
 
 def _options(cls, platform: str, **candidates) -> dict:
     """Platform-specific constructor options, passed only to connectors that take them."""
-    import inspect
-
     accepted = inspect.signature(cls.__init__).parameters
     candidates.setdefault("authorize_base", settings.CHANNEL_AUTHORIZE_URLS.get(platform))
     return {k: v for k, v in candidates.items() if k in accepted and v is not None}
@@ -93,8 +93,6 @@ def connector_for(store: Store, **kwargs) -> Connector:
         issued_at=store.token_issued_at,
         on_new_tokens=lambda grant: save_tokens(store_id=store.pk, grant=grant),
     )
-    from channels import component  # WeChat shops authorised to our third-party platform
-
     cls = connector_class(store.platform)
     options = _options(
         cls,
@@ -116,8 +114,6 @@ def connector_for(store: Store, **kwargs) -> Connector:
 
 def unbound_connector(*, platform: str, app_key: str, **kwargs) -> Connector:
     """A connector with no shop yet (authorisation flow)."""
-    from channels import component  # WeChat: the third-party platform's ticket and shared token
-
     cls = connector_class(platform)
     options = component.connector_options(platform=platform, app_key=app_key)
     return cls(
@@ -370,8 +366,6 @@ class DecryptRefused(Exception):
 
 def decrypt_budget(store: Store) -> tuple[int, int]:
     """(used today in Asia/Shanghai, daily budget) for a shop."""
-    from channels.models import DecryptAudit
-
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     used = DecryptAudit.objects.filter(store=store, created_at__gte=start, succeeded=True).count()
     return used, int(store.settings.get("decrypt_daily_budget", DEFAULT_DAILY_DECRYPT_BUDGET))
@@ -385,8 +379,6 @@ def decrypt_receiver_field(
     The platform's decrypt API is called with the user as ``account_id``; an audit row is
     written whether it succeeds or not. The plain text is returned to the caller only: it is
     never stored, logged, cached or sent to a task."""
-    from channels.models import DecryptAudit
-
     if field not in DECRYPT_FIELDS:
         raise ValueError(f"unknown field {field!r}")
     with transaction.atomic():

@@ -1,4 +1,8 @@
-"""Channel-layer Celery tasks: thin wrappers around sync, intake and services."""
+"""Channel-layer Celery tasks: thin wrappers around sync, intake and services.
+
+The push tasks intake enqueues itself (``route_push_receipt``, ``process_inbox_message_task``)
+are defined in ``channels.intake`` and re-exported here: ``tasks`` sits on top of the channel
+modules and nothing below imports it."""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from channels import intake, sync
-from channels.errors import RateLimited, TemporarilyUnavailable
+from channels import intake, services, sync
+from channels.errors import ChannelError
+from channels.intake import process_inbox_message_task, route_push_receipt  # noqa: F401 - re-exported
 from channels.models import InboxMessage, Store
 from ecbao.celery import register_periodic
-
-RETRYABLE = (TemporarilyUnavailable, RateLimited)
 
 
 @shared_task(acks_late=True, max_retries=3, default_retry_delay=10)
@@ -42,21 +45,6 @@ def pull_all_stores() -> int:
     return len(ids)
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=8)
-def route_push_receipt(receipt_id: int) -> str:
-    """Runs in the public schema (enqueued from the public push endpoint)."""
-    return intake.route_receipt(receipt_id=receipt_id).status
-
-
-@shared_task(bind=True, acks_late=True, max_retries=6)
-def process_inbox_message_task(self, message_id: int) -> str:
-    try:
-        return intake.process_inbox_message(message_id=message_id).status
-    except RETRYABLE as exc:
-        countdown = getattr(exc, "retry_after", None) or min(300, 5 * 2**self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown) from exc
-
-
 @shared_task(acks_late=True)
 def retry_failed_inbox(max_messages: int = 200) -> int:
     """Periodic: re-queue failed messages whose last attempt is not too recent."""
@@ -74,9 +62,6 @@ def retry_failed_inbox(max_messages: int = 200) -> int:
 @shared_task(acks_late=True)
 def refresh_expiring_tokens() -> int:
     """Periodic: refresh tokens ahead of expiry so pulls and pushes never hit an expired one."""
-    from channels import services
-    from channels.errors import ChannelError
-
     soon = timezone.now() + timedelta(hours=2)
     count = 0
     for store in Store.objects.filter(status=Store.Status.ACTIVE, access_expires_at__lt=soon):

@@ -19,9 +19,10 @@ from django.views.decorators.http import require_POST
 from channels import component, intake, oauth, selectors, services, tasks
 from channels.errors import ChannelError
 from channels.forms import SelfUseAppForm
-from channels.models import InboxMessage, Store
+from channels.models import InboxMessage, Store, SyncCursor
 from channels.types import Platform
 from tenants.accounts.permissions import capability_required
+from tenants.models import Tenant
 from tenants.services import tenant_url
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def shop_row(request, store_id):
 @capability_required("shops.manage")
 def shop_sync(request, store_id):
     store = get_object_or_404(Store, pk=store_id)
-    from channels.models import SyncCursor
-
     SyncCursor.objects.update_or_create(
         store=store,
         kind=SyncCursor.Kind.ORDERS,
@@ -190,7 +189,7 @@ def push_endpoint(request, platform, app_key=""):
 @csrf_exempt
 def component_event_endpoint(request, component_appid):
     """The WeChat third-party platform's authorisation-event URL (授权事件接收URL), public domain."""
-    reply = component.receive_authorization_event(
+    reply = intake.receive_authorization_event(
         component_appid=component_appid,
         method=request.method,
         headers=dict(request.headers),
@@ -212,8 +211,6 @@ def oauth_callback(request, platform):
     except (ChannelError, PermissionError) as exc:
         logger.warning("shop authorisation failed on %s: %s", platform, exc)
         state = oauth.read_state(raw_state)
-        from tenants.models import Tenant
-
         tenant = Tenant.objects.get(schema_name=state.schema)
         return redirect(tenant_url(tenant, "/shops/?" + urlencode({"error": str(exc)[:300]})))
     return redirect(tenant_url(tenant, f"/shops/?connected={store.pk}"))

@@ -17,8 +17,20 @@ app = TenantAwareCeleryApp("ecbao")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Every task: acknowledged after it ran, retried with backoff on connection-level errors.
+# Every task is acknowledged after it ran (a worker lost mid-task: the broker hands it out again);
+# a task that retries itself (``self.retry`` / ``autoretry_for``) stops after 5 retries unless it
+# says otherwise. A lost broker connection is retried with growing intervals: by workers (also at
+# start-up), and when a task is sent (kombu's publish retry policy, spelled out here).
 app.conf.task_annotations = {"*": {"acks_late": True, "max_retries": 5}}
+app.conf.broker_connection_retry = True
+app.conf.broker_connection_retry_on_startup = True
+app.conf.task_publish_retry = True
+app.conf.task_publish_retry_policy = {
+    "max_retries": 5,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 3,
+}
 
 BEAT_SCHEDULE: dict[str, dict] = {}
 

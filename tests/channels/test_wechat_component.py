@@ -451,8 +451,8 @@ def test_a_late_unauthorized_leaves_a_shop_connected_again_since_alone(
 
     # a retried push about a revocation from before the merchant authorised again
     late = unauthorized(authorizer, store.connected_at - timedelta(minutes=30))
-    assert component.apply_event(late) == f"no connected store for authorizer {authorizer}"
-    assert component.apply_event(unauthorized("wx0123456789abcdef", datetime.now(UTC))) == (
+    assert intake.apply_event(late) == f"no connected store for authorizer {authorizer}"
+    assert intake.apply_event(unauthorized("wx0123456789abcdef", datetime.now(UTC))) == (
         "no connected store for authorizer wx0123456789abcdef"
     )
     with schema_context(alpha.schema_name):
