@@ -177,6 +177,11 @@ def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | N
     if order is not None and _is_stale(order, co):
         return order
     created = order is None
+    # The platform's unpaid → paid change (not ecbao's status: an order held by hand before
+    # payment is paid all the same, and its stock must be reserved then).
+    newly_paid = co.status not in (ChannelStatus.UNPAID, ChannelStatus.CANCELLED) and (
+        created or order.channel_status == ChannelStatus.UNPAID.value
+    )
     if created:
         order = Order(
             store=store,
@@ -199,7 +204,10 @@ def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | N
     if address_changed and order.status not in status.SHIPPED_STATES:
         order.address_changed = True
     order.save()
+    unmatched_saved = order.has_unmatched
     lines = _upsert_lines(order, co)
+    if order.has_unmatched != unmatched_saved:  # computed from the lines, saved for unpaid orders too
+        order.save(update_fields=["has_unmatched", "updated_at"])
     after = {
         "channel_status": order.channel_status,
         "platform_status": order.platform_status,
@@ -213,7 +221,7 @@ def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | N
         _event(order, "platform_updated", before=before, after=after)
     if address_changed:
         _event(order, "address_changed", message="receiver changed on the platform")
-    _apply_channel_status(order, co, lines)
+    _apply_channel_status(order, co, lines, newly_paid=newly_paid)
     return order
 
 
@@ -598,7 +606,9 @@ def _upsert_lines(order: Order, co: ChannelOrder) -> list[OrderLine]:
     return result
 
 
-def _apply_channel_status(order: Order, co: ChannelOrder, lines: list[OrderLine]) -> None:
+def _apply_channel_status(
+    order: Order, co: ChannelOrder, lines: list[OrderLine], *, newly_paid: bool = False
+) -> None:
     cs = co.status
     if cs == ChannelStatus.UNPAID:
         return
@@ -625,6 +635,8 @@ def _apply_channel_status(order: Order, co: ChannelOrder, lines: list[OrderLine]
             _event(order, "line_refunded", message=f"line {line.platform_line_id} refunded")
     if order.status == S.PENDING_PAYMENT:
         _on_paid(order, lines)
+    elif newly_paid and order.status in status.OPEN_STATES:
+        _on_paid_while_handled(order, lines)
     elif order.address_changed and order.status in (S.APPROVED, S.TO_REVIEW):
         _hold(order, ["address_changed"], source="rule", message="address changed after review")
     if cs in (ChannelStatus.SHIPPED, ChannelStatus.PARTIALLY_SHIPPED, ChannelStatus.COMPLETED):
@@ -673,6 +685,19 @@ def _on_paid(order: Order, lines: list[OrderLine]) -> None:
         order, "paid", message="paid; stock reserved" if not order.is_out_of_stock else "paid; stock short"
     )
     _run_review(order)
+
+
+def _on_paid_while_handled(order: Order, lines: list[OrderLine]) -> None:
+    """Paid on the platform after a person already moved the order (held it before payment):
+    the payment reserves the stock; a hold stays, with what the review rules add to it."""
+    _reserve_lines(order, lines)
+    _event(
+        order, "paid", message="paid; stock reserved" if not order.is_out_of_stock else "paid; stock short"
+    )
+    if order.status == S.HELD:
+        decision, reasons = review.decide(order)
+        if decision == "held":
+            _hold(order, reasons, source="rule", message="held by review rules: " + ", ".join(reasons))
 
 
 def _run_review(order: Order, *, source: str = "rule") -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from django.db.models import Sum
 
+from channels.types import OrderStatus as ChannelStatus
+from inventory.models import StockLevel
+from inventory.selectors import ledger_mismatches
 from orders import services
 from orders.models import Fulfilment, FulfilmentLine, LineStatus, Order
 from tests.conftest import OWNER_PASSWORD
-from tests.orders.conftest import channel_order, line
+from tests.orders.conftest import T0, channel_order, later, line
 
 
 def ingest(store, oid, **kw) -> Order:
@@ -55,3 +58,34 @@ def test_issue11_d1_merge_after_a_partial_split_sums_per_line(in_alpha, store, s
     ]
     assert Fulfilment.objects.filter(status=Fulfilment.Status.OPEN).count() == 1
     assert_lines_add_up(a, b)
+
+
+def _apply(path: str, store, co) -> None:
+    if path == "one_by_one":
+        services.ingest_channel_order(store=store, co=co)
+    else:
+        services.ingest_batch(store=store, items=[(co, None)])
+
+
+@pytest.mark.parametrize("path", ["one_by_one", "batch"])
+def test_issue11_d2_an_order_held_before_payment_reserves_when_paid_and_ships_from_stock(
+    in_alpha, store, skus, path
+):
+    unpaid = channel_order("D2", status=ChannelStatus.UNPAID, lines=(line(1, qty=2),))
+    _apply(path, store, unpaid)
+    order = services.hold(order=Order.objects.get(platform_order_id="D2"), actor=None, reason="等买家确认")
+    assert order.status == "held"
+
+    _apply(path, store, later(unpaid, status=ChannelStatus.PAID, platform_status="2", paid_at=T0))
+    order.refresh_from_db()
+    assert order.status == "held" and order.hold_reasons == ["manual"]  # the hand-made hold stays
+    assert order.lines.get().status == LineStatus.RESERVED
+    assert StockLevel.objects.get(sku=skus["TS-WHT-L"]).reserved == 2
+    assert order.events.filter(kind="paid").count() == 1
+
+    _apply(path, store, later(unpaid, 120, status=ChannelStatus.SHIPPED, platform_status="3", paid_at=T0))
+    order.refresh_from_db()
+    level = StockLevel.objects.get(sku=skus["TS-WHT-L"])
+    assert order.status == "shipped" and order.lines.get().status == LineStatus.SHIPPED
+    assert (level.on_hand, level.reserved) == (10 - 2, 0)
+    assert not ledger_mismatches()
