@@ -7,8 +7,32 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from ecbao import inputs
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return inputs.NUL in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+class JSONParser(DRFJSONParser):
+    """The API's only parser (the API is JSON): a body with a NUL character in any key or
+    string is refused (400) before a serializer or query sees it."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if _contains_nul(data):
+            raise exceptions.ParseError("JSON parse error - NUL characters are not allowed.")
+        return data
 
 
 class KeysetPagination(CursorPagination):

@@ -22,3 +22,8 @@ urlpatterns = [
     path("hooks/<str:platform>/<str:app_key>/", channel_views.push_endpoint, name="push_app"),
     path("oauth/callback/<str:platform>/", channel_views.oauth_callback, name="oauth_callback"),
 ]
+
+handler400 = "ecbao.views.bad_request"
+handler403 = "ecbao.views.permission_denied"
+handler404 = "ecbao.views.page_not_found"
+handler500 = "ecbao.views.server_error"

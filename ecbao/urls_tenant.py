@@ -39,3 +39,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler400 = "ecbao.views.bad_request"
+handler403 = "ecbao.views.permission_denied"
+handler404 = "ecbao.views.page_not_found"
+handler500 = "ecbao.views.server_error"

@@ -1,7 +1,9 @@
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 
+from ecbao.middleware import error_json, wants_json
 from tenants.accounts.permissions import capability_required, has_capability
 
 
@@ -22,3 +24,34 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok", "schema": connection.schema_name})
+
+
+# --- error handlers (both URL confs): the JSON envelope under /api/ and /hooks/, a page elsewhere
+
+
+def bad_request(request, exception=None):
+    if wants_json(request):
+        return error_json(code="bad_request", message="Bad request.", http_status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if wants_json(request):
+        return error_json(
+            code="permission_denied",
+            message="You do not have permission to perform this action.",
+            http_status=403,
+        )
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception=None):
+    if wants_json(request):
+        return error_json(code="not_found", message="Not found.", http_status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if wants_json(request):
+        return error_json(code="server_error", message="Internal server error.", http_status=500)
+    return defaults.server_error(request)

@@ -27,6 +27,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from channels.models import OrderSnapshot
 from channels.types import Platform
+from ecbao import inputs
 from inventory.api import ERROR_ENVELOPE
 from orders import review, selectors, services
 from orders.models import Fulfilment, FulfilmentLine, Order, OrderEvent, OrderLine, ReviewRule
@@ -116,8 +117,8 @@ class OrderFilterSet(django_filters.FilterSet):
     )
     store = _IntegerFilter(help_text="Shop id.")
     platform = django_filters.ChoiceFilter(choices=[(p.value, p.label) for p in Platform])
-    placed_after = django_filters.IsoDateTimeFilter(help_text="Placed at or after (ISO 8601).")
-    placed_before = django_filters.IsoDateTimeFilter(help_text="Placed before (ISO 8601).")
+    placed_after = inputs.IsoDateTimeFilter(help_text="Placed at or after (ISO 8601).")
+    placed_before = inputs.IsoDateTimeFilter(help_text="Placed before (ISO 8601).")
     merchant_code = django_filters.CharFilter(help_text="Orders with a line of this SKU merchant code.")
     paid_min_fen = _IntegerFilter(help_text="Paid amount at least (fen).")
     paid_max_fen = _IntegerFilter(help_text="Paid amount at most (fen).")

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from channels.models import Store
 from channels.types import Platform
+from ecbao import inputs
 from orders import selectors
 
 MAX_YUAN = Decimal("100000000")  # ¥100,000,000
@@ -33,7 +34,7 @@ class _YuanField(forms.DecimalField):
         )
 
 
-class _DateTimeField(forms.DateTimeField):
+class _DateTimeField(inputs.DateTimeField):
     def __init__(self, **kwargs) -> None:
         super().__init__(
             required=False,

@@ -15,7 +15,9 @@ def test_unauthenticated_api_call_gets_the_error_envelope(alpha_client):
 
 def test_token_obtained_with_password_authenticates(alpha_client):
     response = alpha_client.post(
-        "/api/v1/auth/token/", {"username": "alpha-owner", "password": OWNER_PASSWORD}
+        "/api/v1/auth/token/",
+        {"username": "alpha-owner", "password": OWNER_PASSWORD},
+        content_type="application/json",
     )
     assert response.status_code == 200
     token = response.json()["token"]
@@ -24,7 +26,11 @@ def test_token_obtained_with_password_authenticates(alpha_client):
 
 
 def test_wrong_password_gets_no_token(alpha_client):
-    response = alpha_client.post("/api/v1/auth/token/", {"username": "alpha-owner", "password": "nope"})
+    response = alpha_client.post(
+        "/api/v1/auth/token/",
+        {"username": "alpha-owner", "password": "nope"},
+        content_type="application/json",
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "authentication_failed"
 
 
@@ -58,6 +64,7 @@ def test_viewer_reads_but_cannot_write(alpha, alpha_client):
     denied = alpha_client.post(
         "/api/v1/invitations/",
         {"email": "x@y.example", "role": "operator"},
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Token {token}",
     )
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
@@ -68,12 +75,14 @@ def test_owner_creates_invitation_and_bad_fields_are_explained(alpha, alpha_clie
     ok = alpha_client.post(
         "/api/v1/invitations/",
         {"email": "ops@alpha.example", "role": "operator"},
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Token {token}",
     )
     assert ok.status_code == 201 and ok.json()["invite_token"]
     bad = alpha_client.post(
         "/api/v1/invitations/",
         {"email": "not-an-email", "role": "owner"},
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Token {token}",
     )
     assert bad.status_code == 400

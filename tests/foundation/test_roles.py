@@ -115,5 +115,7 @@ def test_repeated_failed_logins_lock_the_account_even_for_the_right_password(alp
     assert locked.status_code == 200
     assert "15" in locked.content.decode()  # the lock message says when to try again
     # The API token endpoint shares the same counters.
-    api = alpha_client.post("/api/v1/auth/token/", {"username": "target", "password": PASSWORD})
+    api = alpha_client.post(
+        "/api/v1/auth/token/", {"username": "target", "password": PASSWORD}, content_type="application/json"
+    )
     assert api.status_code == 429 and api.json()["error"]["code"] == "locked"
