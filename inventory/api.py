@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Prefetch
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from channels.models import Store
 from ecbao.api import error_response
-from inventory import publishing, queries, services, sync
+from inventory import publishing, queries, services, sync, xlsx
 from inventory.models import ComboComponent, Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 
 ERROR_ENVELOPE = inline_serializer(
@@ -121,6 +123,27 @@ class PublishResultSerializer(serializers.Serializer):
     missing_codes = serializers.ListField(child=serializers.CharField())
 
 
+class SkuImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="An .xlsx workbook in the export layout.")
+    confirm = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="The preview's fingerprint, or `true` to apply whatever the file changes.",
+    )
+
+
+class SkuImportResultSerializer(serializers.Serializer):
+    applied = serializers.BooleanField()
+    confirmation_required = serializers.BooleanField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    preview = serializers.JSONField(
+        allow_null=True, help_text="fingerprint, new SKUs, and per changed SKU its fields old → new."
+    )
+
+
 class SkuViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -184,6 +207,50 @@ class SkuViewSet(
         except publishing.PublishError as exc:
             return error_response(code="invalid", message=str(exc))
         return Response([r.to_json() for r in results], status=status.HTTP_200_OK)
+
+    @extend_schema(
+        request={"multipart/form-data": SkuImportSerializer},
+        responses={
+            200: SkuImportResultSerializer,
+            400: OpenApiResponse(
+                ERROR_ENVELOPE, description="Row problems (code invalid, details.rows); nothing imported"
+            ),
+        },
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        serializer_class=SkuImportSerializer,
+        parser_classes=[MultiPartParser],
+    )
+    def import_xlsx(self, request):
+        """Import SKUs from an xlsx workbook (the export layout). When known SKUs would change,
+        nothing is written and the answer holds the preview (``confirmation_required``); send
+        the file again with ``confirm`` = the preview's fingerprint (applied only if the file
+        still makes exactly those changes) or ``true`` (apply whatever it changes)."""
+        serializer = SkuImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        confirm = serializer.validated_data.get("confirm", "")
+        result = xlsx.import_skus(
+            serializer.validated_data["file"], confirm=True if confirm == "true" else confirm
+        )
+        if not result.ok:
+            response = error_response(code="invalid", message=_("Nothing was imported; see details.rows."))
+            response.data["error"]["details"] = {
+                "rows": [{"row": e.row, "column": e.column, "message": e.message} for e in result.errors]
+            }
+            return response
+        return Response(
+            {
+                "applied": result.applied,
+                "confirmation_required": result.needs_confirmation,
+                "created": result.created,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "preview": result.preview.to_json() if result.preview else None,
+            }
+        )
 
 
 # --- stock levels and ledger ---------------------------------------------------------------------

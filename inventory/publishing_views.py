@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext as _
 
 from channels.models import Store
+from ecbao import money
 from inventory import publishing
 from inventory.models import Goods
 from tenants.accounts.permissions import capability_required
 
 
 def _fen(text: str) -> int | None:
-    """A price typed in yuan ("59.9") → fen; None when blank or not a number."""
+    """A price typed in yuan ("59.9") → fen; None when blank, not a number, or finer than a fen."""
     try:
-        value = Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
+        return money.to_fen(text, exact=True, blank=None)
+    except money.MoneyError:
         return None
-    if not value.is_finite():
-        return None
-    return int((value * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-
-
-def _yuan(fen: int) -> str:
-    return f"{Decimal(fen) / 100:.2f}"
 
 
 @capability_required("inventory.manage")
@@ -40,7 +32,11 @@ def publish(request, goods_id: int):
     prices: dict[int, int] = {}
     for sku in skus:
         default = (sku.cost_fen * publishing.DEFAULT_MARKUP_PERCENT + 50) // 100
-        text = data.get(f"price-{sku.pk}", "") if data is not None else (_yuan(default) if default else "")
+        text = (
+            data.get(f"price-{sku.pk}", "")
+            if data is not None
+            else (money.format_yuan(default) if default else "")
+        )
         fen = _fen(text)
         if fen is not None:
             prices[sku.pk] = fen

@@ -75,16 +75,27 @@ def sku_export(request):
 
 @capability_required("inventory.manage")
 def sku_import(request):
+    """Upload → import, or, when known SKUs would change, a preview of the changes with a
+    confirm button (the file is kept in the tenant's storage until it is confirmed)."""
     form = SkuImportForm(request.POST or None, request.FILES or None)
-    result, status = None, 200
-    if request.method == "POST":
+    result, status, upload, gone = None, 200, "", False
+    if request.method == "POST" and "upload" in request.POST:
+        upload = request.POST.get("upload", "")
+        result = xlsx.import_kept_upload(
+            user_id=request.user.pk, token=upload, confirm=request.POST.get("confirm", "")
+        )
+        form, gone = SkuImportForm(), result is None
+        status = 400 if gone or not result.ok else 200
+    elif request.method == "POST":
         if form.is_valid():
             result = xlsx.import_skus(form.cleaned_data["file"])
+            if result.needs_confirmation:
+                upload = xlsx.keep_upload(user_id=request.user.pk, file=form.cleaned_data["file"])
         status = 200 if result is not None and result.ok else 400
     return render(
         request,
         "inventory/import.html",
-        {"form": form, "result": result, "columns": xlsx.COLUMNS},
+        {"form": form, "result": result, "columns": xlsx.COLUMNS, "upload": upload, "upload_gone": gone},
         status=status,
     )
 

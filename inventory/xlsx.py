@@ -8,28 +8,40 @@ missing optional column leaves that field as it is.
 
 Import rules:
 
-- rows are keyed by merchant code: a known code updates that SKU, a new code creates one;
+- rows are keyed by merchant code: a new code creates a SKU; a known code whose row differs
+  from the catalogue updates that SKU only once the import is confirmed: without a
+  confirmation the import writes nothing and returns a preview (the new SKUs and each changed
+  field, old → new) with a fingerprint; confirming with that fingerprint applies the file only
+  if it still makes exactly those changes (``confirm=True``, the API's flag form, applies
+  whatever it changes);
 - goods are found by name (the oldest goods of that name) and created when missing;
 - every row is validated before anything is written; one bad row and nothing is imported,
-  and every problem is reported with its row number and column;
-- money is read as a decimal number of yuan and stored as integer fen, never through floats;
+  and every problem is reported with its row number and column (also the cross-row ones,
+  such as an unknown combination component, beside problems on other rows);
+- money is read as a decimal number of yuan (``ecbao.money``, exact: more than two decimals is
+  an error) and stored as integer fen, never through floats;
 - only changed fields are written, so importing a file just exported changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from datetime import timedelta
 from io import BytesIO
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from openpyxl import Workbook, load_workbook
@@ -37,6 +49,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils.exceptions import InvalidFileException
 
+from ecbao import money
 from inventory import sync
 from inventory.models import ComboComponent, Goods, Sku, StockChange, StockLevel, Warehouse
 
@@ -75,12 +88,58 @@ class RowError:
     message: str
 
 
+@dataclass(frozen=True)
+class FieldChange:
+    field: str  # goods_name, name, barcode, spec, cost, weight_g, components
+    label: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class SkuChange:
+    merchant_code: str
+    fields: list[FieldChange]
+
+
+@dataclass(frozen=True)
+class NewSku:
+    merchant_code: str
+    goods_name: str
+    name: str
+
+
+@dataclass
+class Preview:
+    """What a file would change: the SKUs it creates and, per known SKU, each changed field."""
+
+    new: list[NewSku] = field(default_factory=list)
+    changes: list[SkuChange] = field(default_factory=list)
+    fingerprint: str = ""  # of exactly these changes; pass as ``confirm`` to apply them
+
+    def to_json(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "new": [vars(n) for n in self.new],
+            "changes": [
+                {
+                    "merchant_code": c.merchant_code,
+                    "fields": [{"field": f.field, "old": f.old, "new": f.new} for f in c.fields],
+                }
+                for c in self.changes
+            ],
+        }
+
+
 @dataclass
 class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
+    preview: Preview | None = None
+    applied: bool = False  # something was written
+    needs_confirmation: bool = False  # known SKUs would change: nothing written, see ``preview``
 
     @property
     def ok(self) -> bool:
@@ -88,10 +147,6 @@ class ImportResult:
 
 
 # --- export ------------------------------------------------------------------------------------
-
-
-def yuan(fen: int) -> Decimal:
-    return (Decimal(fen) / 100).quantize(Decimal("0.01"))
 
 
 def components_text(parts: Iterable[tuple[str, int]]) -> str:
@@ -147,7 +202,7 @@ def export_skus(skus: QuerySet[Sku]) -> bytes:
             )
         }
         for sku in batch:
-            cost = WriteOnlyCell(sheet, value=yuan(sku.cost_fen))
+            cost = WriteOnlyCell(sheet, value=money.to_yuan(sku.cost_fen))
             cost.number_format = "0.00"
             sheet.append(
                 [
@@ -187,27 +242,10 @@ def text_of(value) -> str:
 
 def fen_of(value) -> int:
     """Yuan (number or text, at most two decimals, ¥ and thousands separators allowed) → fen."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return 0
-    if isinstance(value, bool):
-        raise CellError(_("Expected an amount in yuan, such as 12.50."))
-    if isinstance(value, float):
-        # the shortest repr is exactly what was typed (openpyxl reads the cell's decimal text)
-        value = repr(value)
     try:
-        amount = Decimal(str(value).strip().lstrip("¥￥").replace(",", "").strip())
-    except InvalidOperation as exc:
-        raise CellError(_("Expected an amount in yuan, such as 12.50.")) from exc
-    if not amount.is_finite():
-        raise CellError(_("Expected an amount in yuan, such as 12.50."))
-    fen = amount * 100
-    if fen != fen.to_integral_value():
-        raise CellError(_("An amount can have at most two decimals."))
-    if fen < 0:
-        raise CellError(_("The cost cannot be negative."))
-    if fen > MAX_COST_FEN:
-        raise CellError(_("The amount is too large."))
-    return int(fen)
+        return money.to_fen(value, exact=True, blank=0, max_fen=MAX_COST_FEN)
+    except money.MoneyError as exc:
+        raise CellError(exc.message) from exc
 
 
 def grams_of(value) -> int:
@@ -360,11 +398,15 @@ class _Plan:
     new_goods: set[str] = field(default_factory=set)
     goods_by_name: dict[str, Goods] = field(default_factory=dict)
     recombined: set[str] = field(default_factory=set)  # codes whose components are rewritten
+    preview: Preview = field(default_factory=Preview)
 
 
-def _check(rows: dict[str, _Row], existing: dict[str, Sku], errors: list[RowError]) -> None:
+def _check(
+    rows: dict[str, _Row], existing: dict[str, Sku], errors: list[RowError], *, bad_codes: set[str]
+) -> None:
     """Cross-row rules: components exist and are not combinations themselves; a SKU holding
-    stock, or used in another combination, cannot become a combination."""
+    stock, or used in another combination, cannot become a combination. ``bad_codes``: merchant
+    codes of rows that failed their own checks (a component on such a row is not unknown)."""
     label = str(_LABELS["components"])
     referenced = {code for row in rows.values() for code, _q in row.components or []}
     outside = {code for code in referenced if code not in rows and code not in existing}
@@ -375,7 +417,9 @@ def _check(rows: dict[str, _Row], existing: dict[str, Sku], errors: list[RowErro
         if row is not None and row.components is not None:
             return bool(row.components)
         sku = existing.get(code) or known_outside.get(code)
-        return None if sku is None else sku.is_combo
+        if sku is None:
+            return False if code in bad_codes else None  # its own row's problem is reported
+        return sku.is_combo
 
     new_combos = []
     for row in rows.values():
@@ -437,6 +481,24 @@ def _check(rows: dict[str, _Row], existing: dict[str, Sku], errors: list[RowErro
             )
 
 
+_PREVIEW_LABELS = {
+    "goods_name": _LABELS["goods_name"],
+    "name": _LABELS["name"],
+    "barcode": _LABELS["barcode"],
+    "spec": _LABELS["spec"],
+    "cost": _LABELS["cost"],
+    "weight_g": _LABELS["weight_g"],
+    "components": _LABELS["components"],
+}
+
+
+def _fingerprint(preview: Preview) -> str:
+    data = json.dumps(
+        {k: v for k, v in preview.to_json().items() if k != "fingerprint"}, sort_keys=True, ensure_ascii=False
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
 def _plan(rows: dict[str, _Row], existing: dict[str, Sku]) -> _Plan:
     plan = _Plan()
     names = {row.goods_name for row in rows.values()}
@@ -448,27 +510,45 @@ def _plan(rows: dict[str, _Row], existing: dict[str, Sku]) -> _Plan:
         sku = existing.get(code)
         if sku is None:
             plan.create.append(row)
+            plan.preview.new.append(NewSku(code, row.goods_name, row.name))
             if row.components:
                 plan.recombined.add(code)
             continue
         changed = []
+        shown: list[tuple[str, str, str]] = []  # (field, old, new) for the preview
         if sku.goods.name != row.goods_name:
             changed.append("goods")
+            shown.append(("goods_name", sku.goods.name, row.goods_name))
         if sku.name != row.name:
             changed.append("name")
+            shown.append(("name", sku.name, row.name))
         for attr in ("barcode", "spec", "cost_fen", "weight_g"):
             value = getattr(row, attr)
             if value is not None and getattr(sku, attr) != value:
                 changed.append(attr)
+                if attr == "cost_fen":
+                    shown.append(("cost", money.format_yuan(sku.cost_fen), money.format_yuan(value)))
+                else:
+                    shown.append((attr, str(getattr(sku, attr)), str(value)))
         if row.components is not None:
-            if dict(row.components) != current.get(sku.pk, {}):
+            before = current.get(sku.pk, {})
+            if dict(row.components) != before:
                 plan.recombined.add(code)
+                shown.append(
+                    ("components", components_text(sorted(before.items())), components_text(row.components))
+                )
             if sku.is_combo != bool(row.components):
                 changed.append("is_combo")
         if changed or code in plan.recombined:
             plan.update.append((sku, row, changed))
+            plan.preview.changes.append(
+                SkuChange(code, [FieldChange(f, str(_PREVIEW_LABELS[f]), old, new) for f, old, new in shown])
+            )
         else:
             plan.unchanged += 1
+    plan.preview.new.sort(key=lambda n: n.merchant_code)
+    plan.preview.changes.sort(key=lambda c: c.merchant_code)
+    plan.preview.fingerprint = _fingerprint(plan.preview)
     return plan
 
 
@@ -531,12 +611,15 @@ def _apply(plan: _Plan, rows: dict[str, _Row], existing: dict[str, Sku]) -> tupl
     return len(created), len(plan.update)
 
 
-def import_skus(file) -> ImportResult:
+def import_skus(file, *, confirm: str | bool = False) -> ImportResult:
     """Create or update goods and SKUs from a workbook in the export layout (see module
-    docstring). Nothing is written unless every row is valid."""
+    docstring). Nothing is written unless every row is valid, nor while known SKUs would
+    change without ``confirm`` (the preview's fingerprint, or True)."""
     result = ImportResult()
     errors = result.errors
     lines = _read(file)
+    rows: dict[str, _Row] = {}
+    bad_codes: set[str] = set()
     try:
         header = next(lines, None)
         if header is None:
@@ -558,7 +641,7 @@ def import_skus(file) -> ImportResult:
         if errors:
             return result
 
-        rows: dict[str, _Row] = {}
+        code_index = columns["merchant_code"]
         for count, (number, values) in enumerate(lines):
             if count >= MAX_ROWS:
                 errors.append(
@@ -567,6 +650,10 @@ def import_skus(file) -> ImportResult:
                 break
             row = _parse_row(number, values, columns, errors)
             if row is None:
+                try:
+                    bad_codes.add(text_of(values[code_index] if code_index < len(values) else None))
+                except CellError:
+                    pass
                 continue
             first = rows.get(row.merchant_code)
             if first is not None:
@@ -584,24 +671,68 @@ def import_skus(file) -> ImportResult:
         return result
     finally:
         lines.close()
-    if errors:
-        return result
 
     existing = _existing(list(rows))
-    _check(rows, existing, errors)
+    _check(rows, existing, errors, bad_codes=bad_codes)
     if errors:
         errors.sort(key=lambda error: error.row)
         return result
     plan = _plan(rows, existing)
     result.unchanged = plan.unchanged
+    result.preview = plan.preview
     if not (plan.create or plan.update or plan.recombined):
+        return result
+    if plan.update and confirm is not True and confirm != plan.preview.fingerprint:
+        result.needs_confirmation = True
         return result
     try:
         with transaction.atomic():
             result.created, result.updated = _apply(plan, rows, existing)
+            result.applied = True
     except IntegrityError:
         result.created = result.updated = 0
         errors.append(
             RowError(0, "", _("The catalogue changed while importing (a merchant code is taken); try again."))
         )
+    return result
+
+
+# --- a previewed file, kept until it is confirmed -------------------------------------------------
+
+_UPLOAD_TOKEN = re.compile(r"[0-9a-f]{32}")
+_UPLOAD_MAX_AGE = timedelta(days=1)
+
+
+def _upload_path(user_id: int, token: str) -> str | None:
+    if not _UPLOAD_TOKEN.fullmatch(token or ""):
+        return None
+    return f"imports/skus/{int(user_id)}/{token}.xlsx"
+
+
+def keep_upload(*, user_id: int, file) -> str:
+    """Store a previewed workbook in the tenant's storage for its confirmation; returns the
+    token that names it. The user's uploads older than a day (previews never confirmed) go."""
+    folder = f"imports/skus/{int(user_id)}"
+    if default_storage.exists(folder):
+        for name in default_storage.listdir(folder)[1]:
+            old = f"{folder}/{name}"
+            if timezone.now() - default_storage.get_modified_time(old) > _UPLOAD_MAX_AGE:
+                default_storage.delete(old)
+    token = uuid.uuid4().hex
+    file.seek(0)
+    default_storage.save(_upload_path(user_id, token), File(file, name=f"{token}.xlsx"))
+    return token
+
+
+def import_kept_upload(*, user_id: int, token: str, confirm: str) -> ImportResult | None:
+    """Import a kept workbook with the preview's fingerprint; None when there is no such file.
+    The file is dropped once it was imported or turned out invalid; a new preview (the
+    catalogue changed since) keeps it for the next confirmation."""
+    path = _upload_path(user_id, token)
+    if path is None or not default_storage.exists(path):
+        return None
+    with default_storage.open(path, "rb") as fh:
+        result = import_skus(BytesIO(fh.read()), confirm=confirm or False)
+    if not result.needs_confirmation:
+        default_storage.delete(path)
     return result

@@ -34,6 +34,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 from channels.types import Platform
+from ecbao import money
 from orders import selectors
 from orders.models import Order
 
@@ -128,10 +129,6 @@ def _update(export_id: str, meta: dict, **changes) -> None:
     cache.set(_key(export_id), meta, TTL_SECONDS)
 
 
-def _yuan(fen: int) -> Decimal:
-    return Decimal(fen) / 100
-
-
 def _local(value):
     return timezone.localtime(value).replace(tzinfo=None) if value else None
 
@@ -156,10 +153,10 @@ def _row(order: Order) -> list:
         _local(order.paid_at),
         "; ".join(f"{line.merchant_code or line.title} × {line.quantity}" for line in lines),
         sum(line.quantity for line in lines),
-        _yuan(order.goods_fen),
-        _yuan(order.freight_fen),
-        _yuan(order.discount_fen),
-        _yuan(order.paid_fen),
+        money.to_yuan(order.goods_fen),
+        money.to_yuan(order.freight_fen),
+        money.to_yuan(order.discount_fen),
+        money.to_yuan(order.paid_fen),
         order.receiver_name_mask,
         order.receiver_phone_mask,
         order.province,

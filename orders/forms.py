@@ -9,16 +9,11 @@ from django.utils.translation import gettext_lazy as _
 
 from channels.models import Store
 from channels.types import Platform
-from ecbao import inputs
+from ecbao import inputs, money
 from orders import selectors
 
 MAX_YUAN = Decimal("100000000")  # ¥100,000,000
 _DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
-
-
-def yuan_to_fen(value: Decimal | None) -> int | None:
-    """Yuan as typed (at most two decimals, validated by the field) → integer fen."""
-    return None if value is None else int(value * 100)
 
 
 class _YuanField(forms.DecimalField):
@@ -105,8 +100,8 @@ class OrderFilterForm(forms.Form):
             placed_from=data.get("placed_from"),
             placed_to=data.get("placed_to"),
             merchant_code=(data.get("code") or "").strip(),
-            paid_min_fen=yuan_to_fen(data.get("min_yuan")),
-            paid_max_fen=yuan_to_fen(data.get("max_yuan")),
+            paid_min_fen=money.to_fen(data.get("min_yuan"), exact=True, blank=None),
+            paid_max_fen=money.to_fen(data.get("max_yuan"), exact=True, blank=None),
             has_buyer_remark=True if remark == "buyer" else (False if remark == "none" else None),
             has_seller_remark=True if remark == "seller" else (False if remark == "none" else None),
             flags=tuple(data.get("flags") or ()),

@@ -2,6 +2,8 @@
 
 from django import template
 
+from ecbao import money
+
 register = template.Library()
 
 
@@ -15,10 +17,7 @@ def get_item(mapping, key):
 
 @register.filter
 def fen(value):
-    """Integer fen → "¥1,234.50"; the one place money is formatted for display."""
+    """Integer fen → "¥1,234.50" (``ecbao.money.format_yuan``), money as templates show it."""
     if value in (None, ""):
         return "—"
-    amount = int(value)
-    sign = "-" if amount < 0 else ""
-    yuan, cents = divmod(abs(amount), 100)
-    return f"{sign}¥{yuan:,}.{cents:02d}"
+    return money.format_yuan(int(value), symbol=True, grouping=True)

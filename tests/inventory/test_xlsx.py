@@ -181,7 +181,8 @@ def test_import_creates_and_updates_by_merchant_code(seeded):
                 None,
                 "TS-W-L*1;TS-R-L*2",
             ),  # combo of a new SKU
-        )
+        ),
+        confirm=True,
     )
     assert result.ok, result.errors
     assert (result.created, result.updated, result.unchanged) == (3, 1, 0)
@@ -214,7 +215,8 @@ def test_changing_components_rewrites_them_and_absent_columns_keep_values(seeded
         workbook(
             ("T恤两件套", "TS-SET", "两件套", "TS-W-L*3"),
             header=["货品名称", "商家编码", "SKU名称", "组合明细"],
-        )
+        ),
+        confirm=True,
     )
     assert result.ok and (result.created, result.updated) == (0, 1)
     bundle = Sku.objects.get(merchant_code="TS-SET")
@@ -317,3 +319,130 @@ def test_exported_file_uploaded_through_the_page_is_a_no_op(seeded, alpha, alpha
     assert (result.created, result.updated, result.unchanged) == (0, 0, 3)
     assert catalogue() == before
     assert StockLevel.objects.filter(sku=seeded["white"]).get().on_hand == 12  # stock columns are read-only
+
+
+# --- issue 11, defect 18: a known merchant code is not overwritten without a confirmation ---------
+
+
+def test_issue11_d18_known_code_shows_preview_and_updates_only_after_confirmation(seeded):
+    before = catalogue()
+    file = workbook(
+        (
+            "新货品",
+            "TS-W-L",
+            "6901234567892",
+            "纯棉T恤 新款",
+            "白 L",
+            "21.00",
+            250,
+            None,
+        ),  # goods, name, cost
+        ("纯棉T恤", "TS-R-L", None, "纯棉T恤", "红 L", 19.9, 260, None),  # new
+        ("纯棉T恤", "TS-B-L", None, "纯棉T恤", "黑 L", "20.05", 0, None),  # unchanged
+    )
+    preview = xlsx.import_skus(file)
+    assert preview.ok and not preview.applied and preview.needs_confirmation
+    assert catalogue() == before  # nothing written, not even the new SKU or goods
+    assert (preview.created, preview.updated, preview.unchanged) == (0, 0, 1)
+    assert [(n.merchant_code, n.goods_name, n.name) for n in preview.preview.new] == [
+        ("TS-R-L", "纯棉T恤", "纯棉T恤")
+    ]
+    [change] = preview.preview.changes
+    assert change.merchant_code == "TS-W-L"
+    assert [(f.field, f.old, f.new) for f in change.fields] == [
+        ("goods_name", "纯棉T恤", "新货品"),
+        ("name", "纯棉T恤", "纯棉T恤 新款"),
+        ("cost", "19.90", "21.00"),
+    ]
+    # a confirmation for another preview (the catalogue changed meanwhile) applies nothing
+    file.seek(0)
+    stale = xlsx.import_skus(file, confirm="0" * 16)
+    assert not stale.applied and stale.needs_confirmation and catalogue() == before
+    file.seek(0)
+    done = xlsx.import_skus(file, confirm=preview.preview.fingerprint)
+    assert done.ok and done.applied and not done.needs_confirmation
+    assert (done.created, done.updated, done.unchanged) == (1, 1, 1)
+    white = Sku.objects.get(merchant_code="TS-W-L")
+    assert (white.goods.name, white.name, white.cost_fen) == ("新货品", "纯棉T恤 新款", 2100)
+    # the flag form (API, scripts): confirm=True applies whatever the file changes
+    again = xlsx.import_skus(
+        workbook(("新货品", "TS-W-L", "6901234567892", "纯棉T恤", "白 L", "22", 250, None)), confirm=True
+    )
+    assert again.applied and again.updated == 1
+    assert Sku.objects.get(merchant_code="TS-W-L").cost_fen == 2200
+
+
+def test_issue11_d18_only_new_codes_import_without_confirmation(seeded):
+    result = xlsx.import_skus(workbook(("袜子", "SOCK-1", None, "船袜", "", "5", None, "")))
+    assert result.applied and result.created == 1 and not result.needs_confirmation
+    assert Sku.objects.filter(merchant_code="SOCK-1").exists()
+
+
+def test_issue11_d18_unknown_component_is_reported_beside_other_problems(seeded):
+    before = catalogue()
+    result = xlsx.import_skus(
+        workbook(
+            ("套装", "SET-B", None, "套装B", "", 1, 0, "GHOST*1"),  # row 2: unknown component
+            ("新货品", "NEW-1", None, "新品", "", "abc", None, None),  # row 3: bad cost
+            ("套装", "SET-C", None, "套装C", "", 1, 0, "NEW-1*1"),  # row 4: its component's row is bad
+        )
+    )
+    assert [(e.row, e.column) for e in result.errors] == [(2, "组合明细"), (3, "成本价(元)")]
+    assert "GHOST" in result.errors[0].message
+    assert catalogue() == before
+
+
+def test_issue11_d18_import_page_previews_changes_and_asks_before_updating(seeded, alpha, alpha_client):
+    client = _login(alpha, alpha_client, Role.OPERATOR)
+    before = catalogue()
+    data = workbook(
+        ("纯棉T恤", "TS-W-L", "6901234567892", "纯棉T恤", "白 L", "21.00", 250, None),
+        ("袜子", "SOCK-1", None, "船袜", "", "5", None, ""),
+    ).getvalue()
+    response = client.post("/inventory/skus/import/", {"file": SimpleUploadedFile("skus.xlsx", data)})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-testid="import-preview"' in body and 'data-testid="import-confirm"' in body
+    assert "19.90" in body and "21.00" in body and "SOCK-1" in body
+    assert catalogue() == before
+    preview = response.context["result"].preview
+    confirmed = client.post(
+        "/inventory/skus/import/", {"upload": response.context["upload"], "confirm": preview.fingerprint}
+    )
+    assert confirmed.status_code == 200
+    assert 'data-testid="import-result"' in confirmed.content.decode()
+    assert Sku.objects.get(merchant_code="TS-W-L").cost_fen == 2100
+    assert Sku.objects.filter(merchant_code="SOCK-1").exists()
+    # the stored upload is gone after use
+    gone = client.post(
+        "/inventory/skus/import/", {"upload": response.context["upload"], "confirm": preview.fingerprint}
+    )
+    assert gone.status_code == 400
+
+
+def test_issue11_d18_api_import_asks_for_confirmation(seeded, alpha, alpha_client):
+    client = _login(alpha, alpha_client, Role.OPERATOR)
+    data = workbook(("纯棉T恤", "TS-W-L", "6901234567892", "纯棉T恤", "白 L", "21.00", 250, None)).getvalue()
+    first = client.post("/api/v1/skus/import/", {"file": SimpleUploadedFile("skus.xlsx", data)})
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["applied"] is False and body["confirmation_required"] is True
+    assert body["preview"]["changes"] == [
+        {"merchant_code": "TS-W-L", "fields": [{"field": "cost", "old": "19.90", "new": "21.00"}]}
+    ]
+    assert Sku.objects.get(merchant_code="TS-W-L").cost_fen == 1990
+    second = client.post(
+        "/api/v1/skus/import/",
+        {"file": SimpleUploadedFile("skus.xlsx", data), "confirm": body["preview"]["fingerprint"]},
+    )
+    assert second.status_code == 200 and second.json()["applied"] is True
+    assert Sku.objects.get(merchant_code="TS-W-L").cost_fen == 2100
+    bad = client.post(
+        "/api/v1/skus/import/",
+        {
+            "file": SimpleUploadedFile(
+                "skus.xlsx", workbook(("x", "Y", None, "", "", "1", 0, None)).getvalue()
+            )
+        },
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["details"]["rows"][0]["row"] == 2
