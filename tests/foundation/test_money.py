@@ -97,3 +97,14 @@ def test_fen_back_to_yuan():
     assert money.format_yuan(-5) == "-0.05"
     assert money.format_yuan(123456789, symbol=True, grouping=True) == "¥1,234,567.89"
     assert money.to_fen(money.format_yuan(98765)) == 98765
+
+
+def test_kuaishou_bill_amounts_use_the_same_rule():
+    from channels.connectors.kuaishou.api import fen
+
+    assert fen("12.345") == 1235  # yuan text, half up (was half even through Decimal's default)
+    assert fen("1.005") == 101
+    assert fen("-3.50") == -350  # deductions
+    assert fen("1234") == 1234  # without a point: already fen
+    assert fen(1234) == 1234
+    assert (fen(""), fen(None), fen("abc")) == (0, 0, 0)

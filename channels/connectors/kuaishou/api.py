@@ -8,7 +8,6 @@ import hmac
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from channels.connectors.base import (
@@ -17,6 +16,7 @@ from channels.connectors.base import (
     from_epoch,
 )
 from channels.errors import AuthExpired, PlatformRejected, RateLimited, TemporarilyUnavailable
+from ecbao import money
 
 logger = logging.getLogger("channels.connectors.kuaishou")
 
@@ -134,10 +134,10 @@ def fen(value: Any) -> int:
     if not text:
         return 0
     try:
-        if "." in text:
-            return int((Decimal(text) * 100).to_integral_value())
+        if "." in text:  # yuan: the kernel's one rule (half up to the fen)
+            return money.to_fen(text, negative=True)
         return int(text)
-    except (InvalidOperation, ValueError):
+    except ValueError:  # MoneyError is one
         return 0
 
 
