@@ -741,11 +741,41 @@ def _mark_shipped_on_platform(order: Order, lines: list[OrderLine], *, partial: 
                 stock.ship_reservation(source_key=line.reservation_key, reason="shipped (platform)")
                 line.status = LineStatus.SHIPPED
                 line.save(update_fields=["status"])
-        Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN).update(
-            status=Fulfilment.Status.SHIPPED
-        )
+        _ship_out_of_fulfilments(order)
     if status.can_transition(order, target):
         status.transition(order, target, source="platform", message="shipped according to the platform")
+
+
+def _ship_out_of_fulfilments(order: Order) -> None:
+    """The order's open fulfilments are shipped. One it shares with other orders (merged)
+    stays open for them: this order's lines move out of it into a shipped fulfilment of their
+    own, so the others keep their parcel and every line's quantities still add up."""
+    own = list(
+        FulfilmentLine.objects.select_for_update(of=("self",)).filter(
+            order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN
+        )
+    )
+    if not own:
+        return
+    holding = {fl.fulfilment_id for fl in own}
+    shared = set(
+        FulfilmentLine.objects.filter(fulfilment_id__in=holding)
+        .exclude(order_line__order=order)
+        .values_list("fulfilment_id", flat=True)
+    )
+    Fulfilment.objects.filter(pk__in=holding - shared).update(status=Fulfilment.Status.SHIPPED)
+    if not shared:
+        return
+    shipped = Fulfilment.objects.create(
+        store=order.store, receiver_fingerprint=order.receiver_fingerprint, status=Fulfilment.Status.SHIPPED
+    )
+    _move_lines([fl for fl in own if fl.fulfilment_id in shared], shipped)
+    _refresh_merged(shared)
+    _event(
+        order,
+        "unmerged",
+        message=f"shipped on the platform: out of merged fulfilment {min(shared)} into fulfilment {shipped.pk}",
+    )
 
 
 def rematch_waiting_lines(*, listing_id: int) -> int:
@@ -910,25 +940,29 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
     )
     # A split order has a line in several open fulfilments: one target line per order line,
     # with the quantities summed (the line's total is unchanged).
-    moving = FulfilmentLine.objects.select_for_update().filter(
-        order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
+    moving = list(
+        FulfilmentLine.objects.select_for_update(of=("self",)).filter(
+            order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
+        )
     )
-    totals: dict[int, int] = {}
-    left = set()
-    for order_line_id, fulfilment_id, quantity in moving.values_list(
-        "order_line_id", "fulfilment_id", "quantity"
-    ):
-        totals[order_line_id] = totals.get(order_line_id, 0) + quantity
-        left.add(fulfilment_id)
-    moving.delete()
-    FulfilmentLine.objects.bulk_create(
-        FulfilmentLine(fulfilment=target, order_line_id=pk, quantity=n) for pk, n in sorted(totals.items())
-    )
+    _move_lines(moving, target)
     Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
-    _refresh_merged(left)
+    _refresh_merged({fl.fulfilment_id for fl in moving})
     for order in locked:
         _event(order, "merged", source="user", actor=actor, message=f"merged into fulfilment {target.pk}")
     return target
+
+
+def _move_lines(moving: list[FulfilmentLine], target: Fulfilment) -> None:
+    """Move fulfilment lines into ``target``, one line per order line with the quantities
+    summed (a split line sits in several fulfilments; the line's total is unchanged)."""
+    totals: dict[int, int] = {}
+    for fl in moving:
+        totals[fl.order_line_id] = totals.get(fl.order_line_id, 0) + fl.quantity
+    FulfilmentLine.objects.filter(pk__in=[fl.pk for fl in moving]).delete()
+    FulfilmentLine.objects.bulk_create(
+        FulfilmentLine(fulfilment=target, order_line_id=pk, quantity=n) for pk, n in sorted(totals.items())
+    )
 
 
 def _refresh_merged(fulfilment_ids) -> None:

@@ -89,3 +89,42 @@ def test_issue11_d2_an_order_held_before_payment_reserves_when_paid_and_ships_fr
     assert order.status == "shipped" and order.lines.get().status == LineStatus.SHIPPED
     assert (level.on_hand, level.reserved) == (10 - 2, 0)
     assert not ledger_mismatches()
+
+
+def test_issue11_d3_a_platform_shipment_of_one_merged_order_moves_its_lines_out(in_alpha, store, skus):
+    a_co = channel_order("D3A", lines=(line(1, qty=2), line(2, "CAP-RED", qty=1)))
+    a = services.ingest_channel_order(store=store, co=a_co)
+    b = ingest(store, "D3B", lines=(line(1, qty=3),))  # same receiver: merged automatically
+    merged = Fulfilment.objects.filter(lines__order_line__order=a).distinct().get()
+    assert merged.is_merged and Fulfilment.objects.get(lines__order_line__order=b) == merged
+    assert StockLevel.objects.get(sku=skus["TS-WHT-L"]).reserved == 5
+
+    services.ingest_channel_order(
+        store=store, co=later(a_co, status=ChannelStatus.SHIPPED, platform_status="3")
+    )
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (a.status, b.status) == ("shipped", "approved")
+    merged.refresh_from_db()
+    assert merged.status == Fulfilment.Status.OPEN and not merged.is_merged  # B's parcel, B's alone
+    assert sorted(merged.lines.values_list("order_line__order__platform_order_id", "quantity")) == [
+        ("D3B", 3)
+    ]
+    shipped = Fulfilment.objects.filter(lines__order_line__order=a).distinct().get()
+    assert shipped.status == Fulfilment.Status.SHIPPED and shipped != merged
+    assert sorted(shipped.lines.values_list("order_line__platform_line_id", "quantity")) == [
+        ("L1", 2),
+        ("L2", 1),
+    ]
+    level = StockLevel.objects.get(sku=skus["TS-WHT-L"])
+    assert (level.on_hand, level.reserved) == (10 - 2, 3)  # B's reservation is still live
+    assert_lines_add_up(a, b)
+
+    # B goes on with its one parcel: a later platform version gives it no second fulfilment.
+    services.ingest_channel_order(
+        store=store, co=later(channel_order("D3B", lines=(line(1, qty=3),)), seller_remark="")
+    )
+    services.set_rule(kind="auto_merge", enabled=True)
+    assert services._open_fulfilment(b) == merged
+    assert Fulfilment.objects.filter(lines__order_line__order=b).count() == 1
+    assert not ledger_mismatches()
