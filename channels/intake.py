@@ -78,6 +78,12 @@ def receive_push(
     except BadPushMessage as exc:
         logger.warning("rejected %s push for app %s: %s", platform, app.app_key, exc)
         return codec.reject()
+    foreign = sorted({m.platform_shop_id for m in messages if _route_for(platform, app, m) is REFUSED})
+    if foreign:
+        logger.warning(
+            "refused %s push signed by app %s for shop(s) of another app: %s", platform, app.app_key, foreign
+        )
+        return codec.reject()
     with transaction.atomic():
         receipt = PushReceipt.objects.create(
             platform=platform,
@@ -95,21 +101,35 @@ def enqueue_route(receipt_id: int) -> None:
     route_push_receipt.delay(receipt_id)
 
 
-def _self_use_app(platform: str, app_key: str) -> bool:
-    """A merchant's own app (one app = one shop), as opposed to the deployment's shared app."""
-    return PlatformApp.objects.filter(platform=platform, app_key=app_key, tenant__isnull=False).exists()
+class _Refused:
+    """``_route_for``'s answer for a message naming a shop that another app's route owns."""
 
 
-def _tenant_for(platform: str, app_key: str, message: PushMessage):
-    route = None
+REFUSED = _Refused()
+
+
+def _route_for(platform: str, app: PlatformApp, message: PushMessage) -> ShopRoute | _Refused | None:
+    """Where a message signed by ``app`` may go: only to a shop routed to that same app (and,
+    for a merchant's self-use app, to that merchant). A message naming a shop that is routed
+    to another app is ``REFUSED``: an app's keys — a merchant can register their own — never
+    reach another app's shops. None: no route (yet)."""
     if message.platform_shop_id:
-        route = ShopRoute.objects.filter(platform=platform, platform_shop_id=message.platform_shop_id).first()
-    # A self-use app's pushes may not name the shop, or name it differently (WeChat: the gh_ id).
-    # The deployment's app serves every merchant: a shop nobody connected stays unroutable.
-    if route is None and _self_use_app(platform, app_key):
-        routes = list(ShopRoute.objects.filter(platform=platform, app_key=app_key)[:2])
-        route = routes[0] if len(routes) == 1 else None
-    return route.tenant if route else None
+        named = ShopRoute.objects.filter(platform=platform, platform_shop_id=message.platform_shop_id).first()
+        if named is not None:
+            if named.app_key != app.app_key or (
+                app.tenant_id is not None and named.tenant_id != app.tenant_id
+            ):
+                return REFUSED
+            return named
+    # A self-use app's pushes may not name the shop, or name it differently (WeChat: the gh_ id):
+    # its one shop. The deployment's app serves every merchant: a shop nobody connected stays
+    # unroutable.
+    if app.tenant_id is not None:
+        routes = list(
+            ShopRoute.objects.filter(platform=platform, app_key=app.app_key, tenant_id=app.tenant_id)[:2]
+        )
+        return routes[0] if len(routes) == 1 else None
+    return None
 
 
 def route_receipt(*, receipt_id: int) -> PushReceipt:
@@ -118,6 +138,7 @@ def route_receipt(*, receipt_id: int) -> PushReceipt:
     if receipt.kind == PushReceipt.Kind.AUTHORIZATION:  # WeChat third-party platform events
         return process_authorization_receipt(receipt)
     codec = push_codec(receipt.platform)
+    app = PlatformApp.objects.get(platform=receipt.platform, app_key=receipt.app_key)
     credentials = services.app_credentials(platform=receipt.platform, app_key=receipt.app_key)
     receipt.attempts += 1
     try:
@@ -131,26 +152,40 @@ def route_receipt(*, receipt_id: int) -> PushReceipt:
         receipt.status, receipt.error = PushReceipt.Status.FAILED, str(exc)
         receipt.save(update_fields=["status", "error", "attempts"])
         return receipt
-    unroutable = []
+    unroutable, refused = [], []
     for message in messages:
-        tenant = _tenant_for(receipt.platform, receipt.app_key, message)
-        if tenant is None:
+        route = _route_for(receipt.platform, app, message)
+        if route is REFUSED:
+            refused.append(message.platform_shop_id)
+            continue
+        if route is None:
             if message.kind != "test":
                 unroutable.append(message.platform_shop_id or "?")
             continue
-        with schema_context(tenant.schema_name):
-            _deliver_to_inbox(receipt=receipt, message=message)
-    receipt.status = PushReceipt.Status.UNROUTABLE if unroutable else PushReceipt.Status.ROUTED
-    receipt.error = f"no tenant for shop(s) {', '.join(sorted(set(unroutable)))}" if unroutable else ""
+        with schema_context(route.tenant.schema_name):
+            _deliver_to_inbox(receipt=receipt, message=message, self_use=app.tenant_id is not None)
+    errors = []
+    if unroutable:
+        errors.append(f"no tenant for shop(s) {', '.join(sorted(set(unroutable)))}")
+    if refused:
+        errors.append(f"refused: shop(s) {', '.join(sorted(set(refused)))} belong to another app")
+    receipt.status = PushReceipt.Status.UNROUTABLE if errors else PushReceipt.Status.ROUTED
+    receipt.error = "; ".join(errors)
     receipt.routed_at = timezone.now()
     receipt.save(update_fields=["status", "error", "attempts", "routed_at"])
     return receipt
 
 
-def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage) -> None:
-    store = Store.objects.filter(platform=receipt.platform, platform_shop_id=message.platform_shop_id).first()
-    if store is None and (not message.platform_shop_id or _self_use_app(receipt.platform, receipt.app_key)):
-        store = Store.objects.filter(platform=receipt.platform, app_key=receipt.app_key).first()
+def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage, self_use: bool) -> None:
+    """Runs in the tenant's schema, for a route ``_route_for`` allowed: the store of this app
+    that the message names, or — for a self-use app, or a message naming no shop — the app's
+    only store here."""
+    stores = Store.objects.filter(platform=receipt.platform, app_key=receipt.app_key)
+    store = (
+        stores.filter(platform_shop_id=message.platform_shop_id).first() if message.platform_shop_id else None
+    )
+    if store is None and (self_use or not message.platform_shop_id):
+        store = stores.first() if len(stores[:2]) == 1 else None
     with transaction.atomic():
         inbox, created = InboxMessage.objects.get_or_create(
             platform=receipt.platform,
