@@ -157,9 +157,9 @@ def main() -> dict:
     ensure_bench_tenant()
     with schema_context(BENCH_SCHEMA):
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
 
         from channels.models import Store
+        from tenants.accounts.services import issue_api_token
 
         stores = [
             Store.objects.get_or_create(
@@ -174,7 +174,7 @@ def main() -> dict:
             cursor.execute("VACUUM ANALYZE orders_order")
             cursor.execute("VACUUM ANALYZE orders_orderline")
         owner = get_user_model().objects.get(username="bench")
-        token = Token.objects.get_or_create(user=owner)[0].key
+        token = issue_api_token(user=owner, name="bench")[1]
     connection.set_schema_to_public()
     client = Client(HTTP_HOST="bench.localhost")
     assert (

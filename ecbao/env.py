@@ -54,6 +54,32 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise EnvError(name, f"expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise EnvError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def proxy_networks(name: str) -> list[str]:
+    """Comma-separated IP addresses or networks (CIDR) of trusted reverse proxies."""
+    import ipaddress
+
+    items = env_list(name, [])
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise EnvError(name, f"not an IP address or network: {item!r}") from None
+    return items
+
+
 def database_config(name: str = "DATABASE_URL") -> dict:
     """Parse a PostgreSQL URL into a Django DATABASES entry for django-tenants."""
     import dj_database_url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,7 +54,8 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
@@ -67,7 +69,9 @@ TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.admin",
-    "rest_framework.authtoken",
+    # Per schema: a tenant's API tokens and its failed-login records stay in its schema.
+    "knox",
+    "axes",
     "tenants.accounts",
     "channels",
     "inventory",
@@ -106,6 +110,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -180,8 +185,36 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
-LOGIN_FAILURE_LIMIT = 5
-LOGIN_FAILURE_WINDOW_SECONDS = 15 * 60
+# Login throttling (tenants/accounts/throttle.py): a (username, address) pair locks after
+# AXES_FAILURE_LIMIT failures for AXES_COOLOFF_TIME (django-axes, attempts stored per schema);
+# an address that failed LOGIN_ADDRESS_FAILURE_LIMIT times in the window is refused outright.
+AUTHENTICATION_BACKENDS = [
+    "tenants.accounts.throttle.AddressLimitBackend",
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ecbao.clientip.client_ip"
+AXES_LOCKOUT_CALLABLE = "tenants.accounts.throttle.lockout_response"
+AXES_VERBOSE = False
+LOGIN_ADDRESS_FAILURE_LIMIT = env.env_int("ECBAO_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+LOGIN_ADDRESS_WINDOW_SECONDS = 60 * 60
+# The client address behind reverse proxies (ecbao/clientip.py): their networks, or their number.
+ECBAO_TRUSTED_PROXIES = env.proxy_networks("ECBAO_TRUSTED_PROXIES")
+ECBAO_TRUSTED_PROXY_COUNT = env.env_int("ECBAO_TRUSTED_PROXY_COUNT", 0)
+
+# API tokens (django-rest-knox): stored as SHA-512 digests, expiring, sent as `Token <key>`.
+KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 - a model name
+API_TOKEN_LIFETIME_DAYS = env.env_int("ECBAO_API_TOKEN_DAYS", 90, minimum=1)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_LIFETIME_DAYS),
+    "TOKEN_PREFIX": "ecb_",
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -196,7 +229,7 @@ USE_TZ = True
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tenants.accounts.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.accounts.permissions.TenantStaffAPIPermission"],

@@ -1,14 +1,13 @@
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ecbao.api import error_response
-from tenants.accounts import selectors, services
-from tenants.accounts.forms import client_ip
+from tenants.accounts import selectors, services, throttle
 from tenants.accounts.models import Invitation, Role
 from tenants.accounts.permissions import has_capability, in_tenant_schema
 
@@ -69,34 +68,41 @@ def me(request):
 
 @extend_schema(
     request=inline_serializer(
-        "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+        "TokenRequest",
+        {
+            "username": serializers.CharField(),
+            "password": serializers.CharField(),
+            "name": serializers.CharField(required=False, help_text="A label shown in the token list."),
+        },
     ),
-    responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+    responses=inline_serializer(
+        "TokenResponse", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
+    ),
     auth=[],
 )
 @api_view(["POST"])
 @permission_classes([AllowAny])
 def obtain_token(request):
-    """Exchange a username and password of this tenant for an API token (throttled like login)."""
+    """Exchange a username and password of this tenant for a new API token (throttled like the
+    login page: per username and address, and per address). The key is shown only here."""
     if not in_tenant_schema():
         return error_response(code="not_found", message="Not found.", http_status=status.HTTP_404_NOT_FOUND)
     username = str(request.data.get("username", ""))
     password = str(request.data.get("password", ""))
-    ip = client_ip(request)
-    if services.login_is_locked(username=username, ip=ip):
+    user = authenticate(request, username=username, password=password)
+    if user is None and throttle.was_locked(request):
         return error_response(
             code="locked",
             message="Too many failed attempts; try again later.",
             http_status=status.HTTP_429_TOO_MANY_REQUESTS,
         )
-    user = authenticate(request, username=username, password=password)
     if user is None or not has_capability(user, "dashboard.view"):
-        services.record_failed_login(username=username, ip=ip)
         return error_response(
             code="authentication_failed",
             message="Invalid username or password.",
             http_status=status.HTTP_400_BAD_REQUEST,
         )
-    services.clear_failed_logins(username=username, ip=ip)
-    token, _created = Token.objects.get_or_create(user=user)
-    return Response({"token": token.key})
+    # A sign-in: resets this (username, address) pair's failures and records last_login.
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
+    token, raw_key = services.issue_api_token(user=user, name=str(request.data.get("name") or "API"))
+    return Response({"token": raw_key, "expiry": token.expiry})

@@ -3,16 +3,13 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from tenants.accounts import services
+from tenants.accounts import throttle
 from tenants.accounts.models import Role
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") if request is not None else None
-
-
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Login form that refuses further attempts after repeated failures (per user and per IP)."""
+    """Login form that says so when the attempt was refused by a lock (tenants/accounts/throttle.py)
+    rather than by the password."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
@@ -20,17 +17,12 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     }
 
     def clean(self):
-        username = self.cleaned_data.get("username") or ""
-        ip = client_ip(self.request)
-        if services.login_is_locked(username=username, ip=ip):
-            raise ValidationError(self.error_messages["locked"], code="locked")
         try:
-            cleaned = super().clean()
+            return super().clean()
         except ValidationError:
-            services.record_failed_login(username=username, ip=ip)
+            if throttle.was_locked(self.request):
+                raise ValidationError(self.error_messages["locked"], code="locked") from None
             raise
-        services.clear_failed_logins(username=username, ip=ip)
-        return cleaned
 
 
 STAFF_ROLE_CHOICES = [(value, label) for value, label in Role.choices if value != Role.OWNER]
@@ -39,6 +31,16 @@ STAFF_ROLE_CHOICES = [(value, label) for value, label in Role.choices if value !
 class InviteForm(forms.Form):
     email = forms.EmailField(label=_("Email"))
     role = forms.ChoiceField(label=_("Role"), choices=STAFF_ROLE_CHOICES)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100, help_text=_("What uses it, e.g. the ERP bridge."))
+    days = forms.TypedChoiceField(
+        label=_("Valid for"),
+        coerce=int,
+        initial=90,
+        choices=[(30, _("30 days")), (90, _("90 days")), (365, _("1 year"))],
+    )
 
 
 class AcceptInvitationForm(forms.Form):

@@ -1,4 +1,4 @@
-"""Account actions: staff invitations, password changes, failed-login throttling."""
+"""Account actions: staff invitations, roles and deactivation, API tokens."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants.accounts.models import Invitation, Role
+from tenants.accounts.models import ApiToken, Invitation, Role
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -82,30 +81,23 @@ def purge_expired_invitations() -> int:
     return deleted
 
 
-# --- failed-login throttling ----------------------------------------------------------------
-# Counters live in the (tenant-keyed) cache: per username and per client address.
+# --- API tokens ------------------------------------------------------------------------------
 
 
-def _failure_keys(username: str, ip: str | None) -> list[str]:
-    keys = [f"login-fail:user:{username.strip().lower()}"]
-    if ip:
-        keys.append(f"login-fail:ip:{ip}")
-    return keys
+def issue_api_token(*, user, name: str = "", days: int | None = None) -> tuple[ApiToken, str]:
+    """Make a token for ``user``; returns it with the raw key, which is shown once and stored
+    only as a digest. It expires after ``days`` (default API_TOKEN_LIFETIME_DAYS)."""
+    lifetime = timedelta(days=days or settings.API_TOKEN_LIFETIME_DAYS)
+    token, raw_key = ApiToken.objects.create(user=user, expiry=lifetime, name=name.strip()[:100])
+    return token, raw_key
 
 
-def login_is_locked(*, username: str, ip: str | None) -> bool:
-    limit = settings.LOGIN_FAILURE_LIMIT
-    return any((cache.get(key) or 0) >= limit for key in _failure_keys(username, ip))
+def revoke_api_token(*, actor, digest: str) -> ApiToken:
+    """Revoke a token: its own user may, and so may anyone who manages staff (any user's)."""
+    from tenants.accounts.permissions import has_capability
 
-
-def record_failed_login(*, username: str, ip: str | None) -> None:
-    for key in _failure_keys(username, ip):
-        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-
-
-def clear_failed_logins(*, username: str, ip: str | None) -> None:
-    cache.delete_many(_failure_keys(username, ip))
+    token = ApiToken.objects.select_related("user").filter(digest=digest).first()
+    if token is None or (token.user_id != actor.pk and not has_capability(actor, "staff.manage")):
+        raise PermissionDenied(_("No such token."))
+    token.delete()
+    return token

@@ -11,7 +11,7 @@ urlpatterns = [
     path("password/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("staff/", views.staff, name="staff"),
     path("invite/<str:token>/", views.accept_invitation, name="accept_invitation"),
-    path("token/", views.api_token, name="api_token"),
-    path("token/regenerate/", views.api_token_regenerate, name="api_token_regenerate"),
+    path("tokens/", views.api_tokens, name="api_tokens"),
+    path("tokens/<str:digest>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     path("supplier/", views.supplier_home, name="supplier_home"),
 ]

@@ -1,16 +1,20 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
 
 from tenants.accounts import selectors, services
-from tenants.accounts.forms import AcceptInvitationForm, InviteForm, ThrottledAuthenticationForm
+from tenants.accounts.forms import (
+    AcceptInvitationForm,
+    ApiTokenForm,
+    InviteForm,
+    ThrottledAuthenticationForm,
+)
 from tenants.accounts.permissions import capability_required, has_capability
 
 
@@ -92,18 +96,41 @@ def accept_invitation(request, token):
 
 
 @capability_required("dashboard.view")
-def api_token(request):
-    token = Token.objects.filter(user=request.user).first()
-    return render(request, "accounts/api_token.html", {"token": token})
+def api_tokens(request):
+    """The user's API tokens (name, start of the key, expiry, last use) with create and revoke;
+    people who manage staff also see and revoke everyone else's. A new key is shown once."""
+    form = ApiTokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        _token, new_key = services.issue_api_token(
+            user=request.user, name=form.cleaned_data["name"], days=int(form.cleaned_data["days"])
+        )
+        messages.success(request, _("A new API token was created. Copy it now: it is not shown again."))
+        form = ApiTokenForm()
+    others = None
+    if has_capability(request.user, "staff.manage"):
+        others = selectors.api_tokens().exclude(user=request.user)
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {
+            "form": form,
+            "new_key": new_key,
+            "tokens": selectors.api_tokens().filter(user=request.user),
+            "others": others,
+        },
+    )
 
 
 @require_POST
 @capability_required("dashboard.view")
-def api_token_regenerate(request):
-    Token.objects.filter(user=request.user).delete()
-    Token.objects.create(user=request.user)
-    messages.success(request, _("A new API token was created; the old one no longer works."))
-    return redirect("accounts:api_token")
+def api_token_revoke(request, digest):
+    try:
+        token = services.revoke_api_token(actor=request.user, digest=digest)
+    except PermissionDenied as exc:
+        raise Http404(str(exc)) from None
+    messages.success(request, _("Token %(name)s was revoked.") % {"name": token.name or token.token_key})
+    return redirect("accounts:api_tokens")
 
 
 @capability_required("supplier.portal")

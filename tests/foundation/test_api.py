@@ -1,5 +1,4 @@
 from django_tenants.utils import schema_context
-from rest_framework.authtoken.models import Token
 
 from tenants.accounts.models import Role
 from tests.conftest import OWNER_PASSWORD, make_user
@@ -43,7 +42,9 @@ def _token(tenant, username):
     with schema_context(tenant.schema_name):
         from django.contrib.auth import get_user_model
 
-        return Token.objects.create(user=get_user_model().objects.get(username=username)).key
+        from tenants.accounts.services import issue_api_token
+
+        return issue_api_token(user=get_user_model().objects.get(username=username))[1]
 
 
 def test_list_is_keyset_paginated(alpha, alpha_client):

@@ -5,7 +5,6 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django_tenants.utils import schema_context
-from rest_framework.authtoken.models import Token
 
 from tenants.accounts.models import Role
 from tests.conftest import OWNER_PASSWORD, make_user
@@ -42,11 +41,13 @@ def test_api_token_of_one_tenant_is_rejected_by_another(alpha, beta, alpha_clien
     with schema_context(alpha.schema_name):
         from django.contrib.auth import get_user_model
 
-        token = Token.objects.create(user=get_user_model().objects.get(username="alpha-owner"))
-    ok = alpha_client.get("/api/v1/users/", HTTP_AUTHORIZATION=f"Token {token.key}")
+        from tenants.accounts.services import issue_api_token
+
+        _token, key = issue_api_token(user=get_user_model().objects.get(username="alpha-owner"))
+    ok = alpha_client.get("/api/v1/users/", HTTP_AUTHORIZATION=f"Token {key}")
     assert ok.status_code == 200
     assert [u["username"] for u in ok.json()["results"]] == ["alpha-owner"]
-    refused = beta_client.get("/api/v1/users/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    refused = beta_client.get("/api/v1/users/", HTTP_AUTHORIZATION=f"Token {key}")
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "authentication_failed"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from channels.models import Store
 from inventory import services, tasks
 from inventory.models import Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 from tenants.accounts.models import Role
+from tenants.accounts.services import issue_api_token
 from tests.conftest import make_user
 
 
@@ -21,7 +21,7 @@ def api(in_alpha, alpha_client):
     def as_role(role: str):
         user = make_user(in_alpha, f"api-{role}", role) if role != Role.OWNER else None
         user = user or get_user_model().objects.get(username="alpha-owner")
-        auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+        auth = {"HTTP_AUTHORIZATION": f"Token {issue_api_token(user=user)[1]}"}
 
         def call(method: str, path: str, data=None):
             send = getattr(alpha_client, method)

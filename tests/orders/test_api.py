@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from channels import services as channel_services
 from channels.types import CipherField, OrderStatus, Receiver
@@ -16,6 +15,7 @@ from orders import services
 from orders.models import Order, ReviewRule
 from orders.models import OrderStatus as S
 from tenants.accounts.models import Role
+from tenants.accounts.services import issue_api_token
 from tests.conftest import make_user
 from tests.orders.conftest import T0, channel_order, line
 
@@ -29,7 +29,7 @@ def api(in_alpha, alpha_client):
             user = get_user_model().objects.get(username="alpha-owner")
         else:
             user = make_user(in_alpha, f"api-{role}", role)
-        auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+        auth = {"HTTP_AUTHORIZATION": f"Token {issue_api_token(user=user)[1]}"}
 
         def call(method: str, path: str, data=None):
             send = getattr(alpha_client, method)

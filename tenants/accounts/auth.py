@@ -1,0 +1,24 @@
+"""API authentication: hashed, expiring tokens (django-rest-knox) that record their last use."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+
+LAST_USE_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """``Authorization: Token <key>``: knox finds the token by its first characters, compares the
+    SHA-512 digest, refuses expired tokens and inactive users; this also notes when a token was
+    last used (at most one write a minute per token)."""
+
+    def validate_user(self, auth_token):
+        user, token = super().validate_user(auth_token)
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USE_RESOLUTION:
+            type(token).objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+        return user, token
