@@ -112,6 +112,16 @@ def make_user(tenant: Tenant, username: str, role: str, password: str = "Staff-p
         return create_user(username=username, password=password, role=role)
 
 
+def api_key(tenant: Tenant, username: str) -> str:
+    """A new API token key for ``username`` of ``tenant`` (keys are stored hashed: use it now)."""
+    from django.contrib.auth import get_user_model
+
+    from tenants.accounts.services import issue_api_token
+
+    with schema_context(tenant.schema_name):
+        return issue_api_token(user=get_user_model().objects.get(username=username), name="test")[1]
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Throttle counters and other cache entries live in Redis, outside the test transaction:

@@ -14,7 +14,11 @@ PASSWORD = "Staff-pass-2026"
 
 
 def _obtain(client, username="alpha-owner", password=OWNER_PASSWORD, **extra) -> str:
-    response = client.post("/api/v1/auth/token/", {"username": username, "password": password, **extra})
+    response = client.post(
+        "/api/v1/auth/token/",
+        {"username": username, "password": password, **extra},
+        content_type="application/json",
+    )
     assert response.status_code == 200, response.content
     return response.json()["token"]
 

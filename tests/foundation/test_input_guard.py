@@ -7,11 +7,9 @@ from urllib.parse import quote
 import pytest
 from django.test import Client, RequestFactory
 from django.urls import get_resolver
-from django_tenants.utils import schema_context
-from rest_framework.authtoken.models import Token
 
 from tenants.accounts.models import Role
-from tests.conftest import OWNER_PASSWORD, make_user
+from tests.conftest import OWNER_PASSWORD, api_key, make_user
 
 PASSWORD = "Staff-pass-2026"
 
@@ -25,10 +23,7 @@ def _envelope(response, status: int) -> dict:
 
 
 def _token(tenant, username) -> str:
-    with schema_context(tenant.schema_name):
-        from django.contrib.auth import get_user_model
-
-        return Token.objects.create(user=get_user_model().objects.get(username=username)).key
+    return api_key(tenant, username)
 
 
 @pytest.mark.parametrize("offset", ["+16:00", "-16:00", "+23:59"])

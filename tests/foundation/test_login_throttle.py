@@ -23,7 +23,12 @@ def attempt(tenant, door: str, username: str, password: str, **meta) -> str:
         assert response.status_code == 200
         errors = response.context["form"].non_field_errors().as_data()
         return "locked" if any(e.code == "locked" for e in errors) else "failed"
-    response = client.post("/api/v1/auth/token/", {"username": username, "password": password}, **meta)
+    response = client.post(
+        "/api/v1/auth/token/",
+        {"username": username, "password": password},
+        content_type="application/json",
+        **meta,
+    )
     if response.status_code == 200:
         assert response.json()["token"]
         return "ok"
