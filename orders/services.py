@@ -243,7 +243,9 @@ def ingest_batch(*, store: Store, items: list[tuple[ChannelOrder, int | None]]) 
     (``inventory.services.reserve_many``), events, fulfilments and final statuses. Everything
     else (updates of known orders, orders first seen shipped, cancelled or refunding, orders
     another worker created meanwhile) goes through ``ingest_channel_order`` one by one, in a
-    savepoint each. Returns the number of orders created set-based."""
+    savepoint each. All versions are applied in payment order, so the earliest payment gets
+    short stock whether its order is new or known. Returns the number of orders created
+    set-based."""
     newest: dict[str, tuple[ChannelOrder, int | None]] = {}
     for co, snapshot_id in items:
         current = newest.get(co.platform_order_id)
@@ -254,19 +256,38 @@ def ingest_batch(*, store: Store, items: list[tuple[ChannelOrder, int | None]]) 
             "platform_order_id", flat=True
         )
     )
-    fresh = [
-        (co, sid)
-        for pid, (co, sid) in newest.items()
-        if pid not in known
-        and co.status in _BATCHABLE
-        and co.lines
-        and not any(x.refund_state for x in co.lines)
-    ]
-    created = _create_orders(store, fresh) if fresh else set()
-    for pid, (co, sid) in newest.items():
-        if pid not in created:
+    # Stock goes to the earliest payment first, as if the orders had arrived one by one: every
+    # version (new orders and known ones that just became paid alike) in payment order; each
+    # run of consecutive new orders is created set-based.
+    created: set[str] = set()
+    run: list[tuple[ChannelOrder, int | None]] = []
+
+    def flush() -> None:
+        if run:
+            done = _create_orders(store, run)
+            created.update(done)
+            for co, sid in run:  # another worker created it meanwhile
+                if co.platform_order_id not in done:
+                    ingest_channel_order(store=store, co=co, snapshot_id=sid)
+            run.clear()
+
+    for co, sid in sorted(newest.values(), key=lambda x: _payment_order(x[0])):
+        if (
+            co.platform_order_id not in known
+            and co.status in _BATCHABLE
+            and co.lines
+            and not any(x.refund_state for x in co.lines)
+        ):
+            run.append((co, sid))
+        else:
+            flush()
             ingest_channel_order(store=store, co=co, snapshot_id=sid)
+    flush()
     return len(created)
+
+
+def _payment_order(co: ChannelOrder) -> tuple:
+    return (co.paid_at or co.created_at, co.platform_order_id)
 
 
 _OrderRow = row_class(Order)  # an order row for COPY (review rules read it like an Order)
@@ -326,7 +347,7 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
     are written — each order row is written once, with its final status. An order another
     worker inserted meanwhile is skipped by the insert; its reservations are given back."""
     # Stock goes to the earliest payment first, as if the orders had arrived one by one.
-    fresh = sorted(fresh, key=lambda x: (x[0].paid_at or x[0].created_at, x[0].platform_order_id))
+    fresh = sorted(fresh, key=lambda x: _payment_order(x[0]))
     listings = _listings_for(store, [cl for co, _ in fresh for cl in co.lines])
     line_ids = iter(next_ids(OrderLine, sum(len(co.lines) for co, _ in fresh)))
     built: list[tuple[_OrderRow, ChannelOrder, list[_LineRow]]] = []

@@ -158,7 +158,7 @@ def test_issue11_d4_a_batch_gives_the_same_orders_stock_and_history_as_one_by_on
     with schema_context(beta.schema_name):
         store = catalogue()
         services.ingest_channel_order(store=store, co=known)
-        for co in newest(batch):
+        for co in sorted(newest(batch), key=lambda co: (co.paid_at or co.created_at, co.platform_order_id)):
             services.ingest_channel_order(store=store, co=co)
         one_by_one = describe()
     assert created == 10  # 1–8, 10 and 12; 9 (shipped), 11 (refunded line) and 20 (known) one by one
@@ -174,7 +174,9 @@ def test_issue11_d4_a_batch_gives_the_same_orders_stock_and_history_as_one_by_on
     assert o["69" + f"{6:017d}"]["status"] == "pending_payment"
     assert o["69" + f"{7:017d}"]["fulfilments"] == [("open", True, ["69" + f"{1:017d}", "69" + f"{7:017d}"])]
     assert o["69" + f"{8:017d}"]["status"] == "approved"  # the combination took the last caps
-    assert o["69" + f"{10:017d}"]["hold"] == ["stock_short"]
+    # 20 was cancelled (T0-28 min) before 10 was paid: its cap went to 10, the last one
+    assert o["69" + f"{10:017d}"]["status"] == "approved"
+    assert batched["levels"]["CAP-RED"] == (5, 5)
     assert o["69" + f"{12:017d}"]["row"]["has_unmatched"] is True
     assert batched["levels"]["TS-BLK-M"] == (1, 1)
 
@@ -215,6 +217,28 @@ def test_stock_goes_to_the_earliest_payment_in_a_batch(in_alpha):
     later_order = Order.objects.get(platform_order_id=late.platform_order_id)
     assert (later_order.status, later_order.hold_reasons) == ("held", ["stock_short"])
     assert later_order.lines.get().status == LineStatus.OUT_OF_STOCK
+
+
+@pytest.mark.django_db(transaction=False)
+def test_issue11_d5_a_known_order_paid_earlier_gets_the_stock_before_a_new_one(in_alpha):
+    store = catalogue()
+    known = channel_order("6900000000000000071", status=OrderStatus.UNPAID, lines=(line(1, "TS-BLK-M"),))
+    services.ingest_batch(store=store, items=[(known, None)])
+    paid_early = later(
+        known, 600, status=OrderStatus.PAID, platform_status="2", paid_at=T0 + timedelta(minutes=1)
+    )
+    new = replace(
+        channel_order("6900000000000000072", lines=(line(1, "TS-BLK-M"),), receiver=receiver("idx-72")),
+        paid_at=T0 + timedelta(minutes=5),
+    )
+    services.ingest_batch(store=store, items=[(new, None), (paid_early, None)])
+    first = Order.objects.get(platform_order_id=known.platform_order_id)
+    second = Order.objects.get(platform_order_id=new.platform_order_id)
+    assert (first.status, first.lines.get().status) == ("approved", LineStatus.RESERVED)
+    assert (second.status, second.hold_reasons) == ("held", ["stock_short"])
+    assert second.lines.get().status == LineStatus.OUT_OF_STOCK
+    assert StockLevel.objects.get(sku__merchant_code="TS-BLK-M").reserved == 1
+    assert not ledger_mismatches()
 
 
 @pytest.mark.django_db(transaction=False)
