@@ -9,8 +9,12 @@ import hashlib
 import inspect
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 import orjson
 from django.conf import settings
@@ -21,7 +25,7 @@ from django_tenants.utils import schema_context
 from channels import component
 from channels import events as channel_events
 from channels.connectors import connector_class
-from channels.connectors.base import AppCredentials, Connector, ShopSession
+from channels.connectors.base import AppCredentials, Connector, ShopSession, StoredTokens
 from channels.errors import AuthExpired
 from channels.models import DecryptAudit, OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
@@ -82,8 +86,53 @@ def _options(cls, platform: str, **candidates) -> dict:
     return {k: v for k, v in candidates.items() if k in accepted and v is not None}
 
 
+@contextmanager
+def _in_schema(schema: str, owner: int) -> Iterator[None]:
+    """Database work for a connector, on whichever thread it runs: a connector's own worker
+    threads (WeChat's detail fetches, a pull's read-ahead) have their own connection, which
+    starts in the public schema — switch it to the store's tenant, and close it when done."""
+    if threading.get_ident() == owner:
+        yield
+        return
+    try:
+        with schema_context(schema):
+            yield
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+@contextmanager
+def locked_tokens(store_id: int, *, schema: str, owner: int) -> Iterator[StoredTokens]:
+    """``ShopSession.refresh_guard`` of a store: its row locked in a short transaction of its
+    own (``SELECT … FOR UPDATE``), its tokens as stored now. A refresh (and the save of its
+    tokens) happens inside, so refreshes of one shop run one at a time across processes."""
+    with _in_schema(schema, owner), transaction.atomic():
+        store = (
+            Store.objects.select_for_update()
+            .only(
+                "access_token", "access_expires_at", "refresh_token", "refresh_expires_at", "token_issued_at"
+            )
+            .get(pk=store_id)
+        )
+        yield StoredTokens(
+            access_token=store.access_token,
+            access_expires_at=store.access_expires_at,
+            refresh_token=store.refresh_token,
+            refresh_expires_at=store.refresh_expires_at,
+            issued_at=store.token_issued_at,
+        )
+
+
 def connector_for(store: Store, **kwargs) -> Connector:
-    """A connector for ``store`` whose token refreshes are saved back to the store."""
+    """A connector for ``store`` whose token refreshes are serialised among processes
+    (``locked_tokens``) and saved back to the store, from any thread."""
+    schema, owner = connection.schema_name, threading.get_ident()
+
+    def on_new_tokens(grant: TokenGrant) -> None:
+        with _in_schema(schema, owner):
+            save_tokens(store_id=store.pk, grant=grant)
+
     session = ShopSession(
         platform_shop_id=store.platform_shop_id,
         access_token=store.access_token,
@@ -91,7 +140,8 @@ def connector_for(store: Store, **kwargs) -> Connector:
         refresh_token=store.refresh_token,
         refresh_expires_at=store.refresh_expires_at,
         issued_at=store.token_issued_at,
-        on_new_tokens=lambda grant: save_tokens(store_id=store.pk, grant=grant),
+        on_new_tokens=on_new_tokens,
+        refresh_guard=partial(locked_tokens, store.pk, schema=schema, owner=owner),
     )
     cls = connector_class(store.platform)
     options = _options(

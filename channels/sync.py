@@ -28,13 +28,11 @@ from functools import partial
 
 from django.db import connection
 from django.utils import timezone
-from django_tenants.utils import schema_context
 
 from channels import services
 from channels.connectors.base import time_spans
 from channels.errors import ChannelError
 from channels.models import Store, SyncCursor
-from channels.types import TokenGrant
 
 logger = logging.getLogger(__name__)
 
@@ -77,25 +75,6 @@ def advisory_lock(name: str):
         if acquired:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
-def _tokens_saved_from_any_thread(save: Callable[[TokenGrant], None]) -> Callable[[TokenGrant], None]:
-    """``ShopSession.on_new_tokens`` for a pull: a connector that renews the token in one of its
-    own worker threads (WeChat's detail fetches) saves it on that thread's connection, which
-    starts in the public schema — so switch it to this tenant's schema, then close it."""
-    owner, schema = threading.get_ident(), connection.schema_name
-
-    def on_new_tokens(grant: TokenGrant) -> None:
-        if threading.get_ident() == owner:
-            save(grant)
-            return
-        try:
-            with schema_context(schema):
-                save(grant)
-        finally:
-            connection.close()
-
-    return on_new_tokens
 
 
 _DONE = object()
@@ -174,7 +153,6 @@ def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -
         cursor, _ = SyncCursor.objects.get_or_create(store=store, kind=SyncCursor.Kind.ORDERS)
         now = now or timezone.now()
         connector = connector or services.connector_for(store)
-        connector.session.on_new_tokens = _tokens_saved_from_any_thread(connector.session.on_new_tokens)
         end = now - SETTLE
         start = (cursor.watermark - OVERLAP) if cursor.watermark else end - INITIAL_LOOKBACK
         start = max(start, now - connector.max_lookback + timedelta(minutes=1))

@@ -67,7 +67,7 @@ def refresh_expiring_tokens() -> int:
     for store in Store.objects.filter(status=Store.Status.ACTIVE, access_expires_at__lt=soon):
         connector = services.connector_for(store)
         try:
-            connector.apply_grant(connector.refresh_tokens())
+            connector.refresh_now()
             count += 1
         except ChannelError as exc:
             services.record_store_error(store=store, error=exc)

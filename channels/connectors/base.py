@@ -20,6 +20,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -61,9 +62,24 @@ class AppCredentials:
     aes_key: str = ""
 
 
+@dataclass(frozen=True)
+class StoredTokens:
+    """A shop's tokens as stored right now (read under ``ShopSession.refresh_guard``)."""
+
+    access_token: str
+    access_expires_at: datetime | None
+    refresh_token: str
+    refresh_expires_at: datetime | None
+    issued_at: datetime | None
+
+
 @dataclass
 class ShopSession:
-    """A shop's tokens, and where to persist new ones."""
+    """A shop's tokens, and where to persist new ones.
+
+    ``refresh_guard``, when set, serialises token refreshes of this shop among every process:
+    entering it locks the stored tokens (the store's row) and yields them as they are now;
+    ``on_new_tokens`` called inside it saves under that lock."""
 
     platform_shop_id: str
     access_token: str = ""
@@ -72,6 +88,7 @@ class ShopSession:
     refresh_expires_at: datetime | None = None
     issued_at: datetime | None = None
     on_new_tokens: Callable[[TokenGrant], None] = field(default=lambda grant: None)
+    refresh_guard: Callable[[], AbstractContextManager[StoredTokens]] | None = None
 
 
 @dataclass
@@ -246,9 +263,34 @@ class Connector(ABC):
         if now >= refresh_at:
             self._refresh_and_store()
 
+    def refresh_now(self) -> None:
+        """Refresh the access token now (the periodic refresh ahead of expiry)."""
+        self._refresh_and_store()
+
     def _refresh_and_store(self) -> None:
-        grant = self.refresh_tokens()
-        self.apply_grant(grant)
+        """Refresh and store the tokens. Under the session's ``refresh_guard`` (the store's row
+        lock) the stored tokens are read again first: when another process refreshed since
+        this session read them, its tokens are adopted instead of refreshing again — a
+        rotated refresh token (Kuaishou) is never used twice, and a healthy shop is never
+        flagged for reconnection because two processes refreshed from the same tokens."""
+        guard = self.session.refresh_guard
+        if guard is None:
+            self.apply_grant(self.refresh_tokens())
+            return
+        judged = self.session.access_token  # the token this session found due or refused
+        with guard() as stored:
+            if not stored.access_token:
+                raise AuthExpired("shop has no access token; connect it again")
+            self._adopt(stored)
+            if stored.access_token != judged:
+                return  # another process refreshed meanwhile
+            self.apply_grant(self.refresh_tokens())
+
+    def _adopt(self, stored: StoredTokens) -> None:
+        s = self.session
+        s.access_token, s.access_expires_at = stored.access_token, stored.access_expires_at
+        s.refresh_token, s.refresh_expires_at = stored.refresh_token, stored.refresh_expires_at
+        s.issued_at = stored.issued_at
 
     def apply_grant(self, grant: TokenGrant) -> None:
         s = self.session
