@@ -1,10 +1,18 @@
 """Stock actions. Every change writes a ledger row and a StockChange outbox row in the same
 transaction as the balance it changes.
 
-The hot path — reserving stock for an order line — is one SQL statement (a CTE that inserts
-the reservation, conditionally increments ``reserved``, writes the ledger and outbox rows),
-so the row lock on the stock level is held for one round trip, and two orders can never both
-take the last unit: the conditional UPDATE re-checks availability after the lock is granted.
+The hot path — reserving stock for an order line — is one SQL statement: the conditional
+``UPDATE … SET reserved = reserved + q WHERE on_hand - reserved >= q`` comes first, and the
+reservation, ledger and outbox rows are written from what it returned. PostgreSQL re-checks
+that condition on the newest row version after the row lock is granted, so two orders can
+never both take the last unit and a reservation never meets a balance older than the one it
+changes (a ``SELECT … FOR UPDATE`` inside the same statement can hand back such an older
+version, which is why the statement does not read the row before it updates it).
+
+Lock order: every operation that touches several stock rows locks them first, in one
+statement, in (SKU id, warehouse id) order (``lock_stock``); a transaction that spans many
+operations (order ingestion) locks everything it will touch up front the same way. So two
+transactions never wait for each other's rows in opposite orders.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from django.db import connection, transaction
+import psycopg.errors
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
@@ -39,20 +48,24 @@ class ReservationResult:
 
 
 _RESERVE_SQL = """
-WITH locked AS (
-    SELECT id, on_hand, reserved FROM inventory_stocklevel
-    WHERE sku_id = %(sku)s AND warehouse_id = %(wh)s
-    FOR UPDATE
-), ins AS (
-    INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
-    SELECT %(key)s, %(sku)s, %(wh)s, %(q)s, 'active', now() FROM locked
-    WHERE locked.on_hand - locked.reserved >= %(q)s
-    ON CONFLICT (source_key, sku_id) DO NOTHING
-    RETURNING id
-), upd AS (
+WITH upd AS (
     UPDATE inventory_stocklevel SET reserved = reserved + %(q)s, updated_at = now()
-    WHERE id = (SELECT id FROM locked) AND EXISTS (SELECT 1 FROM ins)
+    WHERE sku_id = %(sku)s AND warehouse_id = %(wh)s AND on_hand - reserved >= %(q)s
+        AND NOT EXISTS (SELECT 1 FROM inventory_reservation
+            WHERE source_key = %(key)s AND sku_id = %(sku)s AND status <> 'released')
     RETURNING on_hand, reserved
+), ins AS (
+    -- A released reservation of this key is taken up again. A live one cannot meet this
+    -- insert unless it committed while the UPDATE waited for the row lock (a concurrent
+    -- duplicate, invisible to this statement's NOT EXISTS): then the NULL status fails the
+    -- whole statement, so nothing is counted twice, and the caller retries it.
+    INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
+    SELECT %(key)s, %(sku)s, %(wh)s, %(q)s, 'active', now() FROM upd
+    ON CONFLICT (source_key, sku_id) DO UPDATE
+    SET status = CASE WHEN inventory_reservation.status = 'released' THEN 'active' END,
+        warehouse_id = EXCLUDED.warehouse_id, quantity = EXCLUDED.quantity,
+        created_at = EXCLUDED.created_at, closed_at = NULL
+    RETURNING id
 ), led AS (
     INSERT INTO inventory_stockledgerentry (sku_id, warehouse_id, kind, on_hand_delta, reserved_delta,
         on_hand_after, reserved_after, reason, source_type, source_id, user_id, created_at)
@@ -63,15 +76,33 @@ WITH locked AS (
     INSERT INTO inventory_stockchange (sku_id, created_at) SELECT %(sku)s, now() FROM upd
 )
 SELECT (SELECT id FROM ins),
-       CASE WHEN EXISTS (SELECT 1 FROM ins) THEN false
-            ELSE EXISTS (SELECT 1 FROM inventory_reservation WHERE source_key = %(key)s AND sku_id = %(sku)s)
-       END
+       EXISTS (SELECT 1 FROM inventory_reservation
+               WHERE source_key = %(key)s AND sku_id = %(sku)s AND status <> 'released')
+"""
+
+# Lock the stock rows of these SKUs (and of the components of those that are combinations), in
+# every warehouse, in one global order.
+_LOCK_SQL = """
+SELECT 1 FROM inventory_stocklevel
+WHERE sku_id IN (
+    SELECT unnest(%(skus)s::bigint[])
+    UNION SELECT component_id FROM inventory_combocomponent WHERE combo_id = ANY(%(skus)s::bigint[])
+)
+ORDER BY sku_id, warehouse_id
+FOR UPDATE
 """
 
 _CLOSE_SQL = """
-WITH closed AS (
+WITH locked AS (
+    -- The key's stock rows first, in the global lock order (a combination has several).
+    SELECT s.id FROM inventory_stocklevel s
+    JOIN inventory_reservation r ON r.sku_id = s.sku_id AND r.warehouse_id = s.warehouse_id
+    WHERE r.source_key = %(key)s AND r.status = 'active'
+    ORDER BY s.sku_id, s.warehouse_id
+    FOR UPDATE OF s
+), closed AS (
     UPDATE inventory_reservation SET status = %(to_status)s, closed_at = now()
-    WHERE source_key = %(key)s AND status = 'active'
+    WHERE source_key = %(key)s AND status = 'active' AND (SELECT count(*) FROM locked) >= 0
     RETURNING sku_id, warehouse_id, quantity
 ), upd AS (
     UPDATE inventory_stocklevel s
@@ -90,6 +121,18 @@ WITH closed AS (
 )
 SELECT count(*) FROM upd
 """
+
+
+def lock_stock(*, sku_ids) -> None:
+    """Lock the stock rows of ``sku_ids`` (combinations: their components), all warehouses, in
+    (SKU id, warehouse id) order, in one statement; they stay locked until the transaction
+    ends. A transaction that will touch several stock rows calls this first, with every SKU
+    it will touch, so that its later statements (in whatever order) wait for no one."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("lock_stock outside a transaction would lock nothing")
+    ids = sorted(set(sku_ids))
+    if ids:
+        _execute_prepared(_LOCK_SQL, {"skus": ids}, fetch=False)
 
 
 def default_warehouse() -> Warehouse:
@@ -115,22 +158,24 @@ def reserve_stock(
     *, source_key: str, sku: Sku, quantity: int, warehouse: Warehouse | None = None
 ) -> ReservationResult:
     """Reserve ``quantity`` of ``sku`` for ``source_key`` (all components of a combination, or
-    nothing). Idempotent per source key; raises InsufficientStock when any part is short.
+    nothing). Idempotent per source key while its reservation is live (active or shipped); a
+    released key can be reserved again. Raises InsufficientStock when any part is short.
 
-    A plain SKU is one statement: the stock row is locked and re-read (FOR UPDATE), the
-    reservation is inserted only if enough is available, and only an inserted reservation
-    moves the balance. Outside a transaction it commits on its own (one round trip), so
-    the hot row's lock is held no longer than a bare UPDATE would hold it."""
+    A plain SKU outside a transaction is one statement (one round trip; see ``_RESERVE_SQL``).
+    Inside a transaction, or for a combination, the stock rows are locked first in their own
+    statement (``lock_stock``), so the reservation then sees every change committed before it,
+    including a concurrent reservation of the same key."""
     if quantity <= 0:
         raise ValueError("quantity must be positive")
     warehouse = warehouse or default_warehouse()
     parts = _stock_components(sku, quantity)
     if len(parts) == 1:
+        if connection.in_atomic_block:
+            lock_stock(sku_ids=[parts[0][0]])
         created = _reserve_one(source_key, parts[0][0], warehouse.pk, parts[0][1])
     else:
-        # Lock rows in SKU-id order (components are sorted) so concurrent multi-SKU
-        # reservations cannot deadlock; all parts or none.
-        with transaction.atomic():
+        with transaction.atomic():  # all parts or none
+            lock_stock(sku_ids=[sku_id for sku_id, _ in parts])
             created = False
             for sku_id, qty in parts:
                 created = _reserve_one(source_key, sku_id, warehouse.pk, qty) or created
@@ -139,7 +184,7 @@ def reserve_stock(
     return ReservationResult(source_key=source_key, created=created)
 
 
-def _execute_prepared(sql: str, params: dict) -> tuple:
+def _execute_prepared(sql: str, params: dict, *, fetch: bool = True) -> tuple | None:
     """Run a hot statement as a server-side prepared statement on this connection.
 
     Django's psycopg cursors bind parameters client-side, so PostgreSQL plans the reservation
@@ -149,18 +194,30 @@ def _execute_prepared(sql: str, params: dict) -> tuple:
     with connection.cursor() as cursor:  # sets this tenant's search_path on the connection
         with connection.wrap_database_errors, psycopg.Cursor(cursor.cursor.connection) as raw:
             raw.execute(sql, params, prepare=True)
-            return raw.fetchone()
+            return raw.fetchone() if fetch else None
 
 
 def _reserve_one(source_key: str, sku_id: int, warehouse_id: int, qty: int) -> bool:
-    inserted_id, exists = _execute_prepared(
-        _RESERVE_SQL, {"key": source_key, "sku": sku_id, "wh": warehouse_id, "q": qty}
-    )
+    params = {"key": source_key, "sku": sku_id, "wh": warehouse_id, "q": qty}
+    try:
+        inserted_id, live = _execute_prepared(_RESERVE_SQL, params)
+    except IntegrityError as exc:
+        # A concurrent duplicate of this key committed while the statement waited for the row
+        # (see _RESERVE_SQL); outside a transaction nothing happened, and a retry answers.
+        if connection.in_atomic_block or not isinstance(exc.__cause__, psycopg.errors.NotNullViolation):
+            raise
+        inserted_id, live = _execute_prepared(_RESERVE_SQL, params)
     if inserted_id is not None:
         return True
-    if exists or Reservation.objects.filter(source_key=source_key, sku_id=sku_id).exists():
-        # Already reserved for this source (the second check catches a concurrent duplicate
-        # that committed while this statement waited for the row lock).
+    if live or (
+        not connection.in_atomic_block
+        and Reservation.objects.filter(source_key=source_key, sku_id=sku_id)
+        .exclude(status=Reservation.Status.RELEASED)
+        .exists()
+    ):
+        # Already reserved for this source (outside a transaction, the second check catches a
+        # concurrent duplicate that committed while the statement waited for the row lock;
+        # inside one, the row was locked before the statement began, so it saw every commit).
         return False
     raise InsufficientStock(sku_id=sku_id, warehouse_id=warehouse_id, requested=qty)
 
@@ -170,14 +227,13 @@ WITH req AS (
     SELECT r.source_key, r.sku_id, r.qty, r.ord
     FROM unnest(%(keys)s::text[], %(skus)s::bigint[], %(qtys)s::int[]) WITH ORDINALITY
         AS r(source_key, sku_id, qty, ord)
-), locked AS (
+), locked AS (  -- locked by lock_stock before this statement began, so these are current
     SELECT id, sku_id, on_hand, reserved FROM inventory_stocklevel
     WHERE warehouse_id = %(wh)s AND sku_id = ANY(%(skus)s::bigint[])
-    ORDER BY sku_id
-    FOR UPDATE
-), fresh AS (
+), fresh AS (  -- lines whose key holds no live reservation (a released one is taken up again)
     SELECT req.* FROM req WHERE NOT EXISTS (
-        SELECT 1 FROM inventory_reservation x WHERE x.source_key = req.source_key AND x.sku_id = req.sku_id)
+        SELECT 1 FROM inventory_reservation x
+        WHERE x.source_key = req.source_key AND x.sku_id = req.sku_id AND x.status <> 'released')
 ), ranked AS (
     SELECT f.source_key, f.sku_id, f.qty, l.on_hand - l.reserved AS available,
         sum(f.qty) OVER (PARTITION BY f.sku_id ORDER BY f.ord) AS wanted
@@ -185,7 +241,10 @@ WITH req AS (
 ), ins AS (
     INSERT INTO inventory_reservation (source_key, sku_id, warehouse_id, quantity, status, created_at)
     SELECT source_key, sku_id, %(wh)s, qty, 'active', now() FROM ranked WHERE available >= wanted
-    ON CONFLICT (source_key, sku_id) DO NOTHING
+    ON CONFLICT (source_key, sku_id) DO UPDATE
+    SET status = 'active', warehouse_id = EXCLUDED.warehouse_id, quantity = EXCLUDED.quantity,
+        created_at = EXCLUDED.created_at, closed_at = NULL
+    WHERE inventory_reservation.status = 'released'
     RETURNING source_key, sku_id, quantity
 ), taken AS (
     SELECT ins.source_key, ins.sku_id, ins.quantity,
@@ -218,34 +277,41 @@ def reserve_many(items: list[tuple[str, int, int]], *, warehouse: Warehouse | No
     {source key: reserved} — True when the key holds its reservation (new, or from an earlier
     run: idempotent), False when stock was short.
 
-    A run of plain SKUs takes one statement (stock rows locked in SKU order, each line served
-    while the running total fits); only when a line did not fit, a second statement serves
-    the later lines that still fit. Combination SKUs go through ``reserve_stock`` in their
-    place in the order (all components or nothing)."""
+    Every stock row the lines touch is locked first, in one statement in the global order
+    (``lock_stock``); then a run of plain SKUs takes one statement (each line served while the
+    running total fits); only when a line did not fit, a second statement serves the later
+    lines that still fit. Combination SKUs go through ``reserve_stock`` in their place in the
+    order (all components or nothing)."""
     warehouse = warehouse or default_warehouse()
     wanted: dict[tuple[str, int], int] = {}
     for key, sku_id, qty in items:
         if qty <= 0:
             raise ValueError("quantity must be positive")
         wanted.setdefault((key, sku_id), qty)
+    if not wanted:
+        return {}
     combos = set(
         Sku.objects.filter(pk__in={s for _, s in wanted}, is_combo=True).values_list("pk", flat=True)
     )
     result: dict[str, bool] = {}
-    run: list[tuple[str, int, int]] = []
-    for (key, sku_id), qty in wanted.items():
-        if sku_id not in combos:
-            run.append((key, sku_id, qty))
-            continue
+    with transaction.atomic(savepoint=False):  # the locks hold until the caller's transaction ends
+        lock_stock(sku_ids={s for _, s in wanted})
+        run: list[tuple[str, int, int]] = []
+        for (key, sku_id), qty in wanted.items():
+            if sku_id not in combos:
+                run.append((key, sku_id, qty))
+                continue
+            result.update(_reserve_run(run, warehouse.pk))
+            run = []
+            try:
+                reserve_stock(
+                    source_key=key, sku=Sku.objects.get(pk=sku_id), quantity=qty, warehouse=warehouse
+                )
+            except InsufficientStock:
+                result[key] = False
+            else:
+                result[key] = True
         result.update(_reserve_run(run, warehouse.pk))
-        run = []
-        try:
-            reserve_stock(source_key=key, sku=Sku.objects.get(pk=sku_id), quantity=qty, warehouse=warehouse)
-        except InsufficientStock:
-            result[key] = False
-        else:
-            result[key] = True
-    result.update(_reserve_run(run, warehouse.pk))
     return result
 
 
@@ -285,17 +351,9 @@ def _reserve_statement(run: list[tuple[str, int, int]], warehouse_id: int) -> di
             },
         )
         rows = cursor.fetchall()
-    result = {key: True for key, _, _ in rows}
-    missing = [k for k, _, _ in run if k not in result]
-    if missing:  # a concurrent duplicate may have committed while this statement waited
-        result.update(
-            dict.fromkeys(
-                Reservation.objects.filter(source_key__in=missing).values_list("source_key", flat=True), True
-            )
-        )
     if any(new for _, _, new in rows):
         transaction.on_commit(sync.schedule_stock_sync)
-    return result
+    return {key: True for key, _, _ in rows}
 
 
 def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: str) -> int:

@@ -126,3 +126,31 @@ def test_many_parallel_orders_never_take_more_than_the_last_units(django_db_bloc
         assert (level(sku).on_hand, level(sku).reserved) == (5, 5)
         assert Reservation.objects.filter(sku=sku, status="active").count() == 5
         assert [row for row in selectors.ledger_mismatches() if row[0] == sku.pk] == []
+
+
+def test_issue11_d10_a_released_key_can_be_reserved_again(in_alpha):
+    """A line released (routed elsewhere, cancelled and re-paid) reserves again when asked;
+    while its reservation is live, asking again reserves nothing more."""
+    shirt, cap = make_sku(on_hand=5), make_sku(on_hand=5)
+    combo = make_sku(is_combo=True)
+    ComboComponent.objects.create(combo=combo, component=shirt, quantity=2)
+    ComboComponent.objects.create(combo=combo, component=cap, quantity=1)
+    for key, sku in (("line:r1", shirt), ("line:r2", combo)):
+        assert services.reserve_stock(source_key=key, sku=sku, quantity=1).created
+        assert services.release_reservation(source_key=key) >= 1
+        assert services.reserve_stock(source_key=key, sku=sku, quantity=1).created
+        assert not services.reserve_stock(source_key=key, sku=sku, quantity=1).created
+    assert (level(shirt).reserved, level(cap).reserved) == (3, 1)
+    assert set(
+        Reservation.objects.filter(source_key__in=["line:r1", "line:r2"]).values_list("status", flat=True)
+    ) == {"active"}
+    # The batch path too, and a shipped key stays shipped.
+    assert services.reserve_many([("line:r3", cap.pk, 2)]) == {"line:r3": True}
+    services.release_reservation(source_key="line:r3")
+    assert services.reserve_many([("line:r3", cap.pk, 2)]) == {"line:r3": True}
+    assert services.reserve_many([("line:r3", cap.pk, 2)]) == {"line:r3": True}
+    assert level(cap).reserved == 3
+    services.ship_reservation(source_key="line:r1")
+    assert not services.reserve_stock(source_key="line:r1", sku=shirt, quantity=1).created
+    assert (level(shirt).on_hand, level(shirt).reserved) == (4, 2)
+    assert selectors.ledger_mismatches() == []
