@@ -219,3 +219,27 @@ class FulfilmentLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fulfilment_id}: line {self.order_line_id} × {self.quantity}"
+
+
+class IngestionFailure(models.Model):
+    """A stored platform version that could not be applied to its order: retried by the
+    5-minute sweep with growing pauses (``next_attempt_at``), shown on the workbench, gone once
+    the order reflects that version (or a newer one replaced it)."""
+
+    store = models.ForeignKey("channels.Store", on_delete=models.CASCADE, related_name="+")
+    platform_order_id = models.CharField(max_length=64)
+    snapshot_id = models.BigIntegerField()  # the channels.OrderSnapshot that failed
+    attempts = models.PositiveIntegerField(default=1)
+    last_error = models.CharField(max_length=300, blank=True)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "platform_order_id"], name="uniq_ingestion_failure")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_order_id} × {self.attempts}: {self.last_error}"

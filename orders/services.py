@@ -18,10 +18,10 @@ import orjson
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from channels.models import OrderSnapshot, Store
+from channels.models import ChannelOrderState, OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
 from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
@@ -32,6 +32,7 @@ from orders import review, status
 from orders.models import (
     Fulfilment,
     FulfilmentLine,
+    IngestionFailure,
     LineStatus,
     Order,
     OrderEvent,
@@ -100,9 +101,10 @@ def ingestion_transaction():
         yield
 
 
-def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500) -> int:
+def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500, progress=None) -> int:
     """Apply many stored channel versions, ``batch`` per transaction, through ``ingest_batch``
-    (set-based for new orders). Returns the number of versions read."""
+    (set-based for new orders); ``progress(done)`` after each. A version that cannot be applied
+    is recorded as an ``IngestionFailure``. Returns the number of versions read."""
     done = 0
     for start in range(0, len(snapshot_ids), batch):
         chunk = snapshot_ids[start : start + batch]
@@ -130,43 +132,106 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500) -> int:
                 for co, snapshot_id in by_store[store.pk]:
                     try:
                         ingest_channel_order(store=store, co=co, snapshot_id=snapshot_id)
-                    except Exception:
+                    except Exception as exc:
                         logger.exception(
                             "ingesting order %s (snapshot %s) failed", co.platform_order_id, snapshot_id
                         )
+                        _record_failure(store, co.platform_order_id, snapshot_id, exc)
+        if progress is not None:
+            progress(done)
     return done
 
 
-def reconcile_ingestion(*, limit: int = 1000) -> int:
-    """Ingest the newest channel versions that no order reflects yet.
+RETRY_FIRST = timedelta(minutes=5)  # the pause after a first failure; doubled after each further one
+RETRY_LONGEST = timedelta(hours=6)
 
-    ``OrderChanged`` reaches ingestion through a queued task; if enqueueing failed (broker
-    down) or the task gave up, the version is still stored in the channel layer, and this
-    periodic sweep picks it up. Returns the number of versions applied."""
-    from django.db.models import Exists, OuterRef
 
-    from channels.models import ChannelOrderState
+def _record_failure(store: Store, platform_order_id: str, snapshot_id: int, exc: Exception) -> None:
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    failure, created = IngestionFailure.objects.get_or_create(
+        store=store,
+        platform_order_id=platform_order_id,
+        defaults={
+            "snapshot_id": snapshot_id,
+            "last_error": error,
+            "first_failed_at": now,
+            "last_failed_at": now,
+            "next_attempt_at": now + RETRY_FIRST,
+        },
+    )
+    if created:
+        return
+    if failure.snapshot_id != snapshot_id:  # a newer version fails now: its own count
+        failure.snapshot_id, failure.attempts, failure.first_failed_at = snapshot_id, 0, now
+    failure.attempts += 1
+    failure.last_error, failure.last_failed_at = error, now
+    failure.next_attempt_at = now + min(RETRY_FIRST * 2 ** (failure.attempts - 1), RETRY_LONGEST)
+    failure.save()
 
+
+def _unreflected():
+    """The newest channel versions that no order reflects yet."""
     reflected = Order.objects.filter(
         store_id=OuterRef("store_id"),
         platform_order_id=OuterRef("platform_order_id"),
         platform_updated_at__gte=OuterRef("platform_updated_at"),
     )
-    unreflected = ChannelOrderState.objects.filter(~Exists(reflected))
-    pending = list(unreflected.order_by("platform_updated_at").values_list("snapshot_id", flat=True)[:limit])
-    applied = ingest_snapshots(snapshot_ids=pending)
-    # What still fails after this sweep is shown on the workbench (with a retry button).
-    failing = unreflected.filter(snapshot_id__in=pending).count()
-    cache.set(BACKLOG_CACHE_KEY, {"failing": failing, "checked_at": timezone.now().isoformat()}, None)
-    return applied
+    return ChannelOrderState.objects.filter(~Exists(reflected))
+
+
+def reconcile_ingestion(*, limit: int = 1000, retry_now: bool = False, progress=None) -> int:
+    """Ingest the newest channel versions that no order reflects yet, up to ``limit``.
+
+    ``OrderChanged`` reaches ingestion through a queued task; if enqueueing failed (broker
+    down) or the task gave up, the version is still stored in the channel layer, and this
+    periodic sweep picks it up. Versions never tried come first, then failed ones whose pause
+    is over (oldest due first): failures never starve newer versions. ``retry_now`` (the
+    workbench's button) also retries failures still pausing. ``progress(done, total)`` after
+    each batch. Returns the number of versions tried."""
+    now = timezone.now()
+    failed = IngestionFailure.objects.filter(
+        store_id=OuterRef("store_id"),
+        platform_order_id=OuterRef("platform_order_id"),
+        snapshot_id=OuterRef("snapshot_id"),
+    )
+    candidates = _unreflected().annotate(next_at=Subquery(failed.values("next_attempt_at")[:1]))
+    if not retry_now:
+        candidates = candidates.filter(Q(next_at__isnull=True) | Q(next_at__lte=now))
+    pending = list(
+        candidates.order_by(F("next_at").asc(nulls_first=True), "platform_updated_at").values_list(
+            "snapshot_id", flat=True
+        )[:limit]
+    )
+    if progress is not None:
+        progress(0, len(pending))
+    tried = ingest_snapshots(
+        snapshot_ids=pending, progress=progress and (lambda done: progress(done, len(pending)))
+    )
+    # A failure is over once its order reflects that version or a newer one replaced it.
+    still = _unreflected().filter(
+        store_id=OuterRef("store_id"),
+        platform_order_id=OuterRef("platform_order_id"),
+        snapshot_id=OuterRef("snapshot_id"),
+    )
+    IngestionFailure.objects.filter(~Exists(still)).delete()
+    cache.set(BACKLOG_CACHE_KEY, {"checked_at": timezone.now().isoformat()}, None)
+    return tried
 
 
 BACKLOG_CACHE_KEY = "orders:ingestion-backlog"
+BACKLOG_SHOWN = 10
 
 
 def ingestion_backlog() -> dict:
-    """The last sweep's count of platform versions that could not be applied (this tenant)."""
-    return cache.get(BACKLOG_CACHE_KEY) or {"failing": 0, "checked_at": None}
+    """Platform versions of this tenant that could not be applied: how many, the latest
+    ``BACKLOG_SHOWN`` (attempts, next attempt, last error) and when the sweep last ran."""
+    failing = IngestionFailure.objects.count()
+    return {
+        "failing": failing,
+        "failures": list(IngestionFailure.objects.select_related("store")[:BACKLOG_SHOWN]) if failing else [],
+        "checked_at": (cache.get(BACKLOG_CACHE_KEY) or {}).get("checked_at"),
+    }
 
 
 @transaction.atomic

@@ -3,7 +3,7 @@ from django.db import connection
 
 from ecbao import redis as ecbao_redis
 from ecbao.celery import register_periodic
-from orders import services
+from orders import retry, services
 
 # --- pushed versions: micro-batched -------------------------------------------------------------
 #
@@ -64,6 +64,12 @@ def reconcile_ingestion_task() -> int:
 
 
 register_periodic("orders.reconcile_ingestion", "orders.tasks.reconcile_ingestion_task", 300.0)
+
+
+@shared_task(acks_late=True, max_retries=0)
+def retry_ingestion_task(retry_id: str) -> dict:
+    """The workbench's "retry now" (``orders.retry``): the sweep, failures included, with progress."""
+    return retry.run_retry(retry_id=retry_id)
 
 
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)

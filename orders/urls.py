@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.order_list, name="list"),
     path("bulk/", views.bulk_action, name="bulk"),
     path("ingestion/retry/", views.ingestion_retry, name="ingestion_retry"),
+    path("ingestion/retry/<str:retry_id>/", views.ingestion_retry_status, name="ingestion_retry_status"),
     path("export/", views.export_start, name="export"),
     path("export/<str:export_id>/", views.export_status, name="export_status"),
     path("export/<str:export_id>/download/", views.export_download, name="export_download"),

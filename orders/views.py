@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from channels import services as channel_services
 from channels.errors import ChannelError
-from orders import exports, selectors, services
+from orders import exports, retry, selectors, services
 from orders.forms import CancelForm, HoldForm, OrderFilterForm
 from orders.models import Fulfilment, Order, OrderStatus
 from orders.status import OPEN_STATES, InvalidTransition
@@ -103,7 +103,12 @@ def _workbench(params: QueryDict, **extra) -> dict:
 
 @capability_required("dashboard.view")
 def order_list(request):
-    context = _workbench(request.GET, ingestion_backlog=services.ingestion_backlog())
+    context = _workbench(
+        request.GET,
+        ingestion_backlog=services.ingestion_backlog(),
+        ingestion_retry=retry.current_retry(),
+        can_retry=has_capability(request.user, "orders.manage"),
+    )
     if request.htmx and not request.htmx.boosted:
         return render(request, "orders/_workbench.html", {**context, "partial": True})
     return render(request, "orders/list.html", context)
@@ -382,14 +387,19 @@ def export_download(request, export_id):
 @require_POST
 @capability_required("orders.manage")
 def ingestion_retry(request):
-    """Run the ingestion sweep now, for a bounded number of versions (it also runs every 5
-    minutes in the background), and say what came of it."""
-    services.reconcile_ingestion(limit=200)
-    failing = services.ingestion_backlog()["failing"]
-    if failing:
-        messages.error(
-            request, _("%(n)s platform order versions still could not be imported.") % {"n": failing}
-        )
-    else:
-        messages.success(request, _("Every platform order version is imported."))
+    """Retry the versions that could not be imported now (they are also retried in the
+    background, with growing pauses): a task, whose progress the workbench polls."""
+    retry_id = retry.start_retry()
+    if request.htmx:
+        return render(request, "orders/_ingestion_retry.html", {"retry": retry.retry_for(retry_id)})
     return redirect("orders:list")
+
+
+@capability_required("orders.manage")
+def ingestion_retry_status(request, retry_id):
+    state = retry.retry_for(retry_id)
+    if state is None:
+        raise Http404
+    if not request.htmx:
+        return redirect("orders:list")
+    return render(request, "orders/_ingestion_retry.html", {"retry": state})
