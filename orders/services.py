@@ -26,7 +26,7 @@ from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
 from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
-from inventory.models import Listing
+from inventory.models import Listing, Sku
 from inventory.sync import ensure_listing
 from orders import review, status
 from orders.models import (
@@ -122,6 +122,7 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500, progress=None
         stores = list(Store.objects.filter(pk__in=by_store))
         try:
             with ingestion_transaction():
+                _lock_stock_of(by_store)
                 for store in stores:
                     ingest_batch(store=store, items=by_store[store.pk])
         except Exception:
@@ -131,7 +132,9 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500, progress=None
             for store in stores:
                 for co, snapshot_id in by_store[store.pk]:
                     try:
-                        ingest_channel_order(store=store, co=co, snapshot_id=snapshot_id)
+                        with transaction.atomic():
+                            _lock_stock_of({store.pk: [(co, snapshot_id)]})
+                            ingest_channel_order(store=store, co=co, snapshot_id=snapshot_id)
                     except Exception as exc:
                         logger.exception(
                             "ingesting order %s (snapshot %s) failed", co.platform_order_id, snapshot_id
@@ -140,6 +143,27 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500, progress=None
         if progress is not None:
             progress(done)
     return done
+
+
+def _lock_stock_of(by_store: dict[int, list[tuple[ChannelOrder, int | None]]]) -> None:
+    """Lock every stock row these versions can touch, up front, in the one global order
+    (``inventory.services.lock_stock``): the SKUs of their lines' listings (or, for a listing
+    not made yet, of their merchant codes) and of the orders' existing lines. A transaction
+    spans several stores, each reserving in several statements and the known orders line by
+    line; locked in that order, two transactions could deadlock (issue 11 d6)."""
+    listings, lines, codes = Q(pk__in=[]), Q(pk__in=[]), set()
+    for store_id, items in by_store.items():
+        listings |= Q(
+            store_id=store_id, platform_sku_id__in={cl.platform_sku_id for co, _ in items for cl in co.lines}
+        )
+        lines |= Q(
+            order__store_id=store_id, order__platform_order_id__in=[co.platform_order_id for co, _ in items]
+        )
+        codes |= {cl.merchant_code for co, _ in items for cl in co.lines if cl.merchant_code}
+    sku_ids = set(Listing.objects.filter(listings, sku__isnull=False).values_list("sku_id", flat=True))
+    sku_ids |= set(Sku.objects.filter(merchant_code__in=codes).values_list("pk", flat=True))
+    sku_ids |= set(OrderLine.objects.filter(lines, sku__isnull=False).values_list("sku_id", flat=True))
+    stock.lock_stock(sku_ids=sku_ids)
 
 
 RETRY_FIRST = timedelta(minutes=5)  # the pause after a first failure; doubled after each further one
