@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from common import BENCH_SCHEMA, ROOT, ensure_bench_tenant
+from common import ROOT, clean_tenant, platform_errors
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -398,7 +398,7 @@ def pull_store(store_id: int, platform: str, now, barrier: threading.Barrier, ou
 
     row: dict = {}
     try:
-        with schema_context(BENCH_SCHEMA):
+        with schema_context(SCHEMA):
             connector = None
             if platform == "wechat":  # its detail fetches run in parallel, bounded by the sandbox QPS
                 connector = services.connector_for(
@@ -428,12 +428,16 @@ def sandbox_calls(world, since: float) -> dict:
     return {f"{p} {path}": {"calls": n, "qps_refused": int(q or 0)} for p, path, n, q in rows}
 
 
+SCHEMA = ""  # this run's clean tenant
+
+
 def main() -> dict:
+    global SCHEMA
     from channels import sync
 
-    ensure_bench_tenant()
     sync.READ_AHEAD = READ_AHEAD
-    with exclusive_run("bench_e2e_ingest"):
+    with exclusive_run("bench_e2e_ingest"), clean_tenant("e2e") as schema:
+        SCHEMA = schema
         return run()
 
 
@@ -499,7 +503,7 @@ def measure(world, logfile: Path) -> dict:
         }
         settings.CHANNEL_BASE_URLS = {p: urls[p] for p in PLATFORMS}
         worker, worker_name = start_worker(queue, logfile, urls)
-        with schema_context(BENCH_SCHEMA):
+        with schema_context(SCHEMA):
             reset_tenant(world)
             rules = review.active_rules()
             results["review_rules"] = {k: rules[k].enabled for k in ("auto_approve", "auto_merge")}
@@ -532,7 +536,7 @@ def measure(world, logfile: Path) -> dict:
         dk = [store_ids["douyin"], store_ids["kuaishou"]]
         done_at: dict[int, float] = {}
         last_total, last_change = -1, t0
-        with schema_context(BENCH_SCHEMA):
+        with schema_context(SCHEMA):
             while True:
                 counts = dict(
                     Order.objects.filter(store_id__in=list(expected))
@@ -609,6 +613,7 @@ def measure(world, logfile: Path) -> dict:
 
     # After the sandbox flushed its call log.
     results["sandbox_calls"] = sandbox_calls(world, wall_t0 - 1)
+    results["platform_errors"] = platform_errors(world)  # the whole run, connecting included
     from celery.result import AsyncResult
 
     from ecbao.celery import app
@@ -643,7 +648,7 @@ def measure(world, logfile: Path) -> dict:
         problems.append(f"task states {states}")
     if worker_log["retries"] or worker_log["failures"] or worker_log["error_lines"]:
         problems.append(f"worker log: {worker_log}")
-    if results["tasks"]["schemas"] != [BENCH_SCHEMA]:
+    if results["tasks"]["schemas"] != [SCHEMA]:
         problems.append(f"tasks sent for schemas {results['tasks']['schemas']}")
     results["problems"] = problems
     report(results)
@@ -720,6 +725,11 @@ def report(r: dict) -> None:
                 f"{c.get('postgres_all_databases')}, everything else {c['others']}, machine {c.get('machine')}",
                 flush=True,
             )
+    e = r["platform_errors"]
+    print(
+        f"  platform calls {e['calls']}: errors {e['errors']} {e['by_code'] or ''}, rate-limited {e['rate_limited']}",
+        flush=True,
+    )
     print(f"  problems: {r['problems'] or 'none'}", flush=True)
 
 

@@ -12,63 +12,82 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-from common import BENCH_SCHEMA, ensure_bench_tenant
+from common import clean_tenant
 from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 N = int(os.environ.get("BENCH_ORDERS", "3000"))
 
 
-def neutral_orders(n: int, offset: int, codes: list[str]):
+def channel_order(
+    i: int,
+    codes: list[str],
+    *,
+    status: str = "paid",
+    at: datetime | None = None,
+    buyer: int | None = None,
+    remark: str = "",
+):
+    """Order ``i`` (1–3 lines of ``codes``, deterministic in ``i``) as the connector hands it
+    over; ``buyer``: receivers with the same number share the platform's search indexes (one
+    person: their paid orders may merge); ``at``: this version's update time."""
     from channels.types import ChannelOrder, ChannelOrderLine, CipherField, OrderStatus, Platform, Receiver
 
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    result = []
-    for i in range(offset, offset + n):
-        lines = tuple(
-            ChannelOrderLine(
-                f"{i}-{j}",
-                f"P{j}",
-                f"S{j}",
-                codes[(i + j) % len(codes)],
-                "商品",
-                "规格",
-                1 + j % 2,
-                1990,
-                1990 * (1 + j % 2),
-            )
-            for j in range(1 + i % 3)
+    created = T0 + timedelta(seconds=i)
+    at = at or created
+    lines = tuple(
+        ChannelOrderLine(
+            f"{i}-{j}",
+            f"P-{codes[(i + j) % len(codes)]}",
+            f"S-{codes[(i + j) % len(codes)]}",  # one listing per SKU
+            codes[(i + j) % len(codes)],
+            "商品",
+            "规格",
+            1 + j % 2,
+            1990,
+            1990 * (1 + j % 2),
         )
-        phone = f"1{i % 10**10:010d}"
-        result.append(
-            ChannelOrder(
-                platform=Platform.DOUYIN,
-                platform_shop_id="bench-shop",
-                platform_order_id=f"69{i:017d}",
-                platform_status="2",
-                status=OrderStatus.PAID,
-                created_at=t0 + timedelta(seconds=i),
-                updated_at=t0 + timedelta(seconds=i),
-                lines=lines,
-                receiver=Receiver(
-                    CipherField(f"#n{i}#", "张*", f"ni{i}"),
-                    CipherField(f"${phone}$", phone[:3] + "****" + phone[-4:], f"pi{i}"),
-                    CipherField(f"#a{i}#", "文***号", f"ai{i}"),
-                    "浙江省",
-                    "杭州市",
-                    "西湖区",
-                ),
-                paid_at=t0 + timedelta(seconds=i),
-                goods_fen=sum(x.paid_fen for x in lines),
-                paid_fen=sum(x.paid_fen for x in lines),
-                raw={
-                    "order_id": f"69{i:017d}",
-                    "update_time": i,
-                    "sku_order_list": [{"order_id": x.platform_line_id} for x in lines],
-                },
-            )
-        )
-    return result
+        for j in range(1 + i % 3)
+    )
+    who = i if buyer is None else buyer
+    phone = f"1{who % 10**10:010d}"
+    neutral = {"unpaid": OrderStatus.UNPAID, "paid": OrderStatus.PAID, "shipped": OrderStatus.SHIPPED}[status]
+    return ChannelOrder(
+        platform=Platform.DOUYIN,
+        platform_shop_id="bench-shop",
+        platform_order_id=f"69{i:017d}",
+        platform_status={"unpaid": "1", "paid": "2", "shipped": "3"}[status],
+        status=neutral,
+        created_at=created,
+        updated_at=at,
+        lines=lines,
+        receiver=Receiver(
+            CipherField(f"#n{who}#", "张*", f"ni{who}"),
+            CipherField(f"${phone}$", phone[:3] + "****" + phone[-4:], f"pi{who}"),
+            CipherField(f"#a{who}#", "文***号", f"ai{who}"),
+            "浙江省",
+            "杭州市",
+            "西湖区",
+        ),
+        paid_at=created if status != "unpaid" else None,
+        shipped_at=at if status == "shipped" else None,
+        goods_fen=sum(x.paid_fen for x in lines),
+        paid_fen=sum(x.paid_fen for x in lines),
+        buyer_remark=remark,
+        raw={
+            "order_id": f"69{i:017d}",
+            "update_time": int((at - T0).total_seconds()),
+            "sku_order_list": [{"order_id": x.platform_line_id} for x in lines],
+        },
+    )
+
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def neutral_orders(n: int, offset: int, codes: list[str]):
+    """``n`` new paid orders, each to its own receiver (the all-new best case)."""
+    return [channel_order(i, codes) for i in range(offset, offset + n)]
 
 
 def setup(codes: list[str]):
@@ -89,6 +108,107 @@ def setup(codes: list[str]):
         )
     ReviewRule.objects.update_or_create(kind="auto_approve", defaults={"enabled": True})
     return store
+
+
+# --- a realistic mix ------------------------------------------------------------------------------
+
+
+def run_mix(store, codes: list[str], short_codes: list[str], n: int, batch: int = 500) -> dict:
+    """A stream as a busy shop sends it, beside the all-new best case: first ``n // 2`` known
+    orders are ingested untimed (70 % paid, 30 % unpaid; one paid order in ten then held by
+    hand); then ``n`` versions are timed, in update-time order, through the same
+    ``ingest_batch`` in batches of ``batch``:
+
+    - 45 % new paid orders whose receivers repeat (about a third share a receiver with
+      another order: auto-merged into one fulfilment),
+    - 10 % new paid orders with a buyer remark (held by the review rule),
+    - 10 % new paid orders of ten short-stock SKUs (``n // 100`` units each, about a third of
+      what they are asked for: the rest is 缺货),
+    - 20 % known paid orders now shipped by the platform (their reservations are deducted),
+    - 15 % known unpaid orders now paid (stock reserved now).
+
+    Returns versions/s and what the stream did (so the mix is seen to happen)."""
+    import random
+
+    from inventory.models import Sku, StockLevel
+    from inventory.services import default_warehouse
+    from orders import services
+    from orders.models import Fulfilment, Order, ReviewRule
+    from orders.services import ingest_batch, ingestion_transaction
+
+    rng = random.Random(7)
+    ReviewRule.objects.update_or_create(kind="buyer_remark", defaults={"enabled": True})
+    ReviewRule.objects.update_or_create(kind="stock_short", defaults={"enabled": True})
+    ReviewRule.objects.update_or_create(kind="auto_merge", defaults={"enabled": True})
+    warehouse = default_warehouse()
+    StockLevel.objects.filter(sku__merchant_code__in=short_codes, warehouse=warehouse).update(
+        on_hand=max(1, n // 100), reserved=0
+    )
+    assert Sku.objects.filter(merchant_code__in=short_codes).count() == len(short_codes)
+
+    known = n // 2
+    base = 10_000_000  # order numbers apart from the best case's
+    seed = [channel_order(base + i, codes, status="unpaid" if i % 10 >= 7 else "paid") for i in range(known)]
+    with ingestion_transaction():
+        for start in range(0, known, batch):
+            ingest_batch(store=store, items=[(co, None) for co in seed[start : start + batch]])
+    paid = [co for co in seed if co.status == "paid"]
+    unpaid = [co for co in seed if co.status == "unpaid"]
+    with transaction.atomic():
+        for co in paid[::10]:
+            order = Order.objects.get(store=store, platform_order_id=co.platform_order_id)
+            services.hold(order=order, actor=None, reason="bench: held by hand")
+
+    t = T0 + timedelta(seconds=base + 2 * n + 10)  # after every order's creation
+    stream = []
+    buyers = max(1, int(n * 0.45 * 0.7))  # repeats: ~30 % of these orders share a receiver
+    next_id = base + known
+    shipped = rng.sample(paid, min(len(paid), int(n * 0.20)))
+    now_paid = rng.sample(unpaid, min(len(unpaid), int(n * 0.15)))
+    kinds = (
+        ["new"] * int(n * 0.45)
+        + ["remark"] * int(n * 0.10)
+        + ["short"] * int(n * 0.10)
+        + ["shipped"] * len(shipped)
+        + ["paid"] * len(now_paid)
+    )
+    rng.shuffle(kinds)
+    for kind in kinds:
+        t += timedelta(milliseconds=10)
+        if kind == "shipped":
+            co = shipped.pop()
+            stream.append(channel_order(int(co.platform_order_id[2:]), codes, status="shipped", at=t))
+        elif kind == "paid":
+            co = now_paid.pop()
+            stream.append(channel_order(int(co.platform_order_id[2:]), codes, status="paid", at=t))
+        else:
+            next_id += 1
+            stream.append(
+                channel_order(
+                    next_id,
+                    short_codes if kind == "short" else codes,
+                    at=t,
+                    buyer=base + rng.randrange(buyers) if kind == "new" else None,
+                    remark="请发顺丰" if kind == "remark" else "",
+                )
+            )
+    started = time.perf_counter()
+    for start in range(0, len(stream), batch):
+        with ingestion_transaction():
+            ingest_batch(store=store, items=[(co, None) for co in stream[start : start + batch]])
+    seconds = time.perf_counter() - started
+    from django.db.models import Count
+
+    orders = Order.objects.filter(store=store)
+    return {
+        "versions": len(stream),
+        "known_orders_before": known,
+        "versions_per_s": round(len(stream) / seconds, 1),
+        "stream_kinds": {k: kinds.count(k) for k in dict.fromkeys(kinds)},
+        "orders_by_status": dict(orders.order_by().values_list("status").annotate(n=Count("id"))),
+        "out_of_stock_orders": orders.filter(is_out_of_stock=True).count(),
+        "merged_fulfilments": Fulfilment.objects.filter(is_merged=True).count(),
+    }
 
 
 def clear_orders():
@@ -277,11 +397,19 @@ def run_bulk_create(store, orders) -> float:
 
 
 def main() -> dict:
-    ensure_bench_tenant()
+    with clean_tenant("ingestion") as schema:
+        return run(schema)
+
+
+def run(schema: str) -> dict:
     codes = [f"ING-{i:03d}" for i in range(200)]
-    with schema_context(BENCH_SCHEMA):
+    with schema_context(schema):
         store = setup(codes)
         orders = neutral_orders(N, 0, codes)
+        clear_orders()
+        # Every SKU's listing met once before timing (as in a shop that has sold before): the
+        # first order of a listing creates and matches it, which is not what is measured here.
+        run_core(store, neutral_orders(len(codes), 9_000_000, codes))
         clear_orders()
         core = run_core(store, orders)
         clear_orders()
@@ -293,6 +421,9 @@ def main() -> dict:
         clear_orders()
         copy = run_copy(store, orders)
         clear_orders()
+        short_codes = codes[-10:]
+        mix = run_mix(store, codes[:-10], short_codes, N)
+        clear_orders()
     result = {
         "orders": N,
         "lines_per_order": "1-3",
@@ -303,10 +434,17 @@ def main() -> dict:
         "copy_orders_per_s": round(copy, 1),
         "core_vs_copy": round(core / copy, 3),
         "core_vs_bulk_create": round(core / bulk, 3),
+        "mix": mix,
+        "mix_vs_core": round(mix["versions_per_s"] / core, 3),
     }
     print(
         f"ingestion core {result['core_orders_per_s']}/s · pull path {result['pull_path_orders_per_s']}/s · one by one {result['one_by_one_orders_per_s']}/s · bulk_create {result['bulk_create_orders_per_s']}/s · "
         f"COPY {result['copy_orders_per_s']}/s · core/COPY {result['core_vs_copy']} · core/bulk {result['core_vs_bulk_create']}"
+    )
+    print(
+        f"realistic mix: {mix['versions_per_s']} versions/s ({result['mix_vs_core']} of all-new) — "
+        f"{mix['stream_kinds']}; afterwards {mix['orders_by_status']}, {mix['out_of_stock_orders']} out of stock, "
+        f"{mix['merged_fulfilments']} merged fulfilments"
     )
     return result
 

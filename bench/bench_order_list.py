@@ -11,7 +11,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from common import BENCH_SCHEMA, ensure_bench_tenant
+from common import OWNER, OWNER_PASSWORD, clean_tenant, domain_of
 from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
@@ -154,8 +154,12 @@ def stats(samples: list[float]) -> dict:
 
 
 def main() -> dict:
-    ensure_bench_tenant()
-    with schema_context(BENCH_SCHEMA):
+    with clean_tenant("orderlist") as schema:
+        return run(schema)
+
+
+def run(schema: str) -> dict:
+    with schema_context(schema):
         from django.contrib.auth import get_user_model
 
         from channels.models import Store
@@ -173,14 +177,11 @@ def main() -> dict:
         with connection.cursor() as cursor:  # as after autovacuum: visibility map set, statistics fresh
             cursor.execute("VACUUM ANALYZE orders_order")
             cursor.execute("VACUUM ANALYZE orders_orderline")
-        owner = get_user_model().objects.get(username="bench")
+        owner = get_user_model().objects.get(username=OWNER)
         token = issue_api_token(user=owner, name="bench")[1]
     connection.set_schema_to_public()
-    client = Client(HTTP_HOST="bench.localhost")
-    assert (
-        client.post("/accounts/login/", {"username": "bench", "password": "Bench-pass-2026"}).status_code
-        == 302
-    )
+    client = Client(HTTP_HOST=domain_of(schema))
+    assert client.post("/accounts/login/", {"username": OWNER, "password": OWNER_PASSWORD}).status_code == 302
     api = {"HTTP_AUTHORIZATION": f"Token {token}"}
     cases = {
         "dashboard page 1": "/orders/",

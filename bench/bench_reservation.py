@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 
-from common import BENCH_SCHEMA, ensure_bench_tenant, run_clients
+from common import clean_tenant, run_clients
 from django.db import connection, connections
 from django_tenants.utils import schema_context
 
@@ -97,8 +97,17 @@ def full_worker(sku_ids: list[int], tag: str):
     return make
 
 
+BENCH_SCHEMA = ""  # this run's clean tenant
+
+
 def main() -> dict:
-    ensure_bench_tenant()
+    global BENCH_SCHEMA
+    with clean_tenant("reservation") as schema:
+        BENCH_SCHEMA = schema
+        return run()
+
+
+def run() -> dict:
     results: dict = {"seconds_per_run": SECONDS, "hot": [], "spread": []}
     with schema_context(BENCH_SCHEMA):
         from inventory.services import default_warehouse

@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from common import ROOT
-from django.db import connection
+from common import RATE_LIMIT_CODES, ROOT, SUCCESS_CODES, clean_tenant, platform_errors
 from django_tenants.utils import schema_context
 
 REPEATS = int(os.environ.get("BENCH_STOCK_REPEATS", "50"))
@@ -43,7 +42,6 @@ THREADS = int(os.environ.get("BENCH_STOCK_THREADS", "8"))
 SEED = 30  # not the default world's seed: shop ids differ from other benches' and demos'
 SHOPS_PER_PLATFORM = 10
 PLATFORMS = ("douyin", "kuaishou", "wechat")
-SLUG = "bench-stock"
 START = 100_000  # available units at the start of each phase
 CODES = {"sequential": "TSHIRT-WHT-M", "sequential_1_thread": "TSHIRT-WHT-L", "burst": "TSHIRT-BLK-M"}
 STOCK_WRITE_PATHS = {
@@ -52,7 +50,6 @@ STOCK_WRITE_PATHS = {
     "wechat": "/channels/ec/product/stock/update",
 }
 STOCK_READ_PATHS = {"kuaishou": "/open/item/sku/list/get"}  # Kuaishou reads before its delta
-RATE_LIMIT_CODES = {"60000", "1016", "1017", "15", "16", "17", "45009", "45011", "10020112"}
 
 
 def free_port() -> int:
@@ -88,28 +85,6 @@ def make_world(path: Path):
     # product_count=1: every shop lists the first product (a T-shirt in 4 SKUs).
     seed_default_world(world, shops_per_platform=SHOPS_PER_PLATFORM, buyers=10, product_count=1)
     return world
-
-
-def ensure_tenant():
-    from django.core.management import call_command
-
-    from tenants import services
-    from tenants.models import Tenant
-
-    call_command("migrate_schemas", "--shared", verbosity=0)
-    call_command("bootstrap", verbosity=0)
-    tenant = Tenant.objects.filter(slug=SLUG).first()
-    if tenant is None:
-        tenant = services.create_tenant(
-            slug=SLUG,
-            name="Stock push benchmark",
-            owner_username="bench",
-            owner_password="Bench-pass-2026",  # noqa: S106 - local benchmark tenant
-        ).tenant
-    else:
-        call_command("migrate_schemas", "--schema", tenant.schema_name, verbosity=0)
-    connection.set_schema_to_public()
-    return tenant
 
 
 def _secrets(app) -> dict:
@@ -277,7 +252,7 @@ class Probe:
             elif path == STOCK_READ_PATHS.get(platform):
                 out["reads"] += 1
             head = str(code).split("/")[0]
-            if head not in ("10000", "1", "0", "200"):
+            if head not in SUCCESS_CODES:
                 out["errors"] += 1
                 out["by_code"][f"{platform}:{code}"] = out["by_code"].get(f"{platform}:{code}", 0) + 1
             if head in RATE_LIMIT_CODES or "qps" in (fault or "") or "rate-limit" in (fault or ""):
@@ -369,9 +344,17 @@ def burst(tenant, probe: Probe, code: str, count: int) -> dict:
 
 
 def main() -> dict:
+    with clean_tenant("stock") as schema:
+        return run(schema)
+
+
+def run(schema: str) -> dict:
     from django.conf import settings
     from django.test.utils import override_settings
 
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(schema_name=schema)
     tmp = Path(tempfile.mkdtemp(prefix="bench-stock-"))
     data = tmp / "world.sqlite3"
     world = make_world(data)
@@ -382,11 +365,11 @@ def main() -> dict:
         with override_settings(
             CHANNEL_BASE_URLS={**settings.CHANNEL_BASE_URLS, **{p: urls[p] for p in PLATFORMS}}
         ):
-            tenant = ensure_tenant()
             t0 = time.perf_counter()
             connect_shops(world, tenant)
             results["connect_and_pull_30_shops_s"] = round(time.perf_counter() - t0, 2)
         probe = Probe(world, urls["status"])
+        first_call = 0
 
         daemon = start_daemon(urls, THREADS, tmp / "daemon.log")
         results["sequential"] = sequential(tenant, probe, CODES["sequential"], REPEATS, "seq")
@@ -398,6 +381,8 @@ def main() -> dict:
             tenant, probe, CODES["sequential_1_thread"], REPEATS_ONE_THREAD, "seq1"
         )
         results["machine_load_1m_after"] = round(os.getloadavg()[0], 2)
+        probe.flush()
+        results["platform_errors"] = platform_errors(world, after_id=first_call)  # the whole run
     finally:
         if daemon is not None:
             stop(daemon)
@@ -405,15 +390,15 @@ def main() -> dict:
         world.close()
     results["logs"] = str(tmp)
     seq, one, b = results["sequential"], results["sequential_1_thread"], results["burst"]
+    errors = results["platform_errors"]
     print(
         f"stock push to {seq['shops']} shops: commit → all shops p50 {seq['p50_ms']} ms, p99 {seq['p99_ms']} ms "
         f"({THREADS} threads; 1 thread: p50 {one['p50_ms']} ms, p99 {one['p99_ms']} ms); "
         f"{seq['stock_writes_per_change']} writes/change; burst of {b['changes']} in {b['burst_seconds']} s → "
         f"{b['writes_per_shop']} writes/shop (coalescing {b['coalescing_ratio']}:1), all right "
-        f"{b['all_right_after_last_commit_ms']} ms after the last commit; rate-limited "
-        f"{seq['rate_limited'] + b['rate_limited'] + one['rate_limited']}, errors "
-        f"{seq['errors'] + b['errors'] + one['errors']}; load {results['machine_load_1m_before']}→"
-        f"{results['machine_load_1m_after']}"
+        f"{b['all_right_after_last_commit_ms']} ms after the last commit; platform calls {errors['calls']}, "
+        f"errors {errors['errors']} {errors['by_code'] or ''}, rate-limited {errors['rate_limited']}; "
+        f"load {results['machine_load_1m_before']}→{results['machine_load_1m_after']}"
     )
     return results
 

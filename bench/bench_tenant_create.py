@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 
-from common import ensure_bench_tenant
+from common import prepare_public
 
 RUNS = int(os.environ.get("BENCH_TENANTS", "5"))
 
@@ -16,7 +16,7 @@ def main() -> dict:
     from tenants import services
     from tenants.models import Tenant
 
-    ensure_bench_tenant()
+    prepare_public()
     slugs = [f"benchnew{i}" for i in range(RUNS)]
     for slug in slugs:
         if Tenant.objects.filter(slug=slug).exists():
