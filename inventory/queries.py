@@ -33,6 +33,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Upper
 
 from channels.models import Store
+from ecbao import paging
 from inventory.models import ComboComponent, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 
 #: at or below this many available units a SKU counts as "low" (above zero)
@@ -145,47 +146,20 @@ def stock_status(available: int) -> str:
     return STOCK_OK
 
 
-# --- keyset pages ------------------------------------------------------------------------------
+# --- keyset pages (ecbao.paging) -----------------------------------------------------------------
 
-
-@dataclass
-class Page:
-    rows: list
-    next_key: str | None = None  # pass as ``after`` for the next page
-    prev_key: str | None = None  # pass as ``before`` for the previous page
+Page = paging.Page
+_NEWEST_FIRST = paging.Keyset("-pk")
 
 
 def keyset_page(qs: QuerySet, *, key: str, after: str = "", before: str = "", size: int = 50) -> Page:
     """One page of ``qs`` ordered by the unique column ``key``; costs the same however deep."""
-    if before:
-        rows = list(qs.filter(**{f"{key}__lt": before}).order_by(f"-{key}")[: size + 1])
-        more = len(rows) > size
-        rows = rows[:size][::-1]
-        return Page(
-            rows=rows,
-            prev_key=str(getattr(rows[0], key)) if more and rows else None,
-            next_key=str(getattr(rows[-1], key)) if rows else None,
-        )
-    if after:
-        qs = qs.filter(**{f"{key}__gt": after})
-    rows = list(qs.order_by(key)[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        rows=rows,
-        next_key=str(getattr(rows[-1], key)) if more else None,
-        prev_key=str(getattr(rows[0], key)) if after and rows else None,
-    )
+    return paging.Keyset(key).page(qs, after=after, before=before, size=size)
 
 
 def newest_first_page(qs: QuerySet, *, before: int | None = None, size: int = 50) -> Page:
     """Newest rows first by id; ``next_key`` is the id to pass as ``before`` for older rows."""
-    if before:
-        qs = qs.filter(pk__lt=before)
-    rows = list(qs.order_by("-pk")[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(rows=rows, next_key=str(rows[-1].pk) if more else None)
+    return _NEWEST_FIRST.page(qs, after=str(before) if before else "", size=size)
 
 
 # --- SKU list page -----------------------------------------------------------------------------

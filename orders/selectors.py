@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from channels.models import OrderSnapshot
+from ecbao import paging
 from ecbao.templatetags.ecbao import fen
 from orders.models import Fulfilment, FulfilmentLine, Order, OrderEvent, OrderLine, OrderStatus, ReviewRule
 
@@ -244,70 +245,29 @@ def count_display(n: int) -> str:
 
 # --- keyset pages ------------------------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
+#: newest first; a position is ``<placed_at in µs since the epoch>.<id>`` (see ``ecbao.paging``)
+ORDER_KEYSET = paging.Keyset("-placed_at", "-id")
+OrderPage = paging.Page
 
 
 def page_key(order: Order) -> str:
-    """The keyset position of ``order``: ``<placed_at in µs since the epoch>.<id>``."""
-    return f"{(order.placed_at - _EPOCH) // _MICRO}.{order.pk}"
+    return ORDER_KEYSET.key(order)
 
 
 def parse_page_key(key: str) -> tuple[datetime, int] | None:
-    match = re.fullmatch(r"(-?\d{1,18})\.(\d{1,18})", key or "")
-    if not match:
-        return None
-    try:
-        return _EPOCH + int(match[1]) * _MICRO, int(match[2])
-    except OverflowError:
-        return None
+    return ORDER_KEYSET.parse(Order, key)
 
 
 def older_than(qs: QuerySet[Order], placed: datetime, pk: int) -> QuerySet[Order]:
     """Orders after position (placed, pk) in the newest-first list (see :func:`order_page`)."""
-    return qs.filter(placed_at__lte=placed).filter(Q(placed_at__lt=placed) | Q(pk__lt=pk))
-
-
-@dataclass
-class OrderPage:
-    rows: list[Order]
-    next_key: str | None = None  # pass as ``after`` for older orders
-    prev_key: str | None = None  # pass as ``before`` for newer orders
+    return ORDER_KEYSET.beyond(qs, (placed, pk))
 
 
 def order_page(qs: QuerySet[Order], *, after: str = "", before: str = "", size: int = 50) -> OrderPage:
-    """One page of ``qs`` newest first by (placed_at, id), after or before a page key.
-
-    The position condition is ``placed_at <= t AND (placed_at < t OR id < i)``: the first
-    part is an index bound (the scan starts at the position), the second drops the few rows
-    of the same instant already shown. Orders arriving meanwhile are newer than every
-    position already handed out, so later pages never repeat or skip a row."""
-    position = parse_page_key(before)
-    if position:
-        placed, pk = position
-        rows = list(
-            qs.filter(placed_at__gte=placed)
-            .filter(Q(placed_at__gt=placed) | Q(pk__gt=pk))
-            .order_by("placed_at", "id")[: size + 1]
-        )
-        more = len(rows) > size
-        rows = rows[:size][::-1]
-        return OrderPage(
-            rows=rows,
-            next_key=page_key(rows[-1]) if rows else None,
-            prev_key=page_key(rows[0]) if more and rows else None,
-        )
-    position = parse_page_key(after)
-    if position:
-        qs = older_than(qs, *position)
-    rows = list(qs.order_by("-placed_at", "-id")[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    return OrderPage(
-        rows=rows,
-        next_key=page_key(rows[-1]) if more else None,
-        prev_key=page_key(rows[0]) if position and rows else None,
-    )
+    """One page of ``qs`` newest first by (placed_at, id), after or before a page key. Orders
+    arriving meanwhile are newer than every position already handed out, so later pages
+    never repeat or skip a row."""
+    return ORDER_KEYSET.page(qs, after=after, before=before, size=size)
 
 
 def decorate(orders: list[Order]) -> list[Order]:
