@@ -209,9 +209,10 @@ def run(schema: str) -> dict:
     ):
         for _ in range(199):
             _, response = timed(client, url, **headers)
-            url = next_of(response)
-            if not url:
+            following = next_of(response)
+            if not following:  # fewer than 200 pages: time the last one
                 break
+            url = following
         samples = [timed(client, url, **headers)[0] for _ in range(REPEAT)]
         results[label] = stats(samples)
         print(f"{label:24s} p50 {results[label]['p50_ms']:>7} ms  p95 {results[label]['p95_ms']:>7} ms")
