@@ -4,6 +4,7 @@ import/export (thin: reads through ``queries``, writes through services, sync an
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_POST
 from inventory import queries, services, sync, tasks, xlsx
 from inventory.forms import AdjustmentForm, CountForm, ListingMatchForm, SkuFilterForm, SkuImportForm
 from inventory.models import Listing, Sku
-from tenants.accounts.permissions import capability_required
+from tenants.accounts.permissions import capability_required, has_capability
 
 PAGE_SIZE = 50
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -61,8 +62,15 @@ def sku_list(request):
 
 @capability_required("dashboard.view")
 def sku_export(request):
-    """The SKUs of the list's current filter (all pages) as xlsx; ``?template=1``: headers only."""
-    if request.GET.get("template"):
+    """The SKUs of the list's current filter (all pages) as xlsx (inventory.export); ``?template=1``:
+    headers only (also for those who import, inventory.manage)."""
+    template = bool(request.GET.get("template"))
+    if not (
+        has_capability(request.user, "inventory.export")
+        or (template and has_capability(request.user, "inventory.manage"))
+    ):
+        raise PermissionDenied("inventory.export")
+    if template:
         skus, name = Sku.objects.none(), "sku-template.xlsx"
     else:
         form = SkuFilterForm(request.GET, categories=queries.categories())

@@ -354,10 +354,12 @@ def _invalid_transition(exc: InvalidTransition) -> Response:
     retrieve=extend_schema(summary="One order with its lines and fulfilments"),
 )
 class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Orders of all shops. Reads need dashboard.view, actions orders.manage."""
+    """Orders of all shops. Reads need dashboard.view (raw snapshots orders.snapshots), actions
+    orders.manage."""
 
     filterset_class = OrderFilterSet
     pagination_class = OrderKeysetPagination
+    read_capability = "dashboard.view"
     write_capability = "orders.manage"
 
     def get_queryset(self):
@@ -381,7 +383,13 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         responses=OrderSnapshotSerializer(many=True),
         summary="Every stored platform version of the order (raw payload), newest first",
     )
-    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    @action(
+        detail=True,
+        methods=["get"],
+        pagination_class=None,
+        filter_backends=[],
+        read_capability="orders.snapshots",
+    )
     def snapshots(self, request, pk=None):
         order = self.get_object()
         return Response(OrderSnapshotSerializer(selectors.order_snapshots(order), many=True).data)

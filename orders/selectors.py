@@ -323,15 +323,25 @@ def _change_value(key: str, value):
     return value
 
 
+def shown_payload(payload):
+    """The one place through which snapshot payloads reach people (the API's snapshots action and
+    the order page, both behind the orders.snapshots capability). Hook for the channels payload
+    scrubber (issue 12 d4: ciphertexts, buyer nicknames and open ids removed) — shown as stored
+    until it lands."""
+    return payload
+
+
 def order_snapshots(order: Order) -> list[OrderSnapshot]:
-    """Every stored version of the platform order, newest first, with the raw payload as
-    indented JSON (``pretty``) and whether it is the one applied last (``applied``)."""
+    """Every stored version of the platform order, newest first, with the payload (through
+    :func:`shown_payload`) as indented JSON (``pretty``) and whether it is the one applied last
+    (``applied``)."""
     snapshots = list(
         OrderSnapshot.objects.filter(store_id=order.store_id, platform_order_id=order.platform_order_id)
         .order_by("-platform_updated_at", "-id")
         .defer("normalized")
     )
     for snapshot in snapshots:
+        snapshot.payload = shown_payload(snapshot.payload)
         snapshot.pretty = json.dumps(snapshot.payload, ensure_ascii=False, indent=2, sort_keys=True)
         snapshot.applied = snapshot.pk == order.snapshot_id
     return snapshots

@@ -195,7 +195,10 @@ def order_detail(request, order_id):
             "order": order,
             "lines": list(order.lines.all()),
             "events": selectors.order_events(order),
-            "snapshots": selectors.order_snapshots(order),
+            # raw platform versions only for those who hold orders.snapshots
+            "snapshots": selectors.order_snapshots(order)
+            if has_capability(request.user, "orders.snapshots")
+            else None,
             "fulfilments": selectors.order_fulfilments(order),
             "merge_candidates": selectors.merge_candidates(order),
             # which buttons to offer; the services decide (and explain any refusal)
@@ -351,7 +354,7 @@ def receiver_reveal(request, order_id, field):
 
 
 @require_POST
-@capability_required("dashboard.view")
+@capability_required("orders.export")
 def export_start(request):
     """Export every order of the posted filter (all pages) to xlsx, in the background."""
     query = _without(QueryDict(request.POST.get("filter_query", "")), "after", "before")
@@ -365,7 +368,7 @@ def export_start(request):
     return redirect("orders:export_status", export_id)
 
 
-@capability_required("dashboard.view")
+@capability_required("orders.export")
 def export_status(request, export_id):
     export = exports.export_for(export_id, user=request.user)
     if export is None:
@@ -374,7 +377,7 @@ def export_status(request, export_id):
     return render(request, template, {"export": export})
 
 
-@capability_required("dashboard.view")
+@capability_required("orders.export")
 def export_download(request, export_id):
     """The workbook, for the user who asked, from the current tenant's storage only."""
     export = exports.export_for(export_id, user=request.user)

@@ -1,5 +1,6 @@
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.signals import user_logged_in
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
@@ -9,7 +10,7 @@ from rest_framework.response import Response
 from ecbao.api import error_response
 from tenants.accounts import selectors, services, throttle
 from tenants.accounts.models import Invitation, Role
-from tenants.accounts.permissions import has_capability, in_tenant_schema
+from tenants.accounts.permissions import STAFF_ROLES, has_capability, in_tenant_schema
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -29,14 +30,41 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "expires_at", "accepted_at", "invite_token"]
 
 
-class UserViewSet(viewsets.ReadOnlyModelViewSet):
-    """The tenant's users. Read by every staff role."""
+class UserUpdateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=[c for c in Role.choices if c[0] in STAFF_ROLES], required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class UserViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The tenant's users with their e-mail addresses: only for owners, who may also change a
+    staff member's role or deactivate them (PATCH; the last active owner stays an active owner)."""
 
     serializer_class = UserSerializer
     filterset_fields = ["role", "is_active"]
+    read_capability = "staff.manage"
+    write_capability = "staff.manage"
+    http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):
         return selectors.staff_list().order_by("-id")
+
+    @extend_schema(request=UserUpdateSerializer, responses=UserSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        user = self.get_object()
+        changes = UserUpdateSerializer(data=request.data)
+        changes.is_valid(raise_exception=True)
+        try:
+            if "role" in changes.validated_data:
+                user = services.change_role(
+                    actor=request.user, user_id=user.pk, role=changes.validated_data["role"]
+                )
+            if "is_active" in changes.validated_data:
+                user = services.set_active(
+                    actor=request.user, user_id=user.pk, active=changes.validated_data["is_active"]
+                )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"detail": exc.messages}) from None
+        return Response(UserSerializer(user).data)
 
 
 class InvitationViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -24,6 +24,10 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "staff.manage": frozenset({Role.OWNER}),
     "shops.manage": frozenset({Role.OWNER, Role.OPERATOR}),
     "orders.manage": frozenset({Role.OWNER, Role.OPERATOR}),
+    # Bulk outflow and raw platform data are capabilities of their own, not "can read".
+    "orders.export": frozenset({Role.OWNER, Role.OPERATOR}),
+    "orders.snapshots": frozenset({Role.OWNER, Role.OPERATOR}),
+    "inventory.export": frozenset({Role.OWNER, Role.OPERATOR}),
     "inventory.manage": frozenset({Role.OWNER, Role.OPERATOR, Role.WAREHOUSE}),
     "shipping.manage": frozenset({Role.OWNER, Role.OPERATOR, Role.WAREHOUSE}),
     "finance.manage": frozenset({Role.OWNER, Role.FINANCE}),

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tenants.accounts.models import ApiToken, Invitation, Role
+from tenants.accounts.permissions import STAFF_ROLES, has_capability
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -81,6 +82,70 @@ def purge_expired_invitations() -> int:
     return deleted
 
 
+# --- staff management (owners) -----------------------------------------------------------------
+
+
+def _require_staff_manager(actor) -> None:
+    if not has_capability(actor, "staff.manage"):
+        raise PermissionDenied("staff.manage")
+
+
+def _locked_staff_member(actor, user_id: int):
+    """Lock every active owner (so two owners cannot demote each other at once and leave none),
+    then the target; returns the target and the owners' ids, or raises ValidationError. The actor
+    must still be an active owner once the lock is held (not demoted by a concurrent change)."""
+    User = get_user_model()
+    owners = list(
+        User.objects.select_for_update()
+        .filter(role=Role.OWNER, is_active=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if actor.pk not in owners:
+        raise PermissionDenied("staff.manage")
+    user = User.objects.select_for_update().filter(pk=user_id).first()
+    if user is None or user.role == Role.SUPPLIER:
+        raise ValidationError(_("No such staff member."), code="not_found")
+    return user, owners
+
+
+def _refuse_last_owner(user, owners: list[int]) -> None:
+    if user.pk in owners and len(owners) <= 1:
+        raise ValidationError(_("The last active owner cannot be demoted or deactivated."), code="last_owner")
+
+
+@transaction.atomic
+def change_role(*, actor, user_id: int, role: str):
+    """Give a staff member another staff role (owner included); the last active owner stays one."""
+    _require_staff_manager(actor)
+    if role not in STAFF_ROLES:
+        raise ValidationError({"role": _("Choose a staff role.")})
+    user, owners = _locked_staff_member(actor, user_id)
+    if user.role == role:
+        return user
+    if user.role == Role.OWNER:
+        _refuse_last_owner(user, owners)
+    user.role = role
+    user.save(update_fields=["role"])
+    return user
+
+
+@transaction.atomic
+def set_active(*, actor, user_id: int, active: bool):
+    """Deactivate (or reactivate) a staff member. A deactivated user can no longer sign in, their
+    sessions stop working and their API tokens are deleted; the last active owner stays active."""
+    _require_staff_manager(actor)
+    user, owners = _locked_staff_member(actor, user_id)
+    if user.is_active == active:
+        return user
+    if not active:
+        _refuse_last_owner(user, owners)
+        ApiToken.objects.filter(user=user).delete()
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    return user
+
+
 # --- API tokens ------------------------------------------------------------------------------
 
 
@@ -94,8 +159,6 @@ def issue_api_token(*, user, name: str = "", days: int | None = None) -> tuple[A
 
 def revoke_api_token(*, actor, digest: str) -> ApiToken:
     """Revoke a token: its own user may, and so may anyone who manages staff (any user's)."""
-    from tenants.accounts.permissions import has_capability
-
     token = ApiToken.objects.select_related("user").filter(digest=digest).first()
     if token is None or (token.user_id != actor.pk and not has_capability(actor, "staff.manage")):
         raise PermissionDenied(_("No such token."))

@@ -10,6 +10,7 @@ urlpatterns = [
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("staff/", views.staff, name="staff"),
+    path("staff/<int:user_id>/", views.staff_member, name="staff_member"),
     path("invite/<str:token>/", views.accept_invitation, name="accept_invitation"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<str:digest>/revoke/", views.api_token_revoke, name="api_token_revoke"),

@@ -15,7 +15,10 @@ from tenants.accounts.forms import (
     InviteForm,
     ThrottledAuthenticationForm,
 )
-from tenants.accounts.permissions import capability_required, has_capability
+from tenants.accounts.models import Role
+from tenants.accounts.permissions import STAFF_ROLES, capability_required, has_capability
+
+STAFF_ROLE_CHOICES_ALL = [(value, label) for value, label in Role.choices if value in STAFF_ROLES]
 
 
 class LoginView(auth_views.LoginView):
@@ -68,9 +71,36 @@ def staff(request):
             "form": form,
             "invite_link": invite_link,
             "users": selectors.staff_list(),
+            "staff_roles": STAFF_ROLE_CHOICES_ALL,
             "invitations": selectors.open_invitations(),
         },
     )
+
+
+@require_POST
+@capability_required("staff.manage")
+def staff_member(request, user_id):
+    """Change a staff member's role, or deactivate / reactivate them (owners only)."""
+    action = request.POST.get("action")
+    try:
+        if action == "role":
+            user = services.change_role(
+                actor=request.user, user_id=user_id, role=request.POST.get("role", "")
+            )
+            messages.success(
+                request,
+                _("%(user)s is now %(role)s.") % {"user": user.username, "role": user.get_role_display()},
+            )
+        elif action in ("deactivate", "activate"):
+            user = services.set_active(actor=request.user, user_id=user_id, active=action == "activate")
+            text = _("%(user)s can sign in again.") if user.is_active else _("%(user)s was deactivated.")
+            messages.success(request, text % {"user": user.username})
+        else:
+            raise Http404
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    return redirect("accounts:staff")
 
 
 def accept_invitation(request, token):

@@ -61,7 +61,7 @@ def test_list_is_keyset_paginated(alpha, alpha_client):
 def test_viewer_reads_but_cannot_write(alpha, alpha_client):
     make_user(alpha, "viewer", Role.VIEWER)
     token = _token(alpha, "viewer")
-    assert alpha_client.get("/api/v1/users/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert alpha_client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
     denied = alpha_client.post(
         "/api/v1/invitations/",
         {"email": "x@y.example", "role": "operator"},

@@ -161,7 +161,10 @@ def test_export_of_the_current_filter_is_an_xlsx_of_those_skus(in_alpha, as_role
     make_sku("E-1", on_hand=2)
     make_sku("E-2")
     make_sku("F-1")
-    response = as_role(Role.VIEWER).get("/inventory/skus/export/?q=E-")
+    viewer = as_role(Role.VIEWER)
+    assert viewer.get("/inventory/skus/export/?q=E-").status_code == 403  # export: its own capability
+    viewer.post("/accounts/logout/")
+    response = as_role(Role.OPERATOR).get("/inventory/skus/export/?q=E-")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/vnd.openxmlformats")
     sheet = load_workbook(BytesIO(response.content)).worksheets[0]

@@ -158,11 +158,17 @@ def test_download_is_refused_to_other_users_and_other_tenants(
     assert owner.get("/orders/export/not-an-id/download/").status_code == 404
 
 
-def test_viewer_may_export_but_not_anonymous(in_alpha, alpha, orders, alpha_client, monkeypatch):
+def test_operator_may_export_but_not_the_viewer_or_anonymous(
+    in_alpha, alpha, orders, alpha_client, monkeypatch
+):
     monkeypatch.setattr(export_orders_task, "delay", lambda export_id: None)
     assert alpha_client.post("/orders/export/", {"filter_query": ""}).status_code == 302  # to the login page
     make_user(alpha, "ex-viewer", Role.VIEWER, "Staff-pass-2026")
     alpha_client.post("/accounts/login/", {"username": "ex-viewer", "password": "Staff-pass-2026"})
+    assert alpha_client.post("/orders/export/", {"filter_query": "status=held"}).status_code == 403
+    alpha_client.post("/accounts/logout/")
+    make_user(alpha, "ex-operator", Role.OPERATOR, "Staff-pass-2026")
+    alpha_client.post("/accounts/login/", {"username": "ex-operator", "password": "Staff-pass-2026"})
     response = alpha_client.post("/orders/export/", {"filter_query": "status=held"})
     assert response.status_code == 302
     export_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]

@@ -378,14 +378,20 @@ def test_detail_shows_lines_shipments_timeline_and_every_snapshot(in_alpha, stor
     for snapshot in OrderSnapshot.objects.filter(platform_order_id="D1").order_by("platform_updated_at"):
         services.ingest_snapshots(snapshot_ids=[snapshot.pk])
     order = Order.objects.get(platform_order_id="D1")
+    operator = login(Role.OPERATOR)
+    assert operator.get(f"/orders/{order.pk}/").context["snapshots"]  # raw versions: owners and operators
+    operator.post("/accounts/logout/")
     client = login(Role.VIEWER)
     response = client.get(f"/orders/{order.pk}/")
     assert response.status_code == 200
     html = response.content.decode()
+    assert response.context["snapshots"] is None and "&quot;order_status&quot;" not in html
+    client.post("/accounts/logout/")
+    response = login(Role.OWNER).get(f"/orders/{order.pk}/")
     snapshots = response.context["snapshots"]
     assert [s.payload["order_status"] for s in snapshots] == [2, 1]  # newest first
     assert snapshots[0].applied and not snapshots[1].applied
-    assert "&quot;order_status&quot;: 2" in html and "<details" in html
+    assert "&quot;order_status&quot;: 2" in response.content.decode() and "<details" in html
     kinds = [e.kind for e in response.context["events"]]
     assert kinds[-1] == "created" and "paid" in kinds and "status_changed" in kinds
     approved = next(e for e in response.context["events"] if e.kind == "status_changed")
