@@ -1,9 +1,12 @@
 """Channel stock sync: every change of available stock reaches every listing of the SKU.
 
 - Each stock change writes a ``StockChange`` outbox row in its own transaction; after
-  commit, ``schedule_stock_sync`` enqueues one sync task (debounced through Redis).
-- ``sync_pending_changes`` consumes the outbox (SKIP LOCKED, so several workers share it),
-  **coalesces** the rows per SKU, and pushes each affected listing once.
+  commit, ``schedule_stock_sync`` signals the stock-sync daemon (``run_daemon``) through a
+  Redis queue, one signal per tenant and burst (debounced per process).
+- ``sync_pending_changes`` reads the outbox, **coalesces** the rows per SKU, pushes each
+  affected listing once, and only then deletes the rows it read: a crash before the pushes
+  are recorded leaves the rows for the next round (a listing already showing the number is
+  not pushed again).
 - ``push_listing`` computes the number *inside a row lock on the listing* from the current
   balances, so two workers can never publish an older number after a newer one: whoever
   pushes last computed last.
@@ -17,6 +20,9 @@
   the safety net. A listing the platform rate-limited is held (skipped by every round)
   for as long as the platform asked, then retried. Pushes do not wait long inside the row
   lock: rate limits and outages fail fast and are retried later, recomputing the number.
+- The periodic task is the safety net: it drains the outbox, then pushes listings still
+  pending (a push asked for and lost), those whose accepted number differs from the last
+  computed one, and in turn the least recently checked ones (``push_unsynced_listings``).
 """
 
 from __future__ import annotations
@@ -446,21 +452,48 @@ class SyncRound:
 
 
 def sync_pending_changes(*, batch: int = 5000, threads: int | None = None) -> SyncRound:
-    """Consume the outbox once: coalesce per SKU, push every affected listing once."""
+    """Consume the outbox once: coalesce per SKU, push every affected listing once, then delete
+    the rows read. Two workers reading the same rows push nothing twice (each push compares
+    the listing's accepted number under its row lock); a worker that dies mid-round leaves
+    the rows for the next one."""
     result = SyncRound()
-    with transaction.atomic():
-        rows = list(
-            StockChange.objects.select_for_update(skip_locked=True)
-            .order_by("id")
-            .values_list("pk", "sku_id")[:batch]
-        )
-        if not rows:
-            return result
-        StockChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+    rows = list(StockChange.objects.order_by("id").values_list("pk", "sku_id")[:batch])
+    if not rows:
+        return result
     result.changes = len(rows)
     sku_ids = {sku_id for _, sku_id in rows}
     result.skus = len(sku_ids)
     result.outcomes = push_listings(listings_for_skus(sku_ids), threads=threads)
+    # Every push is recorded now (pushed, or failed and left to the retries): acknowledge.
+    StockChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+    return result
+
+
+def push_unsynced_listings(*, limit: int = 500, threads: int | None = None) -> SyncRound:
+    """The safety net's pushes: listings still pending, those whose accepted number differs
+    from the last computed one, then the least recently checked (up to ``limit`` in all).
+    Each push recomputes the number from the balances and calls the platform only when it
+    differs from what the platform last accepted, so a change whose signal and outbox row
+    were both lost still reaches the platform within a few rounds. Failed listings are left
+    to ``retry_failed_listings``."""
+    candidates = Listing.objects.filter(
+        match=Listing.Match.MATCHED, locked=False, store__status=Store.Status.ACTIVE
+    ).exclude(push_state=Listing.PushState.FAILED)
+    unsynced = (
+        Q(push_state=Listing.PushState.PENDING)
+        | Q(pushed_qty__isnull=True)
+        | Q(computed_qty__isnull=True)
+        | ~Q(pushed_qty=F("computed_qty"))
+    )
+    ids = list(candidates.filter(unsynced).order_by("updated_at").values_list("pk", flat=True)[:limit])
+    if len(ids) < limit:
+        ids += (
+            candidates.exclude(pk__in=ids)
+            .order_by("updated_at")
+            .values_list("pk", flat=True)[: limit - len(ids)]
+        )
+    result = SyncRound(outcomes=push_listings(ids, threads=threads) if ids else [])
+    schedule_retry_if_failed(result.outcomes)
     return result
 
 

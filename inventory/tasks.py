@@ -7,14 +7,17 @@ from inventory.models import Listing, StockChange
 
 @shared_task(acks_late=True)
 def sync_stock_changes() -> dict:
-    """Periodic safety net behind the stock-sync daemon: drain the outbox."""
+    """Periodic safety net behind the stock-sync daemon: drain the outbox, then push the
+    listings that may show a wrong number (``sync.push_unsynced_listings``)."""
     result = sync.drain()
     if StockChange.objects.exists():
         sync.schedule_stock_sync()
+    checked = sync.push_unsynced_listings()
     return {
         "changes": result.changes,
         "skus": result.skus,
-        "pushes": sum(1 for o in result.outcomes if o.pushed),
+        "pushes": sum(1 for o in [*result.outcomes, *checked.outcomes] if o.pushed),
+        "checked": len(checked.outcomes),
     }
 
 
