@@ -83,9 +83,12 @@ def test_operator_walks_the_workbench(committed_tenant, browser, live_url):
         page.goto(base + "/orders/?status=approved")
         page.locator("[data-testid=order-row] a").first.click()
         page.wait_for_selector("[data-testid=timeline]")
-        timeline = page.locator("[data-testid=timeline]").inner_text()
-        assert "approved by hand" in timeline or "人工" in timeline or "审核" in timeline
-        assert page.locator("[data-testid=order-status]").inner_text().strip() != ""
+        # the approval the bulk action made: one event, by this user, to approved; the badge says 待发货
+        approvals = page.locator("[data-testid=timeline] tbody tr").filter(has_text="approved by hand")
+        assert approvals.count() == 1
+        row = approvals.first.inner_text()
+        assert "wb-e2e-owner" in row and "待审核 → 待发货" in row, row
+        assert page.locator("[data-testid=order-status]").inner_text().strip() == "待发货"
         assert page.locator("[data-testid=snapshots]").count() == 1
     finally:
         page.close()
