@@ -927,6 +927,8 @@ def approve(*, order: Order, actor) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in (S.TO_REVIEW, S.HELD):
         raise status.InvalidTransition(order, S.APPROVED)
+    if order.channel_status == ChannelStatus.UNPAID.value:
+        raise ValidationError("an order not paid yet cannot be approved")
     lines = list(order.lines.all())
     _reserve_lines(order, lines)
     if order.has_unmatched or order.is_out_of_stock:
@@ -956,6 +958,9 @@ def release(*, order: Order, actor) -> Order:
         raise status.InvalidTransition(order, S.TO_REVIEW)
     order.address_changed = False  # the person looked at it
     order.hold_reasons = []
+    if order.channel_status == ChannelStatus.UNPAID.value:  # held before payment: wait for it
+        status.transition(order, S.PENDING_PAYMENT, source="user", actor=actor, message="released from hold")
+        return order
     status.transition(order, S.TO_REVIEW, source="user", actor=actor, message="released from hold")
     _reserve_lines(order, list(order.lines.all()))
     _run_review(order, source="user")

@@ -11,7 +11,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
         {S.TO_REVIEW, S.HELD, S.APPROVED, S.CANCELLED, S.PARTIALLY_SHIPPED, S.SHIPPED}
     ),
     S.TO_REVIEW: frozenset({S.APPROVED, S.HELD, S.CANCELLED, S.PARTIALLY_SHIPPED, S.SHIPPED}),
-    S.HELD: frozenset({S.TO_REVIEW, S.APPROVED, S.CANCELLED, S.PARTIALLY_SHIPPED, S.SHIPPED}),
+    # back to pending payment: a hold placed before payment is released before payment
+    S.HELD: frozenset(
+        {S.PENDING_PAYMENT, S.TO_REVIEW, S.APPROVED, S.CANCELLED, S.PARTIALLY_SHIPPED, S.SHIPPED}
+    ),
     S.APPROVED: frozenset({S.HELD, S.TO_REVIEW, S.PARTIALLY_SHIPPED, S.SHIPPED, S.CANCELLED}),
     S.PARTIALLY_SHIPPED: frozenset({S.SHIPPED, S.COMPLETED}),
     S.SHIPPED: frozenset({S.COMPLETED}),

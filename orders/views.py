@@ -32,6 +32,7 @@ RECEIVER_FIELDS = ("name", "phone", "address")
 # The services' refusals (plain English strings), translated where they are shown.
 SERVICE_MESSAGES = (
     gettext_noop("lines without a matched SKU or without stock cannot be approved"),
+    gettext_noop("an order not paid yet cannot be approved"),
     gettext_noop("a hold needs a reason"),
     gettext_noop("a cancellation needs a reason"),
     gettext_noop("choose at least two orders to merge"),

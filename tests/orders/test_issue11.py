@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db.models import Sum
 
 from channels.types import OrderStatus as ChannelStatus
@@ -127,4 +128,23 @@ def test_issue11_d3_a_platform_shipment_of_one_merged_order_moves_its_lines_out(
     services.set_rule(kind="auto_merge", enabled=True)
     assert services._open_fulfilment(b) == merged
     assert Fulfilment.objects.filter(lines__order_line__order=b).count() == 1
+    assert not ledger_mismatches()
+
+
+def test_issue11_d2_an_order_held_before_payment_is_released_to_wait_for_payment(in_alpha, store, skus):
+    unpaid = channel_order("D2R", status=ChannelStatus.UNPAID, lines=(line(1, qty=2),))
+    order = services.ingest_channel_order(store=store, co=unpaid)
+    order = services.hold(order=order, actor=None, reason="等买家确认")
+    with pytest.raises(ValidationError, match="not paid yet"):
+        services.approve(order=order, actor=None)
+    order = services.release(order=order, actor=None)
+    assert order.status == "pending_payment"  # not approved, nothing reserved, while unpaid
+    assert order.lines.get().status == LineStatus.PENDING
+    assert StockLevel.objects.get(sku=skus["TS-WHT-L"]).reserved == 0
+    services.ingest_channel_order(
+        store=store, co=later(unpaid, status=ChannelStatus.PAID, platform_status="2", paid_at=T0)
+    )
+    order.refresh_from_db()
+    assert order.status == "approved" and order.lines.get().status == LineStatus.RESERVED
+    assert StockLevel.objects.get(sku=skus["TS-WHT-L"]).reserved == 2
     assert not ledger_mismatches()
