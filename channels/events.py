@@ -25,12 +25,9 @@ class OrdersChanged(Event):
 
 @dataclass(frozen=True)
 class AfterSaleChanged(Event):
+    """A platform after-sale has a new newest version (``ChannelAfterSaleState``); nothing
+    subscribes yet — the versions are kept for the after-sales work."""
+
     store_id: int
     platform_after_sale_id: str
     platform_order_id: str
-
-
-@dataclass(frozen=True)
-class StoreStatusChanged(Event):
-    store_id: int
-    status: str

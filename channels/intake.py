@@ -26,17 +26,18 @@ this module enqueues itself are defined here (under their ``channels.tasks.*`` n
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import shared_task
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from channels import component, services
-from channels import events as channel_events
 from channels.component import PLATFORM as WECHAT
 from channels.connectors import push_codec
 from channels.connectors.base import PushMessage, PushReply
@@ -45,7 +46,6 @@ from channels.errors import AuthExpired, BadPushMessage, ChannelError, RateLimit
 from channels.models import InboxMessage, Store
 from channels.routing.models import PlatformApp, PushReceipt, ShopRoute
 from channels.types import Platform
-from ecbao import events
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +84,79 @@ def receive_push(
             "refused %s push signed by app %s for shop(s) of another app: %s", platform, app.app_key, foreign
         )
         return codec.reject()
-    with transaction.atomic():
-        receipt = PushReceipt.objects.create(
-            platform=platform,
-            app_key=app.app_key,
-            query=query,
-            headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
-            body=body.decode("utf-8", errors="replace"),
-            messages=len(messages),
+    now = timezone.now()
+    if not all(codec.is_fresh(query=query, message=m, now=now) for m in messages):
+        logger.warning(
+            "refused a %s push for app %s: its timestamp is outside the window", platform, app.app_key
         )
-        transaction.on_commit(lambda: enqueue_route(receipt.pk))
+        return codec.reject()
+    with transaction.atomic():
+        receipt = _store_receipt(
+            platform=platform,
+            kind=PushReceipt.Kind.MESSAGES,
+            app_key=app.app_key,
+            headers=headers,
+            query=query,
+            body=body,
+            messages=len(messages),
+            key="\n".join(sorted(m.message_id for m in messages)),
+        )
+        if receipt is not None:
+            transaction.on_commit(lambda: enqueue_route(receipt.pk))
     return codec.ack()
+
+
+RECEIPT_RETENTION = timedelta(days=7)  # longer than every platform's freshness window (12 h at most)
+
+
+def _store_receipt(
+    *,
+    platform: str,
+    kind: str,
+    app_key: str,
+    headers: dict,
+    query: dict,
+    body: bytes,
+    messages: int,
+    key: str,
+) -> PushReceipt | None:
+    """Store a push as received; None when these same messages are stored already (the
+    platform's redelivery after a lost acknowledgement, or a replay): one receipt per set of
+    message ids and app (a unique constraint), kept ``RECEIPT_RETENTION``."""
+    try:
+        with transaction.atomic():
+            return PushReceipt.objects.create(
+                platform=platform,
+                kind=kind,
+                app_key=app_key,
+                query=query,
+                headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
+                body=body.decode("utf-8", errors="replace"),
+                messages=messages,
+                dedupe_key=hashlib.sha256(key.encode()).hexdigest(),
+            )
+    except IntegrityError:
+        return None
+
+
+def prune_receipts(
+    *, now: datetime | None = None, retention: timedelta = RECEIPT_RETENTION, batch: int = 5000
+) -> int:
+    """Public schema: delete receipts older than ``retention`` (whatever became of them)."""
+    cutoff = (now or timezone.now()) - retention
+    deleted = 0
+    while True:
+        ids = list(PushReceipt.objects.filter(received_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += PushReceipt.objects.filter(pk__in=ids).delete()[0]
 
 
 def enqueue_route(receipt_id: int) -> None:
     route_push_receipt.delay(receipt_id)
+
+
+CONSUMED_KINDS = ("order", "after_sale")  # what ``_act_on`` stores; other kinds are kept as ignored
 
 
 class _Refused:
@@ -200,9 +258,9 @@ def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage, self_use: b
                     "data": message.payload,
                 },
                 "receipt_id": receipt.pk,
-                "status": InboxMessage.Status.IGNORED
-                if message.kind in ("test", "other")
-                else InboxMessage.Status.PENDING,
+                "status": InboxMessage.Status.PENDING
+                if message.kind in CONSUMED_KINDS
+                else InboxMessage.Status.IGNORED,
             },
         )
         if created and inbox.status == InboxMessage.Status.PENDING:
@@ -220,7 +278,8 @@ def process_inbox_message(*, message_id: int) -> InboxMessage:
         if message.status in (InboxMessage.Status.PROCESSED, InboxMessage.Status.IGNORED):
             return message
         message.attempts += 1
-        message.save(update_fields=["attempts"])
+        message.attempted_at = timezone.now()
+        message.save(update_fields=["attempts", "attempted_at"])
     try:
         _act_on(message)
     except ChannelError as exc:
@@ -243,22 +302,78 @@ def process_inbox_message(*, message_id: int) -> InboxMessage:
 
 
 def _act_on(message: InboxMessage) -> None:
+    """Fetch what the message names from the platform and store it; only then is the message
+    processed. A message nothing here consumes was marked ``ignored`` on delivery."""
     kind = message.payload.get("kind")
     object_id = str(message.payload.get("object_id") or "")
     if message.store is None:
         raise ChannelError(f"no connected store for shop {message.payload.get('platform_shop_id')!r}")
-    if kind == "order" and object_id:
+    if not object_id:
+        raise ChannelError(f"the {kind} message names no {kind}")
+    if kind == "order":
         order = services.connector_for(message.store).get_order(object_id)
         services.store_order_version(store=message.store, order=order, payload=order.raw, source="push")
-    elif kind == "after_sale" and object_id:
-        with transaction.atomic():
-            events.publish(
-                channel_events.AfterSaleChanged(
-                    store_id=message.store_id,
-                    platform_after_sale_id=object_id,
-                    platform_order_id=_order_id_of(message.payload.get("data") or {}),
-                )
-            )
+    elif kind == "after_sale":
+        after_sale = services.connector_for(message.store).get_after_sale(object_id)
+        services.store_after_sale_version(store=message.store, after_sale=after_sale, source="push")
+    else:
+        raise ChannelError(f"no consumer for {kind!r} messages")
+
+
+STUCK_AFTER = timedelta(
+    minutes=5
+)  # a receipt still "received" / a message still "pending" this long: its task was lost
+RETRY_FAILED_AFTER = timedelta(
+    minutes=5
+)  # a failed message is retried no sooner than this after its last attempt
+
+
+def resend_stuck_receipts(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Public schema: enqueue routing again for receipts still "received" ``STUCK_AFTER`` after
+    they arrived (the enqueue after the commit was lost: a broker outage, a killed web process).
+    Routing is idempotent, so a receipt whose task is merely late is routed once more, harmlessly.
+    Receipts older than the retention period are pruned, which bounds a receipt that can never be
+    routed."""
+    cutoff = (now or timezone.now()) - STUCK_AFTER
+    ids = list(
+        PushReceipt.objects.filter(status=PushReceipt.Status.RECEIVED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for receipt_id in ids:
+        enqueue_route(receipt_id)
+    return len(ids)
+
+
+def resend_stuck_messages(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Tenant schema: enqueue processing again for inbox messages still "pending" ``STUCK_AFTER``
+    after they arrived (processing is idempotent: a processed message is left alone)."""
+    cutoff = (now or timezone.now()) - STUCK_AFTER
+    ids = list(
+        InboxMessage.objects.filter(status=InboxMessage.Status.PENDING, received_at__lt=cutoff)
+        .filter(Q(attempted_at__isnull=True) | Q(attempted_at__lt=cutoff))
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for message_id in ids:
+        _enqueue_process(message_id)
+    return len(ids)
+
+
+def retry_failed_messages(*, now: datetime | None = None, limit: int = 200, max_attempts: int = 10) -> int:
+    """Tenant schema: put failed messages back in the queue — those with fewer than
+    ``max_attempts`` attempts whose last attempt is at least ``RETRY_FAILED_AFTER`` old."""
+    cutoff = (now or timezone.now()) - RETRY_FAILED_AFTER
+    ids = list(
+        InboxMessage.objects.filter(status=InboxMessage.Status.FAILED, attempts__lt=max_attempts)
+        .filter(Q(attempted_at__isnull=True) | Q(attempted_at__lt=cutoff))
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    with transaction.atomic():
+        for message_id in ids:
+            retry_inbox_message(message_id=message_id)
+    return len(ids)
 
 
 def retry_inbox_message(*, message_id: int) -> None:
@@ -268,14 +383,6 @@ def retry_inbox_message(*, message_id: int) -> None:
     )
     if updated:
         transaction.on_commit(lambda: _enqueue_process(message_id))
-
-
-def _order_id_of(data: dict) -> str:
-    """The order an after-sale push is about (Douyin ``p_id``, Kuaishou ``oid``, WeChat ``order_id``)."""
-    for key in ("order_id", "p_id", "oid"):
-        if data.get(key):
-            return str(data[key])
-    return ""
 
 
 # --- WeChat third-party platform authorisation events ----------------------------------------------------------------------------------
@@ -298,18 +405,30 @@ def receive_authorization_event(
     except BadPushMessage as exc:
         logger.warning("rejected WeChat authorisation event for component %s: %s", app.app_key, exc)
         return codec.reject()
+    now = timezone.now()
+    if not now - codec.max_age <= event.created_at <= now + codec.max_skew:
+        logger.warning(
+            "refused a WeChat authorisation event for component %s: CreateTime outside the window",
+            app.app_key,
+        )
+        return codec.reject()
     headers = {k.lower(): v for k, v in headers.items()}
     with transaction.atomic():
-        receipt = PushReceipt.objects.create(
+        receipt = _store_receipt(
             platform=WECHAT,
             kind=PushReceipt.Kind.AUTHORIZATION,
             app_key=app.app_key,
+            headers=headers,
             query=query,
-            headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
-            body=body.decode("utf-8", errors="replace"),
+            body=body,
             messages=1,
+            key="|".join(
+                (event.info_type, event.created_at.isoformat(), event.authorizer_appid, event.ticket)
+            ),
         )
-        if event.info_type == component.TICKET:
+        if receipt is None:
+            pass  # applied (or being applied) already
+        elif event.info_type == component.TICKET:
             receipt.attempts = 1
             _finish(receipt, event)
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from channels.types import OrderStatus, Platform
+from channels.types import AfterSaleStatus, OrderStatus, Platform
 from ecbao.crypto import EncryptedTextField
 
 PLATFORM_CHOICES = [(p.value, p.label) for p in Platform]
@@ -136,6 +136,57 @@ class ChannelOrderState(models.Model):
         return f"{self.platform_order_id}: {self.status}"
 
 
+class AfterSaleSnapshot(models.Model):
+    """One version of a platform after-sale as received (its neutral reading; the platform's raw
+    payload is not kept). Identical versions are stored once."""
+
+    class Source(models.TextChoices):
+        PULL = "pull"
+        PUSH = "push"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="after_sale_snapshots")
+    platform_after_sale_id = models.CharField(max_length=64)
+    platform_order_id = models.CharField(max_length=64)
+    platform_updated_at = models.DateTimeField()
+    platform_status = models.CharField(max_length=32)
+    status = models.CharField(max_length=32, choices=[(s.value, s.value) for s in AfterSaleStatus])
+    digest = models.CharField(max_length=64)
+    normalized = models.JSONField()
+    source = models.CharField(max_length=8, choices=Source.choices)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "platform_after_sale_id", "digest"], name="uniq_after_sale_snapshot"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_after_sale_id}@{self.platform_updated_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ChannelAfterSaleState(models.Model):
+    """The newest known version of each platform after-sale: a stale version never replaces it.
+    Kept for the after-sales work that reads them (nothing consumes them yet)."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="after_sale_states")
+    platform_after_sale_id = models.CharField(max_length=64)
+    platform_order_id = models.CharField(max_length=64, db_index=True)
+    platform_updated_at = models.DateTimeField()
+    status = models.CharField(max_length=32, choices=[(s.value, s.value) for s in AfterSaleStatus])
+    snapshot = models.ForeignKey(AfterSaleSnapshot, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "platform_after_sale_id"], name="uniq_after_sale_state")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_after_sale_id}: {self.status}"
+
+
 class InboxMessage(models.Model):
     """A verified, decoded push message for this tenant. Processed asynchronously, at most
     once per (platform, message id); failures stay here with their error and can be retried."""
@@ -154,6 +205,7 @@ class InboxMessage(models.Model):
     receipt_id = models.BigIntegerField(null=True, blank=True)  # channel_routing.PushReceipt in public
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    attempted_at = models.DateTimeField(null=True, blank=True)  # the last attempt's start
     last_error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)

@@ -27,9 +27,9 @@ from channels import events as channel_events
 from channels.connectors import connector_class
 from channels.connectors.base import AppCredentials, Connector, ShopSession, StoredTokens
 from channels.errors import AuthExpired
-from channels.models import DecryptAudit, OrderSnapshot, Store
+from channels.models import AfterSaleSnapshot, DecryptAudit, OrderSnapshot, Store
 from channels.routing.models import PlatformApp, ShopRoute
-from channels.types import ChannelOrder, OrderStatus, TokenGrant
+from channels.types import AfterSale, AfterSaleStatus, ChannelOrder, OrderStatus, TokenGrant
 from ecbao import events
 from ecbao.db import JSONText, insert_new
 from tenants.models import Tenant
@@ -59,7 +59,7 @@ def register_app(*, platform: str, app_key: str, secrets: dict, tenant=None) -> 
             # merchant's: the keys are theirs only if nobody else registered them.
             existing = PlatformApp.objects.filter(platform=platform, app_key=app_key).first()
             if existing is not None and existing.tenant_id != tenant.pk:
-                raise PermissionError("this app key is registered to another account")
+                raise PermissionError("this app key cannot be registered for this account")
         app, _ = PlatformApp.objects.update_or_create(
             platform=platform,
             app_key=app_key,
@@ -209,7 +209,7 @@ def connect_store(
     tenant = current_tenant()
     route = ShopRoute.objects.filter(platform=platform, platform_shop_id=grant.platform_shop_id).first()
     if route is not None and route.tenant_id != tenant.pk:
-        raise PermissionError("this shop is connected to another ecbao account")
+        raise PermissionError("this shop cannot be connected to this account")
     store, _created = Store.objects.update_or_create(
         platform=platform,
         platform_shop_id=grant.platform_shop_id,
@@ -232,7 +232,6 @@ def connect_store(
         platform_shop_id=grant.platform_shop_id,
         defaults={"tenant": tenant, "app_key": app_key},
     )
-    events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=store.status))
     return store
 
 
@@ -247,17 +246,16 @@ def disconnect_store(*, store: Store) -> None:
     ShopRoute.objects.filter(
         platform=store.platform, platform_shop_id=store.platform_shop_id, tenant=connection.tenant
     ).delete()
-    events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=store.status))
 
 
 def record_store_error(*, store: Store, error: Exception) -> None:
-    """Show the merchant what went wrong; an expired authorisation changes the store's status."""
+    """Show the merchant what went wrong; an expired authorisation changes the store's status
+    (applied here: ``Store.status`` is what every layer reads — pulls, stock pushes and the Shops
+    page skip or flag a store that is not active)."""
     status = Store.Status.AUTH_EXPIRED if isinstance(error, AuthExpired) else store.status
     Store.objects.filter(pk=store.pk).update(
         status=status, last_error=str(error)[:2000], last_error_at=timezone.now()
     )
-    if status != store.status:
-        events.publish(channel_events.StoreStatusChanged(store_id=store.pk, status=status))
 
 
 # --- order versions ---------------------------------------------------------------------------------
@@ -402,6 +400,76 @@ def _store_versions(*, store: Store, orders: list[ChannelOrder], source: str) ->
             },
         )
         return cursor.fetchall()
+
+
+# --- after-sale versions ------------------------------------------------------------------------------
+
+_UPSERT_AFTER_SALE_STATE_SQL = """
+INSERT INTO channels_channelaftersalestate
+    (store_id, platform_after_sale_id, platform_order_id, platform_updated_at, status, snapshot_id, changed_at)
+VALUES (%(store)s, %(id)s, %(order)s, %(updated)s, %(status)s, %(snapshot)s, now())
+ON CONFLICT (store_id, platform_after_sale_id) DO UPDATE SET
+    platform_order_id = EXCLUDED.platform_order_id,
+    platform_updated_at = EXCLUDED.platform_updated_at,
+    status = EXCLUDED.status,
+    snapshot_id = EXCLUDED.snapshot_id,
+    changed_at = now()
+WHERE EXCLUDED.platform_updated_at > channels_channelaftersalestate.platform_updated_at
+   OR (EXCLUDED.platform_updated_at = channels_channelaftersalestate.platform_updated_at
+       AND EXCLUDED.snapshot_id <> channels_channelaftersalestate.snapshot_id
+       AND array_position(%(ranks)s::text[], EXCLUDED.status)
+         > array_position(%(ranks)s::text[], channels_channelaftersalestate.status))
+RETURNING snapshot_id
+"""
+# Equal update times: the later step of an after-sale wins [choice: the enum's order, the
+# three ends last].
+_AFTER_SALE_RANKS = [s.value for s in AfterSaleStatus]
+
+
+@transaction.atomic
+def store_after_sale_version(*, store: Store, after_sale: AfterSale, source: str) -> bool:
+    """Keep this version of a platform after-sale; True when it became the newest (then
+    ``AfterSaleChanged`` is published). Idempotent (one snapshot per distinct version) and
+    order-preserving (an older version is kept but never replaces the newest: update time
+    first, then the status progression)."""
+    normalized = after_sale.to_json()
+    digest = hashlib.sha256(_canonical(normalized).encode()).hexdigest()
+    snapshot, _ = AfterSaleSnapshot.objects.get_or_create(
+        store=store,
+        platform_after_sale_id=after_sale.platform_after_sale_id,
+        digest=digest,
+        defaults={
+            "platform_order_id": after_sale.platform_order_id,
+            "platform_updated_at": after_sale.updated_at,
+            "platform_status": after_sale.platform_status[:32],
+            "status": after_sale.status.value,
+            "normalized": normalized,
+            "source": source,
+        },
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT_AFTER_SALE_STATE_SQL,
+            {
+                "store": store.pk,
+                "id": after_sale.platform_after_sale_id,
+                "order": after_sale.platform_order_id,
+                "updated": after_sale.updated_at,
+                "status": after_sale.status.value,
+                "snapshot": snapshot.pk,
+                "ranks": _AFTER_SALE_RANKS,
+            },
+        )
+        changed = cursor.fetchone() is not None
+    if changed:
+        events.publish(
+            channel_events.AfterSaleChanged(
+                store_id=store.pk,
+                platform_after_sale_id=after_sale.platform_after_sale_id,
+                platform_order_id=after_sale.platform_order_id,
+            )
+        )
+    return changed
 
 
 # --- buyer data ---------------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import shared_task
-from django.db import transaction
 from django.utils import timezone
 
 from channels import intake, services, sync
 from channels.errors import ChannelError
 from channels.intake import process_inbox_message_task, route_push_receipt  # noqa: F401 - re-exported
-from channels.models import InboxMessage, Store
+from channels.models import Store
 from ecbao.celery import register_periodic
 
 
@@ -47,16 +46,26 @@ def pull_all_stores() -> int:
 
 @shared_task(acks_late=True)
 def retry_failed_inbox(max_messages: int = 200) -> int:
-    """Periodic: re-queue failed messages whose last attempt is not too recent."""
-    ids = list(
-        InboxMessage.objects.filter(status=InboxMessage.Status.FAILED, attempts__lt=10)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:max_messages]
-    )
-    with transaction.atomic():
-        for message_id in ids:
-            intake.retry_inbox_message(message_id=message_id)
-    return len(ids)
+    """Periodic: re-queue failed messages whose last attempt is at least 5 minutes old."""
+    return intake.retry_failed_messages(limit=max_messages)
+
+
+@shared_task(acks_late=True)
+def resend_stuck_messages() -> int:
+    """Periodic, per tenant: processing for inbox messages whose task was lost."""
+    return intake.resend_stuck_messages()
+
+
+@shared_task(acks_late=True)
+def resend_stuck_receipts() -> int:
+    """Periodic, public schema: routing for push receipts whose task was lost."""
+    return intake.resend_stuck_receipts()
+
+
+@shared_task(acks_late=True)
+def prune_push_receipts() -> int:
+    """Periodic, public schema: receipts older than the retention period are deleted."""
+    return intake.prune_receipts()
 
 
 @shared_task(acks_late=True)
@@ -76,4 +85,11 @@ def refresh_expiring_tokens() -> int:
 
 register_periodic("channels.pull_all_stores", "channels.tasks.pull_all_stores", 120.0)
 register_periodic("channels.retry_failed_inbox", "channels.tasks.retry_failed_inbox", 300.0)
+register_periodic("channels.resend_stuck_messages", "channels.tasks.resend_stuck_messages", 300.0)
+register_periodic(
+    "channels.resend_stuck_receipts", "channels.tasks.resend_stuck_receipts", 300.0, tenant_schemas=["public"]
+)
+register_periodic(
+    "channels.prune_push_receipts", "channels.tasks.prune_push_receipts", 3600.0, tenant_schemas=["public"]
+)
 register_periodic("channels.refresh_expiring_tokens", "channels.tasks.refresh_expiring_tokens", 600.0)

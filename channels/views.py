@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core import signing
@@ -11,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from django.views.decorators.csrf import csrf_exempt
@@ -22,11 +22,10 @@ from channels.forms import SelfUseAppForm
 from channels.models import InboxMessage, Store, SyncCursor
 from channels.types import Platform
 from tenants.accounts.permissions import capability_required
-from tenants.models import Tenant
-from tenants.services import tenant_url
 
 logger = logging.getLogger(__name__)
 
+SHOP_NOT_CONNECTED = gettext_noop("This shop could not be connected to this account.")
 WECHAT_NEEDS_TICKET = gettext_noop(
     "WeChat platform authorisation opens once WeChat has pushed this deployment's "
     "component_verify_ticket (every 10 minutes). Until then, connect WeChat shops as self-use apps."
@@ -88,7 +87,7 @@ def shop_connect(request, platform):
         messages.error(request, _(WECHAT_NEEDS_TICKET))  # the code exchange would fail without it
         return redirect("channels:shops")
     try:
-        return redirect(oauth.start(platform=platform, user=request.user))
+        return redirect(oauth.start(platform=platform, request=request))
     except LookupError as exc:
         messages.error(request, str(exc))
         return redirect("channels:shops")
@@ -123,7 +122,10 @@ def shop_connect_self_use(request):
                 grant=grant,
                 auth_mode=Store.AuthMode.SELF_USE,
             )
-    except (ChannelError, PermissionError, NotImplementedError) as exc:
+    except PermissionError:
+        messages.error(request, _(SHOP_NOT_CONNECTED))
+        return redirect("channels:shops")
+    except (ChannelError, NotImplementedError) as exc:
         messages.error(request, _("Could not connect the shop: %(error)s") % {"error": exc})
         return redirect("channels:shops")
     messages.success(request, _("Connected %(name)s.") % {"name": store.name})
@@ -167,6 +169,30 @@ def inbox_retry(request, message_id):
     return render(request, "channels/_inbox_row.html", {"m": message})
 
 
+@capability_required("shops.manage")
+def shop_connect_done(request, platform):
+    """The end of the authorisation flow, in the browser session that started it (the public
+    callback sends the merchant here)."""
+    code, raw_state = request.GET.get("code", ""), request.GET.get("state", "")
+    if not code or not raw_state:
+        return HttpResponseBadRequest("missing code or state")
+    try:
+        store = oauth.finish(request=request, platform=platform, code=code, raw_state=raw_state)
+    except signing.BadSignature as exc:
+        logger.warning("shop authorisation on %s refused: %s", platform, exc)
+        raise PermissionDenied(_("The authorisation link is invalid, expired or used already.")) from exc
+    except oauth.ShopNotConnected:
+        messages.error(request, _(SHOP_NOT_CONNECTED))
+        return redirect("channels:shops")
+    except ChannelError as exc:
+        logger.warning("shop authorisation failed on %s: %s", platform, exc)
+        messages.error(request, _("The platform did not authorise the shop: %(error)s") % {"error": exc})
+        return redirect("channels:shops")
+    messages.success(request, _("Connected %(name)s.") % {"name": store.name})
+    transaction.on_commit(lambda: tasks.pull_store_orders.delay(store.pk))
+    return redirect(f"{reverse('channels:shops')}?connected={store.pk}")
+
+
 # --- public domain -------------------------------------------------------------------------------
 
 
@@ -200,17 +226,13 @@ def component_event_endpoint(request, component_appid):
 
 
 def oauth_callback(request, platform):
+    """The platform's redirect (public domain): send the browser on to its tenant's domain,
+    where the session that started the flow finishes it (``shop_connect_done``)."""
     code = request.GET.get("code") or request.GET.get("auth_code") or ""
     raw_state = request.GET.get("state", "")
     if not code or not raw_state:
         return HttpResponseBadRequest("missing code or state")
     try:
-        tenant, store = oauth.finish(platform=platform, code=code, raw_state=raw_state)
+        return redirect(oauth.finish_url(platform=platform, code=code, raw_state=raw_state))
     except signing.BadSignature as exc:
         raise PermissionDenied("invalid or expired authorisation state") from exc
-    except (ChannelError, PermissionError) as exc:
-        logger.warning("shop authorisation failed on %s: %s", platform, exc)
-        state = oauth.read_state(raw_state)
-        tenant = Tenant.objects.get(schema_name=state.schema)
-        return redirect(tenant_url(tenant, "/shops/?" + urlencode({"error": str(exc)[:300]})))
-    return redirect(tenant_url(tenant, f"/shops/?connected={store.pk}"))

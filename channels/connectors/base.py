@@ -224,6 +224,10 @@ class Connector(ABC):
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
         """After-sale requests changed in the window."""
 
+    def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
+        """One after-sale, fresh from the platform (a push names it)."""
+        raise NotImplementedError(f"{self.platform} connector cannot fetch one after-sale")
+
     @abstractmethod
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
         """Settlement / bill lines booked in the window."""
@@ -466,3 +470,28 @@ class PushCodec(ABC):
     def verify_url(self, *, query: dict[str, str], credentials: AppCredentials) -> PushReply | None:
         """Answer a URL-verification GET (WeChat); None when the platform has none."""
         return None
+
+    #: how old the timestamp a push carries (``sent_at``) may be: a few minutes when the platform
+    #: stamps every delivery, longer than the platform's retry schedule when the stamp is the
+    #: event's own (a retry re-sends it)
+    max_age: ClassVar[timedelta] = timedelta(minutes=5)
+    #: how far ahead of our clock a timestamp may be (clock skew) [choice]
+    max_skew: ClassVar[timedelta] = timedelta(minutes=15)
+
+    def sent_at(self, *, query: dict[str, str], message: PushMessage) -> datetime | None:
+        """The timestamp the platform put on this push or message; None when it carries none."""
+        return None
+
+    def is_fresh(self, *, query: dict[str, str], message: PushMessage, now: datetime) -> bool:
+        """The push's timestamp is within [now - ``max_age``, now + ``max_skew``] (a replay of an
+        old push is refused; one without a timestamp is judged by its message id alone)."""
+        sent = self.sent_at(query=query, message=message)
+        return sent is None or now - self.max_age <= sent <= now + self.max_skew
+
+
+def epoch_any(value: Any) -> datetime | None:
+    """A push timestamp in seconds or milliseconds (number or digits), None if unreadable."""
+    number = as_int(value, -1)
+    if number <= 0:
+        return None
+    return datetime.fromtimestamp(number / 1000 if number >= 10**11 else number, tz=UTC)

@@ -54,7 +54,7 @@ class ShopRoute(models.Model):
 
 class PushReceipt(models.Model):
     """One push request exactly as received (body still encrypted where the platform
-    encrypts), stored before the platform gets its acknowledgement."""
+    encrypts), stored before the platform gets its acknowledgement; once per set of messages."""
 
     class Status(models.TextChoices):
         RECEIVED = "received"
@@ -78,9 +78,19 @@ class PushReceipt(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     routed_at = models.DateTimeField(null=True, blank=True)
+    # sha256 of the push's message ids: a redelivery or a replay of the same messages is not
+    # stored again (kept for ``intake.RECEIPT_RETENTION``, longer than any freshness window)
+    dedupe_key = models.CharField(max_length=64, blank=True)  # "" on receipts stored before
 
     class Meta:
         indexes = [models.Index(fields=["status", "received_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "app_key", "dedupe_key"],
+                condition=~models.Q(dedupe_key=""),
+                name="uniq_push_receipt_messages",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.platform} push {self.pk} ({self.status})"

@@ -12,14 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from channels import component, intake, services
+from channels import component, intake, services, tasks
 from channels.connectors import push_codec
 from channels.models import Store
 from channels.routing.models import PushReceipt
@@ -168,3 +169,80 @@ def test_issue12_d1_the_component_authorisation_url_takes_no_other_apps_events(
     with schema_context(alpha.schema_name):
         assert Store.objects.get(pk=victim.pk).status == Store.Status.ACTIVE
     connection.set_schema_to_public()
+
+
+# --- replays (issue 12 d6) --------------------------------------------------------------------------
+
+
+def restamp(platform: str, push: EncodedPush, app: App, *, age: timedelta) -> EncodedPush:
+    """The same push, validly signed with the app's own keys, with the timestamp it carries
+    moved ``age`` into the past (what an old push replayed now looks like)."""
+    then = int((datetime.now(UTC) - age).timestamp())
+    if platform == "douyin":  # the event times in each message's data
+        items = json.loads(push.body)
+        for item in items:
+            data = json.loads(item["data"])
+            item["data"] = json.dumps({k: then if k.endswith("_time") else v for k, v in data.items()})
+        body = json.dumps(items).encode()
+        return resign("douyin", EncodedPush(push.url, body, push.headers), app, app)
+    if platform == "kuaishou":  # the message's createTime / updateTime (ms)
+        message = json.loads(sandbox_kuaishou.decrypt_push(app.message_key, push.body.decode()))
+        message.update(createTime=then * 1000, updateTime=then * 1000)
+        body = sandbox_kuaishou.encrypt_push(app.message_key, json.dumps(message)).encode()
+        return EncodedPush(push.url, body, push.headers)
+    encrypted = json.loads(push.body)["Encrypt"]  # WeChat: the signed query timestamp
+    query = sandbox_wechat.secure_push_query(app, str(then), "31337", encrypted)
+    return EncodedPush(f"{urlsplit(push.url).path}?{urlencode(query)}", push.body, push.headers)
+
+
+def genuine_push(box, platform: str, tenant) -> tuple[App, EncodedPush]:
+    """The deployment's app, a shop of ``tenant`` connected with it, and the push of a new order."""
+    app = register(box, platform)
+    fake_connect(tenant, platform, box.shop_key(platform, 0), app.app_key)
+    box.subscribe(app, box.shop(platform, 0))
+    box.order(platform)
+    (push,) = box.pushes()
+    return app, push
+
+
+WINDOWS = {"douyin": timedelta(hours=12), "kuaishou": timedelta(hours=3), "wechat": timedelta(hours=4)}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_issue12_d6_a_push_delivered_again_or_replayed_is_stored_once(
+    platform, sandbox, public_client, alpha
+):
+    app, push = genuine_push(sandbox, platform, alpha)
+    for _ in range(3):  # a redelivery after a lost acknowledgement, then a replay: acknowledged
+        assert post(public_client, platform, push).content.decode() == ACKS[platform][1]
+    (receipt,) = PushReceipt.objects.all()
+    assert len(receipt.dedupe_key) == 64
+    # The same messages re-stamped within the window (a retry stamped anew) are the same receipt too.
+    recent = restamp(platform, push, app, age=timedelta(minutes=2))
+    assert post(public_client, platform, recent).content.decode() == ACKS[platform][1]
+    assert PushReceipt.objects.count() == 1
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_issue12_d6_a_push_older_than_the_platforms_window_is_refused(
+    platform, sandbox, public_client, alpha
+):
+    app, push = genuine_push(sandbox, platform, alpha)
+    reject = push_codec(platform).reject().body
+    stale = restamp(platform, push, app, age=WINDOWS[platform] + timedelta(minutes=10))
+    assert post(public_client, platform, stale).content.decode() == reject
+    future = restamp(platform, push, app, age=-timedelta(minutes=40))  # stamped ahead of our clock
+    assert post(public_client, platform, future).content.decode() == reject
+    assert not PushReceipt.objects.exists()
+    edge = restamp(platform, push, app, age=WINDOWS[platform] - timedelta(minutes=10))
+    assert post(public_client, platform, edge).content.decode() == ACKS[platform][1]
+    assert PushReceipt.objects.count() == 1
+
+
+def test_issue12_d6_receipts_are_pruned_after_the_retention_period(db):
+    now = timezone.now()
+    for days, key in ((8, "a" * 64), (6, "b" * 64), (30, "")):
+        receipt = PushReceipt.objects.create(platform="douyin", app_key="k", body="[]", dedupe_key=key)
+        PushReceipt.objects.filter(pk=receipt.pk).update(received_at=now - timedelta(days=days))
+    assert tasks.prune_push_receipts() == 2
+    assert list(PushReceipt.objects.values_list("dedupe_key", flat=True)) == ["b" * 64]

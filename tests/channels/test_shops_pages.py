@@ -28,7 +28,7 @@ from sandbox.seed import seed_default_world
 from sandbox.server import SandboxServer, ServerOptions
 from sandbox.world import World
 from tenants.accounts.models import Role
-from tests.conftest import OWNER_PASSWORD, make_user
+from tests.conftest import OWNER_PASSWORD, make_user, tenant_client
 
 BASES = {
     "douyin": "http://douyin.sandbox",
@@ -141,6 +141,16 @@ def state_of(location: str) -> str:
     return parse_qs(urlsplit(location).query)["state"][0]
 
 
+def come_back(public_client, browser, platform: str, query: dict):
+    """The platform's redirect to the public callback, which sends the browser on to its
+    tenant's domain, where ``browser`` (a logged-in client) finishes the flow."""
+    response = public_client.get(f"/oauth/callback/{platform}/", query)
+    assert response.status_code == 302, response.content[:300]
+    onward = urlsplit(response["Location"])
+    assert (onward.netloc, onward.path) == ("alpha.localhost", f"/shops/connect/{platform}/done/")
+    return browser.get(f"{onward.path}?{onward.query}")
+
+
 # --- the Shops page -------------------------------------------------------------------------------
 
 
@@ -228,7 +238,7 @@ def test_the_public_callback_connects_the_shop_in_the_tenant_that_started(
 ):
     state = state_of(connect_redirect(owner, platform))
     code = sandbox.world.create_oauth_code(sandbox.app(platform).app_key, sandbox.shop(platform)).code
-    response = public_client.get(f"/oauth/callback/{platform}/", {"code": code, "state": state})
+    response = come_back(public_client, owner, platform, {"code": code, "state": state})
     assert response.status_code == 302
     with schema_context(alpha.schema_name):
         store = Store.objects.get(platform=platform, platform_shop_id=sandbox.shop(platform))
@@ -237,7 +247,7 @@ def test_the_public_callback_connects_the_shop_in_the_tenant_that_started(
     with schema_context(beta.schema_name):
         assert not Store.objects.exists()
     connection.set_schema_to_public()
-    assert response["Location"] == f"http://alpha.localhost/shops/?connected={store.pk}"
+    assert response["Location"] == f"/shops/?connected={store.pk}"
     assert (
         ShopRoute.objects.get(platform=platform, platform_shop_id=store.platform_shop_id).tenant_id
         == alpha.pk
@@ -264,31 +274,63 @@ def test_a_forged_expired_or_foreign_state_is_refused(sandbox, owner, public_cli
     assert not ShopRoute.objects.exists()
 
 
-def test_a_shop_another_tenant_connected_is_refused_with_a_visible_error(
+def test_issue12_d7_a_shop_another_tenant_connected_is_refused_without_saying_so(
     sandbox, owner, alpha, beta, public_client
 ):
     fake_store(beta, "douyin", sandbox.shop("douyin"))
     state = state_of(connect_redirect(owner, "douyin"))
     code = sandbox.world.create_oauth_code(sandbox.app("douyin").app_key, sandbox.shop("douyin")).code
-    response = public_client.get("/oauth/callback/douyin/", {"code": code, "state": state})
-    assert response.status_code == 302
-    target = urlsplit(response["Location"])
-    assert (target.netloc, target.path) == ("alpha.localhost", "/shops/")
-    page = owner.get(f"{target.path}?{target.query}").content.decode()
-    assert "this shop is connected to another ecbao account" in page
+    response = come_back(public_client, owner, "douyin", {"code": code, "state": state})
+    assert response.status_code == 302 and response["Location"] == "/shops/"
+    page = owner.get("/shops/").content.decode()
+    assert "无法将此店铺接入本账号" in page  # the refusal, in zh-Hans
+    assert "another" not in page and "其他账号" not in page and "已被其他" not in page
     with schema_context(alpha.schema_name):
         assert not Store.objects.exists()
     connection.set_schema_to_public()
     assert ShopRoute.objects.get(platform_shop_id=sandbox.shop("douyin")).tenant_id == beta.pk
 
 
+def test_issue12_d7_a_state_is_used_once(sandbox, owner, alpha, public_client):
+    state = state_of(connect_redirect(owner, "douyin"))
+    app_key = sandbox.app("douyin").app_key
+    first = sandbox.world.create_oauth_code(app_key, sandbox.shop("douyin", 0)).code
+    assert come_back(public_client, owner, "douyin", {"code": first, "state": state}).status_code == 302
+    # The same state again — with a code for another shop — is refused.
+    second = sandbox.world.create_oauth_code(app_key, sandbox.shop("douyin", 1)).code
+    assert come_back(public_client, owner, "douyin", {"code": second, "state": state}).status_code == 403
+    with schema_context(alpha.schema_name):
+        assert list(Store.objects.values_list("platform_shop_id", flat=True)) == [sandbox.shop("douyin", 0)]
+    connection.set_schema_to_public()
+
+
+def test_issue12_d7_a_state_works_only_in_the_browser_session_that_started_it(
+    sandbox, owner, alpha, public_client
+):
+    """Someone handed a state (a link) cannot finish it — not even the same user in another
+    browser, nor another manager of the same tenant."""
+    state = state_of(connect_redirect(owner, "douyin"))
+    code = sandbox.world.create_oauth_code(sandbox.app("douyin").app_key, sandbox.shop("douyin")).code
+    make_user(alpha, "alpha-operator", Role.OPERATOR)
+    for other in (
+        login(tenant_client(alpha), "alpha-owner", OWNER_PASSWORD),
+        login(tenant_client(alpha), "alpha-operator"),
+    ):
+        assert come_back(public_client, other, "douyin", {"code": code, "state": state}).status_code == 403
+    with schema_context(alpha.schema_name):
+        assert not Store.objects.exists()
+    connection.set_schema_to_public()
+    # The browser that started it still can.
+    assert come_back(public_client, owner, "douyin", {"code": code, "state": state}).status_code == 302
+
+
 def test_a_platform_refusal_on_the_callback_is_shown_as_the_platform_said_it(sandbox, owner, public_client):
     state = state_of(connect_redirect(owner, "douyin"))
     code = sandbox.world.create_oauth_code(sandbox.app("douyin").app_key, sandbox.shop("douyin")).code
     sandbox.world.consume_oauth_code(code, sandbox.app("douyin").app_key)  # already used
-    response = public_client.get("/oauth/callback/douyin/", {"code": code, "state": state})
-    target = urlsplit(response["Location"])
-    page = owner.get(f"{target.path}?{target.query}").content.decode()
+    response = come_back(public_client, owner, "douyin", {"code": code, "state": state})
+    assert response["Location"] == "/shops/"
+    page = owner.get("/shops/").content.decode()
     assert "code参数不正确" in page  # the platform's own words, readable
     assert not ShopRoute.objects.exists()
 
@@ -500,7 +542,7 @@ def test_a_self_use_app_key_someone_else_registered_is_refused_and_left_untouche
             {"platform": "douyin", "app_key": app_key, "app_secret": "stolen", "platform_shop_id": "1"},
             follow=True,
         )
-        assert "registered to another account" in response.content.decode()
+        assert "无法将此店铺接入本账号" in response.content.decode()  # and not why
     deployment.refresh_from_db()
     assert (deployment.secrets_json, deployment.tenant_id) == (before, None)
     assert PlatformApp.objects.get(app_key="beta-self-use").tenant_id == beta.pk

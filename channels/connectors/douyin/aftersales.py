@@ -102,6 +102,21 @@ class AfterSalesMixin:
             ):
                 yield self.after_sale_from_payload(item)
 
+    def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
+        """One after-sale: ``/afterSale/List`` filtered by ``aftersale_id`` (the list item's
+        shape, mapped like the walk's)."""
+        data = as_dict(
+            self._api(
+                "/afterSale/List",
+                {"aftersale_id": platform_after_sale_id, "page": 0, "size": 1},
+                idempotent=True,
+            )
+        )
+        items = [i for i in data.get("items") or [] if isinstance(i, dict)]
+        if not items:
+            raise PlatformRejected(f"after-sale {platform_after_sale_id} not found", code="not_found")
+        return self.after_sale_from_payload(items[0])
+
     def after_sale_from_payload(self, item: dict[str, Any]) -> AfterSale:
         """Map one ``/afterSale/List`` item. ``refund_fen`` = ``refund_amount`` +
         ``refund_post_amount`` (the SDK lists them as separate amounts)."""

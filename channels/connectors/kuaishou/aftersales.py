@@ -132,6 +132,13 @@ class AfterSalesMixin:
                     raise PlatformRejected("the refund cursor did not advance", code="cursor")
                 cursor = following
 
+    def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
+        """One refund: ``open.seller.order.refund.detail`` (§2.7)."""
+        data = as_dict(
+            self._api("open.seller.order.refund.detail", {"refundId": platform_after_sale_id}).get("data")
+        )
+        return after_sale_from_kuaishou(data, shop_id=self.session.platform_shop_id)
+
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
         """Settled bills from ``open.funds.financial.settled.bill.detail`` by settlement time."""
         for lower, upper in time_spans(start, end, BILL_SPAN):
