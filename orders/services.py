@@ -1034,8 +1034,11 @@ def _open_fulfilment(order: Order) -> Fulfilment:
 
 
 def _close_open_fulfilment(order: Order) -> None:
-    FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN).delete()
+    own = FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN)
+    holding = set(own.values_list("fulfilment_id", flat=True))
+    own.delete()
     Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+    _refresh_merged(holding)  # a merged parcel left with one order is not merged any more
 
 
 @transaction.atomic

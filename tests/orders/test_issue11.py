@@ -148,3 +148,16 @@ def test_issue11_d2_an_order_held_before_payment_is_released_to_wait_for_payment
     assert order.status == "approved" and order.lines.get().status == LineStatus.RESERVED
     assert StockLevel.objects.get(sku=skus["TS-WHT-L"]).reserved == 2
     assert not ledger_mismatches()
+
+
+def test_issue11_d3_cancelling_one_merged_order_leaves_the_other_its_own_parcel(in_alpha, store, skus):
+    a = ingest(store, "D3C", lines=(line(1, qty=2),))
+    b = ingest(store, "D3D", lines=(line(1, "CAP-RED", qty=1),))
+    merged = Fulfilment.objects.filter(lines__order_line__order=a).distinct().get()
+    assert merged.is_merged
+    services.cancel(order=a, actor=None, reason="买家取消")
+    merged.refresh_from_db()
+    assert merged.status == Fulfilment.Status.OPEN and not merged.is_merged
+    assert list(merged.lines.values_list("order_line__order__platform_order_id", "quantity")) == [("D3D", 1)]
+    assert_lines_add_up(b)
+    assert not FulfilmentLine.objects.filter(order_line__order=a).exists()
