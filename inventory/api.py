@@ -1,5 +1,5 @@
 """Inventory API: SKUs, stock levels, the ledger, adjustments and channel listings (thin:
-reads through ``queries``, writes through services and sync)."""
+reads through ``selectors``, writes through services and sync)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from channels.models import Store
 from ecbao.api import error_response
-from inventory import publishing, queries, services, sync, xlsx
+from inventory import publishing, selectors, services, sync, xlsx
 from inventory.models import ComboComponent, Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 
 ERROR_ENVELOPE = inline_serializer(
@@ -89,7 +89,7 @@ class SkuFilter(django_filters.FilterSet):
         fields = ["merchant_code", "is_active", "is_combo", "goods"]
 
     def filter_search(self, queryset, name, value):
-        return queries.search_skus(queryset, value)
+        return selectors.search_skus(queryset, value)
 
 
 class PublishPriceSerializer(serializers.Serializer):
@@ -158,7 +158,7 @@ class SkuViewSet(
     write_capability = "inventory.manage"
 
     def get_queryset(self):
-        return queries.sku_queryset().prefetch_related(
+        return selectors.sku_queryset().prefetch_related(
             Prefetch("components", queryset=ComboComponent.objects.select_related("component"))
         )
 
@@ -320,7 +320,7 @@ class LedgerViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["sku", "kind", "warehouse"]
 
     def get_queryset(self):
-        return queries.ledger()
+        return selectors.ledger()
 
 
 class AdjustmentSerializer(serializers.Serializer):
@@ -373,7 +373,7 @@ class AdjustmentViewSet(viewsets.GenericViewSet):
             )
         except ValueError as exc:
             return error_response(code="invalid", message=str(exc))
-        entry = queries.ledger().get(pk=entry.pk)
+        entry = selectors.ledger().get(pk=entry.pk)
         return Response(LedgerEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
 
 

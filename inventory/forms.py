@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from inventory import queries
+from inventory import selectors
 from inventory.models import Sku, Warehouse
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -46,9 +46,9 @@ class SkuFilterForm(forms.Form):
         required=False,
         choices=[
             ("", _("Any stock")),
-            (queries.STOCK_OUT, _("Out of stock")),
-            (queries.STOCK_LOW, _("Low stock")),
-            (queries.STOCK_OK, _("In stock")),
+            (selectors.STOCK_OUT, _("Out of stock")),
+            (selectors.STOCK_LOW, _("Low stock")),
+            (selectors.STOCK_OK, _("In stock")),
         ],
     )
     listing = forms.ChoiceField(
@@ -56,9 +56,9 @@ class SkuFilterForm(forms.Form):
         required=False,
         choices=[
             ("", _("Any listing state")),
-            (queries.LISTING_UNMATCHED, _("Has unmatched listings")),
-            (queries.LISTING_NONE, _("Not listed on any shop")),
-            (queries.LISTING_FAILED, _("Stock push failed")),
+            (selectors.LISTING_UNMATCHED, _("Has unmatched listings")),
+            (selectors.LISTING_NONE, _("Not listed on any shop")),
+            (selectors.LISTING_FAILED, _("Stock push failed")),
         ],
     )
     warehouse = _warehouse_field(empty_label=_("All warehouses"))
@@ -67,12 +67,12 @@ class SkuFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["category"].choices = [("", _("All categories"))] + [(c, c) for c in categories]
 
-    def filters(self) -> queries.SkuFilters:
+    def filters(self) -> selectors.SkuFilters:
         self.is_valid()
         data = self.cleaned_data
         flag = {"1": True, "0": False}
         warehouse = data.get("warehouse")
-        return queries.SkuFilters(
+        return selectors.SkuFilters(
             q=data.get("q") or "",
             category=data.get("category") or "",
             is_active=flag.get(data.get("active") or ""),

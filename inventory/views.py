@@ -1,5 +1,5 @@
 """Inventory pages: SKU list and detail, the unmatched-listing queue, sync status and the xlsx
-import/export (thin: reads through ``queries``, writes through services, sync and tasks)."""
+import/export (thin: reads through ``selectors``, writes through services, sync and tasks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from inventory import queries, services, sync, tasks, xlsx
+from inventory import selectors, services, sync, tasks, xlsx
 from inventory.forms import AdjustmentForm, CountForm, ListingMatchForm, SkuFilterForm, SkuImportForm
 from inventory.models import Listing, Sku
 from tenants.accounts.permissions import capability_required, has_capability
@@ -40,8 +40,8 @@ def _query_without(request, *names: str) -> str:
 
 @capability_required("dashboard.view")
 def sku_list(request):
-    form = SkuFilterForm(request.GET, categories=queries.categories())
-    result = queries.sku_list_page(
+    form = SkuFilterForm(request.GET, categories=selectors.categories())
+    result = selectors.sku_list_page(
         form.filters(),
         after=request.GET.get("after", ""),
         before=request.GET.get("before", ""),
@@ -55,7 +55,7 @@ def sku_list(request):
             "page": result.page,
             "stores": result.stores,
             "filter_query": _query_without(request, "after", "before"),
-            "low_threshold": queries.LOW_STOCK_THRESHOLD,
+            "low_threshold": selectors.LOW_STOCK_THRESHOLD,
         },
     )
 
@@ -73,8 +73,8 @@ def sku_export(request):
     if template:
         skus, name = Sku.objects.none(), "sku-template.xlsx"
     else:
-        form = SkuFilterForm(request.GET, categories=queries.categories())
-        skus = queries.sku_queryset(form.filters())
+        form = SkuFilterForm(request.GET, categories=selectors.categories())
+        skus = selectors.sku_queryset(form.filters())
         name = f"skus-{timezone.localtime():%Y%m%d-%H%M}.xlsx"
     response = HttpResponse(xlsx.export_skus(skus), content_type=XLSX_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -112,24 +112,24 @@ def sku_import(request):
 def sku_search(request):
     """``<option>``s for the SKU picker (a datalist filled by htmx)."""
     q = request.GET.get("q") or request.GET.get("sku") or ""
-    return render(request, "inventory/_sku_options.html", {"skus": queries.sku_choices(q)})
+    return render(request, "inventory/_sku_options.html", {"skus": selectors.sku_choices(q)})
 
 
 # --- SKU detail, adjustments and counts ----------------------------------------------------------
 
 
 def _render_detail(request, sku_id: int, *, adjust_form=None, count_form=None, status: int = 200):
-    sku = get_object_or_404(queries.sku_queryset(), pk=sku_id)
+    sku = get_object_or_404(selectors.sku_queryset(), pk=sku_id)
     return render(
         request,
         "inventory/sku_detail.html",
         {
             "sku": sku,
-            "warehouses": queries.warehouse_stock(sku),
-            "parts": queries.combo_parts(sku) if sku.is_combo else [],
-            "listings": queries.sku_listings(sku),
-            "ledger": queries.newest_first_page(
-                queries.ledger(sku_id=sku.pk), before=_int(request.GET.get("before")), size=PAGE_SIZE
+            "warehouses": selectors.warehouse_stock(sku),
+            "parts": selectors.combo_parts(sku) if sku.is_combo else [],
+            "listings": selectors.sku_listings(sku),
+            "ledger": selectors.newest_first_page(
+                selectors.ledger(sku_id=sku.pk), before=_int(request.GET.get("before")), size=PAGE_SIZE
             ),
             "adjust_form": adjust_form or AdjustmentForm(prefix="adjust"),
             "count_form": count_form or CountForm(prefix="count"),
@@ -144,7 +144,7 @@ def sku_detail(request, sku_id):
 
 
 def _insufficient(exc: services.InsufficientStock) -> str:
-    reserved = queries.reserved_in(sku_id=exc.sku_id, warehouse_id=exc.warehouse_id)
+    reserved = selectors.reserved_in(sku_id=exc.sku_id, warehouse_id=exc.warehouse_id)
     return _(
         "Not enough stock: %(reserved)d units in this warehouse are reserved for orders, and on hand "
         "cannot drop below that."
@@ -220,7 +220,7 @@ def _listing_row(request, listing_id: int, **extra):
     return render(
         request,
         "inventory/_listing_row.html",
-        {"l": queries.listing_with_store(listing_id), "show_sku": context.get("ctx") == "sync", **extra},
+        {"l": selectors.listing_with_store(listing_id), "show_sku": context.get("ctx") == "sync", **extra},
     )
 
 
@@ -251,13 +251,13 @@ def listing_push(request, listing_id):
 def unmatched(request):
     store_id = _int(request.GET.get("store"))
     q = request.GET.get("q", "")
-    page = queries.newest_first_page(
-        queries.unmatched_listings(store_id=store_id, q=q),
+    page = selectors.newest_first_page(
+        selectors.unmatched_listings(store_id=store_id, q=q),
         before=_int(request.GET.get("before")),
         size=PAGE_SIZE,
     )
-    queries.attach_suggestions(page.rows)
-    by_store = queries.unmatched_by_store()
+    selectors.attach_suggestions(page.rows)
+    by_store = selectors.unmatched_by_store()
     return render(
         request,
         "inventory/unmatched.html",
@@ -284,8 +284,8 @@ def listing_match(request, listing_id):
         form = ListingMatchForm(request.POST)
         if form.is_valid():
             sync.match_listing(listing=listing, sku=form.cleaned_data["sku"])
-    listing = queries.listing_with_store(listing.pk)
-    queries.attach_suggestions([listing])
+    listing = selectors.listing_with_store(listing.pk)
+    selectors.attach_suggestions([listing])
     return render(request, "inventory/_unmatched_row.html", {"l": listing, "form": form})
 
 
@@ -299,10 +299,10 @@ def sync_status(request):
         request,
         "inventory/sync.html",
         {
-            "counts": queries.sync_counts(),
+            "counts": selectors.sync_counts(),
             "store_id": store_id,
-            "failed": queries.newest_first_page(
-                queries.failed_listings(store_id=store_id),
+            "failed": selectors.newest_first_page(
+                selectors.failed_listings(store_id=store_id),
                 before=_int(request.GET.get("before")),
                 size=PAGE_SIZE,
             ),
@@ -316,7 +316,7 @@ def sync_status(request):
 def retry_failed(request):
     """Queue a retry of every failed push (of one shop, or all), at most 500 at a time."""
     ids = list(
-        queries.failed_listings(store_id=_int(request.POST.get("store"))).values_list("pk", flat=True)[:500]
+        selectors.failed_listings(store_id=_int(request.POST.get("store"))).values_list("pk", flat=True)[:500]
     )
     transaction.on_commit(lambda: [tasks.push_listing_task.delay(pk) for pk in ids])
     messages.success(request, _("Queued %(n)d pushes for retry.") % {"n": len(ids)})
