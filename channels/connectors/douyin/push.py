@@ -103,13 +103,16 @@ class DouyinPushCodec(PushCodec):
             payload=data,
         )
 
-    # No timestamp of its own: the newest event time in the message (``create_time``,
-    # ``pay_time``, ``update_time`` …), which a retry re-sends; Douyin's retry schedule is not
-    # published (the sandbox retries over 10 h) [choice: 12 h].
+    # No timestamp of its own: the newest event time in the message (§1.8: ``create_time``,
+    # ``pay_time``, ``update_time`` …; not deadlines such as a promised ship time), which a retry
+    # re-sends; Douyin's retry schedule is not published (the sandbox retries over 10 h)
+    # [choice: 12 h].
     max_age = timedelta(hours=12)
+    EVENT_TIMES = ("update_time", "modify_time", "create_time", "pay_time", "complete_time", "cancel_time",
+                   "apply_time", "agree_time", "refuse_time", "success_time", "close_time")  # fmt: skip
 
     def sent_at(self, *, query: dict[str, str], message: PushMessage) -> datetime | None:
-        times = [epoch_any(v) for k, v in message.payload.items() if k.endswith("_time")]
+        times = [epoch_any(message.payload.get(key)) for key in self.EVENT_TIMES]
         return max((t for t in times if t is not None), default=None)
 
     def ack(self) -> PushReply:
