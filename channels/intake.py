@@ -27,6 +27,7 @@ this module enqueues itself are defined here (under their ``channels.tasks.*`` n
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from django_tenants.utils import schema_context
 
 from channels import component, services
 from channels.component import PLATFORM as WECHAT
-from channels.connectors import push_codec
+from channels.connectors import push_codec, scrub_payload
 from channels.connectors.base import PushMessage, PushReply
 from channels.connectors.wechat import ComponentEvent, decode_component_event
 from channels.errors import AuthExpired, BadPushMessage, ChannelError, RateLimited, TemporarilyUnavailable
@@ -230,8 +231,26 @@ def route_receipt(*, receipt_id: int) -> PushReceipt:
     receipt.status = PushReceipt.Status.UNROUTABLE if errors else PushReceipt.Status.ROUTED
     receipt.error = "; ".join(errors)
     receipt.routed_at = timezone.now()
-    receipt.save(update_fields=["status", "error", "attempts", "routed_at"])
+    fields = ["status", "error", "attempts", "routed_at"]
+    if not errors and _scrub_body(receipt):  # delivered: the raw body is not needed again
+        fields.append("body")
+    receipt.save(update_fields=fields)
     return receipt
+
+
+def _scrub_body(receipt: PushReceipt) -> bool:
+    """A plain-JSON body (Douyin's) loses its plaintext receiver values once routed (its
+    signature no longer verifies, and nothing reads it again); encrypted bodies stay as they
+    are. Returns whether the body changed."""
+    try:
+        body = json.loads(receipt.body)
+    except ValueError:
+        return False
+    scrubbed = json.dumps(scrub_payload(receipt.platform, body), ensure_ascii=False, separators=(",", ":"))
+    if json.loads(scrubbed) == body:
+        return False
+    receipt.body = scrubbed
+    return True
 
 
 def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage, self_use: bool) -> None:
@@ -255,7 +274,7 @@ def _deliver_to_inbox(*, receipt: PushReceipt, message: PushMessage, self_use: b
                     "kind": message.kind,
                     "object_id": message.object_id,
                     "platform_shop_id": message.platform_shop_id,
-                    "data": message.payload,
+                    "data": scrub_payload(receipt.platform, message.payload),
                 },
                 "receipt_id": receipt.pk,
                 "status": InboxMessage.Status.PENDING

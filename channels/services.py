@@ -24,7 +24,7 @@ from django_tenants.utils import schema_context
 
 from channels import component
 from channels import events as channel_events
-from channels.connectors import connector_class
+from channels.connectors import connector_class, scrub_payload
 from channels.connectors.base import AppCredentials, Connector, ShopSession, StoredTokens
 from channels.errors import AuthExpired
 from channels.models import AfterSaleSnapshot, DecryptAudit, OrderSnapshot, Store
@@ -341,7 +341,7 @@ def _store_versions(*, store: Store, orders: list[ChannelOrder], source: str) ->
         return []
     versions: dict[tuple[str, str], tuple[ChannelOrder, str]] = {}
     for order in orders:
-        canonical = _canonical(order.raw)
+        canonical = _canonical(scrub_payload(order.platform, order.raw))  # no plaintext receiver
         versions.setdefault(
             (order.platform_order_id, hashlib.sha256(canonical.encode()).hexdigest()), (order, canonical)
         )

@@ -87,12 +87,21 @@ class Receiver:
     city: str = ""
     district: str = ""
     town: str = ""
+    #: the receiver identity the platform gives for merging (Douyin ``open_address_id``,
+    #: WeChat ``hash_code``); "" when it gives none
+    identity: str = ""
 
     def fingerprint(self) -> str:
-        """Stable key for "same receiver" (merge orders): search indexes when the platform
-        has them, else ciphertexts; never plaintext."""
-        parts = [f.index or f.cipher for f in (self.name, self.phone, self.address)]
-        return "|".join([*parts, self.province, self.city, self.district])
+        """Key for "same receiver" (auto-merge), only from what the platform provides: its
+        receiver identity, else the three fields' platform search indexes; "" (never merge
+        automatically) without either. Masks and regions are shared by many buyers, and a
+        ciphertext changes from order to order (and between versions of one order)."""
+        if self.identity:
+            return f"id:{self.identity}"
+        indexes = [f.index for f in (self.name, self.phone, self.address)]
+        if not all(indexes):
+            return ""
+        return "|".join([*indexes, self.province, self.city, self.district])
 
 
 @dataclass(frozen=True)
@@ -318,6 +327,7 @@ def channel_order_from_json(data: dict[str, Any]) -> ChannelOrder:
             city=r.get("city", ""),
             district=r.get("district", ""),
             town=r.get("town", ""),
+            identity=r.get("identity", ""),
         ),
         buyer_id=data.get("buyer_id", ""),
         paid_at=_dt(data.get("paid_at")),

@@ -76,6 +76,10 @@ EVENT_LABELS = {
     "status_changed": _("Status changed"),
     "hold_reasons": _("Hold reasons changed"),
     "merged": _("Merged"),
+    "not_merged_no_identity": _(
+        "Not merged automatically: the platform gives no receiver identity for this order "
+        "(masks and regions are shared by many buyers)"
+    ),
     "unmerged": _("Unmerged"),
     "split": _("Split"),
     "line_refunded": _("Line refunded"),

@@ -48,7 +48,34 @@ _CHANNEL_RANK = {s.value: s.rank for s in ChannelStatus}
 
 
 def _fingerprint(co: ChannelOrder) -> str:
-    return hashlib.sha256(co.receiver.fingerprint().encode()).hexdigest()
+    """Digest of the platform-given receiver identity; "" when the platform gives none (never merged automatically)."""
+    key = co.receiver.fingerprint()
+    return hashlib.sha256(key.encode()).hexdigest() if key else ""
+
+
+def _receiver_changed(order: Order, co: ChannelOrder, fingerprint: str) -> bool:
+    """Identity against identity when both versions carry one; else the masks and the region
+    (ciphertexts are re-encrypted between versions and prove nothing)."""
+    if order.receiver_fingerprint and fingerprint:
+        return order.receiver_fingerprint != fingerprint
+    r = co.receiver
+    old = (
+        order.receiver_name_mask,
+        order.receiver_phone_mask,
+        order.receiver_address_mask,
+        order.province,
+        order.city,
+        order.district,
+    )
+    new = (
+        r.name.mask[:100],
+        r.phone.mask[:40],
+        r.address.mask[:300],
+        r.province[:40],
+        r.city[:40],
+        r.district[:40],
+    )
+    return any(old) and old != new
 
 
 def _phone_tail(mask: str) -> str:
@@ -286,9 +313,7 @@ def ingest_channel_order(*, store: Store, co: ChannelOrder, snapshot_id: int | N
         "seller_remark": order.seller_remark,
     }
     fingerprint = _fingerprint(co)
-    address_changed = (
-        not created and bool(order.receiver_fingerprint) and order.receiver_fingerprint != fingerprint
-    )
+    address_changed = not created and _receiver_changed(order, co, fingerprint)
     _copy_fields(order, co, fingerprint, snapshot_id)
     if address_changed and order.status not in status.SHIPPED_STATES:
         order.address_changed = True
@@ -625,6 +650,7 @@ def _open_fulfilments(
             waiting.setdefault(f.receiver_fingerprint, f)
     target_of: dict[int, Fulfilment | _FulfilmentRow] = {}
     merged: list[_OrderRow] = []
+    unmerged: list[_OrderRow] = []  # the platform gives no receiver identity: never merged automatically
     new: list[_FulfilmentRow] = []
     for order, _ in approved:
         target = waiting.get(order.receiver_fingerprint) if merge and order.receiver_fingerprint else None
@@ -637,6 +663,8 @@ def _open_fulfilments(
             target.is_merged = True
             merged.append(order)
         target_of[order.pk] = target
+        if merge and not order.receiver_fingerprint:
+            unmerged.append(order)
     for fulfilment, pk in zip(new, next_ids(Fulfilment, len(new)), strict=True):
         fulfilment.pk = pk
     copy_models(Fulfilment, new, with_pk=True)
@@ -655,7 +683,7 @@ def _open_fulfilments(
     return [
         _EventRow(order, "merged", "rule", f"merged into fulfilment {target_of[order.pk].pk}")
         for order in merged
-    ]
+    ] + [_EventRow(order, NOT_MERGED, "rule", "") for order in unmerged]
 
 
 def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: int | None) -> None:
@@ -995,6 +1023,8 @@ def set_rule(*, kind: str, enabled: bool, threshold_fen: int | None = None) -> R
 # --- fulfilments: merge and split -------------------------------------------------------------------------
 
 MERGE_WINDOW_HOURS = 48
+#: event kind: the auto-merge rule is on but the platform gives no receiver identity for the order
+NOT_MERGED = "not_merged_no_identity"
 
 
 def _open_fulfilment(order: Order) -> Fulfilment:
@@ -1006,7 +1036,10 @@ def _open_fulfilment(order: Order) -> Fulfilment:
     if existing:
         return existing
     fulfilment = None
-    if review.active_rules()[ReviewRule.Kind.AUTO_MERGE].enabled:
+    merge = review.active_rules()[ReviewRule.Kind.AUTO_MERGE].enabled
+    if merge and not order.receiver_fingerprint:
+        _event(order, NOT_MERGED, source="rule")
+    elif merge:
         since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
         fulfilment = (
             Fulfilment.objects.filter(

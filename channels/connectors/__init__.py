@@ -7,7 +7,9 @@ layer asks ``connector_class`` / ``push_codec`` by platform.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
+from channels.connectors.scrub import scrub
 from channels.types import Platform
 
 _MODULES = {
@@ -25,3 +27,10 @@ def connector_class(platform: str):
 def push_codec(platform: str):
     module = import_module(_MODULES[Platform(platform)])
     return module.PUSH_CODEC()
+
+
+def scrub_payload(platform: str, payload: Any) -> Any:
+    """``payload`` (an order, after-sale or push message of ``platform``) without plaintext
+    receiver values: see ``channels.connectors.scrub``."""
+    module = import_module(_MODULES[Platform(platform)])
+    return scrub(payload, module.RECEIVER_RULES)

@@ -53,17 +53,20 @@ from channels.connectors.douyin.api import (
     Fetch,
     canonical_param_json,
     check_envelope,
+    epoch_time,
     method_name,
     sign_request,
 )
+from channels.connectors.douyin.buyer import RECEIVER_RULES
 from channels.connectors.douyin.connector import DouyinConnector
-from channels.connectors.douyin.orders import RISK_REVIEW_REASON, STATUS_MAP, search_index_of
+from channels.connectors.douyin.orders import RISK_REVIEW_REASON, STATUS_MAP
 from channels.connectors.douyin.push import DouyinPushCodec, push_kind
 
 CONNECTOR = DouyinConnector
 PUSH_CODEC = DouyinPushCodec
 
 __all__ = [
+    "RECEIVER_RULES",
     "AFTER_SALE_STATUS_MAP",
     "AFTER_SALE_TYPE_MAP",
     "AUTH_LOST_SUB_CODES",
@@ -93,8 +96,8 @@ __all__ = [
     "check_envelope",
     "method_name",
     "parse_bill_time",
+    "epoch_time",
     "push_kind",
-    "search_index_of",
     "sign_request",
     "CONNECTOR",
     "PUSH_CODEC",

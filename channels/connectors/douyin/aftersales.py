@@ -11,7 +11,6 @@ from channels.connectors.base import (
     as_id,
     as_int,
     epoch_seconds,
-    from_epoch,
     time_spans,
 )
 from channels.connectors.douyin.api import (
@@ -21,6 +20,7 @@ from channels.connectors.douyin.api import (
     SETTLEMENT_SPAN,
     SHANGHAI,
     _walk_by_update_time,
+    epoch_time,
 )
 from channels.errors import PlatformRejected, TemporarilyUnavailable
 from channels.types import (
@@ -131,7 +131,7 @@ class AfterSalesMixin:
             and as_int(info.get("refund_status")) == REFUND_IN_PROGRESS
         ):
             status = AfterSaleStatus.REFUNDING
-        applied = from_epoch(info.get("apply_time")) or from_epoch(info.get("create_time"))
+        applied = epoch_time(info.get("apply_time")) or epoch_time(info.get("create_time"))
         if applied is None:
             raise TemporarilyUnavailable("after-sale without apply_time")
         return AfterSale(
@@ -147,7 +147,7 @@ class AfterSalesMixin:
             quantity=as_int(info.get("aftersale_num")),
             reason=str(text.get("reason_text") or ""),
             created_at=applied,
-            updated_at=from_epoch(info.get("update_time")) or applied,
+            updated_at=epoch_time(info.get("update_time")) or applied,
             return_tracking_no=str(info.get("return_logistics_code") or ""),
         )
 

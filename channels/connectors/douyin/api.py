@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from channels.connectors.base import (
@@ -87,6 +87,25 @@ def check_envelope(body: Any, *, token_call: bool = False) -> Any:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def epoch_time(value: Any) -> datetime | None:
+    """A Douyin time: epoch seconds as a number or digit string. Milliseconds (13 digits, met in
+    some payloads) are read as such; an unreadable value is logged and read as no time."""
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        logger.warning("unreadable Douyin time %r", value)
+        return None
+    if number >= 1e11:  # epoch seconds stay below 1e11 until the year 5138
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(number, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        logger.warning("Douyin time out of range %r", value)
+        return None
 
 
 def _num_id(value: str) -> int | str:

@@ -8,7 +8,41 @@ from channels.connectors.base import (
     as_dict,
     as_int,
 )
+from channels.connectors.scrub import ReceiverRules
 from channels.errors import PlatformRejected
+
+# Receiver fields in Douyin payloads (§1.4): on the shop order, on each sku order (line-level
+# copies) and in pushes. Older orders carry plaintext post_receiver / post_tel / post_addr.detail.
+RECEIVER_RULES = ReceiverRules(
+    containers=frozenset({"post_addr", "mask_post_addr", "receiver_msg", "receiver_info", "address"}),
+    allowed=frozenset(
+        {
+            "province",
+            "city",
+            "town",
+            "street",
+            "encrypt_detail",
+            "open_address_id",
+            "encrypt_name",
+            "encrypt_tel",
+            "encrypt_post_receiver",
+            "encrypt_post_tel",
+            "encrypt_post_tel_sec",
+            "province_id",
+            "city_id",
+            "town_id",
+            "street_id",
+        }
+    ),  # fmt: skip
+    plain=frozenset(
+        {"post_receiver", "post_tel", "post_tel_sec", "receiver_name", "receiver_tel", "receiver_phone"}
+    ),
+    masks={
+        "post_receiver": "mask_post_receiver",
+        "post_tel": "mask_post_tel",
+        "post_tel_sec": "mask_post_tel",
+    },
+)
 
 
 class BuyerDataMixin:

@@ -11,10 +11,11 @@ from channels.connectors.base import (
     as_id,
     as_int,
     epoch_seconds,
-    from_epoch,
     time_spans,
 )
-from channels.connectors.douyin.api import PAGE_SIZE, _walk_by_update_time, logger
+from channels.connectors.douyin.api import PAGE_SIZE, _walk_by_update_time, epoch_time, logger
+from channels.connectors.douyin.buyer import RECEIVER_RULES
+from channels.connectors.scrub import scrub
 from channels.errors import TemporarilyUnavailable
 from channels.types import (
     ChannelOrder,
@@ -38,17 +39,19 @@ STATUS_MAP = {
 RISK_REVIEW_REASON = "platform risk review (order_status 105)"
 
 
-def search_index_of(cipher: str) -> str:
-    """The search-index segment of a Douyin ciphertext, or "" when it is not in that shape [GUESS §1.4]."""
-    if len(cipher) < 6 or cipher[0] not in "#$" or not cipher.endswith(cipher[0] * 2):
-        return ""
-    parts = cipher[1:-2].split(cipher[0])
-    return parts[0] if len(parts) == 3 else ""
-
-
 def _cipher_field(cipher: Any, mask: Any) -> CipherField:
-    text = str(cipher or "")
-    return CipherField(cipher=text, mask=str(mask or ""), index=search_index_of(text))
+    """Ciphertext and mask. No search index: the order carries none (the ciphertext's first
+    segment is not one — empty in the 2024 formats, and it changes with every encryption);
+    the receiver identity for merging is ``open_address_id``."""
+    return CipherField(cipher=str(cipher or ""), mask=str(mask or ""))
+
+
+def _open_address_id(o: dict[str, Any]) -> str:
+    """The order's ``open_address_id`` (receiver + address identity), on the order or its lines."""
+    found = as_id(o.get("open_address_id"))
+    for s in o.get("sku_order_list") or []:
+        found = found or (as_id(s.get("open_address_id")) if isinstance(s, dict) else "")
+    return found
 
 
 def _region(addr: dict[str, Any], level: str) -> str:
@@ -148,7 +151,7 @@ class OrdersMixin:
         addr = as_dict(o.get("post_addr"))
         mask_addr = o.get("mask_post_addr")
         mask_detail = as_dict(mask_addr).get("detail") if isinstance(mask_addr, dict) else mask_addr
-        created = from_epoch(o.get("create_time"))
+        created = epoch_time(o.get("create_time"))
         if created is None:
             raise TemporarilyUnavailable(f"order {order_id} without create_time")
         goods = sum(
@@ -163,7 +166,7 @@ class OrdersMixin:
             platform_status=str(status_code),
             status=status,
             created_at=created,
-            updated_at=from_epoch(o.get("update_time")) or created,
+            updated_at=epoch_time(o.get("update_time")) or created,
             lines=lines,
             receiver=Receiver(
                 name=_cipher_field(o.get("encrypt_post_receiver"), o.get("mask_post_receiver")),
@@ -173,12 +176,13 @@ class OrdersMixin:
                 city=_region(addr, "city"),
                 district=_region(addr, "town"),
                 town=_region(addr, "street"),
+                identity=_open_address_id(o),
             ),
             buyer_id=str(o.get("doudian_open_id") or ""),
-            paid_at=from_epoch(o.get("pay_time")),
-            ship_by=from_epoch(o.get("exp_ship_time")),
-            shipped_at=from_epoch(o.get("ship_time")),
-            finished_at=from_epoch(o.get("finish_time")),
+            paid_at=epoch_time(o.get("pay_time")),
+            ship_by=epoch_time(o.get("exp_ship_time")),
+            shipped_at=epoch_time(o.get("ship_time")),
+            finished_at=epoch_time(o.get("finish_time")),
             goods_fen=goods,
             freight_fen=as_int(o.get("post_amount")),
             discount_fen=as_int(o.get("promotion_amount"), as_int(o.get("total_promotion_amount"))),
@@ -187,7 +191,7 @@ class OrdersMixin:
             seller_remark=str(o.get("seller_words") or ""),
             ship_blocked_reason=RISK_REVIEW_REASON if status_code == 105 else "",
             packages=packages,
-            raw=o,
+            raw=scrub(o, RECEIVER_RULES),
         )
 
     @staticmethod

@@ -70,6 +70,7 @@ from channels.connectors.kuaishou.api import (
     parse_bill_time,
     sign_params,
 )
+from channels.connectors.kuaishou.buyer import RECEIVER_RULES
 from channels.connectors.kuaishou.connector import KuaishouConnector
 from channels.connectors.kuaishou.orders import (
     HOLD_REASONS,
@@ -84,6 +85,7 @@ CONNECTOR = KuaishouConnector
 PUSH_CODEC = KuaishouPushCodec
 
 __all__ = [
+    "RECEIVER_RULES",
     "AFTER_SALE_STATUSES",
     "AFTER_SALE_TYPES",
     "AUTH_REVOKED",

@@ -8,7 +8,38 @@ from channels.connectors.base import (
     as_list,
 )
 from channels.connectors.kuaishou.api import SUCCESS
+from channels.connectors.scrub import ReceiverRules
 from channels.errors import PlatformRejected
+
+# Receiver fields in Kuaishou payloads (§2.4 ``orderAddress``): ciphertext + desensitised forms;
+# the plain consignee / mobile / address fields arrive empty (else they are masked or dropped).
+RECEIVER_RULES = ReceiverRules(
+    containers=frozenset({"orderAddress", "subOrderAddress", "receiverInfo"}),
+    allowed=frozenset(
+        {
+            "encryptedConsignee",
+            "desensitiseConsignee",
+            "encryptedMobile",
+            "desensitiseMobile",
+            "encryptedAddress",
+            "desensitiseAddress",
+            "provinceCode",
+            "province",
+            "cityCode",
+            "city",
+            "districtCode",
+            "district",
+            "townCode",
+            "town",
+        }
+    ),  # fmt: skip
+    plain=frozenset({"consignee", "mobile", "receiverName", "receiverMobile", "receiverAddress"}),
+    masks={
+        "consignee": "desensitiseConsignee",
+        "mobile": "desensitiseMobile",
+        "address": "desensitiseAddress",
+    },
+)
 
 
 class BuyerDataMixin:

@@ -14,6 +14,8 @@ from channels.connectors.base import (
     time_spans,
 )
 from channels.connectors.kuaishou.api import NOMORE, ORDER_PAGE_SIZE, _at, logger, ms
+from channels.connectors.kuaishou.buyer import RECEIVER_RULES
+from channels.connectors.scrub import scrub
 from channels.errors import PlatformRejected
 from channels.types import (
     ChannelOrder,
@@ -48,8 +50,22 @@ def ship_blocked_reason(base: dict[str, Any], address: dict[str, Any]) -> str:
     return "; ".join(reasons)
 
 
+SHIPPED_STATUSES = frozenset({40, 50, 70})  # shipped, received, success
+
+
+def shipped_quantity(status: int, quantity: int, delivery: Any) -> int:
+    """How many of an order's (or gift sub-order's) ``quantity`` are shipped: ``deliveryNum`` of
+    its delivery info when present; without one, all of it once the status says shipped (40
+    and later — orders shipped whole carry no ``orderDeliveryInfo``), else none."""
+    delivery = as_dict(delivery)
+    if delivery.get("deliveryNum") not in (None, ""):
+        return as_int(delivery.get("deliveryNum"))
+    return quantity if status in SHIPPED_STATUSES else 0
+
+
 def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
-    """One Kuaishou order (list item or detail) in neutral terms; ``raw`` is kept verbatim."""
+    """One Kuaishou order (list item or detail) in neutral terms; ``raw`` is kept without
+    plaintext receiver values (``scrub``)."""
     base, item = as_dict(raw.get("orderBaseInfo")), as_dict(raw.get("orderItemInfo"))
     address, delivery = as_dict(raw.get("orderAddress")), as_dict(raw.get("orderDeliveryInfo"))
     status_code = as_int(base.get("status"))
@@ -67,7 +83,7 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
         refund_state=_refund_state(as_int(as_dict(refunds[0]).get("refundStatus"))) if refunds else "",
     )
     lines = [main]
-    partially = status_code == 40 and as_int(delivery.get("deliveryNum")) < main.quantity
+    partially = status_code == 40 and shipped_quantity(status_code, main.quantity, delivery) < main.quantity
     packages: dict[str, Package] = {}
     for info in as_list(raw.get("orderLogisticsInfo")):
         _add_package(packages, as_dict(info))
@@ -89,8 +105,9 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
                 is_gift=True,
             )
         )
-        shipped = as_int(as_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum"))
-        if status_code == 40 and as_int(sub_base.get("status")) != 80 and shipped < quantity:
+        sub_status = as_int(sub_base.get("status"))
+        shipped = shipped_quantity(sub_status, quantity, sub.get("subOrderDeliveryInfo"))
+        if status_code == 40 and sub_status != 80 and shipped < quantity:
             partially = True
         for info in as_list(sub.get("subOrderLogisticsInfo")):
             _add_package(packages, as_dict(info))
@@ -158,7 +175,7 @@ def order_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> ChannelOrder:
         seller_remark=seller_remark,
         ship_blocked_reason=ship_blocked_reason(base, address),
         packages=tuple(packages.values()),
-        raw=raw,
+        raw=scrub(raw, RECEIVER_RULES),
     )
 
 

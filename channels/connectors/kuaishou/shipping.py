@@ -11,6 +11,7 @@ from channels.connectors.base import (
     as_list,
 )
 from channels.connectors.kuaishou.api import EBILL_BATCH, logger
+from channels.connectors.kuaishou.orders import shipped_quantity
 from channels.errors import PlatformRejected
 from channels.types import (
     Carrier,
@@ -66,22 +67,21 @@ class ShippingMixin:
         if whole and not with_lines:
             first, appended = whole[0], whole[1:]
             raw = self._detail(platform_order_id)
-            item, delivery = as_dict(raw.get("orderItemInfo")), as_dict(raw.get("orderDeliveryInfo"))
-            left = [(oid, as_int(item.get("num")) - as_int(delivery.get("deliveryNum")))]
+            num = as_int(as_dict(raw.get("orderItemInfo")).get("num"))
+            status = as_int(as_dict(raw.get("orderBaseInfo")).get("status"))
+            left = [(oid, num - shipped_quantity(status, num, raw.get("orderDeliveryInfo")))]
             for sub in as_list(raw.get("subOrderInfo")):
                 sub = as_dict(sub)
                 sub_base = as_dict(sub.get("subOrderBaseInfo"))
                 if as_int(sub_base.get("status")) == 80:
                     continue
-                num = as_int(as_dict(sub.get("subOrderItemInfo")).get("num"))
-                left.append(
-                    (
-                        as_int(sub_base.get("oid")),
-                        num - as_int(as_dict(sub.get("subOrderDeliveryInfo")).get("deliveryNum")),
-                    )
+                sub_num = as_int(as_dict(sub.get("subOrderItemInfo")).get("num"))
+                sub_shipped = shipped_quantity(
+                    as_int(sub_base.get("status")), sub_num, sub.get("subOrderDeliveryInfo")
                 )
+                left.append((as_int(sub_base.get("oid")), sub_num - sub_shipped))
             left = [(line, qty) for line, qty in left if qty > 0]
-            if len(left) == 1 and left[0][1] == as_int(item.get("num")):
+            if left == [(oid, num)]:
                 self._api("open.seller.order.goods.deliver",
                           {"orderId": oid, "expressCode": self._express_code(first), "expressNo": first.tracking_no}, write=True)  # fmt: skip
             elif left:

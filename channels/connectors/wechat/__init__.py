@@ -48,7 +48,7 @@ from channels.connectors.wechat.api import (
     TOKEN_ERRORS,
 )
 from channels.connectors.wechat.auth import COMPONENT_TOKEN_MARGIN, ComponentTokenCache, TokenRejected
-from channels.connectors.wechat.buyer import DECODE_FIELDS
+from channels.connectors.wechat.buyer import DECODE_FIELDS, RECEIVER_RULES
 from channels.connectors.wechat.connector import WechatConnector
 from channels.connectors.wechat.orders import BLOCKED, STATUS_MAP, line_id, split_line_id
 from channels.connectors.wechat.push import (
@@ -65,6 +65,7 @@ CONNECTOR = WechatConnector
 PUSH_CODEC = WechatPushCodec
 
 __all__ = [
+    "RECEIVER_RULES",
     "AFTERSALE_STATUSES",
     "AFTERSALE_TYPES",
     "AFTERSALE_WINDOW",

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from channels.connectors.base import (
-    epoch_seconds,
-)
-from channels.connectors.wechat.api import AFTERSALE_WINDOW, _seconds, _shanghai_text, _str_id
+from channels.connectors.base import as_dict, as_int, epoch_seconds
+from channels.connectors.wechat.api import AFTERSALE_WINDOW, _seconds, _shanghai_text, _str_id, logger
 from channels.connectors.wechat.orders import line_id
+from channels.errors import PlatformRejected
 from channels.types import (
     AfterSale,
     AfterSaleStatus,
@@ -50,7 +49,9 @@ class AfterSalesMixin:
 
     # --- after-sales ---------------------------------------------------------------------------------
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
-        """After-sales updated in the window: ids (≤ 7-day slices, ``next_key``), then details."""
+        """After-sales updated in the window: ids (≤ 7-day slices, ``next_key``), then details.
+        One after-sale whose detail the platform refuses (``PlatformRejected``) is logged and
+        skipped, not the end of the walk; transient errors still end it (the pull retries)."""
         lower = updated_from
         while lower <= updated_to:
             upper = min(lower + AFTERSALE_WINDOW - timedelta(seconds=1), updated_to)
@@ -64,7 +65,12 @@ class AfterSalesMixin:
                     body["next_key"] = next_key
                 page = self.api("/channels/ec/aftersale/getaftersalelist", body)
                 for aftersale_id in page.get("after_sale_order_id_list") or []:
-                    yield self.get_after_sale(_str_id(aftersale_id))
+                    try:
+                        after_sale = self.get_after_sale(_str_id(aftersale_id))
+                    except PlatformRejected as exc:
+                        logger.warning("WeChat after-sale %s skipped: detail refused (%s)", aftersale_id, exc)
+                        continue
+                    yield after_sale
                 next_key = str(page.get("next_key") or "")
                 if not page.get("has_more") or not next_key:
                     break
@@ -72,10 +78,14 @@ class AfterSalesMixin:
 
     def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
         """One after-sale from ``/aftersale/getaftersaleorder``."""
-        a = self.api(
-            "/channels/ec/aftersale/getaftersaleorder", {"after_sale_order_id": platform_after_sale_id}
-        )["after_sale_order"]
-        product = a.get("product_info") or {}
+        a = as_dict(
+            self.api(
+                "/channels/ec/aftersale/getaftersaleorder", {"after_sale_order_id": platform_after_sale_id}
+            ).get("after_sale_order")
+        )
+        if not a:
+            raise PlatformRejected("answer without after_sale_order", code="aftersale")
+        product = as_dict(a.get("product_info"))
         status = str(a.get("status") or "")
         return AfterSale(
             platform=Platform.WECHAT,
@@ -86,8 +96,8 @@ class AfterSalesMixin:
             type=AFTERSALE_TYPES.get(str(a.get("type") or ""), AfterSaleType.OTHER),
             status=AFTERSALE_STATUSES.get(status, AfterSaleStatus.WAITING_MERCHANT),
             platform_status=status,
-            refund_fen=int((a.get("refund_info") or {}).get("amount") or 0),
-            quantity=int(product.get("count") or 0),
+            refund_fen=as_int(as_dict(a.get("refund_info")).get("amount")),
+            quantity=as_int(product.get("count")),
             reason=str(a.get("reason_text") or a.get("reason") or ""),
             created_at=_seconds(a.get("create_time")) or self.now(),
             updated_at=_seconds(a.get("update_time")) or _seconds(a.get("create_time")) or self.now(),

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from channels.connectors.scrub import ReceiverRules
 from channels.connectors.wechat.api import _str_id
+
+# WeChat's ``address_info`` (§3.4) holds masks in the plaintext fields' own names (user_name,
+# tel_number, detail_info …); the doc samples hold plaintext there, which is dropped.
+RECEIVER_RULES = ReceiverRules(
+    containers=frozenset({"address_info", "receiver_info"}),
+    allowed=frozenset(
+        {
+            "province_name",
+            "city_name",
+            "county_name",
+            "postal_code",
+            "national_code",
+            "hash_code",
+            "use_tel_number",
+            "virtual_tel_expire_time",
+        }
+    ),  # fmt: skip
+    plain=frozenset({"user_name", "tel_number", "detail_info", "house_number", "virtual_order_tel_number"}),
+)
 
 # Fields of the decoded ``address_info`` by neutral name (``decrypt``'s ``cipher`` argument).
 DECODE_FIELDS = {"name": "user_name", "phone": "tel_number", "address": "detail_info"}

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from channels.connectors.base import (
-    epoch_seconds,
-)
+from channels.connectors.base import as_dict, as_int, as_list, epoch_seconds
+from channels.connectors.scrub import masked, scrub
 from channels.connectors.wechat.api import ORDER_PAGE_SIZE, _seconds, _str_id
+from channels.connectors.wechat.buyer import RECEIVER_RULES
 from channels.types import (
     ChannelOrder,
     ChannelOrderLine,
@@ -45,6 +45,35 @@ def split_line_id(platform_line_id: str) -> tuple[str, str]:
     if not sep or not product_id or not sku_id:
         raise ValueError(f"not a WeChat line id (product_id:sku_id): {platform_line_id!r}")
     return product_id, sku_id
+
+
+def lines_paid(products: list[dict[str, Any]], price_info: dict[str, Any]) -> list[int]:
+    """What the buyer paid per line (fen): ``real_price`` where the line has it. Lines without
+    it share what the order's goods cost after discounts (``order_price`` − ``freight``, less
+    the lines that have one) in proportion to ``sale_price`` × ``sku_cnt`` (free gifts: 0),
+    largest remainder first; without ``order_price`` they get ``sale_price`` × ``sku_cnt``."""
+    known = [as_int(p["real_price"]) if p.get("real_price") not in (None, "") else None for p in products]
+    weights = [
+        0 if p.get("is_free_gift") else as_int(p.get("sale_price")) * as_int(p.get("sku_cnt"))
+        for p in products
+    ]
+    missing = [i for i, value in enumerate(known) if value is None]
+    if not missing:
+        return [value or 0 for value in known]
+    out = [value or 0 for value in known]
+    pool = sum(weights[i] for i in missing)
+    if price_info.get("order_price") in (None, "") or not pool:
+        for i in missing:
+            out[i] = weights[i]
+        return out
+    left = max(0, as_int(price_info.get("order_price")) - as_int(price_info.get("freight")) - sum(out))
+    shares = {i: divmod(left * weights[i], pool) for i in missing}
+    for i in missing:
+        out[i] = shares[i][0]
+    rest = left - sum(out[i] for i in missing)
+    for i in sorted(missing, key=lambda i: -shares[i][1])[:rest]:
+        out[i] += 1
+    return out
 
 
 class OrdersMixin:
@@ -102,13 +131,16 @@ class OrdersMixin:
         return self.to_channel_order(reply["order"])
 
     def to_channel_order(self, order: dict[str, Any]) -> ChannelOrder:
-        """Map a WeChat ``order`` object (§3.4) to the neutral order; ``raw`` keeps it verbatim."""
-        detail = order.get("order_detail") or {}
-        status = int(order.get("status") or 0)
+        """Map a WeChat ``order`` object (§3.4) to the neutral order; ``raw`` keeps it without
+        plaintext receiver values (``scrub``)."""
+        detail = as_dict(order.get("order_detail"))
+        status = as_int(order.get("status"))
+        price = as_dict(detail.get("price_info"))
+        products = [p for p in as_list(detail.get("product_infos")) if isinstance(p, dict)]
         lines = []
         seen: dict[str, int] = {}
-        for p in detail.get("product_infos") or []:
-            on, done = int(p.get("on_aftersale_sku_cnt") or 0), int(p.get("finish_aftersale_sku_cnt") or 0)
+        for p, paid in zip(products, lines_paid(products, price), strict=True):
+            on, done = as_int(p.get("on_aftersale_sku_cnt")), as_int(p.get("finish_aftersale_sku_cnt"))
             pair = line_id(p.get("product_id"), p.get("sku_id"))
             seen[pair] = seen.get(pair, 0) + 1  # the same SKU twice (e.g. bought + gift): keep ids unique
             lines.append(
@@ -121,45 +153,40 @@ class OrdersMixin:
                     spec=";".join(
                         f"{a.get('attr_key', '')}:{a.get('attr_value', '')}" for a in p.get("sku_attrs") or []
                     ),
-                    quantity=int(p.get("sku_cnt") or 0),
-                    unit_price_fen=int(p.get("sale_price") or 0),
-                    paid_fen=int(p.get("real_price") or 0),
+                    quantity=as_int(p.get("sku_cnt")),
+                    unit_price_fen=as_int(p.get("sale_price")),
+                    paid_fen=paid,
                     is_gift=bool(p.get("is_free_gift")),
                     refund_state="refunding" if on else ("refunded" if done else ""),
                 )
             )
-        delivery = detail.get("delivery_info") or {}
-        address = delivery.get("address_info") or {}
-        index = str(address.get("hash_code") or "")
-        receiver = Receiver(
-            name=CipherField(mask=str(address.get("user_name") or ""), index=index),
-            phone=CipherField(mask=str(address.get("tel_number") or ""), index=index),
-            address=CipherField(mask=str(address.get("detail_info") or ""), index=index),
+        delivery = as_dict(detail.get("delivery_info"))
+        address = as_dict(delivery.get("address_info"))
+        receiver = Receiver(  # masks only; the doc samples' plaintext never gets here (see buyer.scrub)
+            name=CipherField(mask=masked(address.get("user_name"))),
+            phone=CipherField(mask=masked(address.get("tel_number"))),
+            address=CipherField(mask=masked(address.get("detail_info"))),
             province=str(address.get("province_name") or ""),
             city=str(address.get("city_name") or ""),
             district=str(address.get("county_name") or ""),
+            identity=str(address.get("hash_code") or ""),  # the samples have none: never merged then
         )
         packages = tuple(
             Package(
                 tracking_no=str(d.get("waybill_id") or ""),
                 carrier_code=str(d.get("delivery_id") or ""),
                 lines=tuple(
-                    (line_id(x.get("product_id"), x.get("sku_id")), int(x.get("product_cnt") or 0))
+                    (line_id(x.get("product_id"), x.get("sku_id")), as_int(x.get("product_cnt")))
                     for x in d.get("product_infos") or []
                 ),
             )
             for d in delivery.get("delivery_product_info") or []
         )
-        price = detail.get("price_info") or {}
-        pay = detail.get("pay_info") or {}
-        ext = detail.get("ext_info") or {}
-        deadlines = [
-            int(p.get("delivery_deadline") or 0)
-            for p in detail.get("product_infos") or []
-            if p.get("delivery_deadline")
-        ]
+        pay = as_dict(detail.get("pay_info"))
+        ext = as_dict(detail.get("ext_info"))
+        deadlines = [as_int(p.get("delivery_deadline")) for p in products if p.get("delivery_deadline")]
         ship_times = [
-            int(d.get("delivery_time") or 0)
+            as_int(d.get("delivery_time"))
             for d in delivery.get("delivery_product_info") or []
             if d.get("delivery_time")
         ]
@@ -178,15 +205,15 @@ class OrdersMixin:
             ship_by=_seconds(min(deadlines)) if deadlines else None,
             shipped_at=_seconds(min(ship_times)) if ship_times else None,
             finished_at=_seconds(ext.get("confirm_receipt_time")),
-            goods_fen=int(price.get("product_price") or 0),
-            freight_fen=int(price.get("freight") or 0),
-            discount_fen=int(price.get("discounted_price") or 0),
-            paid_fen=int(price.get("order_price") or 0),
+            goods_fen=as_int(price.get("product_price")),
+            freight_fen=as_int(price.get("freight")),
+            discount_fen=as_int(price.get("discounted_price")),
+            paid_fen=as_int(price.get("order_price")),
             buyer_remark=str(ext.get("customer_notes") or ""),
             seller_remark=str(ext.get("merchant_notes") or ""),
             ship_blocked_reason=BLOCKED.get(
                 status, "收货地址审核中" if delivery.get("address_under_review") else ""
             ),
             packages=packages,
-            raw=order,
+            raw=scrub(order, RECEIVER_RULES),
         )
