@@ -204,4 +204,4 @@ def test_publish_product_passes_a_numeric_category(sandbox: Sandbox, platform: s
     published = connector.publish_product(
         title="保温杯", skus=SKUS[:1], images=IMAGES[:1], category="20000", request_id="r-4"
     )
-    assert sandbox.world.get_product(published.platform_product_id).category
+    assert sandbox.world.get_product(published.platform_product_id).category == "20000"  # the id as sent

@@ -14,9 +14,10 @@ them, and ``channels.sync.pull_orders`` runs again and again. Once the simulator
 both paths settle, ecbao's newest known version of each order (``ChannelOrderState``) must
 match the sandbox world exactly, and the push path must have carried its share.
 
-Order ingestion (the orders layer, fed by ``OrderChanged`` / ``OrdersChanged``) is detached for this test: it has
-its own tests, and here the single worker thread is meant for the channel layer. The default
-per-path rate limits of the sandbox are lifted (they would only make the test slower).
+The orders layer stays attached (``OrderChanged`` / ``OrdersChanged`` feed ingestion on the
+same worker): once the channel layer matches the world, ecbao's orders must match it too
+(every order, with its status). The default per-path rate limits of the sandbox are lifted
+(they would only make the test slower).
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from channels import events as channel_events
 from channels import oauth
 from channels import services as channel_services
 from channels.models import ChannelOrderState, InboxMessage, OrderSnapshot, Store, SyncCursor
 from channels.routing.models import PlatformApp, PushReceipt
 from channels.sync import SETTLE, pull_orders
 from channels.types import OrderStatus
-from ecbao import events
-from sandbox.model import Order, OrderLine
+from orders.models import Order
+from sandbox.model import Order as WorldOrder
+from sandbox.model import OrderLine
 from sandbox.pushes import PushSettings
 from sandbox.seed import seed_default_world
 from sandbox.server import SandboxServer, ServerOptions
@@ -73,7 +74,7 @@ ORDER_STATUS = {
 }
 
 
-def kuaishou_line_status(order: Order, line: OrderLine) -> OrderStatus:
+def kuaishou_line_status(order: WorldOrder, line: OrderLine) -> OrderStatus:
     """Kuaishou renders one platform order per (non-gift) line, with its own status: 10 unpaid,
     30 paid, 40 shipped, 50 received, 70 finished, 80 closed (cancelled or refunded in full)."""
     if order.status == "unpaid":
@@ -172,8 +173,6 @@ def test_orders_in_ecbao_equal_the_platforms_after_pushes_and_pulls(
 ):
     started = time.monotonic()
     timings: dict[str, float] = {}
-    monkeypatch.setitem(events._handlers, channel_events.OrderChanged, [])
-    monkeypatch.setitem(events._handlers, channel_events.OrdersChanged, [])
     world, _clock, shops, sim = build_world(tmp_path / "world.sqlite3")
     history_orders = len(world.orders())
     timings["world"] = time.monotonic() - started
@@ -254,7 +253,7 @@ def test_orders_in_ecbao_equal_the_platforms_after_pushes_and_pulls(
             connection.set_schema_to_public()
             return not busy
 
-        if not wait_until(inbox_settled, timeout=45, interval=0.2):
+        if not wait_until(inbox_settled, timeout=600, interval=0.5):  # the worker also ingests the history
             with schema_context(tenant.schema_name):
                 stuck = list(
                     InboxMessage.objects.exclude(status=InboxMessage.Status.PROCESSED).values_list(
@@ -291,6 +290,24 @@ def test_orders_in_ecbao_equal_the_platforms_after_pushes_and_pulls(
                 cursor = SyncCursor.objects.get(store=store, kind=SyncCursor.Kind.ORDERS)
                 assert cursor.state == SyncCursor.State.IDLE
                 assert cursor.watermark >= final_pull_at - SETTLE - timedelta(seconds=1)
+
+            # --- and so are the orders in the workbench (ingested by the worker) ---------------
+            def orders_match() -> bool:
+                return all(
+                    dict(Order.objects.filter(store=store).values_list("platform_order_id", "channel_status"))
+                    == expected_orders(world, platform, shops[platform])
+                    for platform, store in stores.items()
+                )
+
+            assert wait_until(orders_match, timeout=600, interval=0.5), {
+                platform: len(
+                    set(expected_orders(world, platform, shops[platform]).items())
+                    - set(
+                        Order.objects.filter(store=store).values_list("platform_order_id", "channel_status")
+                    )
+                )
+                for platform, store in stores.items()
+            }
 
             # --- the push path carried orders, once per message ---------------------------------
             inbox = InboxMessage.objects.all()

@@ -1,7 +1,13 @@
 """The whole path with the sandbox running: buyers place orders on a Douyin, a Kuaishou and a
 WeChat shop → pushes bring them into the order workbench within seconds (the real Celery
 worker ingests them: order, lines, events, review, stock reservation) → a pull completes
-them → every shop's published stock drops to the stock rule's number.
+them → every shop's published stock drops to the stock rule's number, pushed by the
+stock-sync loop alone (nothing is force-pushed) → every order's status, lines, amounts and
+merges equal the shops' → no plaintext receiver of the world's buyers anywhere ecbao keeps
+things (tenant and public tables, Redis, the logs, an xlsx export; ``tests.buyer_data_scan``).
+
+The sandbox serves its untidy shapes (ids as numbers or strings, 2024 ciphertexts, orders
+without ``hash_code``, plaintext receivers in older payloads …), as the platforms do.
 
 Builds on the harness of ``test_channel_sync`` (sandbox over real HTTP, a committed tenant of
 its own, pushes to the live Django app)."""
@@ -12,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.db.models import Sum
 from django_tenants.utils import schema_context
@@ -22,11 +29,14 @@ from inventory import selectors as stock_selectors
 from inventory import sync as stock_sync
 from inventory.models import Goods, Listing, Sku, StockLevel
 from inventory.services import receive_stock
-from orders.models import LineStatus, Order, OrderLine
+from orders import exports
+from orders import services as order_services
+from orders.models import Fulfilment, LineStatus, Order, OrderLine
 from sandbox.seed import seed_default_world
 from sandbox.server import SandboxServer, ServerOptions
 from sandbox.simulator import BuyerSimulator, SimConfig
 from sandbox.world import World
+from tests.buyer_data_scan import LogCapture, database_texts, redis_texts, scan, world_plaintexts, xlsx_text
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_channel_sync import connect, expected_orders, register_tool_apps
 
@@ -56,6 +66,7 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
     app_keys = [a.app_key for a in world.apps()]
     server.start()
     stop_sync = threading.Event()
+    logs = LogCapture().__enter__()
     try:
         settings.CHANNEL_BASE_URLS = {p: server.urls[p] for p in PLATFORMS}
         public = live_url.format(host="localhost")
@@ -118,7 +129,7 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
             return ok
 
         started = time.monotonic()
-        assert wait_until(all_paid_orders_arrived, timeout=60, interval=0.2), (
+        assert wait_until(all_paid_orders_arrived, timeout=240, interval=0.2), (
             "pushed orders did not all arrive"
         )
         arrival_seconds = time.monotonic() - started
@@ -145,7 +156,7 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
             connection.set_schema_to_public()
             return all(have[p] == placed[p] for p in PLATFORMS)
 
-        assert wait_until(ingested, timeout=60, interval=0.3), "orders in ecbao differ from the shops"
+        assert wait_until(ingested, timeout=240, interval=0.3), "orders in ecbao differ from the shops"
 
         with schema_context(tenant.schema_name):
             # Stock is reserved for exactly the open order lines, and the ledger balances.
@@ -173,9 +184,7 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
                         return False
                 return True
 
-            wait_until(published_ok, timeout=20, interval=0.3)
-            for listing in Listing.objects.all():
-                stock_sync.push_listing(listing_id=listing.pk, force=True)
+            assert wait_until(published_ok, timeout=120, interval=0.3), "the stock-sync loop left drift"
             dropped = 0
             for listing in Listing.objects.select_related("sku", "store"):
                 want = stock_selectors.available(listing.sku)
@@ -184,18 +193,122 @@ def test_orders_flow_from_the_shops_to_the_workbench_and_stock_back_to_the_shops
                 )
                 dropped += want < ON_HAND
             assert dropped > 0
+            merged = check_orders_equal_the_shops(world, stores, shops)
+            xlsx = export_all_orders(tenant)
+        connection.set_schema_to_public()
+
+        # --- no plaintext buyer data anywhere ecbao keeps things --------------------------------------
+        plain = world_plaintexts(world)
+        assert len(plain) > 100
+        sources = {
+            **database_texts(tenant.schema_name),
+            **database_texts("public"),
+            **redis_texts(),
+            "logs": logs.text(),
+            "xlsx": xlsx_text(xlsx),
+        }
+        assert "订单" in sources["xlsx"] and len(sources["logs"]) > 0
+        found = scan(plain, sources)
+        assert not found, found[:5]
         print(
             {
                 "paid_orders": sum(len(v) for v in paid.values()),
                 "arrival_s": round(arrival_seconds, 1),
                 "reserved_units": sum(reserved_lines.values()),
                 "listings_dropped": dropped,
+                "merged_fulfilments": merged,
+                "plaintexts_scanned": len(plain),
+                "sources_scanned": len(sources),
             }
         )
     finally:
+        logs.__exit__(None, None, None)
         stop_sync.set()
         server.stop()
         connection.set_schema_to_public()
         PushReceipt.objects.filter(app_key__in=app_keys).delete()
         PlatformApp.objects.filter(app_key__in=app_keys).delete()
         world.close()
+
+
+def world_orders_by_ecbao_id(world: World, platform: str, shop_id: str) -> dict[str, tuple]:
+    """{ecbao's platform order id: (world order, [world lines it holds])}: Kuaishou makes one
+    order per non-gift line, its gifts riding along; the others one per world order."""
+    out = {}
+    for order in world.orders(shop_id):
+        if platform == "kuaishou":
+            for line in order.lines:
+                if not line.is_gift:
+                    gifts = [g for g in order.lines if g.is_gift and g.master_line_id == line.line_id]
+                    out[line.line_id] = (order, [line, *gifts])
+        else:
+            out[order.order_id] = (order, list(order.lines))
+    return out
+
+
+def check_orders_equal_the_shops(world: World, stores: dict, shops: dict) -> int:
+    """Every order's lines and amounts equal the world's; orders share a shipment exactly when
+    the platform gave them one receiver identity (and then they are one world receiver); an
+    order with no identity is alone and says why. Returns the number of merged shipments."""
+    receiver_of: dict[int, tuple] = {}
+    for platform, store in stores.items():
+        want = world_orders_by_ecbao_id(world, platform, shops[platform])
+        for order in Order.objects.filter(store=store).prefetch_related("lines"):
+            world_order, world_lines = want[order.platform_order_id]
+            r = world_order.receiver
+            receiver_of[order.pk] = (platform, r.name, r.phone, r.detail)
+            have = sorted((line.merchant_code, line.quantity) for line in order.lines.all())
+            assert have == sorted((line.code, line.qty) for line in world_lines), (platform, order)
+            if world_order.pay_time:
+                if platform == "kuaishou":
+                    main = world_lines[0]
+                    paid = main.sum_fen - main.discount_fen + main.post_fen
+                    assert (order.paid_fen, order.goods_fen) == (paid, main.sum_fen), order
+                else:
+                    assert (order.paid_fen, order.goods_fen) == (
+                        world_order.pay_fen,
+                        world_order.goods_fen,
+                    ), order
+                    lines_paid = sum(line.paid_fen for line in order.lines.all())
+                    # Douyin's line pay_amount includes the line's freight, WeChat's real_price not
+                    freight = 0 if platform == "douyin" else world_order.post_fen
+                    assert lines_paid == world_order.pay_fen - freight, (platform, order)
+            if order.status == "approved":
+                alone = not order.receiver_fingerprint
+                said = order.events.filter(kind=order_services.NOT_MERGED).exists()
+                assert alone == said, order
+            if platform == "kuaishou":
+                assert not order.receiver_fingerprint  # Kuaishou gives no receiver identity
+    # fingerprint ⇔ one world receiver, among orders that have one
+    by_fingerprint: dict[str, set] = defaultdict(set)
+    for pk, fingerprint in Order.objects.exclude(receiver_fingerprint="").values_list(
+        "pk", "receiver_fingerprint"
+    ):
+        by_fingerprint[fingerprint].add(receiver_of[pk])
+    assert all(len(receivers) == 1 for receivers in by_fingerprint.values())
+    merged = 0
+    for fulfilment in Fulfilment.objects.prefetch_related("lines__order_line__order"):
+        orders = {fl.order_line.order for fl in fulfilment.lines.all()}
+        if len(orders) > 1:
+            merged += 1
+            assert fulfilment.is_merged
+            assert len({o.receiver_fingerprint for o in orders}) == 1 and all(
+                o.receiver_fingerprint for o in orders
+            )
+            assert len({receiver_of[o.pk] for o in orders}) == 1
+    return merged
+
+
+def export_all_orders(tenant) -> bytes:
+    """The workbench's xlsx export of every order, run by the worker."""
+    owner = get_user_model().objects.get(username=f"{tenant.slug}-owner")
+    export_id = exports.start_export(user=owner, query="", language="zh-hans")
+
+    def done() -> bool:
+        meta = exports.export_for(export_id, user=owner)
+        assert meta and meta["state"] != "failed", meta
+        return meta["state"] == "done"
+
+    assert wait_until(done, timeout=120, interval=0.3), "the export did not finish"
+    with exports.open_download(exports.export_for(export_id, user=owner)) as fh:
+        return fh.read()
