@@ -206,6 +206,12 @@ LOGIN_ADDRESS_WINDOW_SECONDS = 60 * 60
 ECBAO_TRUSTED_PROXIES = env.proxy_networks("ECBAO_TRUSTED_PROXIES")
 ECBAO_TRUSTED_PROXY_COUNT = env.env_int("ECBAO_TRUSTED_PROXY_COUNT", 0)
 
+# Sign-up rationing per client address and e-mail (tenants/signup_guard.py).
+SIGNUP_CHALLENGE_AFTER = 3  # attempts an hour before the form asks a small sum
+SIGNUP_ADDRESS_ATTEMPTS = 20  # attempts an hour, then the address is refused
+SIGNUP_CREATIONS_PER_ADDRESS = 3  # workspaces a day
+SIGNUP_CREATIONS_PER_EMAIL = 2  # workspaces a day
+
 # API tokens (django-rest-knox): stored as SHA-512 digests, expiring, sent as `Token <key>`.
 KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 - a model name
 API_TOKEN_LIFETIME_DAYS = env.env_int("ECBAO_API_TOKEN_DAYS", 90, minimum=1)

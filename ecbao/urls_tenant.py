@@ -9,6 +9,7 @@ from ecbao import views
 from inventory import api as inventory_api
 from orders import api as orders_api
 from tenants.accounts import api as accounts_api
+from tenants.accounts.permissions import TenantStaffAPIPermission
 
 router = DefaultRouter()
 router.register("users", accounts_api.UserViewSet, basename="user")
@@ -36,8 +37,17 @@ urlpatterns = [
     path("api/v1/me/", accounts_api.me, name="api-me"),
     path("api/v1/auth/token/", accounts_api.obtain_token, name="api-token"),
     path("api/v1/", include(router.urls)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The schema and its docs are for this tenant's staff (token or session), not for anyone.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(permission_classes=[TenantStaffAPIPermission]),
+        name="api-schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[TenantStaffAPIPermission]),
+        name="api-docs",
+    ),
 ]
 
 handler400 = "ecbao.views.bad_request"

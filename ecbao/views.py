@@ -23,7 +23,7 @@ def home(request):
 def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok", "schema": connection.schema_name})
+    return JsonResponse({"status": "ok"})  # nothing about the tenant or its schema
 
 
 # --- error handlers (both URL confs): the JSON envelope under /api/ and /hooks/, a page elsewhere

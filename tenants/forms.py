@@ -16,8 +16,31 @@ class SignupForm(forms.Form):
         % {"base": settings.ECBAO_BASE_DOMAIN},
     )
     username = forms.RegexField(label=_("Owner username"), max_length=150, regex=r"^[\w.@+-]+$")
-    email = forms.EmailField(label=_("Email"), required=False)
+    email = forms.EmailField(label=_("Email"))
     password = forms.CharField(label=_("Password"), widget=forms.PasswordInput)
+
+    def __init__(self, *args, challenge=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.challenge = challenge
+        if challenge is not None:
+            self.fields["answer"] = forms.IntegerField(
+                label=self.challenge_label(), help_text=_("A small check that a person is signing up.")
+            )
+
+    def challenge_label(self) -> str:
+        a, b = self.challenge.question()
+        return _("How much is %(a)d + %(b)d?") % {"a": a, "b": b}
+
+    def clean_answer(self):
+        answer = self.cleaned_data.get("answer")
+        if not self.challenge.check(answer):
+            raise ValidationError(_("That is not the right sum; try the new one."), code="challenge")
+        return answer
+
+    def next_challenge(self) -> None:
+        """After a submission, show the next question (each is answered once)."""
+        if self.challenge is not None:
+            self.fields["answer"].label = self.challenge_label()
 
     def clean_slug(self):
         return validate_slug(self.cleaned_data["slug"])

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpResponse
 
+from ecbao import ratelimit
 from ecbao.clientip import client_ip
 
 
@@ -35,7 +35,7 @@ def _address_key(ip: str) -> str:
 
 
 def address_failures(ip: str | None) -> int:
-    return (cache.get(_address_key(ip)) or 0) if ip else 0
+    return ratelimit.count(_address_key(ip)) if ip else 0
 
 
 def address_is_blocked(ip: str | None) -> bool:
@@ -44,14 +44,8 @@ def address_is_blocked(ip: str | None) -> bool:
 
 def note_address_failure(ip: str | None) -> None:
     """Count one failure for ``ip`` in a fixed window that starts at its first failure."""
-    if not ip:
-        return
-    key = _address_key(ip)
-    cache.add(key, 0, timeout=settings.LOGIN_ADDRESS_WINDOW_SECONDS)
-    try:
-        cache.incr(key)
-    except ValueError:  # the window ended between add and incr
-        cache.set(key, 1, timeout=settings.LOGIN_ADDRESS_WINDOW_SECONDS)
+    if ip:
+        ratelimit.hit(_address_key(ip), settings.LOGIN_ADDRESS_WINDOW_SECONDS)
 
 
 class AddressLimitBackend:

@@ -21,6 +21,7 @@ def test_signup_login_dashboard_and_isolation_in_chromium(browser, live_url):
         page.fill("#id_name", "浏览器商贸")
         page.fill("#id_slug", "browser-shop")
         page.fill("#id_username", "browser-boss")
+        page.fill("#id_email", "boss@browser-shop.example")
         page.fill("#id_password", "Browser-pass-2026")
         page.click("button[type=submit]")
         page.wait_for_url(re.compile(r".*/signup/done/browser-shop/$"))

@@ -11,7 +11,7 @@ from inventory import services, tasks
 from inventory.models import Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 from tenants.accounts.models import Role
 from tenants.accounts.services import issue_api_token
-from tests.conftest import make_user
+from tests.conftest import OWNER_PASSWORD, make_user
 
 
 @pytest.fixture
@@ -209,6 +209,7 @@ def test_listings_filter_and_manual_match(api, goods):
 
 
 def test_inventory_endpoints_are_in_the_openapi_schema(alpha_client):
+    alpha_client.post("/accounts/login/", {"username": "alpha-owner", "password": OWNER_PASSWORD})
     paths = alpha_client.get("/api/schema/?format=json").json()["paths"]
     for path in (
         "/api/v1/skus/",
