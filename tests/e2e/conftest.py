@@ -27,6 +27,15 @@ def wait_until(predicate: Callable[[], object], *, timeout: float, interval: flo
     return bool(predicate())
 
 
+def waiting_for_locks() -> int:
+    """Sessions of this database now waiting for a lock (to line up a race without sleeping)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 class PhasedClock:
     """A sandbox clock that is a fake, advanceable clock while a shop's history is simulated
     (``BuyerSimulator.run_for`` jumps from event to event), then the wall clock (``go_live``).

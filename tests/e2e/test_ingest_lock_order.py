@@ -20,16 +20,8 @@ from inventory.models import Goods, Sku, StockLevel
 from inventory.selectors import ledger_mismatches
 from orders.models import LineStatus, Order, OrderLine
 from orders.services import ingest_channel_order, ingest_snapshots
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import wait_until, waiting_for_locks
 from tests.orders.conftest import T0, channel_order, line, receiver
-
-
-def waiting_for_locks() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_issue11_d6_ingestion_takes_its_stock_locks_in_one_global_order(committed_tenant, caplog):

@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from inventory import services
 from inventory.models import ComboComponent, Goods, Reservation, Sku, StockLedgerEntry, StockLevel
 from inventory.selectors import ledger_mismatches
 from tenants import services as tenant_services
+from tests.e2e.conftest import wait_until, waiting_for_locks
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 10
@@ -168,3 +170,48 @@ def test_issue11_d12_every_stock_operation_from_many_processes_keeps_the_books(t
         for (key, _sku_id), row in reservations.items():
             by_key[key].add(row.status)
         assert [key for key, statuses in by_key.items() if len(statuses) > 1] == []
+
+
+def test_a_duplicate_that_commits_while_the_reservation_waits_is_reserved_once(tenant):
+    """One session reserves a line inside its transaction and holds the row; a second reserves
+    the same line on its own (one statement) and waits for the row. When the first commits, the
+    second answers "already reserved": one reservation, counted once."""
+    with schema_context(tenant.schema_name):
+        goods = Goods.objects.create(name="袜子")
+        sku = Sku.objects.create(goods=goods, merchant_code="DUP", name="袜子")
+        services.receive_stock(sku=sku, quantity=5, reason="opening")
+    first_reserved, commit_first = threading.Event(), threading.Event()
+    answers: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            with schema_context(tenant.schema_name), transaction.atomic():
+                answers["first"] = services.reserve_stock(source_key="line:dup", sku=sku, quantity=2).created
+                first_reserved.set()
+                commit_first.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            with schema_context(tenant.schema_name):
+                answers["second"] = services.reserve_stock(source_key="line:dup", sku=sku, quantity=2).created
+        except Exception as exc:  # noqa: BLE001 - the finding
+            answers["second"] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_reserved.wait(timeout=10)
+    threads[1].start()
+    assert wait_until(lambda: waiting_for_locks() >= 1, timeout=10)
+    commit_first.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answers == {"first": True, "second": False}
+    with schema_context(tenant.schema_name):
+        assert StockLevel.objects.get(sku=sku).reserved == 2
+        assert Reservation.objects.get(source_key="line:dup").status == Reservation.Status.ACTIVE
+        assert key_histories([sku.pk])[("line:dup", sku.pk)] == ["reservation"]
+        assert ledger_mismatches() == []
