@@ -447,9 +447,9 @@ def receive_stock(
 ) -> StockLedgerEntry:
     """Goods arrived (purchase receipt, return to stock)."""
     if quantity <= 0:
-        raise ValueError("quantity must be positive")
+        raise ValueError(_("quantity must be positive"))
     if sku.is_combo:
-        raise ValueError("combination SKUs have no stock of their own; receive their components")
+        raise ValueError(_("combination SKUs have no stock of their own; receive their components"))
     level = _level_for_update(sku, warehouse or default_warehouse())
     return _write(
         level,
@@ -468,11 +468,11 @@ def adjust_stock(
 ) -> StockLedgerEntry:
     """Correct on-hand by ``delta`` (damage, found stock). Cannot go below what is reserved."""
     if delta == 0:
-        raise ValueError("delta must not be zero")
+        raise ValueError(_("delta must not be zero"))
     if not reason.strip():
-        raise ValueError("an adjustment needs a reason")
+        raise ValueError(_("an adjustment needs a reason"))
     if sku.is_combo:
-        raise ValueError("combination SKUs have no stock of their own; adjust their components")
+        raise ValueError(_("combination SKUs have no stock of their own; adjust their components"))
     level = _level_for_update(sku, warehouse or default_warehouse())
     return _write(
         level,
@@ -491,9 +491,9 @@ def count_stock(
 ) -> StockLedgerEntry | None:
     """Set on-hand to a physical count (盘点); returns None when the count matches."""
     if counted < 0:
-        raise ValueError("a count cannot be negative")
+        raise ValueError(_("a count cannot be negative"))
     if sku.is_combo:
-        raise ValueError("combination SKUs have no stock of their own; count their components")
+        raise ValueError(_("combination SKUs have no stock of their own; count their components"))
     level = _level_for_update(sku, warehouse or default_warehouse())
     delta = counted - level.on_hand
     if delta == 0:

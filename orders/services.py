@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from channels.models import ChannelOrderState, OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
@@ -956,11 +957,11 @@ def approve(*, order: Order, actor) -> Order:
     if order.status not in (S.TO_REVIEW, S.HELD):
         raise status.InvalidTransition(order, S.APPROVED)
     if order.channel_status == ChannelStatus.UNPAID.value:
-        raise ValidationError("an order not paid yet cannot be approved")
+        raise ValidationError(gettext("an order not paid yet cannot be approved"))
     lines = list(order.lines.all())
     _reserve_lines(order, lines)
     if order.has_unmatched or order.is_out_of_stock:
-        raise ValidationError("lines without a matched SKU or without stock cannot be approved")
+        raise ValidationError(gettext("lines without a matched SKU or without stock cannot be approved"))
     order.hold_reasons = []
     status.transition(order, S.APPROVED, source="user", actor=actor, message="approved by hand")
     _open_fulfilment(order)
@@ -970,7 +971,7 @@ def approve(*, order: Order, actor) -> Order:
 @transaction.atomic
 def hold(*, order: Order, actor, reason: str) -> Order:
     if not reason.strip():
-        raise ValidationError("a hold needs a reason")
+        raise ValidationError(gettext("a hold needs a reason"))
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in (S.TO_REVIEW, S.APPROVED, S.HELD, S.PENDING_PAYMENT):
         raise status.InvalidTransition(order, S.HELD)
@@ -999,7 +1000,7 @@ def release(*, order: Order, actor) -> Order:
 def cancel(*, order: Order, actor, reason: str) -> Order:
     """Cancel in ecbao (the platform order is untouched): stock is released."""
     if not reason.strip():
-        raise ValidationError("a cancellation needs a reason")
+        raise ValidationError(gettext("a cancellation needs a reason"))
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in status.OPEN_STATES:
         raise status.InvalidTransition(order, S.CANCELLED)
@@ -1011,9 +1012,9 @@ def cancel(*, order: Order, actor, reason: str) -> Order:
 @transaction.atomic
 def set_rule(*, kind: str, enabled: bool, threshold_fen: int | None = None) -> ReviewRule:
     if kind not in ReviewRule.Kind.values:
-        raise ValidationError({"kind": "unknown rule"})
+        raise ValidationError({"kind": gettext("unknown rule")})
     if kind == ReviewRule.Kind.AMOUNT_OVER and enabled and (threshold_fen is None or threshold_fen < 0):
-        raise ValidationError({"threshold_fen": "the amount rule needs a threshold in fen"})
+        raise ValidationError({"threshold_fen": gettext("the amount rule needs a threshold in fen")})
     rule, _ = ReviewRule.objects.update_or_create(
         kind=kind, defaults={"enabled": enabled, "threshold_fen": threshold_fen}
     )
@@ -1079,11 +1080,11 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
     """Merge approved orders of one shop to the same receiver into one fulfilment."""
     locked = list(Order.objects.select_for_update().filter(pk__in=[o.pk for o in orders]).order_by("pk"))
     if len(locked) < 2:
-        raise ValidationError("choose at least two orders to merge")
+        raise ValidationError(gettext("choose at least two orders to merge"))
     if any(o.status != S.APPROVED for o in locked):
-        raise ValidationError("only orders waiting to ship can be merged")
+        raise ValidationError(gettext("only orders waiting to ship can be merged"))
     if len({o.store_id for o in locked}) > 1 or len({o.receiver_fingerprint for o in locked}) > 1:
-        raise ValidationError("merged orders must be from one shop to one receiver")
+        raise ValidationError(gettext("merged orders must be from one shop to one receiver"))
     for order in locked:
         _open_fulfilment(order)
     target = Fulfilment.objects.create(
@@ -1130,7 +1131,7 @@ def unmerge(*, fulfilment: Fulfilment, actor) -> list[Fulfilment]:
     """Give every order of a merged fulfilment its own fulfilment again."""
     fulfilment = Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
     if fulfilment.status != Fulfilment.Status.OPEN:
-        raise ValidationError("only open fulfilments can be unmerged")
+        raise ValidationError(gettext("only open fulfilments can be unmerged"))
     result = []
     order_ids = sorted(set(fulfilment.lines.values_list("order_line__order_id", flat=True)))
     for order_id in order_ids[1:]:
@@ -1149,7 +1150,7 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
     """Move ``parts`` ({order line id: quantity}) of an approved order into a new fulfilment."""
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.APPROVED:
-        raise ValidationError("only orders waiting to ship can be split")
+        raise ValidationError(gettext("only orders waiting to ship can be split"))
     source = _open_fulfilment(order)
     moved = 0
     new = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
@@ -1162,7 +1163,9 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
             .first()
         )
         if fl is None or qty > fl.quantity:
-            raise ValidationError(f"line {line_id}: cannot move {qty}")
+            raise ValidationError(
+                gettext("line %(line)s: cannot move %(qty)s") % {"line": line_id, "qty": qty}
+            )
         if qty == fl.quantity:
             fl.fulfilment = new
             fl.save(update_fields=["fulfilment"])
@@ -1172,9 +1175,9 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
             FulfilmentLine.objects.create(fulfilment=new, order_line_id=line_id, quantity=qty)
         moved += qty
     if not moved:
-        raise ValidationError("choose at least one line and quantity to split off")
+        raise ValidationError(gettext("choose at least one line and quantity to split off"))
     if not source.lines.exists():
-        raise ValidationError("a split must leave something in the original fulfilment")
+        raise ValidationError(gettext("a split must leave something in the original fulfilment"))
     _event(
         order,
         "split",

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.translation import get_language, gettext_noop
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -29,21 +29,6 @@ MAX_BULK = 200
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 RECEIVER_FIELDS = ("name", "phone", "address")
 
-# The services' refusals (plain English strings), translated where they are shown.
-SERVICE_MESSAGES = (
-    gettext_noop("lines without a matched SKU or without stock cannot be approved"),
-    gettext_noop("an order not paid yet cannot be approved"),
-    gettext_noop("a hold needs a reason"),
-    gettext_noop("a cancellation needs a reason"),
-    gettext_noop("choose at least two orders to merge"),
-    gettext_noop("only orders waiting to ship can be merged"),
-    gettext_noop("merged orders must be from one shop to one receiver"),
-    gettext_noop("only open fulfilments can be unmerged"),
-    gettext_noop("only orders waiting to ship can be split"),
-    gettext_noop("choose at least one line and quantity to split off"),
-    gettext_noop("a split must leave something in the original fulfilment"),
-)
-
 
 def _explain(exc: Exception) -> str:
     """A refusal from the services, in the reader's language."""
@@ -52,8 +37,8 @@ def _explain(exc: Exception) -> str:
             "before": selectors.status_label(exc.from_status),
             "after": selectors.status_label(exc.to_status),
         }
-    if isinstance(exc, ValidationError):
-        return "; ".join(_(message) for message in exc.messages)
+    if isinstance(exc, ValidationError):  # the services' messages are translated where raised
+        return "; ".join(exc.messages)
     return str(exc)
 
 

@@ -154,7 +154,7 @@ def test_adjustment_returns_the_ledger_row_and_errors_use_the_envelope(api, good
     zero = call("post", "/api/v1/adjustments/", {"sku": sku.pk, "delta": 0, "reason": "x"})
     assert zero.status_code == 400 and zero.json()["error"] == {
         "code": "invalid",
-        "message": "delta must not be zero",
+        "message": "调整数量不能为 0",
         "details": None,
     }
     bad = call("post", "/api/v1/adjustments/", {"sku": 999999, "delta": 1})

@@ -270,7 +270,7 @@ def test_combination_refuses_adjustment_with_a_form_error(in_alpha, as_role):
     assert [(p.component_id, p.sets) for p in page.context["parts"]] == [(part.pk, 2)]
     response = client.post(f"/inventory/skus/{combo.pk}/adjust/", {"adjust-delta": "1", "adjust-reason": "x"})
     assert response.status_code == 400
-    assert "combination" in " ".join(response.context["adjust_form"].non_field_errors())
+    assert "组合 SKU 没有自己的库存" in " ".join(response.context["adjust_form"].non_field_errors())
     assert not StockLevel.objects.filter(sku=combo).exists()
 
 

@@ -72,10 +72,10 @@ def test_merge_refuses_other_receivers_or_unapproved_orders(store, skus):
 
     a = ingest(store, "N1")
     b = ingest(store, "N2", receiver=receiver(phone_index="someone-else"))
-    with pytest.raises(ValidationError, match="one receiver"):
+    with pytest.raises(ValidationError, match="同一收货人"):
         services.merge(orders=[a, b], actor=None)
     c = ingest(store, "N3", buyer_remark="hold me")
-    with pytest.raises(ValidationError, match="waiting to ship"):
+    with pytest.raises(ValidationError, match="待发货的订单"):
         services.merge(orders=[a, c], actor=None)
 
 
