@@ -135,7 +135,7 @@ def test_issue11_d2_an_order_held_before_payment_is_released_to_wait_for_payment
     unpaid = channel_order("D2R", status=ChannelStatus.UNPAID, lines=(line(1, qty=2),))
     order = services.ingest_channel_order(store=store, co=unpaid)
     order = services.hold(order=order, actor=None, reason="等买家确认")
-    with pytest.raises(ValidationError, match="not paid yet"):
+    with pytest.raises(ValidationError, match="尚未付款"):
         services.approve(order=order, actor=None)
     order = services.release(order=order, actor=None)
     assert order.status == "pending_payment"  # not approved, nothing reserved, while unpaid
