@@ -1,7 +1,7 @@
 """URLs served on a tenant's domain (<slug>.<base domain>)."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from channels import api as channels_api
@@ -45,7 +45,9 @@ urlpatterns = [
     ),
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[TenantStaffAPIPermission]),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", permission_classes=[TenantStaffAPIPermission]
+        ),
         name="api-docs",
     ),
 ]

@@ -188,6 +188,27 @@ def live_url(django_db_setup, django_db_blocker):
         server.server_close()
 
 
+class CspWatchingBrowser:
+    """The Chromium browser, whose pages report every Content-Security-Policy violation (Chromium
+    logs each one to the console: "Refused to … because it violates … Content Security Policy")."""
+
+    def __init__(self, chromium) -> None:
+        self._chromium = chromium
+        self.violations: list[str] = []
+
+    def new_page(self, **kwargs):
+        page = self._chromium.new_page(**kwargs)
+        page.on("console", self._console)
+        return page
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.violations.append(message.text)
+
+    def __getattr__(self, name):
+        return getattr(self._chromium, name)
+
+
 @pytest.fixture
 def browser(chromium_path, django_db_blocker):
     """A real headless Chromium (Debian's package) driven by Playwright."""
@@ -209,11 +230,14 @@ def browser(chromium_path, django_db_blocker):
                 "--disable-sync",
             ],
         )
+        watched = CspWatchingBrowser(chromium)
         try:
-            yield chromium
+            yield watched
         finally:
             chromium.close()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        # Every page the test opened ran under the Content-Security-Policy without a violation.
+        assert not watched.violations, watched.violations
 
 
 @pytest.fixture
