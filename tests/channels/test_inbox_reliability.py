@@ -145,7 +145,7 @@ def test_issue11_d8_receipts_whose_routing_task_was_lost_are_routed_again(db):
         receipt = PushReceipt.objects.create(platform="douyin", app_key="k", body="[]", status=status)
         PushReceipt.objects.filter(pk=receipt.pk).update(received_at=now - timedelta(minutes=age))
         rows[name] = receipt.pk
-    assert tasks.resend_stuck_receipts() == 1
+    assert tasks.resend_stuck_receipts() >= 1  # (other tests' committed receipts may be stuck too)
     sent = [args[0] for args in enqueued("channels.tasks.route_push_receipt")]
     assert rows["lost"] in sent and rows["fresh"] not in sent and rows["routed"] not in sent
 
