@@ -369,8 +369,9 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], seconds: float)
 
 @contextmanager
 def exclusive_run(name: str):
-    """One run of this bench at a time: concurrent runs share the bench tenant (and empty it), so
-    a second run waits on a PostgreSQL advisory lock held by its own connection."""
+    """One run of this bench at a time: concurrent runs in one database would use the same
+    ``bench-e2e`` tenant (and drop it), so a second run waits on a PostgreSQL advisory lock held
+    by its own connection."""
     from django.db import connections
 
     conn = connections.create_connection("default")

@@ -1,6 +1,7 @@
-"""Order ingestion: the ingestion core (neutral orders → snapshot + order + lines + events +
-reservations) against Django bulk_create and raw psycopg COPY of the same order and line rows,
-measured in the same run on the same database.
+"""Order ingestion: the ingestion core (neutral orders → orders + lines + events + reservations
++ review + fulfilments, ``ingest_batch``; no channel snapshot — the pull path below adds it)
+against Django bulk_create and raw psycopg COPY of the same order and line rows, measured in
+the same run on the same database; then the same core on a realistic mix (``run_mix``).
 
 The end-to-end rate (sandbox over HTTP → connector → ingestion) is measured by
 ``bench_e2e_ingest.py`` when the sandbox and connectors are present.
