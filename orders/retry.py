@@ -36,9 +36,9 @@ def start_retry() -> str:
     """Queue a retry of this tenant's unapplied versions, or join the one under way."""
     from orders.tasks import retry_ingestion_task
 
-    current = cache.get(CURRENT_KEY)
-    if current and (meta := cache.get(_key(current))) and meta["state"] in (QUEUED, RUNNING):
-        return current
+    current = retry_for(cache.get(CURRENT_KEY) or "")
+    if current and current["state"] in (QUEUED, RUNNING):
+        return current["id"]
     retry_id = uuid.uuid4().hex
     meta = {"schema": connection.schema_name, "state": QUEUED, "done": 0, "total": None, "failing": None}
     cache.set(_key(retry_id), meta, TTL_SECONDS)

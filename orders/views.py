@@ -89,11 +89,12 @@ def _workbench(params: QueryDict, **extra) -> dict:
 
 @capability_required("dashboard.view")
 def order_list(request):
+    can_retry = has_capability(request.user, "orders.manage")
     context = _workbench(
         request.GET,
         ingestion_backlog=services.ingestion_backlog(),
-        ingestion_retry=retry.current_retry(),
-        can_retry=has_capability(request.user, "orders.manage"),
+        ingestion_retry=retry.current_retry() if can_retry else None,
+        can_retry=can_retry,
     )
     if request.htmx and not request.htmx.boosted:
         return render(request, "orders/_workbench.html", {**context, "partial": True})
