@@ -1,10 +1,18 @@
-"""API conventions shared by every app: error format and keyset pagination."""
+"""API conventions shared by every app: error format, JSON-only parsing, keyset pagination
+with a validated page size, typed filters, and the schema's error responses."""
 
 from __future__ import annotations
 
+import re
+
+import django_filters
+from django import forms
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser as DRFJSONParser
@@ -16,22 +24,47 @@ from ecbao import inputs
 def _contains_nul(value) -> bool:
     if isinstance(value, str):
         return inputs.NUL in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, dict):  # keys name fields; unknown ones are ignored, so only values count
+        return any(_contains_nul(v) for v in value.values())
     if isinstance(value, list):
         return any(_contains_nul(v) for v in value)
     return False
 
 
 class JSONParser(DRFJSONParser):
-    """The API's only parser (the API is JSON): a body with a NUL character in any key or
-    string is refused (400) before a serializer or query sees it."""
+    """The API's only parser (the API is JSON): a body with a NUL character in any string
+    value is refused (400) before a serializer or query sees it."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
         if _contains_nul(data):
             raise exceptions.ParseError("JSON parse error - NUL characters are not allowed.")
         return data
+
+
+MAX_BIGINT = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,4}")
+
+
+def page_size_from(request, *, default: int, maximum: int) -> int:
+    """The ``page_size`` query parameter: absent → ``default``; anything but a whole number from 1
+    to ``maximum`` → 400 (never silently replaced by the default)."""
+    raw = request.query_params.get("page_size")
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
+        raise exceptions.ValidationError({"page_size": [f"Enter a whole number from 1 to {maximum}."]})
+    return int(raw)
+
+
+def page_size_parameter(*, default: int, maximum: int, noun: str = "Items") -> dict:
+    return {
+        "name": "page_size",
+        "required": False,
+        "in": "query",
+        "description": f"{noun} per page (1–{maximum}, default {default}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": maximum},
+    }
 
 
 class KeysetPagination(CursorPagination):
@@ -41,6 +74,93 @@ class KeysetPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
     ordering = "-id"
+
+    def get_page_size(self, request):
+        return page_size_from(request, default=self.page_size, maximum=self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = [p for p in super().get_schema_operation_parameters(view) if p["name"] != "page_size"]
+        return [*parameters, page_size_parameter(default=self.page_size, maximum=self.max_page_size)]
+
+
+# --- filters: typed, bounded, and never a 500 or a silent "no filter" --------------------------------
+
+
+class _BoundedIntegerField(forms.IntegerField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", -MAX_BIGINT)
+        kwargs.setdefault("max_value", MAX_BIGINT)
+        super().__init__(*args, **kwargs)
+
+
+class _IdField(_BoundedIntegerField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        super().__init__(*args, **kwargs)
+
+
+class _StrictBooleanField(forms.Field):
+    """``true``/``false`` (also ``True``/``False``/``1``/``0``); anything else is refused."""
+
+    _VALUES = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value not in self._VALUES:
+            raise forms.ValidationError("Enter true or false.", code="invalid")
+        return self._VALUES[value]
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = _StrictBooleanField
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": -MAX_BIGINT, "maximum": MAX_BIGINT})
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole number (a float such as ``1.5`` is refused, as the schema says)."""
+
+    field_class = _BoundedIntegerField
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_BIGINT})
+class IdFilter(django_filters.NumberFilter):
+    """An object id: an id that matches nothing gives an empty list, not an error."""
+
+    field_class = _IdField
+
+
+class FilterSet(django_filters.rest_framework.FilterSet):
+    """The API's filter sets: relations and integers filter by bounded whole numbers; a filter
+    given with an empty value is refused (400) instead of being silently ignored."""
+
+    FILTER_DEFAULTS = {
+        **django_filters.rest_framework.FilterSet.FILTER_DEFAULTS,
+        models.BooleanField: {"filter_class": BooleanFilter},
+        models.ForeignKey: {"filter_class": IdFilter},
+        models.OneToOneField: {"filter_class": IdFilter},
+        models.AutoField: {"filter_class": IdFilter},
+        models.BigAutoField: {"filter_class": IdFilter},
+        models.IntegerField: {"filter_class": IntegerFilter},
+        models.BigIntegerField: {"filter_class": IntegerFilter},
+        models.SmallIntegerField: {"filter_class": IntegerFilter},
+        models.PositiveIntegerField: {"filter_class": IntegerFilter},
+        models.PositiveSmallIntegerField: {"filter_class": IntegerFilter},
+        models.PositiveBigIntegerField: {"filter_class": IntegerFilter},
+    }
+
+    def is_valid(self):
+        super().is_valid()
+        for name, declared in self.filters.items():
+            if isinstance(declared, django_filters.CharFilter):
+                continue  # an empty search is no search
+            if name in self.data and "" in self.data.getlist(name):
+                self.form.add_error(name, "This value may not be empty.")
+        return self.form.is_valid()
+
+
+class FilterBackend(DjangoFilterBackend):
+    filterset_base = FilterSet
 
 
 def _code_for(exc: exceptions.APIException) -> str:
@@ -79,3 +199,78 @@ def exception_handler(exc, context):
 
 def error_response(*, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"error": {"code": code, "message": message, "details": None}}, status=http_status)
+
+
+# --- the schema: every operation documents its error responses ------------------------------------
+
+_ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+_ENVELOPE_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"nullable": True},
+            },
+        }
+    },
+}
+_ERRORS = {
+    "400": "Invalid input (code `invalid`, `parse_error`, …; field errors in `details`).",
+    "401": "Not authenticated, or a token that is not valid here (code `not_authenticated` / "
+    "`authentication_failed`).",
+    "403": "The user's role lacks the capability (code `permission_denied`).",
+    "404": "No such object, or an invalid cursor (code `not_found`).",
+}
+
+
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _forbid_nul(schema) -> None:
+    """Plain strings may not contain NUL (PostgreSQL text cannot hold it; the API refuses it)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and not ({"format", "enum", "pattern"} & set(schema)):
+            schema["pattern"] = NO_NUL_PATTERN
+        for value in schema.values():
+            _forbid_nul(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _forbid_nul(value)
+
+
+def error_responses_hook(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the error envelope component, and 400/401/403/404
+    (415 where there is a body; 400/404/429 for the unauthenticated token endpoint) on every
+    operation that does not document them itself; strings say they cannot hold NUL."""
+    result.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+        "ErrorEnvelope", _ENVELOPE_SCHEMA
+    )
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            codes = dict(_ERRORS)
+            if "requestBody" in operation:
+                codes["415"] = "The body is not JSON (code `unsupported_media_type`)."
+            if operation.get("security") in (None, [], [{}]):
+                codes = {
+                    "400": codes["400"],
+                    "404": codes["404"],
+                    "415": codes.get("415", codes["400"]),
+                    "429": "Too many attempts (code `locked` / `throttled`).",
+                }
+            for code, description in codes.items():
+                responses.setdefault(
+                    code,
+                    {"description": description, "content": {"application/json": {"schema": _ENVELOPE_REF}}},
+                )
+            _forbid_nul(operation.get("parameters", []))
+            _forbid_nul(operation.get("requestBody", {}))
+    _forbid_nul(result["components"]["schemas"])
+    return result

@@ -244,7 +244,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["ecbao.api.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "ecbao.api.KeysetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["ecbao.api.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ecbao.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"user": "6000/hour", "anon": "600/hour"},
@@ -260,6 +260,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Several models have a "status"; name the orders' one instead of a generated Status…Enum.
     "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ecbao.api.error_responses_hook",
+    ],
 }
 
 # --- Celery --------------------------------------------------------------------------------

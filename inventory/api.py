@@ -13,6 +13,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from channels.models import Store
+from ecbao import api
 from ecbao.api import error_response
 from inventory import publishing, selectors, services, sync, xlsx
 from inventory.models import ComboComponent, Goods, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
@@ -79,7 +80,7 @@ class SkuSerializer(serializers.ModelSerializer):
         extra_kwargs = {"cost_fen": {"min_value": 0}}
 
 
-class SkuFilter(django_filters.FilterSet):
+class SkuFilter(api.FilterSet):
     search = django_filters.CharFilter(
         method="filter_search", label="Merchant code prefix, exact barcode or part of the name"
     )
@@ -93,8 +94,8 @@ class SkuFilter(django_filters.FilterSet):
 
 
 class PublishPriceSerializer(serializers.Serializer):
-    sku = serializers.IntegerField()
-    price_fen = serializers.IntegerField(min_value=1)
+    sku = serializers.IntegerField(min_value=1, max_value=api.MAX_BIGINT)
+    price_fen = serializers.IntegerField(min_value=1, max_value=api.MAX_BIGINT)
 
 
 class PublishSerializer(serializers.Serializer):
@@ -102,7 +103,10 @@ class PublishSerializer(serializers.Serializer):
     stores = serializers.PrimaryKeyRelatedField(queryset=Store.objects.all(), many=True, allow_empty=False)
     prices = PublishPriceSerializer(many=True, required=False, help_text="Price per SKU id, in fen.")
     markup_percent = serializers.IntegerField(
-        min_value=1, required=False, help_text="For SKUs without a price: cost × percent / 100."
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        help_text="For SKUs without a price: cost × percent / 100.",
     )
     title = serializers.CharField(max_length=200, required=False, allow_blank=True)
     images = serializers.ListField(child=serializers.URLField(), required=False)
@@ -289,7 +293,7 @@ class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
 class LedgerEntrySerializer(serializers.ModelSerializer):
     merchant_code = serializers.CharField(source="sku.merchant_code", read_only=True)
     warehouse_code = serializers.CharField(source="warehouse.code", read_only=True)
-    username = serializers.CharField(source="user.username", read_only=True, default=None)
+    username = serializers.CharField(source="user.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = StockLedgerEntry
@@ -383,7 +387,9 @@ class AdjustmentViewSet(viewsets.GenericViewSet):
 class ListingSerializer(serializers.ModelSerializer):
     store_name = serializers.CharField(source="store.name", read_only=True)
     platform = serializers.CharField(source="store.platform", read_only=True)
-    merchant_code_of_sku = serializers.CharField(source="sku.merchant_code", read_only=True, default=None)
+    merchant_code_of_sku = serializers.CharField(
+        source="sku.merchant_code", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Listing

@@ -9,7 +9,6 @@ the standard error envelope; a status that does not allow the action is a 409 wi
 from __future__ import annotations
 
 import django_filters
-from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -27,7 +26,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from channels.models import OrderSnapshot
 from channels.types import Platform
-from ecbao import inputs
+from ecbao import api, inputs
 from inventory.api import ERROR_ENVELOPE
 from orders import review, selectors, services
 from orders.models import Fulfilment, FulfilmentLine, Order, OrderEvent, OrderLine, ReviewRule
@@ -45,11 +44,7 @@ class OrderKeysetPagination(BasePagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
-        try:
-            size = int(request.query_params.get("page_size", self.page_size))
-        except ValueError:
-            size = self.page_size
-        size = max(1, min(size, self.max_page_size))
+        size = api.page_size_from(request, default=self.page_size, maximum=self.max_page_size)
         cursor = request.query_params.get("cursor", "")
         after = before = ""
         if cursor:
@@ -91,39 +86,29 @@ class OrderKeysetPagination(BasePagination):
                 "description": "Page position, taken from the `next` or `previous` link.",
                 "schema": {"type": "string"},
             },
-            {
-                "name": "page_size",
-                "required": False,
-                "in": "query",
-                "description": f"Orders per page (1–{self.max_page_size}, default {self.page_size}).",
-                "schema": {"type": "integer"},
-            },
+            api.page_size_parameter(default=self.page_size, maximum=self.max_page_size, noun="Orders"),
         ]
 
 
 # --- filters -------------------------------------------------------------------------------------
 
 
-class _IntegerFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
-
-
-class OrderFilterSet(django_filters.FilterSet):
+class OrderFilterSet(api.FilterSet):
     """The workbench's filters; all optional and combined with AND."""
 
     status = django_filters.ChoiceFilter(
         choices=[(value, str(label)) for value, label in selectors.TABS if value],
         help_text="A workbench tab: an order status, or `refunding` for orders with an after-sale.",
     )
-    store = _IntegerFilter(help_text="Shop id.")
+    store = api.IdFilter(help_text="Shop id.")
     platform = django_filters.ChoiceFilter(choices=[(p.value, p.label) for p in Platform])
     placed_after = inputs.IsoDateTimeFilter(help_text="Placed at or after (ISO 8601).")
     placed_before = inputs.IsoDateTimeFilter(help_text="Placed before (ISO 8601).")
     merchant_code = django_filters.CharFilter(help_text="Orders with a line of this SKU merchant code.")
-    paid_min_fen = _IntegerFilter(help_text="Paid amount at least (fen).")
-    paid_max_fen = _IntegerFilter(help_text="Paid amount at most (fen).")
-    has_buyer_remark = django_filters.BooleanFilter()
-    has_seller_remark = django_filters.BooleanFilter()
+    paid_min_fen = api.IntegerFilter(help_text="Paid amount at least (fen).")
+    paid_max_fen = api.IntegerFilter(help_text="Paid amount at most (fen).")
+    has_buyer_remark = api.BooleanFilter()
+    has_seller_remark = api.BooleanFilter()
     flags = django_filters.MultipleChoiceFilter(
         choices=[(key, str(label)) for key, (_field, label) in selectors.FLAGS.items()],
         help_text="Repeat for several; every flag given must hold.",
@@ -271,7 +256,9 @@ class OrderDetailSerializer(OrderSerializer):
 
 
 class OrderEventSerializer(serializers.ModelSerializer):
-    actor_username = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor_username = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = OrderEvent
@@ -317,7 +304,11 @@ class ReviewRuleSerializer(serializers.ModelSerializer):
         required=False,
         allow_null=True,
         min_value=0,
+        max_value=api.MAX_BIGINT,
         help_text="Only for `amount_over`: hold above this (fen).",
+    )
+    updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Null for a rule never configured (its defaults)."
     )
 
     class Meta:

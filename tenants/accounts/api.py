@@ -1,7 +1,7 @@
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
@@ -14,6 +14,8 @@ from tenants.accounts.permissions import STAFF_ROLES, has_capability, in_tenant_
 
 
 class UserSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="May be empty.")
+
     class Meta:
         model = get_user_model()
         fields = ["id", "username", "email", "first_name", "last_name", "role", "is_active", "date_joined"]
@@ -22,12 +24,16 @@ class UserSerializer(serializers.ModelSerializer):
 
 class InvitationSerializer(serializers.ModelSerializer):
     role = serializers.ChoiceField(choices=[c for c in Role.choices if c[0] != Role.OWNER])
-    invite_token = serializers.CharField(read_only=True, help_text="Shown once, at creation.")
+    invite_token = serializers.SerializerMethodField(help_text="Shown once, at creation; null otherwise.")
 
     class Meta:
         model = Invitation
         fields = ["id", "email", "role", "created_at", "expires_at", "accepted_at", "invite_token"]
         read_only_fields = ["id", "created_at", "expires_at", "accepted_at", "invite_token"]
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_invite_token(self, invitation) -> str | None:
+        return getattr(invitation, "invite_token", None)
 
 
 class UserUpdateSerializer(serializers.Serializer):

@@ -1,0 +1,125 @@
+"""A committed tenant with one user per role, an API token each, and one object of every kind
+the API and the pages address by id: what the API fuzz and the isolation matrix attack.
+
+Committed (not in a test transaction) because a live server thread must see it; the tenant is
+created under its own slug and deleted afterwards, so other tests never see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from tenants import services as tenant_services
+from tenants.accounts.models import Role
+from tenants.models import Tenant
+
+PASSWORD = "World-pass-2026"
+ROLES = [Role.OWNER, Role.OPERATOR, Role.WAREHOUSE, Role.FINANCE, Role.VIEWER, Role.SUPPLIER]
+
+
+@dataclass
+class World:
+    slug: str
+    host: str
+    tokens: dict[str, str] = field(default_factory=dict)  # role -> API token key
+    users: dict[str, int] = field(default_factory=dict)  # role -> user id
+    ids: dict[str, object] = field(default_factory=dict)  # object kind -> id (or key)
+
+
+def create_world(slug: str, shop_id: str) -> World:
+    """Create tenant ``slug`` with its users, tokens and objects (committed)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from channels.models import InboxMessage, Store
+    from channels.types import ChannelOrder, ChannelOrderLine, CipherField, OrderStatus, Platform, Receiver
+    from inventory import services as stock
+    from inventory.models import Goods, Listing, Sku
+    from orders import services as order_services
+    from tenants.accounts import services as account_services
+
+    connection.set_schema_to_public()
+    tenant = tenant_services.create_tenant(
+        slug=slug,
+        name=f"{slug} 商贸",
+        owner_username=f"{slug}-owner",
+        owner_password=PASSWORD,
+        owner_email=f"owner@{slug}.example",
+    ).tenant
+    world = World(slug=slug, host=tenant_services.domain_for(slug))
+    with schema_context(tenant.schema_name):
+        User = get_user_model()
+        for role in ROLES:
+            if role == Role.OWNER:
+                user = User.objects.get(username=f"{slug}-owner")
+            else:
+                user = account_services.create_user(username=f"{slug}-{role}", password=PASSWORD, role=role)
+            world.users[role] = user.pk
+            world.tokens[role] = Token.objects.create(user=user).key
+        store = Store.objects.create(
+            platform="douyin", platform_shop_id=shop_id, name=f"{slug} 抖店", app_key="k"
+        )
+        goods = Goods.objects.create(name="纯棉T恤")
+        sku = Sku.objects.create(goods=goods, merchant_code="TS-WHT-L", name="T恤 白 L", cost_fen=1000)
+        stock.receive_stock(sku=sku, quantity=10, reason="opening")
+        listing = Listing.objects.create(
+            store=store, platform_product_id="P1", platform_sku_id="S1", merchant_code="NOPE", title="T恤"
+        )
+        at = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+        co = ChannelOrder(
+            platform=Platform.DOUYIN,
+            platform_shop_id=shop_id,
+            platform_order_id=f"69{shop_id}0001",
+            platform_status="2",
+            status=OrderStatus.PAID,
+            created_at=at - timedelta(minutes=5),
+            updated_at=at,
+            lines=(ChannelOrderLine("L1", "P1", "S1", "TS-WHT-L", "T恤", "白 L", 1, 9900, 9900),),
+            receiver=Receiver(
+                CipherField("#name#", "张*", "idx-zhang"),
+                CipherField("$tel$", "138****8888", "idx-138"),
+                CipherField("#addr#", "文***号", "idx-addr"),
+                "浙江省",
+                "杭州市",
+                "西湖区",
+            ),
+            paid_at=at,
+            goods_fen=9900,
+            paid_fen=9900,
+        )
+        order = order_services.ingest_channel_order(store=store, co=co)
+        message = InboxMessage.objects.create(
+            platform="douyin",
+            message_id=f"{slug}-m1",
+            store=store,
+            topic="order",
+            payload={"shop_id": shop_id},
+            status=InboxMessage.Status.FAILED,
+        )
+        invitation, _raw = account_services.invite_staff(
+            invited_by=User.objects.get(pk=world.users[Role.OWNER]),
+            email=f"new@{slug}.example",
+            role=Role.VIEWER,
+        )
+        world.ids.update(
+            store=store.pk,
+            goods=goods.pk,
+            sku=sku.pk,
+            listing=listing.pk,
+            order=order.pk,
+            inbox=message.pk,
+            invitation=invitation.pk,
+            user=world.users[Role.VIEWER],
+        )
+    connection.set_schema_to_public()
+    return world
+
+
+def delete_world(slug: str) -> None:
+    connection.set_schema_to_public()
+    if Tenant.objects.filter(slug=slug).exists():
+        tenant_services.delete_tenant(slug=slug)
