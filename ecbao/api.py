@@ -12,8 +12,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.response import Response
@@ -81,6 +82,15 @@ class KeysetPagination(CursorPagination):
     def get_schema_operation_parameters(self, view):
         parameters = [p for p in super().get_schema_operation_parameters(view) if p["name"] != "page_size"]
         return [*parameters, page_size_parameter(default=self.page_size, maximum=self.max_page_size)]
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string (DRF's CharField turns numbers into text)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 # --- filters: typed, bounded, and never a 500 or a silent "no filter" --------------------------------
@@ -202,6 +212,13 @@ def error_response(*, code: str, message: str, http_status: int = status.HTTP_40
 
 
 # --- the schema: every operation documents its error responses ------------------------------------
+
+
+class ApiTokenScheme(KnoxTokenScheme):
+    """``Authorization: Token <key>`` (knox tokens, also through subclasses) in the schema."""
+
+    match_subclasses = True
+
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 _ENVELOPE_SCHEMA = {

@@ -295,7 +295,7 @@ class OrderSnapshotSerializer(serializers.ModelSerializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=200, help_text="Why (shown in the order's timeline).")
+    reason = api.StrictCharField(max_length=200, help_text="Why (shown in the order's timeline).")
 
 
 class ReviewRuleSerializer(serializers.ModelSerializer):

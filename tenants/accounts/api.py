@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -121,6 +122,8 @@ def obtain_token(request):
     login page: per username and address, and per address). The key is shown only here."""
     if not in_tenant_schema():
         return error_response(code="not_found", message="Not found.", http_status=status.HTTP_404_NOT_FOUND)
+    if not isinstance(request.data, dict):
+        raise ParseError("Expected a JSON object.")
     username = str(request.data.get("username", ""))
     password = str(request.data.get("password", ""))
     user = authenticate(request, username=username, password=password)

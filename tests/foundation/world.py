@@ -33,7 +33,6 @@ class World:
 def create_world(slug: str, shop_id: str) -> World:
     """Create tenant ``slug`` with its users, tokens and objects (committed)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from channels.models import InboxMessage, Store
     from channels.types import ChannelOrder, ChannelOrderLine, CipherField, OrderStatus, Platform, Receiver
@@ -59,7 +58,7 @@ def create_world(slug: str, shop_id: str) -> World:
             else:
                 user = account_services.create_user(username=f"{slug}-{role}", password=PASSWORD, role=role)
             world.users[role] = user.pk
-            world.tokens[role] = Token.objects.create(user=user).key
+            world.tokens[role] = account_services.issue_api_token(user=user, name="world")[1]
         store = Store.objects.create(
             platform="douyin", platform_shop_id=shop_id, name=f"{slug} 抖店", app_key="k"
         )
