@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench messages install clean-data
+.PHONY: run test lint format bench fuzz messages install clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Long Schemathesis run against the live API (all operations, all phases); summary → docs/api-fuzz.md.
+fuzz: $(STAMP)
+	ECBAO_FUZZ=long $(BIN)/python -m ecbao.devstack test -q tests/foundation/test_schemathesis.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m ecbao.devstack bench $(ARGS)
