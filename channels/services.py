@@ -154,8 +154,12 @@ def connector_for(store: Store, **kwargs) -> Connector:
             self_use=store.auth_mode == Store.AuthMode.SELF_USE,
         ),
     )
+    try:
+        credentials = app_credentials(platform=store.platform, app_key=store.app_key)
+    except PlatformApp.DoesNotExist:  # the app was removed: the shop must be connected again
+        raise AuthExpired(f"the {store.platform} app of this shop is not registered") from None
     return cls(
-        credentials=app_credentials(platform=store.platform, app_key=store.app_key),
+        credentials=credentials,
         base_url=base_url(store.platform),
         session=session,
         **{**options, **kwargs},

@@ -93,6 +93,27 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` only (DRF's BooleanField also takes 0, 1 and strings)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """For writable model serializers: strings must be strings and booleans booleans, as the
+    schema says (no silent coercion of numbers)."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: StrictBooleanField,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
 # --- filters: typed, bounded, and never a 500 or a silent "no filter" --------------------------------
 
 

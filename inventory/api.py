@@ -45,7 +45,7 @@ class ComboComponentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SkuSerializer(serializers.ModelSerializer):
+class SkuSerializer(api.ModelSerializer):
     goods_name = serializers.CharField(source="goods.name", read_only=True)
     components = ComboComponentSerializer(many=True, read_only=True)
     on_hand = serializers.IntegerField(read_only=True, help_text="Units in the warehouses (all of them).")

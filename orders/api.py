@@ -298,7 +298,7 @@ class ReasonSerializer(serializers.Serializer):
     reason = api.StrictCharField(max_length=200, help_text="Why (shown in the order's timeline).")
 
 
-class ReviewRuleSerializer(serializers.ModelSerializer):
+class ReviewRuleSerializer(api.ModelSerializer):
     label = serializers.CharField(source="get_kind_display", read_only=True)
     threshold_fen = serializers.IntegerField(
         required=False,

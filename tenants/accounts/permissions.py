@@ -61,6 +61,7 @@ def capability_required(capability: str):
                 raise PermissionDenied(capability)
             return view(request, *args, **kwargs)
 
+        wrapped.required_capability = capability  # read by the generated isolation matrix
         return wrapped
 
     return decorator

@@ -30,8 +30,9 @@ class World:
     ids: dict[str, object] = field(default_factory=dict)  # object kind -> id (or key)
 
 
-def create_world(slug: str, shop_id: str) -> World:
-    """Create tenant ``slug`` with its users, tokens and objects (committed)."""
+def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
+    """Create tenant ``slug`` with its users, tokens and objects (committed); with ``id_base``
+    every id of the tenant starts there, so that its ids name nothing in a tenant made without."""
     from django.contrib.auth import get_user_model
 
     from channels.models import InboxMessage, Store
@@ -51,6 +52,14 @@ def create_world(slug: str, shop_id: str) -> World:
     ).tenant
     world = World(slug=slug, host=tenant_services.domain_for(slug))
     with schema_context(tenant.schema_name):
+        if id_base:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT setval(pg_get_serial_sequence(format('%%I.%%I', table_schema, table_name), "
+                    "column_name), %s) FROM information_schema.columns WHERE table_schema = %s "
+                    "AND (is_identity = 'YES' OR column_default LIKE 'nextval%%')",
+                    [id_base, tenant.schema_name],
+                )
         User = get_user_model()
         for role in ROLES:
             if role == Role.OWNER:
@@ -104,7 +113,13 @@ def create_world(slug: str, shop_id: str) -> World:
             email=f"new@{slug}.example",
             role=Role.VIEWER,
         )
+        from inventory.models import StockLedgerEntry, StockLevel
+        from orders.models import Fulfilment
+
         world.ids.update(
+            stock_level=StockLevel.objects.get(sku=sku).pk,
+            ledger=StockLedgerEntry.objects.filter(sku=sku).first().pk,
+            fulfilment=Fulfilment.objects.order_by("id").values_list("pk", flat=True).first() or 0,
             store=store.pk,
             goods=goods.pk,
             sku=sku.pk,
