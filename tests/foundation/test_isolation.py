@@ -63,6 +63,8 @@ def test_cache_entries_are_keyed_by_tenant(alpha, beta):
 
 
 def test_files_are_stored_per_tenant(alpha, beta, tmp_path, settings):
+    with schema_context(alpha.schema_name):
+        default_storage.path("warm")  # the storage was used before (its tenant root computed)
     settings.MEDIA_ROOT = str(tmp_path)
     with schema_context(alpha.schema_name):
         name = default_storage.save("exports/report.txt", ContentFile(b"alpha"))
