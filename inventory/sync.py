@@ -463,10 +463,21 @@ def sync_pending_changes(*, batch: int = 5000, threads: int | None = None) -> Sy
     result.changes = len(rows)
     sku_ids = {sku_id for _, sku_id in rows}
     result.skus = len(sku_ids)
-    result.outcomes = push_listings(listings_for_skus(sku_ids), threads=threads)
+    listing_ids = listings_for_skus(sku_ids)
+    result.outcomes = push_listings(listing_ids, threads=threads)
+    answered = {o.listing_id for o in result.outcomes}
+    unanswered = [i for i in listing_ids if i not in answered]
+    if Listing.objects.filter(pk__in=unanswered).exclude(push_state=Listing.PushState.FAILED).exists():
+        # A push worker died before it recorded these (its log says why): keep the rows. (A
+        # failed listing, e.g. one held after a rate limit, is pushed again by the retries.)
+        raise IncompleteRound(f"stock push round left {len(unanswered)} listings unanswered")
     # Every push is recorded now (pushed, or failed and left to the retries): acknowledge.
     StockChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
     return result
+
+
+class IncompleteRound(RuntimeError):
+    """A sync round could not record a push for every listing; its outbox rows are kept."""
 
 
 def push_unsynced_listings(*, limit: int = 500, threads: int | None = None) -> SyncRound:
