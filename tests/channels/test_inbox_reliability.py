@@ -131,6 +131,14 @@ def test_issue11_d8_a_message_nothing_consumes_is_ignored_not_processed(sandbox,
     assert (message.topic, message.status) == ("400", InboxMessage.Status.IGNORED)
     with schema_context(alpha.schema_name):
         assert intake.process_inbox_message(message_id=message.pk).status == InboxMessage.Status.IGNORED
+        # One delivered as pending before (an older ecbao) is ignored when its turn comes, not processed.
+        legacy = InboxMessage.objects.create(
+            platform="douyin",
+            message_id="7301-product-0",
+            topic="400",
+            payload={"kind": "product", "object_id": "1"},
+        )
+        assert intake.process_inbox_message(message_id=legacy.pk).status == InboxMessage.Status.IGNORED
     connection.set_schema_to_public()
 
 
@@ -196,3 +204,39 @@ def test_issue11_d8_retry_failed_inbox_skips_messages_attempted_recently(
     assert status[rows["due"]] == InboxMessage.Status.PENDING
     assert status[rows["recent"]] == status[rows["exhausted"]] == InboxMessage.Status.FAILED
     assert rows["due"] in {args[0] for args in enqueued("channels.tasks.process_inbox_message_task")}
+
+
+def test_issue11_d8_the_receipt_sweeps_run_once_in_the_public_schema_the_inbox_sweep_per_tenant(alpha, beta):
+    from celery.signals import before_task_publish
+    from tenant_schemas_celery.scheduler import TenantAwareScheduler
+
+    from tenants.models import Tenant
+
+    published = []
+
+    def capture(headers=None, **kwargs):
+        published.append((headers.get("task"), headers.get("_schema_name")))
+
+    names = (
+        "channels.resend_stuck_receipts",
+        "channels.prune_push_receipts",
+        "channels.resend_stuck_messages",
+    )
+    before_task_publish.connect(capture)
+    try:
+        scheduler = TenantAwareScheduler(app=celery_app, lazy=True)
+        scheduler.setup_schedule()
+        for name, entry in scheduler.schedule.items():
+            if name.split("@")[0] in names:
+                scheduler.apply_entry(entry)
+    finally:
+        before_task_publish.disconnect(capture)
+        connection.set_schema_to_public()
+
+    def schemas(task: str) -> list[str]:
+        return sorted(schema for name, schema in published if name == task)
+
+    assert schemas("channels.tasks.resend_stuck_receipts") == ["public"]
+    assert schemas("channels.tasks.prune_push_receipts") == ["public"]
+    tenants = sorted(Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
+    assert {"alpha", "beta"} <= set(tenants) and schemas("channels.tasks.resend_stuck_messages") == tenants
