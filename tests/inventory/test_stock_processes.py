@@ -30,7 +30,7 @@ from tests.e2e.conftest import wait_until, waiting_for_locks
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 10
-ITERATIONS = 160  # per process
+ITERATIONS = 120  # per process
 SHARED_KEYS = 30
 
 
