@@ -75,6 +75,24 @@ def accept_invitation(*, raw_token: str, username: str, password: str):
     return user
 
 
+SIGN_IN_LOG_RETENTION_DAYS = 400  # sign-in records kept over a year (platform security rules: ≥ 6 months)
+
+
+def purge_expired_credentials() -> dict:
+    """Delete expired API tokens (digests that no longer work) and sign-in records (django-axes
+    access logs and attempts) past their retention, in the current schema."""
+    from axes.models import AccessAttempt, AccessLog
+
+    now = timezone.now()
+    tokens, _detail = ApiToken.objects.filter(expiry__lt=now).delete()
+    cutoff = now - timedelta(days=SIGN_IN_LOG_RETENTION_DAYS)
+    logs, _detail = AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
+    attempts, _detail = AccessAttempt.objects.filter(
+        attempt_time__lt=now - settings.AXES_COOLOFF_TIME
+    ).delete()
+    return {"tokens": tokens, "access_logs": logs, "attempts": attempts}
+
+
 def purge_expired_invitations() -> int:
     """Delete invitations that expired unaccepted more than a week ago."""
     cutoff = timezone.now() - INVITATION_LIFETIME

@@ -12,6 +12,11 @@ def purge_expired_invitations() -> int:
     return services.purge_expired_invitations()
 
 
+@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+def purge_expired_credentials() -> dict:
+    return services.purge_expired_credentials()
+
+
 @shared_task(acks_late=True)
 def tenant_census() -> dict:
     """Report which schema the task ran in and the users it can see there.
@@ -29,4 +34,10 @@ register_periodic(
     "accounts.purge_expired_invitations",
     "tenants.accounts.tasks.purge_expired_invitations",
     crontab(minute=17),
+)
+
+register_periodic(
+    "accounts.purge_expired_credentials",
+    "tenants.accounts.tasks.purge_expired_credentials",
+    crontab(minute=47, hour=3),
 )

@@ -121,3 +121,38 @@ def test_issue12_d4_owner_revokes_another_persons_token_others_cannot(alpha, alp
     assert "ops laptop" in alpha_client.get("/accounts/tokens/").content.decode()
     assert alpha_client.post(f"/accounts/tokens/{ops_token.digest}/revoke/").status_code == 302
     assert alpha_client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {ops_key}").status_code == 401
+
+
+def test_expired_tokens_and_old_sign_in_records_are_purged_per_schema(alpha, beta):
+    from axes.models import AccessLog
+
+    from tenants.accounts.models import ApiToken
+    from tenants.accounts.services import (
+        SIGN_IN_LOG_RETENTION_DAYS,
+        issue_api_token,
+        purge_expired_credentials,
+    )
+    from tests.conftest import make_user
+
+    make_user(alpha, "ops", Role.OPERATOR)
+    with schema_context(alpha.schema_name):
+        from django.contrib.auth import get_user_model
+
+        ops = get_user_model().objects.get(username="ops")
+        old, _key = issue_api_token(user=ops, name="old")
+        issue_api_token(user=ops, name="current")
+        ApiToken.objects.filter(pk=old.pk).update(expiry=timezone.now() - timedelta(days=1))
+        AccessLog.objects.create(username="ops", ip_address="198.51.100.1", user_agent="t")
+        ancient = AccessLog.objects.create(username="ops", ip_address="198.51.100.1", user_agent="t")
+        AccessLog.objects.filter(pk=ancient.pk).update(
+            attempt_time=timezone.now() - timedelta(days=SIGN_IN_LOG_RETENTION_DAYS + 1)
+        )
+    with schema_context(beta.schema_name):
+        beta_tokens = ApiToken.objects.count()
+        assert purge_expired_credentials()["tokens"] == 0  # beta's schema only
+    with schema_context(alpha.schema_name):
+        assert purge_expired_credentials() == {"tokens": 1, "access_logs": 1, "attempts": 0}
+        assert list(ApiToken.objects.values_list("name", flat=True)) == ["current"]
+        assert AccessLog.objects.count() == 1
+    with schema_context(beta.schema_name):
+        assert ApiToken.objects.count() == beta_tokens

@@ -50,7 +50,11 @@ def test_beat_entries_fan_out_to_every_tenant_and_never_public(alpha, beta):
     try:
         scheduler = TenantAwareScheduler(app=app, lazy=True)
         scheduler.setup_schedule()
-        entry = next(e for name, e in scheduler.schedule.items() if name.startswith("accounts.purge_expired"))
+        entry = next(
+            e
+            for name, e in scheduler.schedule.items()
+            if name.startswith("accounts.purge_expired_invitations@")
+        )
         scheduler.apply_entry(entry)
     finally:
         before_task_publish.disconnect(capture)
