@@ -15,11 +15,12 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import BasePagination
 from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
-from ecbao import inputs
+from ecbao import inputs, paging
 
 
 def _contains_nul(value) -> bool:
@@ -68,20 +69,63 @@ def page_size_parameter(*, default: int, maximum: int, noun: str = "Items") -> d
     }
 
 
-class KeysetPagination(CursorPagination):
-    """Cursor (keyset) pagination: every page costs the same, however deep."""
+class KeysetPagination(BasePagination):
+    """Keyset pages (``ecbao.paging``) for every API list: every page costs the same, however
+    deep, and rows arriving meanwhile never shift later pages. Follow ``next``/``previous``
+    (``cursor`` = ``n``/``p`` + a position). ``keyset``: the order, newest id first unless a
+    list says otherwise (the orders list: ``(placed_at, id)``)."""
 
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
-    ordering = "-id"
+    keyset = paging.Keyset("-id")
+    noun = "Items"
 
-    def get_page_size(self, request):
-        return page_size_from(request, default=self.page_size, maximum=self.max_page_size)
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        size = page_size_from(request, default=self.page_size, maximum=self.max_page_size)
+        cursor = request.query_params.get("cursor", "")
+        after = before = ""
+        if cursor:
+            direction, key = cursor[:1], cursor[1:]
+            if direction not in ("n", "p") or self.keyset.parse(queryset.model, key) is None:
+                raise exceptions.NotFound("Invalid cursor.")
+            after, before = (key, "") if direction == "n" else ("", key)
+        self.page = self.keyset.page(queryset, after=after, before=before, size=size)
+        return self.page.rows
+
+    def _link(self, direction: str, key: str | None) -> str | None:
+        if not key:
+            return None
+        return replace_query_param(self.request.build_absolute_uri(), "cursor", direction + key)
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                "next": self._link("n", self.page.next_key),
+                "previous": self._link("p", self.page.prev_key),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "nullable": True, "format": "uri"}
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"next": link, "previous": link, "results": schema},
+        }
 
     def get_schema_operation_parameters(self, view):
-        parameters = [p for p in super().get_schema_operation_parameters(view) if p["name"] != "page_size"]
-        return [*parameters, page_size_parameter(default=self.page_size, maximum=self.max_page_size)]
+        return [
+            {
+                "name": "cursor",
+                "required": False,
+                "in": "query",
+                "description": "Page position, taken from the `next` or `previous` link.",
+                "schema": {"type": "string"},
+            },
+            page_size_parameter(default=self.page_size, maximum=self.max_page_size, noun=self.noun),
+        ]
 
 
 class StrictCharField(serializers.CharField):

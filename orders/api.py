@@ -20,9 +20,7 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
 
 from channels.models import OrderSnapshot
 from channels.types import Platform
@@ -35,59 +33,12 @@ from orders.status import InvalidTransition
 # --- pagination ----------------------------------------------------------------------------------
 
 
-class OrderKeysetPagination(BasePagination):
+class OrderKeysetPagination(api.KeysetPagination):
     """Keyset pages newest first by (placed_at, id): every page costs the same, however deep,
     and orders arriving meanwhile never shift later pages. Follow ``next``/``previous``."""
 
-    page_size = 50
-    max_page_size = 200
-
-    def paginate_queryset(self, queryset, request, view=None):
-        self.request = request
-        size = api.page_size_from(request, default=self.page_size, maximum=self.max_page_size)
-        cursor = request.query_params.get("cursor", "")
-        after = before = ""
-        if cursor:
-            direction, key = cursor[:1], cursor[1:]
-            if direction not in ("n", "p") or selectors.parse_page_key(key) is None:
-                raise NotFound("Invalid cursor.")
-            after, before = (key, "") if direction == "n" else ("", key)
-        self.page = selectors.order_page(queryset, after=after, before=before, size=size)
-        return self.page.rows
-
-    def _link(self, direction: str, key: str | None) -> str | None:
-        if not key:
-            return None
-        return replace_query_param(self.request.build_absolute_uri(), "cursor", direction + key)
-
-    def get_paginated_response(self, data):
-        return Response(
-            {
-                "next": self._link("n", self.page.next_key),
-                "previous": self._link("p", self.page.prev_key),
-                "results": data,
-            }
-        )
-
-    def get_paginated_response_schema(self, schema):
-        link = {"type": "string", "nullable": True, "format": "uri"}
-        return {
-            "type": "object",
-            "required": ["results"],
-            "properties": {"next": link, "previous": link, "results": schema},
-        }
-
-    def get_schema_operation_parameters(self, view):
-        return [
-            {
-                "name": "cursor",
-                "required": False,
-                "in": "query",
-                "description": "Page position, taken from the `next` or `previous` link.",
-                "schema": {"type": "string"},
-            },
-            api.page_size_parameter(default=self.page_size, maximum=self.max_page_size, noun="Orders"),
-        ]
+    keyset = selectors.ORDER_KEYSET
+    noun = "Orders"
 
 
 # --- filters -------------------------------------------------------------------------------------

@@ -56,6 +56,13 @@ def test_list_is_keyset_paginated(alpha, alpha_client):
     second = alpha_client.get(first["next"], HTTP_AUTHORIZATION=f"Token {token}").json()
     names = [u["username"] for u in first["results"] + second["results"]]
     assert len(names) == len(set(names)) == 6
+    # the kernel's keyset pager: newest id first, back with `previous`, a bad cursor is a 404
+    ids = [u["id"] for u in first["results"] + second["results"]]
+    assert ids == sorted(ids, reverse=True) and not second["next"] and second["previous"]
+    back = alpha_client.get(second["previous"], HTTP_AUTHORIZATION=f"Token {token}").json()
+    assert [u["id"] for u in back["results"]] == ids[:4]
+    bad = alpha_client.get("/api/v1/users/?cursor=n12x", HTTP_AUTHORIZATION=f"Token {token}")
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "not_found"
 
 
 def test_viewer_reads_but_cannot_write(alpha, alpha_client):
