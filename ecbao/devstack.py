@@ -107,6 +107,22 @@ class EmbeddedRedis:
         except OSError:
             return False
 
+    def _ours(self, port: int) -> bool:
+        """The server on ``port`` is this data folder's (another checkout's embedded Redis may
+        have taken the port since ours stopped: sharing it would mix two runs' Celery queues)."""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.3) as conn:
+                conn.sendall(b"CONFIG GET dir\r\n")
+                reply = b""
+                while reply.count(b"\r\n") < 5:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            return False
+        return str(self.datadir.resolve()).encode() in reply
+
     def start(self) -> str:
         import fcntl
 
@@ -117,7 +133,7 @@ class EmbeddedRedis:
             fcntl.flock(lock, fcntl.LOCK_EX)
             handles = self._alive_handles()
             port = int(self.portfile.read_text()) if self.portfile.exists() else 0
-            if not (port and self._ping(port)):
+            if not (port and self._ours(port)):
                 if self.pidfile.exists():  # a crashed run left a server that no longer answers
                     try:
                         stale = psutil.Process(int(self.pidfile.read_text().strip()))
