@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.http import Http404
+from django.utils.translation import gettext
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.utils import extend_schema_field
@@ -40,7 +41,7 @@ class JSONParser(DRFJSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
         if _contains_nul(data):
-            raise exceptions.ParseError("JSON parse error - NUL characters are not allowed.")
+            raise exceptions.ParseError(gettext("JSON parse error - NUL characters are not allowed."))
         return data
 
 
@@ -88,7 +89,7 @@ class KeysetPagination(BasePagination):
         if cursor:
             direction, key = cursor[:1], cursor[1:]
             if direction not in ("n", "p") or self.keyset.parse(queryset.model, key) is None:
-                raise exceptions.NotFound("Invalid cursor.")
+                raise exceptions.NotFound(gettext("Invalid cursor"))
             after, before = (key, "") if direction == "n" else ("", key)
         self.page = self.keyset.page(queryset, after=after, before=before, size=size)
         return self.page.rows
@@ -183,7 +184,7 @@ class _StrictBooleanField(forms.Field):
         if value in (None, ""):
             return None
         if value not in self._VALUES:
-            raise forms.ValidationError("Enter true or false.", code="invalid")
+            raise forms.ValidationError(gettext("Enter true or false."), code="invalid")
         return self._VALUES[value]
 
 
@@ -263,7 +264,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        message = "Some fields are invalid."
+        message = gettext("Some fields are invalid.")
         details = exc.detail
     else:
         message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else exc.default_detail

@@ -1,6 +1,7 @@
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views import defaults
 
 from ecbao.middleware import error_json, wants_json
@@ -31,7 +32,7 @@ def healthz(request):
 
 def bad_request(request, exception=None):
     if wants_json(request):
-        return error_json(code="bad_request", message="Bad request.", http_status=400)
+        return error_json(code="bad_request", message=gettext("Bad request."), http_status=400)
     return defaults.bad_request(request, exception)
 
 
@@ -39,7 +40,7 @@ def permission_denied(request, exception=None):
     if wants_json(request):
         return error_json(
             code="permission_denied",
-            message="You do not have permission to perform this action.",
+            message=gettext("You do not have permission to perform this action."),
             http_status=403,
         )
     return defaults.permission_denied(request, exception)
@@ -47,11 +48,11 @@ def permission_denied(request, exception=None):
 
 def page_not_found(request, exception=None):
     if wants_json(request):
-        return error_json(code="not_found", message="Not found.", http_status=404)
+        return error_json(code="not_found", message=gettext("Not found."), http_status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     if wants_json(request):
-        return error_json(code="server_error", message="Internal server error.", http_status=500)
+        return error_json(code="server_error", message=gettext("Internal server error."), http_status=500)
     return defaults.server_error(request)

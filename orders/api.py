@@ -9,6 +9,7 @@ the standard error envelope; a status that does not allow the action is a 409 wi
 from __future__ import annotations
 
 import django_filters
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -421,7 +422,7 @@ class ReviewRuleViewSet(
     def get_object(self):
         rule = review.active_rules().get(self.kwargs["kind"])
         if rule is None:
-            raise NotFound("Unknown rule.")
+            raise NotFound(gettext("Unknown rule."))
         return rule
 
     def update(self, request, *args, **kwargs):
