@@ -62,7 +62,11 @@ def test_list_is_keyset_paginated(alpha, alpha_client):
     back = alpha_client.get(second["previous"], HTTP_AUTHORIZATION=f"Token {token}").json()
     assert [u["id"] for u in back["results"]] == ids[:4]
     bad = alpha_client.get("/api/v1/users/?cursor=n12x", HTTP_AUTHORIZATION=f"Token {token}")
-    assert bad.status_code == 404 and bad.json()["error"] == {"code": "not_found", "message": "无效的游标", "details": None}
+    assert bad.status_code == 404 and bad.json()["error"] == {
+        "code": "not_found",
+        "message": "无效的游标",
+        "details": None,
+    }
 
 
 def test_viewer_reads_but_cannot_write(alpha, alpha_client):
