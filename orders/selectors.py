@@ -24,6 +24,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from channels.connectors import display_payload
 from channels.models import OrderSnapshot
 from ecbao import paging
 from ecbao.templatetags.ecbao import fen
@@ -327,12 +328,11 @@ def _change_value(key: str, value):
     return value
 
 
-def shown_payload(payload):
+def shown_payload(platform: str, payload):
     """The one place through which snapshot payloads reach people (the API's snapshots action and
-    the order page, both behind the orders.snapshots capability). Hook for the channels payload
-    scrubber (issue 12 d4: ciphertexts, buyer nicknames and open ids removed) — shown as stored
-    until it lands."""
-    return payload
+    the order page, both behind the orders.snapshots capability): without ciphertexts, buyer
+    open ids and nicknames, or any plaintext receiver value (``channels.connectors.display_payload``)."""
+    return display_payload(platform, payload)
 
 
 def order_snapshots(order: Order) -> list[OrderSnapshot]:
@@ -345,7 +345,7 @@ def order_snapshots(order: Order) -> list[OrderSnapshot]:
         .defer("normalized")
     )
     for snapshot in snapshots:
-        snapshot.payload = shown_payload(snapshot.payload)
+        snapshot.payload = shown_payload(order.store.platform, snapshot.payload)
         snapshot.pretty = json.dumps(snapshot.payload, ensure_ascii=False, indent=2, sort_keys=True)
         snapshot.applied = snapshot.pk == order.snapshot_id
     return snapshots

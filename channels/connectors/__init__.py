@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from channels.connectors.scrub import scrub
+from channels.connectors.scrub import for_display, scrub
 from channels.types import Platform
 
 _MODULES = {
@@ -34,3 +34,10 @@ def scrub_payload(platform: str, payload: Any) -> Any:
     receiver values: see ``channels.connectors.scrub``."""
     module = import_module(_MODULES[Platform(platform)])
     return scrub(payload, module.RECEIVER_RULES)
+
+
+def display_payload(platform: str, payload: Any) -> Any:
+    """A stored payload of ``platform`` as shown to people: no plaintext receiver values, no
+    ciphertexts, no buyer open ids or nicknames (``channels.connectors.scrub.for_display``)."""
+    module = import_module(_MODULES[Platform(platform)])
+    return for_display(payload, module.RECEIVER_RULES)

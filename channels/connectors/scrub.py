@@ -94,3 +94,38 @@ def _harmless(item: Any) -> bool:
     if item is None or isinstance(item, bool) or item == "":
         return True
     return isinstance(item, str) and (bool(masked(item)) or looks_like_cipher(item))
+
+
+# Buyer identities a person reading a stored payload has no need of (platform open ids, union
+# ids, nicknames), whatever the platform calls them; a SKU's "nick" is the product's, not a buyer's.
+_IDENTITY_KEY = re.compile(r"(open_?u?id|union_?id|nick_?name|nick|buyer_?id)$", re.IGNORECASE)
+CIPHERTEXT_SHOWN = "«密文»"
+IDENTITY_SHOWN = "«已隐藏»"
+
+
+def for_display(payload: Any, rules: ReceiverRules) -> Any:
+    """``payload`` as a person may read it: scrubbed (``scrub``), every ciphertext replaced by
+    ``CIPHERTEXT_SHOWN`` (plaintext comes only from the audited decrypt, one field at a time) and
+    buyer open ids and nicknames by ``IDENTITY_SHOWN``. Masks, regions and everything else stay."""
+    return _hide(scrub(payload, rules))
+
+
+def _hide(value: Any, key: str = "") -> Any:
+    if isinstance(value, list):
+        return [_hide(item, key) for item in value]
+    if isinstance(value, dict):
+        return {k: _hide(item, k if isinstance(k, str) else "") for k, item in value.items()}
+    if value in (None, "") or isinstance(value, bool):
+        return value
+    if key and not key.lower().startswith(("sku", "seller", "shop")) and _IDENTITY_KEY.search(key):
+        return IDENTITY_SHOWN
+    if isinstance(value, str):
+        if looks_like_cipher(value):
+            return CIPHERTEXT_SHOWN
+        if value[:1] in ("{", "["):  # JSON held as text (Douyin push data)
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value
+            return json.dumps(_hide(parsed), ensure_ascii=False, separators=(",", ":"))
+    return value

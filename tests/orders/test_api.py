@@ -263,3 +263,34 @@ def test_schema_documents_the_orders_api(api):
         "schema"
     ]
     assert hold_body["$ref"].endswith("/Reason")
+
+
+def test_issue12_d4_snapshots_are_shown_without_ciphertexts_open_ids_or_nicknames(api, store, skus):
+    """The snapshots action shows what the platform sent, minus what nobody reading it needs:
+    ciphertexts (plaintext only through the audited decrypt), buyer open ids and nicknames."""
+    cipher = "#张三#AbCdEfGhIjKlMnOpQrStUvWx0123456789#1##"
+    raw = {
+        "shop_order_id": "D12",
+        "doudian_open_id": "1@#buyer-open-id-value",
+        "user_nick": "小明的店铺粉丝",
+        "post_addr": {"province": {"name": "浙江省"}, "encrypt_detail": cipher, "detail": "西湖区**"},
+        "sku_order_list": [{"sku_id": "9", "skuNick": "白色 L", "encrypt_post_tel": cipher}],
+    }
+    co = channel_order(oid="D12", status=OrderStatus.PAID)
+    channel_services.store_order_version(store=store, order=co, payload=raw, source="push")
+    from channels.models import OrderSnapshot
+
+    services.ingest_snapshots(snapshot_ids=list(OrderSnapshot.objects.values_list("pk", flat=True)))
+    order = Order.objects.get(platform_order_id="D12")
+
+    [shown] = api(Role.OPERATOR)("get", f"/api/v1/orders/{order.pk}/snapshots/").json()
+    text = str(shown["payload"])
+    assert cipher not in text and "buyer-open-id-value" not in text and "小明的店铺粉丝" not in text
+    assert shown["payload"]["post_addr"]["encrypt_detail"] == "«密文»"
+    assert shown["payload"]["doudian_open_id"] == shown["payload"]["user_nick"] == "«已隐藏»"
+    # what operators do need stays: regions, masks, the product's own names
+    assert shown["payload"]["post_addr"]["province"] == {"name": "浙江省"}
+    assert shown["payload"]["post_addr"]["detail"] == "西湖区**"
+    assert shown["payload"]["sku_order_list"][0]["skuNick"] == "白色 L"
+    stored = OrderSnapshot.objects.get(platform_order_id="D12").payload
+    assert stored["post_addr"]["encrypt_detail"] == cipher  # the ciphertext itself is kept
