@@ -12,6 +12,7 @@ import sys
 import time
 from urllib.parse import urlencode
 
+from . import untidy
 from .faults import FaultRule, Faults
 from .pushes import PushSettings
 from .server import (
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reset", help="empty the world and seed the default one")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tidy", action="store_true", help="seed and serve without the untidy variations")
 
     sub.add_parser("status", help="apps, shops, counts, faults, recent calls and pushes")
 
@@ -91,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['douyin']}")
     p.add_argument("--execute", action="store_true", help="also send it and print the answer")
 
+    p = sub.add_parser("untidy", help="show or set the seeded payload variations (on by default)")
+    p.add_argument("--off", action="store_true", help="all variations off (tidy payloads)")
+    p.add_argument("--defaults", action="store_true", help="back to the default rates")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="NAME=RATE", help="one variation's rate (0..1)"
+    )
+
     p = sub.add_parser("loadtest", help="measure signed /order/searchList calls against a running server")
     p.add_argument("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['douyin']}")
     p.add_argument("--seconds", type=float, default=10.0)
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reset":
         world = World(args.data, seed=args.seed)
         world.reset(seed=args.seed)
+        if args.tidy:
+            untidy.set_rates(world, {"*": 0})
         world.close()
         world = open_world(args.data, seed=args.seed)
         out(f"world reset and seeded (seed {args.seed}): {world.counts()}")
@@ -238,7 +249,23 @@ def _loadtest(world: World, args: argparse.Namespace) -> int:
     return 0 if result.requests and not result.errors else 1
 
 
+def _untidy(world: World, args: argparse.Namespace) -> int:
+    if args.off or args.defaults:
+        untidy.set_rates(world, {"*": 0} if args.off else None)
+    if args.set:
+        pairs = [item.split("=", 1) for item in args.set]
+        try:
+            untidy.set_rates(world, {name: float(rate) for name, rate in pairs})
+        except ValueError as exc:
+            out(f"error: {exc}")
+            return 2
+    for name, rate in untidy.rates(world).items():
+        out(f"{name:32} {rate:4.2f}  {untidy.VARIATIONS[name][1]}")
+    return 0
+
+
 COMMANDS = {
+    "untidy": _untidy,
     "loadtest": _loadtest,
     "status": _status,
     "fault": _fault,

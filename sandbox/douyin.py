@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import pushes
+from . import pushes, untidy
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
 from .model import (
@@ -80,6 +80,9 @@ DECRYPT_REFUSE_AFTER = 30 * 24 * 3600  # [choice] no decrypt 30 days after an or
 
 # Douyin-style ciphertexts: name/address "#idx#payload#1##", phone "$idx$payload$1$$" [reference GUESS].
 CIPHER = CipherFormat({KIND_NAME: "#", KIND_ADDRESS: "#", KIND_PHONE: "$"})
+# The 2024 format (issue 11 #15): empty first segment, "<head>*<payload>", "##…*…#1##" / "$$…*…$1$$".
+# The head changes with every encryption, so it is no search index: merge on open_address_id.
+CIPHER_2024 = CipherFormat({KIND_NAME: "#", KIND_ADDRESS: "#", KIND_PHONE: "$"}, starred=True)
 DATA_TYPE = {KIND_ADDRESS: 1, KIND_NAME: 2, KIND_PHONE: 3}
 
 # Neutral carrier key -> (Douyin company code, company id). Codes are kuaidi100-style slugs [reference GUESS].
@@ -378,10 +381,30 @@ class Renderer:
             self._shop_names[shop_id] = shop.name if shop else ""
         return self._shop_names[shop_id]
 
-    def cipher(self, shop_id: str, kind: str, text: str) -> str:
+    def cipher(self, shop_id: str, kind: str, text: str, order: Order | None = None) -> str:
+        """The ciphertext of ``text``; in the 2024 format for a seeded share of orders
+        (``douyin.cipher_2024``), then bound to the order and its address version."""
+        if order is not None and untidy.hit(self.world, "douyin.cipher_2024", order.order_id):
+            salt = f"{order.order_id}:{order.address_changes}"
+            return self.world.vault.encrypt(
+                shop_id=shop_id, kind=kind, plaintext=text, fmt=CIPHER_2024, salt=salt
+            )
         return self.world.vault.encrypt(shop_id=shop_id, kind=kind, plaintext=text, fmt=CIPHER)
 
-    def post_addr(self, shop_id: str, r: Receiver, *, masked: bool = False) -> dict[str, Any]:
+    def open_address_id(self, shop_id: str, r: Receiver) -> str:
+        """Opaque identity of receiver + address within a shop [choice: per shop] (reference: merge key)."""
+        text = "|".join("".join(x.split()) for x in (r.name, r.phone, r.full_address))
+        return self.world.vault.mac(f"douyin-open-address:{shop_id}:{text}")[:40]
+
+    def post_addr(
+        self,
+        shop_id: str,
+        r: Receiver,
+        *,
+        masked: bool = False,
+        order: Order | None = None,
+        plain: bool = False,
+    ) -> dict[str, Any]:
         addr = {
             "province": {"name": r.province, "id": r.province_code[:2]},
             "city": {"name": r.city, "id": r.city_code},
@@ -391,9 +414,25 @@ class Renderer:
         if masked:
             addr["detail"] = mask_detail(r.detail)
         else:
-            addr["detail"] = ""
-            addr["encrypt_detail"] = self.cipher(shop_id, KIND_ADDRESS, r.detail)
+            addr["detail"] = r.detail if plain else ""
+            addr["encrypt_detail"] = self.cipher(shop_id, KIND_ADDRESS, r.detail, order)
         return addr
+
+    def receiver_fields(self, order: Order) -> dict[str, Any]:
+        """post_receiver/post_tel/post_addr with their encrypt_* and mask_* forms. Plain fields are
+        empty, except in the older orders (``douyin.plaintext_receiver``), as old payloads had."""
+        shop_id, r = order.shop_id, order.receiver
+        plain = untidy.hit(self.world, "douyin.plaintext_receiver", order.order_id)
+        return {
+            "post_receiver": r.name if plain else "",
+            "encrypt_post_receiver": self.cipher(shop_id, KIND_NAME, r.name, order),
+            "post_tel": r.phone if plain else "",
+            "encrypt_post_tel": self.cipher(shop_id, KIND_PHONE, r.phone, order),
+            "post_addr": self.post_addr(shop_id, r, order=order, plain=plain),
+            "mask_post_receiver": mask_name(r.name),
+            "mask_post_tel": mask_phone(r.phone, 2, 2),
+            "mask_post_addr": self.post_addr(shop_id, r, masked=True),
+        }
 
     def logistics(self, order: Order) -> list[dict[str, Any]]:
         out = []
@@ -433,7 +472,7 @@ class Renderer:
             AFTERSALE_STATUS.get(AfterSaleStatus(line.aftersale_status), 0) if line.aftersale_status else 0
         )
         as_type = AFTERSALE_TYPE.get(AfterSaleType(line.aftersale_type), 0) if line.aftersale_type else 0
-        return {
+        out = {
             "order_id": line.line_id,
             "parent_order_id": order.order_id,
             "order_level": 3,
@@ -485,12 +524,16 @@ class Renderer:
             "given_product_type": "FREE" if line.is_gift else ("MASTER" if has_gift else ""),
             "master_sku_order_id_list": [line.master_line_id] if line.master_line_id else [],
         }
+        if untidy.hit(self.world, "douyin.string_enums", line.line_id):
+            out.update(theme_type="1", theme_type_desc="直播", content_id="0", room_id_str="0")
+        if untidy.hit(self.world, "douyin.line_receiver", line.line_id):
+            out.update(self.receiver_fields(order))
+        return out
 
     def shop_order(self, order: Order) -> dict[str, Any]:
         status, main_status, desc = order_status(order)
         shop_id = order.shop_id
-        r = order.receiver
-        return {
+        out = {
             "shop_id": int(shop_id),
             "shop_name": self.shop_name(shop_id),
             "order_id": order.order_id,
@@ -537,14 +580,7 @@ class Renderer:
             "post_promotion_amount": 0,
             "packing_amount": 0,
             "tax_amount": 0,
-            "post_receiver": "",
-            "encrypt_post_receiver": self.cipher(shop_id, KIND_NAME, r.name),
-            "post_tel": "",
-            "encrypt_post_tel": self.cipher(shop_id, KIND_PHONE, r.phone),
-            "post_addr": self.post_addr(shop_id, r),
-            "mask_post_receiver": mask_name(r.name),
-            "mask_post_tel": mask_phone(r.phone, 2, 2),
-            "mask_post_addr": self.post_addr(shop_id, r, masked=True),
+            **self.receiver_fields(order),
             "doudian_open_id": "1@#" + self.world.buyer_open_id(PLATFORM, order.buyer_id),
             "logistics_info": self.logistics(order),
             "sku_order_list": [self.sku_order(order, line) for line in order.lines],
@@ -552,6 +588,13 @@ class Renderer:
             "shop_order_tag_ui": [],
             "address_tag_ui": [],
         }
+        if untidy.hit(self.world, "douyin.open_address_id", order.order_id):
+            out["open_address_id"] = self.open_address_id(shop_id, order.receiver)
+        if untidy.hit(self.world, "douyin.missing_optional", order.order_id):
+            for name in ("order_phase_list", "shop_order_tag_ui", "address_tag_ui", "post_insurance_amount",
+                         "packing_amount", "tax_amount", "b_type_desc"):  # fmt: skip
+                del out[name]
+        return out
 
     def aftersale_info(self, a: AfterSale) -> dict[str, Any]:
         status = AFTERSALE_STATUS[AfterSaleStatus(a.status)]
@@ -682,9 +725,9 @@ class Renderer:
             "post_address": None,
         }
         if a.type == AfterSaleType.EXCHANGE:
-            detail_info["encrypt_post_receiver"] = self.cipher(order.shop_id, KIND_NAME, r.name)
-            detail_info["encrypt_post_tel_sec"] = self.cipher(order.shop_id, KIND_PHONE, r.phone)
-            detail_info["post_address"] = self.post_addr(order.shop_id, r)
+            detail_info["encrypt_post_receiver"] = self.cipher(order.shop_id, KIND_NAME, r.name, order)
+            detail_info["encrypt_post_tel_sec"] = self.cipher(order.shop_id, KIND_PHONE, r.phone, order)
+            detail_info["post_address"] = self.post_addr(order.shop_id, r, order=order)
 
         def logistics_of(carrier: str, tracking: str, when: int) -> dict[str, Any] | None:
             if not tracking:
@@ -2101,13 +2144,15 @@ def message_data(world: World, event: Any) -> tuple[str, dict[str, Any]] | None:
                       "205": ("refuse_time", event.time), "206": ("success_time", a.refund_time), "207": ("close_time", a.close_time)}  # fmt: skip
         if tag in extra_time:
             data[extra_time[tag][0]] = extra_time[tag][1]
-        return tag, data
+        return tag, _string_ids(world, event, data)
     data.update(s_ids=[int(line.line_id) for line in order.lines], order_status=status, order_type=0, biz=2)
     r = order.receiver
     receiver_msg = {
-        "addr": json.dumps(render.post_addr(order.shop_id, r), ensure_ascii=False, separators=(",", ":")),
-        "name": render.cipher(order.shop_id, KIND_NAME, r.name),
-        "tel": render.cipher(order.shop_id, KIND_PHONE, r.phone),
+        "addr": json.dumps(
+            render.post_addr(order.shop_id, r, order=order), ensure_ascii=False, separators=(",", ":")
+        ),
+        "name": render.cipher(order.shop_id, KIND_NAME, r.name, order),
+        "tel": render.cipher(order.shop_id, KIND_PHONE, r.phone, order),
     }
     if tag == "100":
         data["create_time"] = order.create_time
@@ -2142,7 +2187,19 @@ def message_data(world: World, event: Any) -> tuple[str, dict[str, Any]] | None:
         data.update(cancel_reason=order.cancel_reason, cancel_time=order.cancel_time)
     elif tag == "113":
         data.update(remark=order.seller_words, star=order.seller_flag, update_time=event.time)
-    return tag, data
+    return tag, _string_ids(world, event, data)
+
+
+def _string_ids(world: World, event: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Ids as strings in a seeded share of messages (``douyin.string_ids``), numbers in the rest."""
+    if not untidy.hit(world, "douyin.string_ids", event.event_id):
+        return data
+    for name in ("p_id", "shop_id", "aftersale_id", "s_id"):
+        if name in data:
+            data[name] = str(data[name])
+    if "s_ids" in data:
+        data["s_ids"] = [str(x) for x in data["s_ids"]]
+    return data
 
 
 class DouyinPushCodec:

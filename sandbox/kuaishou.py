@@ -49,7 +49,7 @@ from typing import Any
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import pushes
+from . import pushes, untidy
 from .faults import DEFAULT_QPS
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
@@ -148,6 +148,12 @@ KUAISHOU_ORDER_CHANNEL = "KUAISHOU"  # [choice] orderChannel of Kuaishou orders 
 
 # Kuaishou-style ciphertexts [choice]: "~index~payload~1~~"; each is bound to one order id.
 CIPHER = CipherFormat({KIND_NAME: "~", KIND_ADDRESS: "~", KIND_PHONE: "~"})
+# Per-field markers (issue 11; ``kuaishou.field_markers``): "#idx#payload#1##" (name),
+# "$idx$payload$1$" (mobile), "~idx~payload~1~~" (address). Reads both forms.
+CIPHER_FIELDS = CipherFormat({KIND_NAME: "#", KIND_ADDRESS: "~", KIND_PHONE: "$"}, tails={KIND_PHONE: 1})
+# [choice] open.order.search.index.batch ``type`` numbers: Douyin's sensitive_type numbering.
+SEARCH_INDEX_TYPES = {1: KIND_ADDRESS, 2: KIND_NAME, 3: KIND_PHONE}
+SEARCH_INDEX_BATCH_LIMIT = 100  # [choice] as the decrypt batch
 FLAG_TAGS = {0: "grey_flag_tag_order", 1: "red_flag_tag_order", 2: "yellow_flag_tag_order", 3: "green_flag_tag_order",
              4: "blue_flag_tag_order", 5: "purple_flag_tag_order"}  # fmt: skip
 HOLD_REASONS = {1: "多人拼团活动进行中", 2: "支付后风控审核中"}
@@ -290,6 +296,31 @@ def decrypt_push(message_key: str, body: str) -> str:
 def ms(ts: int | float) -> int:
     """World seconds → Kuaishou milliseconds (0 stays 0)."""
     return int(ts * 1000) if ts else 0
+
+
+def ms_jitter(world: World, second: int) -> int:
+    """How many milliseconds before a world second it is shown (``kuaishou.ms_times``): 1–999 for a
+    seeded share of seconds, else 0. Showing ``second*1000 - jitter`` keeps every time at or before
+    the world's clock and keeps the order of times; a function of the second only, so equal times
+    stay equal."""
+    if not second or not untidy.hit(world, "kuaishou.ms_times", second):
+        return 0
+    return 1 + int(untidy.fraction(world, "kuaishou.ms_value", second) * 999)
+
+
+def wms(world: World, ts: int | float) -> int:
+    """World seconds → the milliseconds Kuaishou shows for them (``second*1000 - ms_jitter``)."""
+    return ms(ts) - ms_jitter(world, int(ts)) if ts else 0
+
+
+def ms_window(world: World, begin: int, end: int) -> tuple[int, int]:
+    """World seconds [lo, hi] whose shown milliseconds (``wms``) fall in [begin, end] ms."""
+    lo, hi = begin // 1000, end // 1000 + 1
+    while lo * 1000 - ms_jitter(world, lo) < begin:
+        lo += 1
+    while hi * 1000 - ms_jitter(world, hi) > end:
+        hi -= 1
+    return lo, hi
 
 
 def fmt_time(ts: int) -> str:
@@ -528,6 +559,9 @@ class Renderer:
         self._risk: dict[str, Any] | None = None
         self._skus: dict[str, Sku | None] = {}
 
+    def ms(self, ts: int | float) -> int:
+        return wms(self.world, ts)
+
     # ---- identities
     def seller_open_id(self, shop_id: str) -> str:
         return hashlib.sha256(
@@ -553,7 +587,8 @@ class Renderer:
 
     def cipher(self, shop_id: str, oid: str, kind: str, text: str) -> str:
         # Bound to the order id: the same receiver encrypts differently in every order (§2.4).
-        return self.world.vault.encrypt(shop_id=f"{shop_id}:{oid}", kind=kind, plaintext=text, fmt=CIPHER)
+        fmt = CIPHER_FIELDS if untidy.hit(self.world, "kuaishou.field_markers", oid) else CIPHER
+        return self.world.vault.encrypt(shop_id=f"{shop_id}:{oid}", kind=kind, plaintext=text, fmt=fmt)
 
     # ---- holds (履约拦截)
     def holds(self, order: Order, line: OrderLine) -> tuple[list[int], int]:
@@ -616,20 +651,22 @@ class Renderer:
         return [p for p in order.packages if any(it.line_id in line_ids for it in p.items)]
 
     def logistics(self, order: Order, line: OrderLine) -> list[dict[str, Any]]:
+        as_text = untidy.hit(self.world, "kuaishou.express_code_string", line.line_id)
         return [
             {
                 "expressNo": p.tracking_no,
-                "expressCode": CARRIER_CODES.get(p.carrier, (0, ""))[0],
+                "expressCode": str(code) if as_text else code,
                 "logisticsId": int(p.package_id),
             }
             for p in self.packages_of(order, {line.line_id})
+            for code in (CARRIER_CODES.get(p.carrier, (0, ""))[0],)
         ]
 
     def send_time(self, order: Order, line: OrderLine) -> int:
         times = [
             p.ship_time for p in self.packages_of(order, {line.line_id}) if any(it.qty for it in p.items)
         ]
-        return ms(min(times)) if times else 0
+        return self.ms(min(times)) if times else 0
 
     def refunds(self, order: Order, line: OrderLine, aftersales: list[AfterSale]) -> list[dict[str, Any]]:
         mine = sorted(
@@ -647,6 +684,10 @@ class Renderer:
             "districtCode": int(r.district_code or 0), "district": r.district, "townCode": int(r.street_code or 0),
             "town": r.street, "encryptedAddress": "", "desensitiseAddress": "", "rechargeAccount": None,
         }  # fmt: skip
+        if untidy.hit(self.world, "kuaishou.city_code_4digit", line.line_id):
+            out["cityCode"] = int(r.city_code[:4] or 0)
+        if untidy.hit(self.world, "kuaishou.empty_plain_address", line.line_id):
+            out.update(consignee="", mobile="", address="")
         if not hidden:  # "disableDeliveryReasonCode有值时表示履约拦截，不返回值"
             shop = order.shop_id
             out.update(
@@ -665,16 +706,16 @@ class Renderer:
         status = line_status(order, line)
         codes, risk = self.holds(order, line) if not gift else ([], 0)
         refund_times = [a.apply_time for a in aftersales if a.line_id == line.line_id]
-        promise = ms(order.promise_ship_time) if order.pay_time and status == 30 and not codes else 0
+        promise = self.ms(order.promise_ship_time) if order.pay_time and status == 30 and not codes else 0
         return {
             "oid": int(line.line_id),
             "status": status,
-            "payTime": ms(order.pay_time),
-            "createTime": ms(order.create_time),
-            "updateTime": ms(order.update_time),
+            "payTime": self.ms(order.pay_time),
+            "createTime": self.ms(order.create_time),
+            "updateTime": self.ms(order.update_time),
             "sendTime": self.send_time(order, line),
-            "recvTime": ms(order.receive_time) if status in (50, 70) else 0,
-            "refundTime": ms(max(refund_times)) if refund_times else 0,
+            "recvTime": self.ms(order.receive_time) if status in (50, 70) else 0,
+            "refundTime": self.ms(max(refund_times)) if refund_times else 0,
             "buyerOpenId": self.buyer_open_id(order.buyer_id),
             "buyerNick": self.buyer_nick(order.buyer_id),
             "buyerImage": f"https://sandbox.invalid/avatar/{order.buyer_id}.jpg",
@@ -687,7 +728,7 @@ class Renderer:
             "payType": order.pay_type if order.pay_time else 0,
             "payChannel": "微信" if order.pay_time else "",
             "theDayOfDeliverGoodsTime": 2,
-            "promiseTimeStampOfDelivery": ms(order.promise_ship_time) if order.pay_time else 0,
+            "promiseTimeStampOfDelivery": self.ms(order.promise_ship_time) if order.pay_time else 0,
             "validPromiseShipmentTimeStamp": promise,
             "preSale": 0,
             "cpsType": 1,
@@ -708,7 +749,7 @@ class Renderer:
             return {"sellerNote": [], "orderNoteInfo": []}
         return {
             "sellerNote": [order.seller_words],
-            "orderNoteInfo": [{"createTime": ms(order.update_time), "note": order.seller_words,
+            "orderNoteInfo": [{"createTime": self.ms(order.update_time), "note": order.seller_words,
                                "flagTagCode": FLAG_TAGS.get(order.seller_flag, FLAG_TAGS[0]), "operatorName": "商家"}],
         }  # fmt: skip
 
@@ -716,7 +757,7 @@ class Renderer:
         status = line_status(order, gift)
         return {
             "subOrderBaseInfo": {"oid": int(gift.line_id), "status": status, "sendTime": self.send_time(order, gift),
-                                 "updateTime": ms(order.update_time), "recvTime": ms(order.receive_time) if status in (50, 70) else 0},
+                                 "updateTime": self.ms(order.update_time), "recvTime": self.ms(order.receive_time) if status in (50, 70) else 0},
             "subOrderItemInfo": {k: v for k, v in self.item_info(gift).items() if k != "orderItemId"},
             "subOrderLogisticsInfo": self.logistics(order, gift),
             "subOrderDeliveryInfo": {"deliveryNum": gift.shipped_qty, "packageNum": len(self.packages_of(order, {gift.line_id}))},
@@ -739,7 +780,7 @@ class Renderer:
         all_packages = self.packages_of(order, ids)
         appended = [p for p in self.packages_of(order, {line.line_id}) if not any(it.qty for it in p.items)]
         total_packages = len(all_packages)
-        return {
+        out = {
             "orderBaseInfo": base,
             "orderItemInfo": self.item_info(line),
             "orderRefundList": self.refunds(order, line, aftersales),
@@ -759,6 +800,14 @@ class Renderer:
             },
             "subOrderInfo": [self.sub_order(order, g) for g in gifts],
         }
+        key = line.line_id
+        if line.fully_shipped and untidy.hit(self.world, "kuaishou.no_delivery_info", key):
+            del out["orderDeliveryInfo"]
+        if untidy.hit(self.world, "kuaishou.missing_optional", key):
+            del out["orderStepInfo"], out["orderCpsInfo"]
+            if not order.seller_words:
+                del out["orderNote"]
+        return out
 
     # ---- after-sales
     def refund_item(self, a: AfterSale, order: Order) -> dict[str, Any]:
@@ -778,19 +827,19 @@ class Renderer:
             "refundType": 1,
             "sellerId": int(order.shop_id),
             "refundDesc": a.reason,
-            "submitTime": ms(a.apply_time),
+            "submitTime": self.ms(a.apply_time),
             "relItemId": 0,
-            "negotiateUpdateTime": ms(a.update_time),
-            "updateTime": ms(a.update_time),
-            "createTime": ms(a.apply_time),
+            "negotiateUpdateTime": self.ms(a.update_time),
+            "updateTime": self.ms(a.update_time),
+            "createTime": self.ms(a.apply_time),
             "relSkuId": 0,
             "skuNick": line.code,
             "logisticsId": _stable_int(a.return_tracking_no, digits=16) if a.return_tracking_no else 0,
-            "endTime": ms(ended) if status in (60, 70) else 0,
+            "endTime": self.ms(ended) if status in (60, 70) else 0,
             "itemId": int(line.product_id),
             "receiptStatus": 2 if a.got_pkg else 1,
             "refundReasonDesc": a.reason,
-            "expireTime": ms(a.deadline),
+            "expireTime": self.ms(a.deadline),
         }
 
     def refund_detail(self, a: AfterSale, order: Order) -> dict[str, Any]:
@@ -829,8 +878,8 @@ class Renderer:
             "skuSalePrice": sku.price_fen,
             "volume": 0,
             "isValid": 1,
-            "createTime": ms(sku.create_time),
-            "updateTime": ms(sku.update_time),
+            "createTime": self.ms(sku.create_time),
+            "updateTime": self.ms(sku.update_time),
             "specification": sku.spec_text,
             "appkey": "",
             "skuNick": sku.code,
@@ -870,8 +919,8 @@ class Renderer:
             "volume": 0,
             "categoryName": product.category.split("/")[-1],
             "status": item_status,
-            "createTime": ms(product.create_time),
-            "updateTime": ms(product.update_time),
+            "createTime": self.ms(product.create_time),
+            "updateTime": self.ms(product.update_time),
             "serviceRule": {},
             "auditStatus": 2,
             "auditReason": "",
@@ -992,6 +1041,7 @@ class KuaishouApp(PlatformGateway):
             ("open.seller.order.logistics.update", self.logistics_update),
             ("open.logistics.company.list", self.logistics_company_list),
             ("open.order.decrypt.batch", self.decrypt_batch),
+            ("open.order.search.index.batch", self.search_index_batch),
             ("open.item.sku.stock.update", self.sku_stock_update),
             ("open.item.sku.list.get", self.sku_list_get),
             ("open.item.list.get", self.item_list_get),
@@ -1404,9 +1454,9 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         render = self.renderer(ctx)
         items: list[tuple[tuple[int, str, int], dict[str, Any]]] = []
         more = False
+        lo, hi = ms_window(self.world, begin, end)
         stream = self.order_pager.iterate(
-            ctx.shop_id, by_update=query_type == 2, lo=math.ceil(begin / 1000), hi=end // 1000, ascending=sort == 2,
-            snapshot=snapshot, after=after,
+            ctx.shop_id, by_update=query_type == 2, lo=lo, hi=hi, ascending=sort == 2, snapshot=snapshot, after=after,
         )  # fmt: skip
         for ts, order_id, doc in stream:
             order = from_dict(Order, json.loads(doc)) if doc else self.world.get_order(order_id)
@@ -1618,7 +1668,7 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
                 out.update(errorCode=DECRYPT_NOT_YOUR_ORDER, errorMsg="订单不存在或不属于当前商家")
                 continue
             try:
-                bound, _kind, plaintext = self.world.vault.decrypt(cipher_text, CIPHER)
+                bound, _kind, plaintext = self.world.vault.decrypt(cipher_text, CIPHER_FIELDS)
             except DecryptError:
                 out.update(errorCode=DECRYPT_BAD_CIPHER, errorMsg="密文格式错误")
                 continue
@@ -1637,6 +1687,31 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
             else:
                 out.update(errorCode=DECRYPT_QUOTA, errorMsg="今日解密额度已用完")
         return self.ok(None, batchDecryptResultList=results)
+
+    def search_index_batch(self, request: Request, ctx: CallContext) -> Response:
+        """``open.order.search.index.batch`` (reference §"Merging by receiver"): plaintexts → the
+        index strings the orders' ciphertexts carry (their first segment), for merging.
+        [choice] ``type`` 1 address (street detail), 2 name, 3 mobile; answer
+        ``data.indexResultList[]{plainText, type, searchIndex}``."""
+        items = ctx.params.get("indexParamList") or []
+        if not isinstance(items, list) or not items:
+            raise param_error("缺少参数indexParamList")
+        if len(items) > SEARCH_INDEX_BATCH_LIMIT:
+            raise param_error("indexParamList每次不超过100条")
+        results = []
+        for item in items:
+            kind = SEARCH_INDEX_TYPES.get(_int(item, "type", 0) or 0) if isinstance(item, dict) else None
+            text = str(item.get("plainText") or "") if isinstance(item, dict) else ""
+            if kind is None or not text:
+                raise param_error("indexParamList的plainText不能为空，type取值为1、2、3")
+            results.append(
+                {
+                    "plainText": text,
+                    "type": int(item["type"]),
+                    "searchIndex": self.world.vault.search_index(kind, text),
+                }
+            )
+        return self.ok({"indexResultList": results})
 
     # ------------------------------------------------------------------ stock and items
 
@@ -1808,9 +1883,9 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
             return ((refund_type == 9 or status in REFUND_OPEN_STATUSES) and (negotiate is None or negotiate_status(a) == negotiate)
                     and (status_filter is None or status == status_filter))  # fmt: skip
 
+        lo, hi = ms_window(self.world, begin, end)
         stream = self.refund_pager.iterate(
-            ctx.shop_id, by_update=query_type == 2, lo=math.ceil(begin / 1000), hi=end // 1000, ascending=sort == 2,
-            snapshot=snapshot, after=after,
+            ctx.shop_id, by_update=query_type == 2, lo=lo, hi=hi, ascending=sort == 2, snapshot=snapshot, after=after,
         )  # fmt: skip
         picked: list[tuple[int, str, AfterSale]] = []
         total = 0
@@ -1981,7 +2056,7 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
                 ("detailAddress", address.get("detailAddress")),
             ):
                 try:
-                    bound, _, _ = self.world.vault.decrypt(str(value or ""), CIPHER)
+                    bound, _, _ = self.world.vault.decrypt(str(value or ""), CIPHER_FIELDS)
                 except DecryptError:
                     return failure(f"快手订单的收件人{field_name}必须传订单密文")
                 if bound != f"{ctx.shop_id}:{trade_code}":
@@ -2100,20 +2175,23 @@ def push_messages(world: World, app: App, event: WorldEvent, msg_id: str) -> lis
         return []
     render = Renderer(world, app.app_key)
     seller_open_id = render.seller_open_id(order.shop_id)
+    as_text = untidy.hit(world, "kuaishou.string_ids", event.event_id)  # ids as strings in some messages
 
     def message(index: int, topic: str, biz_id: str, info: dict[str, Any]) -> dict[str, Any]:
+        if as_text:
+            info = {k: str(v) if k in ("oid", "orderId", "refundId") else v for k, v in info.items()}
         return {
             "eventId": f"{event.event_id}_{index}_{msg_id}",
             "msgId": f"{index}_{msg_id}",
-            "bizId": int(biz_id),
+            "bizId": biz_id if as_text else int(biz_id),
             "userId": int(order.shop_id),
             "openId": seller_open_id,
             "appKey": app.app_key,
             "event": topic,
             "info": json.dumps(info, ensure_ascii=False, separators=(",", ":")),
             "status": 2,
-            "createTime": ms(event.time),
-            "updateTime": ms(event.time),  # a retry re-sends the very same message
+            "createTime": render.ms(event.time),
+            "updateTime": render.ms(event.time),  # a retry re-sends the very same message
             "operator": order.shop_id,
             "test": False,
         }
@@ -2123,7 +2201,7 @@ def push_messages(world: World, app: App, event: WorldEvent, msg_id: str) -> lis
         topic = AFTERSALE_TOPIC_ADD if event.kind == EventKind.AFTERSALE_CREATED else AFTERSALE_TOPIC_UPDATE
         info = {"orderId": int(a.line_id), "refundId": int(a.aftersale_id), "handlingWay": HANDLING_WAY[AfterSaleType(a.type)],
                 "specialRefundType": 0, "status": refund_status(a), "eventType": str(event.kind).upper(),
-                "updateTime": ms(a.update_time), "sellerId": int(order.shop_id)}  # fmt: skip
+                "updateTime": render.ms(a.update_time), "sellerId": int(order.shop_id)}  # fmt: skip
         out = [message(0, topic, a.aftersale_id, info)]
         line = order.line(a.line_id)
         if (
@@ -2133,7 +2211,7 @@ def push_messages(world: World, app: App, event: WorldEvent, msg_id: str) -> lis
             and order.status != OrderStatus.CANCELLED
         ):
             out.append(message(1, ORDER_TOPICS[EventKind.ORDER_CANCELLED], line.line_id,
-                               {"oid": int(line.line_id), "sellerId": int(order.shop_id), "status": 80, "updateTime": ms(order.update_time)}))  # fmt: skip
+                               {"oid": int(line.line_id), "sellerId": int(order.shop_id), "status": 80, "updateTime": render.ms(order.update_time)}))  # fmt: skip
         return out
     topic = ORDER_TOPICS.get(event.kind)
     if topic is None:
@@ -2153,21 +2231,21 @@ def push_messages(world: World, app: App, event: WorldEvent, msg_id: str) -> lis
     for index, line in enumerate(lines):
         if event.kind == EventKind.ORDER_CREATED:
             info = {"oid": int(line.line_id), "sellerId": int(order.shop_id), "openId": seller_open_id,
-                    "buyerOpenId": render.buyer_open_id(order.buyer_id), "createTime": ms(order.create_time),
+                    "buyerOpenId": render.buyer_open_id(order.buyer_id), "createTime": render.ms(order.create_time),
                     "customizedInfo": {"customizedItemType": 0, "customizedUrl": "", "customizedCode": ""}}  # fmt: skip
         elif event.kind == EventKind.ORDER_REMARK:
             info = {
                 "oid": int(line.line_id),
                 "sellerId": int(order.shop_id),
                 "note": order.seller_words,
-                "updateTime": ms(order.update_time),
+                "updateTime": render.ms(order.update_time),
             }
         elif event.kind == EventKind.ORDER_ADDRESS_CHANGED:
             info = {"oid": int(line.line_id), "sellerId": int(order.shop_id), "openId": seller_open_id, "auditStatus": 2,
-                    "updateTime": ms(order.update_time)}  # fmt: skip
+                    "updateTime": render.ms(order.update_time)}  # fmt: skip
         else:
             info = {"oid": int(line.line_id), "sellerId": int(order.shop_id), "status": line_status(order, line),
-                    "updateTime": ms(order.update_time)}  # fmt: skip
+                    "updateTime": render.ms(order.update_time)}  # fmt: skip
         out.append(message(index, topic, line.line_id, info))
     return out
 

@@ -22,7 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -56,29 +56,46 @@ def mask_detail(detail: str, keep_head: int = 2) -> str:
 
 @dataclass(frozen=True)
 class CipherFormat:
-    """How a platform wraps ciphertext: ``{sep}{index}{sep}{payload}{sep}{version}{suffix}``.
+    """How a platform wraps ciphertext.
 
-    Douyin-like: name/address ``#idx#payload#1##``, phone ``$idx$payload$1$$``.
+    Indexed layout: ``{s}{index}{s}{payload}{s}{version}{s * tail}``; Douyin-like name/address
+    ``#idx#payload#1##``, phone ``$idx$payload$1$$``; Kuaishou-like per-field markers
+    ``$idx$payload$1$`` (``tails`` gives the trailing count per kind, default 2).
+    Starred layout (``starred=True``, Douyin 2024): ``{s}{s}{head}*{payload}{s}{version}{s * tail}``
+    — the first segment is empty and ``head`` is no search index (it changes with every
+    encryption). Either way the index/head segment is authenticated: change one character and
+    the ciphertext no longer decrypts.
     """
 
     separators: dict[str, str]
     version: str = "1"
+    tails: dict[str, int] = field(default_factory=dict)
+    starred: bool = False
 
     def wrap(self, kind: str, index: str, payload: str) -> str:
         s = self.separators[kind]
-        return f"{s}{index}{s}{payload}{s}{self.version}{s}{s}"
+        tail = s * self.tails.get(kind, 2)
+        if self.starred:
+            return f"{s}{s}{index}*{payload}{s}{self.version}{tail}"
+        return f"{s}{index}{s}{payload}{s}{self.version}{tail}"
 
-    def unwrap(self, text: str) -> tuple[str, str] | None:
-        """Return (index, payload) or None when the string is not in this format."""
+    def unwrap(self, text: str) -> tuple[str, str, bool] | None:
+        """``(index or head, payload, starred)``, or None when the string is in no known layout.
+
+        Accepts both layouts and any trailing count, with this format's separators.
+        """
         if len(text) < 6:
             return None
         s = text[0]
-        if s not in self.separators.values() or not text.endswith(s + s):
+        if s not in self.separators.values() or not text.endswith(s):
             return None
-        parts = text[1:-2].split(s)
-        if len(parts) != 3:
+        parts = text.rstrip(s)[1:].split(s)
+        if len(parts) != 3 or parts[2] != self.version:
             return None
-        return parts[0], parts[1]
+        if parts[0] == "" and "*" in parts[1]:
+            head, payload = parts[1].split("*", 1)
+            return head, payload, True
+        return parts[0], parts[1], False
 
 
 class DecryptError(Exception):
@@ -94,7 +111,7 @@ class PiiVault:
         self._index_key = hashlib.sha256(b"index:" + secret).digest()
         self._aead = AESGCM(self._enc_key)
         # Ciphertexts are deterministic, so a bounded memo keeps list rendering cheap.
-        self._memo: dict[tuple[str, str, str, int], str] = {}
+        self._memo: dict[tuple[str, str, str, int, str], str] = {}
 
     def search_index(self, kind: str, plaintext: str) -> str:
         """Keyed, stable index of a normalised plaintext (same across shops, like a platform index)."""
@@ -102,31 +119,47 @@ class PiiVault:
         digest = hmac.new(self._index_key, f"{kind}:{normalised}".encode(), hashlib.sha256).digest()
         return base64.b64encode(digest[:12]).decode()
 
-    def encrypt(self, *, shop_id: str, kind: str, plaintext: str, fmt: CipherFormat) -> str:
-        """Deterministic ciphertext of ``plaintext`` bound to ``shop_id``."""
-        key = (shop_id, kind, plaintext, id(fmt))  # formats are module constants
+    def encrypt(self, *, shop_id: str, kind: str, plaintext: str, fmt: CipherFormat, salt: str = "") -> str:
+        """Deterministic ciphertext of ``plaintext`` bound to ``shop_id``.
+
+        ``salt`` (e.g. order id and address version) makes the same value encrypt differently
+        in another order or after a re-encryption, while its search index stays the same.
+        """
+        key = (shop_id, kind, plaintext, id(fmt), salt)  # formats are module constants
         cached = self._memo.get(key)
         if cached is not None:
             return cached
         if len(self._memo) > 200_000:
             self._memo.clear()
-        self._memo[key] = text = self._encrypt(shop_id=shop_id, kind=kind, plaintext=plaintext, fmt=fmt)
+        self._memo[key] = text = self._encrypt(
+            shop_id=shop_id, kind=kind, plaintext=plaintext, fmt=fmt, salt=salt
+        )
         return text
 
-    def _encrypt(self, *, shop_id: str, kind: str, plaintext: str, fmt: CipherFormat) -> str:
+    def _encrypt(self, *, shop_id: str, kind: str, plaintext: str, fmt: CipherFormat, salt: str) -> str:
         message = json.dumps([shop_id, kind, plaintext], ensure_ascii=False, separators=(",", ":")).encode()
-        nonce = hmac.new(self._nonce_key, message, hashlib.sha256).digest()[:12]
-        payload = base64.b64encode(nonce + self._aead.encrypt(nonce, message, None)).decode()
-        return fmt.wrap(kind, self.search_index(kind, plaintext), payload)
+        nonce = hmac.new(self._nonce_key, message + salt.encode(), hashlib.sha256).digest()[:12]
+        if fmt.starred:
+            mac = hmac.new(
+                self._index_key, f"head:{salt}:{shop_id}:{kind}:{plaintext}".encode(), hashlib.sha256
+            )
+            index = base64.b64encode(mac.digest() + nonce).decode()
+        else:
+            index = self.search_index(kind, plaintext)
+        aad = f"{int(fmt.starred)}:{index}".encode()
+        payload = base64.b64encode(nonce + self._aead.encrypt(nonce, message, aad)).decode()
+        return fmt.wrap(kind, index, payload)
 
     def decrypt(self, text: str, fmt: CipherFormat) -> tuple[str, str, str]:
-        """Return ``(shop_id, kind, plaintext)``; raise ``DecryptError`` for anything else."""
+        """Return ``(shop_id, kind, plaintext)``; raise ``DecryptError`` for anything else
+        (malformed, another layout's or a changed index/head segment, tampered payload)."""
         parts = fmt.unwrap(text)
         if parts is None:
             raise DecryptError("not a ciphertext")
+        index, payload, starred = parts
         try:
-            raw = base64.b64decode(parts[1], validate=True)
-            message = self._aead.decrypt(raw[:12], raw[12:], None)
+            raw = base64.b64decode(payload, validate=True)
+            message = self._aead.decrypt(raw[:12], raw[12:], f"{int(starred)}:{index}".encode())
             shop_id, kind, plaintext = json.loads(message)
         except (ValueError, InvalidTag) as exc:
             raise DecryptError("ciphertext does not decrypt") from exc

@@ -14,6 +14,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from . import untidy
 from .model import PLATFORMS, App, Receiver, Shop
 from .world import World
 
@@ -149,6 +150,11 @@ PRODUCTS: list[ProductSeed] = [
     _p("运动速干袜男女中筒毛巾底跑步袜5双装", "服饰/袜子", 3500, "SOCKS", ("款式",), [(("中筒5双",), "MID"), (("短筒5双",), "LOW")]),
 ]  # fmt: skip
 
+# WeChat-only product whose merchant codes are Chinese (``wechat.chinese_sku_code``): merchants
+# on WeChat type codes like 茶具-青瓷六件 into sku_code.
+CHINESE_CODE_PRODUCT = _p("青瓷功夫茶具套装家用客厅泡茶壶", "家居/茶具", 16800, "茶具", ("款式",),
+                          [(("青瓷六件套",), "青瓷六件"), (("白瓷六件套",), "白瓷六件")])  # fmt: skip
+
 SHOP_NAMES = {
     "douyin": ["鲸选好物旗舰店", "小满生活馆", "山野茶仓"],
     "kuaishou": ["快乐衣橱的小店", "老铁优选", "暖暖家居铺"],
@@ -252,6 +258,8 @@ def seed_default_world(
             world.create_shop(Shop(shop_id=shop_id, platform=platform, name=name))
             shop_ids.append(shop_id)
             _list_products(world, rng, shop_id, index, product_count, platform)
+            if platform == "wechat" and untidy.hit(world, "wechat.chinese_sku_code", shop_id):
+                _list_chinese_code_product(world, shop_id)
             for carrier, available in (("ZTO", 5000), ("YTO", 2000), ("SF", 1000)):
                 world.create_waybill_account(
                     shop_id=shop_id,
@@ -265,6 +273,17 @@ def seed_default_world(
     for _ in range(buyers):
         world.create_buyer(random_nickname(rng), random_receiver(rng))
     return shops_by_platform
+
+
+def _list_chinese_code_product(world: World, shop_id: str) -> None:
+    rng = random.Random(f"{world.seed}:chinese-codes:{shop_id}")  # the main stream stays as it was
+    product = CHINESE_CODE_PRODUCT
+    skus = [
+        {"code": code, "spec": [[n, v] for n, v in zip(product.spec_names, values, strict=True)],
+         "price_fen": product.base_price_fen, "stock": rng.randrange(20, 300)}
+        for values, code in zip(product.variants, product.codes, strict=True)
+    ]  # fmt: skip
+    world.create_product(shop_id=shop_id, title=product.title, category=product.category, skus=skus)
 
 
 def _list_products(

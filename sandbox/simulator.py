@@ -27,6 +27,7 @@ import random
 import threading
 from dataclasses import dataclass
 
+from . import untidy
 from .clock import is_advanceable
 from .model import AfterSaleStatus, AfterSaleType, EventKind, Order, OrderStatus
 from .seed import BUYER_REMARKS, random_receiver
@@ -327,7 +328,11 @@ class BuyerSimulator:
             )
 
     def _do_change_address(self, order_id: str) -> None:
-        self.world.change_address(order_id, random_receiver(self.rng))
+        receiver = random_receiver(self.rng)
+        order = self.world.get_order(order_id)
+        if order is not None and untidy.hit(self.world, "world.same_address_change", order_id):
+            receiver = order.receiver  # re-saved unchanged: a new ciphertext, the same receiver
+        self.world.change_address(order_id, receiver)
 
     def _do_refund_before_ship(self, order_id: str) -> None:
         order = self.world.get_order(order_id)

@@ -46,7 +46,7 @@ from urllib.parse import urlencode
 import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import pushes
+from . import pushes, untidy
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
 from .model import (
@@ -549,7 +549,7 @@ class Renderer:
         r = order.receiver
         detail = f"{r.street}{r.detail}"
         phone = r.phone if plain else mask_phone(r.phone)
-        return {
+        out = {
             "user_name": r.name if plain else mask_name(r.name),
             "postal_code": r.district_code[:4] + "00",
             "province_name": r.province,
@@ -568,13 +568,18 @@ class Renderer:
             "use_tel_number": 0,
             "hash_code": self.hash_code(order),
         }
+        if not plain and untidy.hit(self.world, "wechat.plaintext_address", order.order_id):
+            return self.address_info(order, plain=True)  # older orders, like the doc samples
+        if untidy.hit(self.world, "wechat.no_hash_code", order.order_id):
+            del out["hash_code"]  # the published samples have none
+        return out
 
     def product_info(self, order: Order, line: OrderLine, aftersales: list[AfterSale]) -> dict[str, Any]:
         on_aftersale = sum(
             a.qty for a in aftersales if a.line_id == line.line_id and AfterSaleStatus(a.status).is_open
         )
         real = 0 if line.is_gift else line.sum_fen - line.discount_fen
-        return {
+        out = {
             "product_id": line.product_id,
             "sku_id": line.sku_id,
             "sku_cnt": line.qty,
@@ -600,6 +605,9 @@ class Renderer:
             "is_free_gift": line.is_gift,
             "extra_service": {"seven_day_return": 1, "freight_insurance": 0},
         }
+        if untidy.hit(self.world, "wechat.no_real_price", line.line_id):
+            del out["real_price"]
+        return out
 
     def delivery_product_info(self, order: Order) -> list[dict[str, Any]]:
         out = []
@@ -629,7 +637,7 @@ class Renderer:
         status = order_status(order)
         fee = order.pay_fen * SERVICE_FEE_PERMILLE // 1000
         done = status in (STATUS_SHIPPED, STATUS_COMPLETED)
-        return {
+        out: dict[str, Any] = {
             "order_id": order.order_id,
             "status": status,
             "create_time": order.create_time,
@@ -693,6 +701,14 @@ class Renderer:
                 "on_aftersale_order_cnt": sum(1 for a in aftersales if AfterSaleStatus(a.status).is_open),
             },
         }
+        if untidy.hit(self.world, "wechat.string_ids", order.order_id):
+            out["order_id"] = int(order.order_id)  # a number here, a string elsewhere
+            pay_info = out["order_detail"]["pay_info"]
+            pay_info["pay_time"] = str(pay_info["pay_time"])
+        if untidy.hit(self.world, "wechat.missing_optional", order.order_id):
+            for name in ("ext_info", "settle_info", "refund_info"):
+                del out["order_detail"][name]
+        return out
 
     def aftersale(self, a: AfterSale, order: Order) -> dict[str, Any]:
         """The ``after_sale_order`` object of ``/channels/ec/aftersale/getaftersaleorder`` (§3.7)."""
@@ -2009,7 +2025,9 @@ def push_message(world: World, event: Any) -> dict[str, Any] | None:
         "CreateTime": event.time,
         "MsgType": "event",
     }
-    oid = int(order.order_id)  # the samples send order_id as a number here
+    # The samples send order_id as a number here; some events carry it (and pay_time) as a string.
+    as_text = untidy.hit(world, "wechat.string_ids", event.event_id)
+    oid: int | str = order.order_id if as_text else int(order.order_id)
     kind = event.kind
     if event.aftersale_id:
         a = from_dict(AfterSale, event.data["aftersale"])
@@ -2022,7 +2040,7 @@ def push_message(world: World, event: Any) -> dict[str, Any] | None:
         return {
             **head,
             "Event": "channels_ec_order_pay",
-            "order_info": {"order_id": oid, "pay_time": order.pay_time},
+            "order_info": {"order_id": oid, "pay_time": str(order.pay_time) if as_text else order.pay_time},
         }
     if kind == EventKind.ORDER_CANCELLED:
         return {

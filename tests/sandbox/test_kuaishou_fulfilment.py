@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import untidy
 from sandbox.kuaishou import EBILL_CODES, hold_order, set_reserved_stock
 from sandbox.model import AfterSaleType
 from sandbox.world import ShipmentSpec
@@ -18,7 +19,10 @@ DAY_MS = 86400 * 1000
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[KsEnv]:
-    yield from make_env(tmp_path)
+    for env in make_env(tmp_path):
+        # These tests read shipped quantities; shipped orders without orderDeliveryInfo: test_untidy.py.
+        untidy.set_rates(env.world, {"kuaishou.no_delivery_info": 0})
+        yield env
 
 
 def detail(env: KsEnv, oid: str) -> dict:

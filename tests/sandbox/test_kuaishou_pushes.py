@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.kuaishou import send_heartbeat
+from sandbox.kuaishou import send_heartbeat, wms
 from sandbox.pushes import PushDispatcher, outbox_rows
 from sandbox.world import ShipmentSpec
 from tests.sandbox.refclients.kuaishou import decrypt_push_body
@@ -102,7 +102,9 @@ def test_order_push_body_decrypts_with_the_documented_algorithm(
     )
     info = json.loads(first["info"])
     assert info["oid"] == int(order.lines[0].line_id) and info["sellerId"] == int(env.shop_id)
-    assert info["createTime"] == order.create_time * 1000 and first["createTime"] == order.create_time * 1000
+    shown = wms(env.world, order.create_time)  # milliseconds, at or just before the world second
+    assert order.create_time * 1000 - 999 <= shown <= order.create_time * 1000
+    assert info["createTime"] == shown and first["createTime"] == shown
     assert len({m["eventId"] for m in messages}) == 2
     seller = env.data("open.user.seller.get", {})
     assert first["openId"] == seller["openId"]

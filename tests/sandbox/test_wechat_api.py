@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from sandbox import untidy
 from sandbox.clock import FakeClock
 from sandbox.faults import Faults
 from sandbox.model import App, OrderStatus
@@ -254,6 +255,7 @@ def test_third_party_platform_authorisation_flow(
 
 
 def test_order_detail_shape_and_masked_receiver(wx: WechatRefClient, wx_world: World, wx_shop: str) -> None:
+    untidy.set_rates(wx_world, {"*": 0})  # the documented shape; the untidy ones: test_untidy.py
     skus = wx_world.skus(wx_shop)
     order = wx_world.create_order(
         shop_id=wx_shop, buyer_id=3, pay=True, post_fen=800, buyer_words="不要放快递柜",
@@ -265,7 +267,8 @@ def test_order_detail_shape_and_masked_receiver(wx: WechatRefClient, wx_world: W
     text = json.dumps(raw, ensure_ascii=False)
     assert r.name not in text and r.phone not in text and r.detail not in text
     o = raw["order"]
-    assert (o["order_id"], o["status"], o["create_time"]) == (order.order_id, 20, order.create_time)
+    # order_id is a string in most answers and a number in some (test_untidy.py)
+    assert (str(o["order_id"]), o["status"], o["create_time"]) == (order.order_id, 20, order.create_time)
     lines = o["order_detail"]["product_infos"]
     assert [(x["product_id"], x["sku_id"], x["sku_cnt"], x["sku_code"]) for x in lines] == [
         (ln.product_id, ln.sku_id, ln.qty, ln.code) for ln in order.lines
@@ -273,7 +276,7 @@ def test_order_detail_shape_and_masked_receiver(wx: WechatRefClient, wx_world: W
     assert (
         lines[0]["sale_price"] == skus[0].price_fen and lines[0]["real_price"] == skus[0].price_fen * 2 - 500
     )
-    assert lines[2]["is_free_gift"] is True and lines[2]["real_price"] == 0
+    assert lines[2]["is_free_gift"] is True and lines[2].get("real_price", 0) == 0
     price = o["order_detail"]["price_info"]
     assert (
         price["freight"] == 800
@@ -581,8 +584,8 @@ def test_sensitive_info_decode_quota_and_refusals(
         r.street + r.detail,
     )
     assert (
-        decoded["hash_code"]
-        == wx.order(order.order_id)["order_detail"]["delivery_info"]["address_info"]["hash_code"]
+        decoded.get("hash_code")  # some orders have none, as the published samples
+        == wx.order(order.order_id)["order_detail"]["delivery_info"]["address_info"].get("hash_code")
     )
     unpaid = wx_world.create_order(
         shop_id=wx_shop, buyer_id=5, items=[OrderItemSpec(wx_world.skus(wx_shop)[0].sku_id)]
