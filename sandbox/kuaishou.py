@@ -299,28 +299,27 @@ def ms(ts: int | float) -> int:
 
 
 def ms_jitter(world: World, second: int) -> int:
-    """How many milliseconds before a world second it is shown (``kuaishou.ms_times``): 1–999 for a
-    seeded share of seconds, else 0. Showing ``second*1000 - jitter`` keeps every time at or before
-    the world's clock and keeps the order of times; a function of the second only, so equal times
-    stay equal."""
+    """The milliseconds a world second shows (``kuaishou.ms_times``): 1–999 for a seeded share of
+    seconds, else 0. A function of the second only, so equal times stay equal and a record shows
+    the same time in every answer and push."""
     if not second or not untidy.hit(world, "kuaishou.ms_times", second):
         return 0
     return 1 + int(untidy.fraction(world, "kuaishou.ms_value", second) * 999)
 
 
 def wms(world: World, ts: int | float) -> int:
-    """World seconds → the milliseconds Kuaishou shows for them (``second*1000 - ms_jitter``)."""
-    return ms(ts) - ms_jitter(world, int(ts)) if ts else 0
+    """World seconds → the milliseconds Kuaishou shows for them (``second*1000 + ms_jitter``)."""
+    return ms(ts) + ms_jitter(world, int(ts)) if ts else 0
 
 
 def ms_window(world: World, begin: int, end: int) -> tuple[int, int]:
-    """World seconds [lo, hi] whose shown milliseconds (``wms``) fall in [begin, end] ms."""
-    lo, hi = begin // 1000, end // 1000 + 1
-    while lo * 1000 - ms_jitter(world, lo) < begin:
+    """World seconds [lo, hi] for a ``beginTime``/``endTime`` window in ms: from the first second
+    whose shown time is at or after ``begin``; [choice] up to ``end``'s whole second, so a record
+    of the clock's current second (shown a few ms ahead of a clock at a whole second) is listed."""
+    lo = begin // 1000
+    if lo * 1000 + ms_jitter(world, lo) < begin:
         lo += 1
-    while hi * 1000 - ms_jitter(world, hi) > end:
-        hi -= 1
-    return lo, hi
+    return lo, end // 1000
 
 
 def fmt_time(ts: int) -> str:

@@ -11,7 +11,8 @@ deterministic function of the world seed, the variation and the record's key
 (``hit(world, name, key)``), so the same seed serves the same payloads every time, and a
 record keeps its shape from one call to the next.
 
-Everything is on by default (``DEFAULT_RATES``). The knob is the world setting
+Everything is on by default (``DEFAULT_RATES``) but the few in ``OFF_BY_DEFAULT``, which wait
+for ecbao's connectors; ``FULL_RATES`` has every one on. The knob is the world setting
 ``untidy`` — a dict of overrides, ``"*"`` for all: ``set_rates(world, {"*": 0})`` makes
 the sandbox tidy again, ``set_rates(world, {"douyin.cipher_2024": 0})`` turns one
 variation off (CLI: ``python -m sandbox untidy --off`` / ``--set name=rate``). A running
@@ -67,7 +68,23 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     "wechat.plaintext_address": (0.05, "older orders with doc-sample style plaintext address_info"),
     "wechat.missing_optional": (0.3, "orders without the optional ext_info / settle_info / refund_info"),
 }
-DEFAULT_RATES: dict[str, float] = {name: rate for name, (rate, _) in VARIATIONS.items()}
+# Served at these rates once ecbao's connectors and tests handle them; until then off by default
+# (each a [note] in /work/sandbox-breakage.md): ``set_rates(world, FULL_RATES)`` turns all on.
+OFF_BY_DEFAULT: frozenset[str] = frozenset(
+    {
+        "douyin.string_ids",
+        "kuaishou.field_markers",
+        "kuaishou.ms_times",
+        "kuaishou.no_delivery_info",
+        "wechat.no_hash_code",
+        "wechat.plaintext_address",
+        "wechat.string_ids",
+    }
+)
+FULL_RATES: dict[str, float] = {name: rate for name, (rate, _) in VARIATIONS.items()}
+DEFAULT_RATES: dict[str, float] = {
+    name: 0.0 if name in OFF_BY_DEFAULT else r for name, r in FULL_RATES.items()
+}
 
 _CACHE_SECONDS = 1.0
 

@@ -31,6 +31,16 @@ DY_2024 = re.compile(r"^(##[^#*]+\*[^#]+#1##|\$\$[^$*]+\*[^$]+\$1\$\$)$")
 DY_OLD = re.compile(r"^(#[^#*]+#[^#]+#1##|\$[^$*]+\$[^$]+\$1\$\$)$")
 
 
+@pytest.fixture
+def world(tmp_path: Path, clock: FakeClock) -> Iterator[World]:
+    """The Douyin world of conftest, with every variation on (also those still off by default)."""
+    w = World(tmp_path / "sandbox.sqlite3", seed=42, clock=clock)
+    untidy.set_rates(w, untidy.FULL_RATES)
+    seed_default_world(w, platforms=("douyin",), buyers=60)
+    yield w
+    w.close()
+
+
 def place_orders(world: World, shop_id: str, count: int = ORDERS) -> list[Order]:
     """Paid orders from many buyers; every third shipped, every fifth with two lines."""
     skus = world.skus(shop_id)
@@ -187,9 +197,8 @@ def test_douyin_variations_are_deterministic_and_the_knob_turns_them_off(
 ) -> None:
     def payloads(name: str, seed: int, overrides: dict[str, float] | None = None) -> list[dict[str, Any]]:
         w = World(tmp_path / f"{name}.sqlite3", seed=seed, clock=clock)
+        untidy.set_rates(w, overrides or untidy.FULL_RATES)
         seed_default_world(w, platforms=("douyin",), buyers=60)
-        if overrides:
-            untidy.set_rates(w, overrides)
         shop = w.shops("douyin")[0].shop_id
         render = DouyinApp(w).render
         out = [render.shop_order(o) for o in place_orders(w, shop, 40)]
@@ -214,7 +223,9 @@ def test_douyin_variations_are_deterministic_and_the_knob_turns_them_off(
 
 @pytest.fixture
 def ks(tmp_path: Path) -> Iterator[KsEnv]:
-    yield from make_env(tmp_path)
+    for env in make_env(tmp_path):
+        untidy.set_rates(env.world, untidy.FULL_RATES)
+        yield env
 
 
 def ks_orders(env: KsEnv) -> list[dict[str, Any]]:
@@ -313,6 +324,7 @@ def test_kuaishou_push_ids_are_numbers_or_strings(ks: KsEnv) -> None:
 @pytest.fixture
 def wx_env(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[World, WechatRefClient, str]]:
     w = World(tmp_path / "wechat.sqlite3", seed=11, clock=clock)
+    untidy.set_rates(w, untidy.FULL_RATES)
     seed_default_world(w, platforms=("wechat",), buyers=60)
     shop = w.shops("wechat")[0].shop_id
     app = create_self_use_app(w, shop)
@@ -386,4 +398,6 @@ def test_untidy_knob_rejects_unknown_names_and_the_cli_sets_rates(world: World) 
     assert untidy.rates(world)["douyin.cipher_2024"] == 1 and untidy.rates(world)["wechat.no_hash_code"] == 0
     untidy.set_rates(world, None)
     assert untidy.rates(world) == untidy.DEFAULT_RATES
+    assert all(untidy.DEFAULT_RATES[n] in (0, untidy.FULL_RATES[n]) for n in untidy.VARIATIONS)
+    assert sum(1 for n in untidy.VARIATIONS if untidy.DEFAULT_RATES[n]) > len(untidy.VARIATIONS) // 2
     assert CIPHER.unwrap("##head*payload#1##") == ("head", "payload", True)
