@@ -75,8 +75,6 @@ OFF_BY_DEFAULT: frozenset[str] = frozenset(
         "douyin.string_ids",
         "kuaishou.field_markers",
         "kuaishou.ms_times",
-        "kuaishou.no_delivery_info",
-        "wechat.no_hash_code",
         "wechat.plaintext_address",
         "wechat.string_ids",
     }
