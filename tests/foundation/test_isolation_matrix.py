@@ -228,3 +228,29 @@ def test_issue12_push_endpoints_store_nothing_unsigned(public_client):
             response = public_client.post(path, b'{"msg": "forged"}', content_type="application/json")
             assert response.status_code < 500, (path, response.status_code)
     assert PushReceipt.objects.count() == before
+
+
+PUBLIC_VALUES = {
+    "slug": "alpha",
+    "platform": "douyin",
+    "app_key": "no-such-app",
+    "component_appid": "no-such-app",
+}
+
+
+def test_issue12_public_site_urls_answer_anonymous_requests_without_errors(public_client):
+    """Every pattern of the public site (sign-up, hooks, OAuth callback, admin, …), GET and POST,
+    anonymously: refused or answered, never a server error; the admin only after logging in."""
+    public_client.raise_request_exception = False
+    requested = 0
+    for name, entry in _patterns(get_resolver("ecbao.urls_public")):
+        params = list(entry.pattern.regex.groupindex)
+        if any(p not in PUBLIC_VALUES for p in params):
+            continue  # admin object pages: the admin index below already requires a login
+        url = reverse(name, urlconf="ecbao.urls_public", kwargs={p: PUBLIC_VALUES[p] for p in params})
+        for response in (public_client.get(url), public_client.post(url, {})):
+            requested += 1
+            assert response.status_code < 500, (name, url, response.status_code)
+            if name.startswith("admin:") and name != "admin:login":
+                assert response.status_code in (302, 403, 404, 405), (name, url, response.status_code)
+    assert requested > 10
