@@ -357,6 +357,7 @@ def _reserve_statement(run: list[tuple[str, int, int]], warehouse_id: int) -> di
 
 
 def _close(*, source_key: str, to_status: str, kind: str, consume: int, reason: str) -> int:
+    reason = reason[: StockLedgerEntry._meta.get_field("reason").max_length]  # raw SQL: no model check
     with connection.cursor() as cursor:
         cursor.execute(
             _CLOSE_SQL,
