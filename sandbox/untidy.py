@@ -11,8 +11,7 @@ deterministic function of the world seed, the variation and the record's key
 (``hit(world, name, key)``), so the same seed serves the same payloads every time, and a
 record keeps its shape from one call to the next.
 
-Everything is on by default (``DEFAULT_RATES``) but the few in ``OFF_BY_DEFAULT``, which wait
-for ecbao's connectors; ``FULL_RATES`` has every one on. The knob is the world setting
+Everything is on by default (``DEFAULT_RATES`` = ``FULL_RATES``). The knob is the world setting
 ``untidy`` — a dict of overrides, ``"*"`` for all: ``set_rates(world, {"*": 0})`` makes
 the sandbox tidy again, ``set_rates(world, {"douyin.cipher_2024": 0})`` turns one
 variation off (CLI: ``python -m sandbox untidy --off`` / ``--set name=rate``). A running
@@ -68,17 +67,9 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     "wechat.plaintext_address": (0.05, "older orders with doc-sample style plaintext address_info"),
     "wechat.missing_optional": (0.3, "orders without the optional ext_info / settle_info / refund_info"),
 }
-# Served at these rates once ecbao's connectors and tests handle them; until then off by default
-# (each a [note] in /work/sandbox-breakage.md): ``set_rates(world, FULL_RATES)`` turns all on.
-OFF_BY_DEFAULT: frozenset[str] = frozenset(
-    {
-        "douyin.string_ids",
-        "kuaishou.field_markers",
-        "kuaishou.ms_times",
-        "wechat.plaintext_address",
-        "wechat.string_ids",
-    }
-)
+# Variations a test can switch off for a tidy world (none: every variation is served by default;
+# the connectors and their tests meet each one).
+OFF_BY_DEFAULT: frozenset[str] = frozenset()
 FULL_RATES: dict[str, float] = {name: rate for name, (rate, _) in VARIATIONS.items()}
 DEFAULT_RATES: dict[str, float] = {
     name: 0.0 if name in OFF_BY_DEFAULT else r for name, r in FULL_RATES.items()

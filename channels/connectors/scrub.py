@@ -35,6 +35,21 @@ def masked(value: Any) -> str:
     return text if any(ch in text for ch in MASK_CHARS) else ""
 
 
+def mask_of(kind: str, plaintext: Any) -> str:
+    """A mask of ``plaintext`` as the platforms make them: a phone keeps its first 3 and last 4
+    digits (183****0293), a name its first character (张**), an address its first 3 characters
+    (文三路****); "" for any other kind or a value too short to mask."""
+    text = plaintext.strip() if isinstance(plaintext, str) else str(plaintext or "")
+    if kind == "phone":
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else ""
+    if kind == "name" and len(text) >= 2:
+        return text[0] + "*" * (len(text) - 1)
+    if kind == "address" and len(text) >= 4:
+        return text[:3] + "****"
+    return ""
+
+
 def looks_like_cipher(value: str) -> bool:
     return bool(_CIPHER.match(value))
 
@@ -47,6 +62,10 @@ class ReceiverRules:
     allowed: frozenset[str]
     plain: frozenset[str] = frozenset()
     masks: Mapping[str, str] = field(default_factory=dict)
+    # Plaintext fields that have no mask beside them (WeChat keeps its masks in the plaintext
+    # fields' own names): the plaintext becomes a mask made the platforms' way ("name", "phone",
+    # "address"; ``mask_of``) instead of being dropped, so the order still shows whom it is for.
+    derive: Mapping[str, str] = field(default_factory=dict)
 
 
 def scrub(payload: Any, rules: ReceiverRules) -> Any:
@@ -72,7 +91,7 @@ def _walk(value: Any, rules: ReceiverRules, *, container: bool) -> Any:
         if not sensitive or _harmless(item):
             out[key] = item
             continue
-        mask = masked(value.get(rules.masks.get(key, "")))
+        mask = masked(value.get(rules.masks.get(key, ""))) or mask_of(rules.derive.get(key, ""), item)
         if mask:
             out[key] = mask
     return out

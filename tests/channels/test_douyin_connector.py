@@ -1139,7 +1139,7 @@ def test_push_round_trip_with_the_sandbox_encoder(sandbox: Sandbox) -> None:
     assert {m.platform_shop_id for m in messages} == {sandbox.shop_id}
     assert all(m.message_id for m in messages) and len({m.message_id for m in messages}) == 3
     assert (
-        messages[1].payload["p_id"] == int(order.order_id)
+        str(messages[1].payload["p_id"]) == order.order_id
         and messages[1].payload["pay_amount"] == order.pay_fen
     )
     assert {row["status"] for row in outbox_rows(sandbox.world, platform="douyin")} == {"delivered"}

@@ -317,9 +317,13 @@ def test_issue11_d16_connectors_keep_no_plaintext_receiver_in_raw():
     assert raws["douyin"]["encrypt_post_tel"] == old["encrypt_post_tel"]  # ciphertexts stay
     assert raws["kuaishou"]["orderAddress"]["consignee"] == "张*"
     assert raws["wechat"]["order_detail"]["delivery_info"]["address_info"]["province_name"] == "浙江省"
-    # the masks the order shows are never plaintext either
+    # the masks the order shows are never plaintext either: made from it the platform's way
     r = wechat().to_channel_order(wechat_order(plain=True)).receiver
-    assert (r.name.mask, r.phone.mask, r.address.mask) == ("", "", "")
+    assert r.phone.mask == PLAIN_PHONE[:3] + "****" + PLAIN_PHONE[-4:]
+    assert r.name.mask == PLAIN_NAME[0] + "*" * (len(PLAIN_NAME) - 1)
+    assert r.address.mask == PLAIN_DETAIL[:3] + "****"
+    wechat_raw = json.dumps(raws["wechat"], ensure_ascii=False)
+    assert r.phone.mask in wechat_raw and r.name.mask in wechat_raw  # the stored payload keeps the masks
 
 
 def test_issue11_d16_stored_order_versions_hold_no_plaintext(in_alpha):

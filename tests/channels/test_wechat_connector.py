@@ -322,7 +322,7 @@ def test_iter_orders_pages_ids_then_details_with_bounded_concurrency(conn: Wecha
     for order in got:
         source = truth[order.platform_order_id]
         assert order.platform == Platform.WECHAT and order.platform_shop_id == conn.session.platform_shop_id
-        assert order.raw["order_id"] == order.platform_order_id and order.updated_at.tzinfo is not None
+        assert str(order.raw["order_id"]) == order.platform_order_id and order.updated_at.tzinfo is not None
         assert order.updated_at == datetime.fromtimestamp(source.update_time, UTC)
         assert [(ln.platform_line_id, ln.merchant_code, ln.quantity, ln.is_gift) for ln in order.lines] == [
             (f"{ln.product_id}:{ln.sku_id}", ln.code, ln.qty, ln.is_gift) for ln in source.lines

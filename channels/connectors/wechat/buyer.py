@@ -22,6 +22,7 @@ RECEIVER_RULES = ReceiverRules(
         }
     ),  # fmt: skip
     plain=frozenset({"user_name", "tel_number", "detail_info", "house_number", "virtual_order_tel_number"}),
+    derive={"user_name": "name", "tel_number": "phone", "detail_info": "address"},
 )
 
 # Fields of the decoded ``address_info`` by neutral name (``decrypt``'s ``cipher`` argument).

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from channels.connectors.base import as_dict, as_int, as_list, epoch_seconds
-from channels.connectors.scrub import masked, scrub
+from channels.connectors.scrub import mask_of, masked, scrub
 from channels.connectors.wechat.api import ORDER_PAGE_SIZE, _seconds, _str_id
 from channels.connectors.wechat.buyer import RECEIVER_RULES
 from channels.types import (
@@ -162,10 +162,18 @@ class OrdersMixin:
             )
         delivery = as_dict(detail.get("delivery_info"))
         address = as_dict(delivery.get("address_info"))
-        receiver = Receiver(  # masks only; the doc samples' plaintext never gets here (see buyer.scrub)
-            name=CipherField(mask=masked(address.get("user_name"))),
-            phone=CipherField(mask=masked(address.get("tel_number"))),
-            address=CipherField(mask=masked(address.get("detail_info"))),
+        # Masks only: where an old payload holds plaintext (the doc samples), its mask is made the
+        # platform's way and the plaintext goes no further (``raw`` is scrubbed the same way).
+        receiver = Receiver(
+            name=CipherField(
+                mask=masked(address.get("user_name")) or mask_of("name", address.get("user_name"))
+            ),
+            phone=CipherField(
+                mask=masked(address.get("tel_number")) or mask_of("phone", address.get("tel_number"))
+            ),
+            address=CipherField(
+                mask=masked(address.get("detail_info")) or mask_of("address", address.get("detail_info"))
+            ),
             province=str(address.get("province_name") or ""),
             city=str(address.get("city_name") or ""),
             district=str(address.get("county_name") or ""),
