@@ -8,6 +8,7 @@ progression) and atomic per order (one transaction under a row lock on the order
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from contextlib import contextmanager
@@ -144,20 +145,28 @@ def ingest_snapshots(*, snapshot_ids: list[int], batch: int = 500, progress=None
                 [list(chunk)],
             )
             rows = cursor.fetchall()
+        newest: dict[tuple[int, str], tuple[int, ChannelOrder, int]] = {}
         for pk, store_id, normalized in rows:
-            by_store.setdefault(store_id, []).append((channel_order_from_json(orjson.loads(normalized)), pk))
+            co = channel_order_from_json(orjson.loads(normalized))
+            by_store.setdefault(store_id, []).append((co, pk))
+            current = newest.get((store_id, co.platform_order_id))
+            if current is None or _newer(co, current[1]):
+                newest[(store_id, co.platform_order_id)] = (store_id, co, pk)
             done += 1
-        stores = list(Store.objects.filter(pk__in=by_store))
+        stores = {store.pk: store for store in Store.objects.filter(pk__in=by_store)}
         try:
             with ingestion_transaction():
                 _lock_stock_of(by_store)
-                for store in stores:
-                    ingest_batch(store=store, items=by_store[store.pk])
+                # Earliest payment first across every store of the chunk (stores share stock):
+                # consecutive versions of one store go to ``ingest_batch`` together.
+                ordered = sorted(newest.values(), key=lambda x: _payment_order(x[1]))
+                for store_id, segment in itertools.groupby(ordered, key=lambda x: x[0]):
+                    ingest_batch(store=stores[store_id], items=[(co, pk) for _, co, pk in segment])
         except Exception:
             # One bad version must not hold back the rest: apply them one by one; what still
             # fails stays unapplied (logged) and the reconcile sweep tries it again.
             logger.exception("batch ingestion failed; applying %s versions one by one", len(chunk))
-            for store in stores:
+            for store in stores.values():
                 for co, snapshot_id in by_store[store.pk]:
                     try:
                         with transaction.atomic():

@@ -16,7 +16,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from channels.models import Store
-from channels.types import OrderStatus
+from channels.types import OrderStatus, Platform
 from inventory import services as stock
 from inventory.models import ComboComponent, Goods, Reservation, Sku, StockLedgerEntry, StockLevel
 from inventory.selectors import ledger_mismatches
@@ -255,4 +255,35 @@ def test_one_bad_version_does_not_hold_back_the_others(in_alpha, caplog):
         co.platform_order_id for co in good
     }
     assert "6900000000000000999" in caplog.text
+    assert not ledger_mismatches()
+
+
+def test_issue11_d5_earliest_payment_gets_the_stock_across_the_stores_of_one_batch(in_alpha):
+    """Pushed versions of a tenant's shops are drained together: the shops share the stock, so
+    the earliest payment wins it whichever shop it came from (not the shop listed first)."""
+    from channels.services import store_order_versions
+
+    first_shop = catalogue()  # a Douyin shop: listed before a Kuaishou one when stores go one by one
+    other_shop = Store.objects.create(
+        platform="kuaishou", platform_shop_id="3002", name="快手小店", app_key="k2"
+    )
+    late = replace(
+        channel_order("6900000000000000081", lines=(line(1, "TS-BLK-M"),), receiver=receiver("idx-81")),
+        paid_at=T0 + timedelta(minutes=9),
+    )
+    early = replace(
+        channel_order("6900000000000000082", lines=(line(1, "TS-BLK-M"),), receiver=receiver("idx-82")),
+        platform=Platform.KUAISHOU,
+        platform_shop_id="3002",
+        paid_at=T0 + timedelta(minutes=2),
+    )
+    ids = store_order_versions(store=first_shop, orders=[late], source="push")
+    ids += store_order_versions(store=other_shop, orders=[early], source="push")
+    assert services.ingest_snapshots(snapshot_ids=ids) == 2
+
+    winner = Order.objects.get(platform_order_id=early.platform_order_id)
+    loser = Order.objects.get(platform_order_id=late.platform_order_id)
+    assert winner.store_id == other_shop.pk and winner.lines.get().status == LineStatus.RESERVED
+    assert loser.lines.get().status == LineStatus.OUT_OF_STOCK and loser.hold_reasons == ["stock_short"]
+    assert StockLevel.objects.get(sku__merchant_code="TS-BLK-M").reserved == 1
     assert not ledger_mismatches()
