@@ -1,6 +1,7 @@
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
@@ -121,22 +122,24 @@ def obtain_token(request):
     """Exchange a username and password of this tenant for a new API token (throttled like the
     login page: per username and address, and per address). The key is shown only here."""
     if not in_tenant_schema():
-        return error_response(code="not_found", message="Not found.", http_status=status.HTTP_404_NOT_FOUND)
+        return error_response(
+            code="not_found", message=_("Not found."), http_status=status.HTTP_404_NOT_FOUND
+        )
     if not isinstance(request.data, dict):
-        raise ParseError("Expected a JSON object.")
+        raise ParseError(_("Expected a JSON object."))
     username = str(request.data.get("username", ""))
     password = str(request.data.get("password", ""))
     user = authenticate(request, username=username, password=password)
     if user is None and throttle.was_locked(request):
         return error_response(
             code="locked",
-            message="Too many failed attempts; try again later.",
+            message=_("Too many failed attempts; try again later."),
             http_status=status.HTTP_429_TOO_MANY_REQUESTS,
         )
     if user is None or not has_capability(user, "dashboard.view"):
         return error_response(
             code="authentication_failed",
-            message="Invalid username or password.",
+            message=_("Invalid username or password."),
             http_status=status.HTTP_400_BAD_REQUEST,
         )
     # A sign-in: resets this (username, address) pair's failures and records last_login.

@@ -31,6 +31,15 @@ def test_wrong_password_gets_no_token(alpha_client):
         content_type="application/json",
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "authentication_failed"
+    assert response.json()["error"]["message"] == "用户名或密码错误。"  # Chinese first, like the dashboard
+    english = alpha_client.post(
+        "/api/v1/auth/token/",
+        {"username": "alpha-owner", "password": "nope"},
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="en",
+        HTTP_COOKIE="django_language=en",
+    )
+    assert english.json()["error"]["message"] == "Invalid username or password."
 
 
 def test_bad_token_is_rejected(alpha_client):
