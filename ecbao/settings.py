@@ -62,8 +62,10 @@ SHARED_APPS = [
     "django_filters",
     "django_htmx",
     "django.contrib.postgres",
-    # The platform sandbox (a development and test tool; its commands: sandbox, sandbox_demo, demo_catalog).
+    # The platform sandbox (a development and test tool; its command: sandbox) and the demo wiring
+    # (sandbox_demo, demo_catalog: connect a tenant to sandbox shops, seed its catalogue).
     "sandbox",
+    "demo",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
