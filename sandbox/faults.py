@@ -16,6 +16,18 @@ What a rule can do to a call (checked in this order by ``gateway.PlatformGateway
 * ``malformed_rate`` – answer a truncated, unparsable body with HTTP 200;
 * ``qps``/``burst``  – the token bucket per (app, path); ``0`` means unlimited.
 
+Lost replies — the platform **acts** (the handler runs and commits) and the caller never
+learns it:
+
+* ``lost_reply_rate``     – after handling, sleep ``timeout_seconds`` (past the client's
+  timeout), then answer (the client has given up by then);
+* ``lost_reply_5xx_rate`` – after handling, answer 502/504 with the gateway HTML page instead
+  of the platform's answer (a load balancer that lost the upstream reply).
+
+Default rules (``DEFAULT_RULES``) give the platforms' documented limits where they differ from
+``DEFAULT_QPS``: WeChat's e-waybill APIs take ≈500 calls per minute (a bucket of 500 refilled at
+500/60 per second, per app and API, answered with 45011). A stored rule overrides them.
+
 Token revocation is a world action: ``Faults.revoke_tokens`` (tokens stop working)
 or ``World.revoke_authorization`` (the merchant withdrew the app).
 """
@@ -36,6 +48,14 @@ from .world import World
 # (platform-apis.md §1.11); Kuaishou documents 300 for the order list (§4 of performance.md).
 DEFAULT_QPS: dict[str, float] = {"douyin": 100.0, "kuaishou": 300.0, "wechat": 100.0}
 
+# Documented limits of groups of paths: ``{(platform, path prefix): rule fields}``; stored rules
+# (``*`` or the path's own) override them field by field. WeChat: "电子面单接口 ≈500 次/分钟"
+# (operations.md §2) → a bucket of 500 refilled at 500 per minute, per app and API path.
+# Douyin's and Kuaishou's e-waybill APIs publish no figure: ``DEFAULT_QPS`` applies to them.
+DEFAULT_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("wechat", "/channels/ec/logistics/ewaybill/"): {"qps": 500 / 60, "burst": 500},
+}
+
 SETTING_PREFIX = "fault:"
 
 # Set by the server on shutdown so that injected sleeps end early.
@@ -53,6 +73,8 @@ class FaultRule:
     rate_limit_rate: float = 0.0
     qps: float | None = None
     burst: float | None = None
+    lost_reply_rate: float = 0.0
+    lost_reply_5xx_rate: float = 0.0
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -69,6 +91,10 @@ class FaultDecision:
     error: bool = False
     rate_limited: bool = False
     malformed: bool = False
+    # After the handler ran: "timeout" (answer after ``lost_reply_delay``) or an HTTP status
+    # (502/504 gateway page instead of the answer); "" = the reply arrives.
+    lost_reply: str = ""
+    lost_reply_delay: float = 0.0
 
     @property
     def label(self) -> str:
@@ -85,6 +111,8 @@ class FaultDecision:
             parts.append("rate-limit-storm")
         if self.malformed:
             parts.append("malformed")
+        if self.lost_reply:
+            parts.append(f"lost-reply:{self.lost_reply}")
         return ",".join(parts)
 
 
@@ -151,6 +179,9 @@ class Faults:
         """The effective rule: the platform's ``*`` rule overridden by the path's fields."""
         self._refresh()
         merged: dict[str, Any] = {}
+        for (default_platform, prefix), fields in DEFAULT_RULES.items():
+            if default_platform == platform and path.startswith(prefix):
+                merged.update(fields)
         merged.update(self._cache.get((platform, "*"), {}))
         merged.update(self._cache.get((platform, path), {}))
         return FaultRule(**merged)
@@ -174,6 +205,10 @@ class Faults:
                 decision.rate_limited = True
             elif rule.malformed_rate and roll() < rule.malformed_rate:
                 decision.malformed = True
+            if rule.lost_reply_rate and roll() < rule.lost_reply_rate:
+                decision.lost_reply, decision.lost_reply_delay = "timeout", rule.timeout_seconds
+            elif rule.lost_reply_5xx_rate and roll() < rule.lost_reply_5xx_rate:
+                decision.lost_reply = str(self._rng.choice((502, 504)))
         return decision, rule
 
     # -------------------------------------------------------------- token revocation

@@ -7,8 +7,10 @@
 3. authenticates (``authenticate``: signature, token, permission – platform-specific);
 4. enforces the per-(app, path) token bucket;
 5. runs the handler, which returns a ``Response`` or raises ``ApiError``;
-6. corrupts the body if a malformed-body fault was rolled;
-7. logs the call to the world's call log.
+6. corrupts the body if a malformed-body fault was rolled, or loses the reply (the handler
+   has acted: the answer comes after the client's timeout, or a 502/504 page replaces it);
+7. logs the call to the world's call log: what the client saw (``http_status``, ``code``)
+   and whether the platform succeeded (``ok``, true even when the reply was lost).
 
 A platform module subclasses it and provides: ``platform``, the routes, and the
 hooks ``authenticate``, ``error_response``, ``service_error``, ``rate_limit_error``,
@@ -30,6 +32,13 @@ from .model import App, CallRecord, Shop, Token
 from .world import World, WorldError
 
 log = logging.getLogger("sandbox")
+
+# The ``result_code`` of a successful call, per platform (the call log's ``ok``).
+SUCCESS_CODES: dict[str, frozenset[str]] = {
+    "douyin": frozenset({"10000"}),
+    "kuaishou": frozenset({"1"}),
+    "wechat": frozenset({"0"}),
+}
 
 
 class ApiError(Exception):
@@ -134,20 +143,32 @@ class PlatformGateway(WsgiApp):
             )
             response = Response(500, b"internal sandbox error", [("Content-Type", "text/plain")])
         ctx: CallContext = box.get("ctx") or CallContext()
+        if "code" in box:  # the handler ran: log the platform's answer even if the reply is lost
+            code = "malformed" if box.get("malformed") else box["code"]
+        else:
+            code = self.result_code(response)
         self.world.log_call(
             CallRecord(
                 time=self.world.clock.now(),
                 platform=self.platform,
                 path=request.path[:200],
                 http_status=response.status,
-                code="malformed" if box.get("malformed") else self.result_code(response),
+                code=code,
                 app_key=ctx.app.app_key if ctx.app else request.query.get("app_key", "")[:40],
                 shop_id=ctx.shop.shop_id if ctx.shop else "",
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 fault=box.get("label", ""),
+                ok=bool(box.get("ok")),
             )
         )
+        interruptible_sleep(box.get("delay", 0.0))  # a reply lost past the client's timeout
         return response
+
+    def is_success(self, response: Response) -> bool:
+        """The platform did what was asked (HTTP 200 and its success code)."""
+        return response.status == 200 and self.result_code(response) in SUCCESS_CODES.get(
+            self.platform, frozenset()
+        )
 
     def _pipeline(self, request: Request, box: dict[str, Any]) -> Response:
         route = self.routes.get(request.path)
@@ -180,19 +201,32 @@ class PlatformGateway(WsgiApp):
                     box["label"] = (box.get("label", "") + ",qps").lstrip(",")
                     raise self.rate_limit_error()
             try:
-                response = route.handler(request, ctx)
-            except WorldError as exc:
-                raise self.world_error(exc) from exc
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                # Parameters of an unexpected shape: answer like the platform, keep a trace.
-                log.warning("bad parameters for %s: %r", request.path, exc)
-                raise self.malformed_params_error(f"{type(exc).__name__}: {exc}") from exc
+                response = self._run_handler(route, request, ctx)
+            except ApiError as error:
+                response = self.error_response(error, request)
+            box["code"], box["ok"] = self.result_code(response), self.is_success(response)
             if decision is not None and decision.malformed:
                 box["malformed"] = True
                 response = Response(200, corrupt(response.body), response.headers)
+            if decision is not None and decision.lost_reply:
+                # The platform has acted (and committed); the caller never gets the answer.
+                if decision.lost_reply == "timeout":
+                    box["delay"] = decision.lost_reply_delay  # slept in ``handle``, once logged
+                    return response
+                return gateway_error_page(int(decision.lost_reply))
             return response
         except ApiError as error:
             return self.error_response(error, request)
+
+    def _run_handler(self, route: Route, request: Request, ctx: CallContext) -> Response:
+        try:
+            return route.handler(request, ctx)
+        except WorldError as exc:
+            raise self.world_error(exc) from exc
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # Parameters of an unexpected shape: answer like the platform, keep a trace.
+            log.warning("bad parameters for %s: %r", request.path, exc)
+            raise self.malformed_params_error(f"{type(exc).__name__}: {exc}") from exc
 
 
 def gateway_error_page(status: int) -> Response:

@@ -463,6 +463,7 @@ class CallRecord:
     shop_id: str = ""
     duration_ms: float = 0.0
     fault: str = ""
+    ok: bool = False  # the platform succeeded (also when the reply was then lost)
 
 
 # --------------------------------------------------------------------------- serialisation

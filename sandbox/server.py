@@ -133,10 +133,15 @@ class SandboxServer:
         server.task_dispatcher.shutdown(timeout=2)
 
     def _housekeeping(self) -> None:
-        while not self._stop.wait(60):
+        """Flush the call log every second (so other processes count calls promptly), prune
+        old history every minute."""
+        last_prune = time.monotonic()
+        while not self._stop.wait(1):
             try:
                 self.world.flush_calls()
-                self.world.prune(older_than=2 * 86400)
+                if time.monotonic() - last_prune >= 60:
+                    last_prune = time.monotonic()
+                    self.world.prune(older_than=2 * 86400)
             except Exception:  # keep serving
                 log.exception("sandbox housekeeping failed")
 
@@ -257,7 +262,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f4
 <h2>Apps（演示用：含密钥）</h2>{_table(apps, ["platform", "name", "app_key", "app_secret", "sign_secret", "message_key", "push_token", "encoding_aes_key", "service_id", "redirect_uri", "webhook_url", "auth_event_url", "app_type"])}
 <h2>Shops</h2>{_table(shops, ["platform", "shop_id", "name", "authorized_apps", "decrypts_today", "decrypt_quota_per_day"])}
 <h2>Faults</h2>{_table(s["faults"], ["platform", "path", *FaultRule.field_names()])}
-<h2>Recent API calls</h2>{_table(calls, ["time", "platform", "path", "http_status", "code", "app_key", "shop_id", "duration_ms", "fault"])}
+<h2>Recent API calls</h2>{_table(calls, ["time", "platform", "path", "http_status", "code", "ok", "app_key", "shop_id", "duration_ms", "fault"])}
 <h2>Recent pushes</h2>{_table(pushes, ["created_at", "platform", "kind", "order_id", "aftersale_id", "msg_id", "status", "attempts", "duplicate_of", "last_error"])}
 </body></html>"""
 

@@ -237,7 +237,13 @@ CREATE INDEX IF NOT EXISTS push_outbox_due ON push_outbox (status, next_attempt_
 CREATE TABLE IF NOT EXISTS call_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, platform TEXT NOT NULL, path TEXT NOT NULL,
     http_status INTEGER NOT NULL, code TEXT NOT NULL, app_key TEXT NOT NULL, shop_id TEXT NOT NULL,
-    duration_ms REAL NOT NULL, fault TEXT NOT NULL);
+    duration_ms REAL NOT NULL, fault TEXT NOT NULL, ok INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS print_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, component TEXT NOT NULL,
+    task_id TEXT NOT NULL, document_id TEXT NOT NULL, printer TEXT NOT NULL, preview INTEGER NOT NULL,
+    tracking_no TEXT NOT NULL, shop_id TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    custom TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS print_log_task ON print_log (component, task_id);
 CREATE TABLE IF NOT EXISTS sim_agenda (
     id INTEGER PRIMARY KEY AUTOINCREMENT, due REAL NOT NULL, action TEXT NOT NULL, ref TEXT NOT NULL,
     args TEXT NOT NULL);
@@ -247,15 +253,72 @@ CREATE INDEX IF NOT EXISTS sim_agenda_due ON sim_agenda (due, id);
 _TABLES = (
     "meta counters settings apps shops authorizations oauth_codes tokens products skus buyers orders "
     "order_lines aftersales settlements waybill_accounts waybills decrypt_usage idempotency events "
-    "push_outbox call_log sim_agenda"
+    "push_outbox call_log print_log sim_agenda"
 ).split()
 
 
 _OPEN_IDS: dict[tuple[int, str, int], str] = {}
 
 
+_CALL_COLUMNS = "time, platform, path, http_status, code, app_key, shop_id, duration_ms, fault, ok"
+
+
+def _call_record(row: tuple[Any, ...]) -> CallRecord:
+    return CallRecord(*row[:9], ok=bool(row[9]))
+
+
+def _call_filter(
+    platform: str | None, path: str | None, shop_id: str | None, ok: bool | None, after_id: int
+) -> tuple[str, list[Any]]:
+    where, params = ["id > ?"], [after_id]
+    if platform:
+        where, params = [*where, "platform = ?"], [*params, platform]
+    if path and path.endswith("*"):
+        where, params = [*where, "substr(path, 1, ?) = ?"], [*params, len(path) - 1, path[:-1]]
+    elif path:
+        where, params = [*where, "path = ?"], [*params, path]
+    if shop_id is not None:
+        where, params = [*where, "shop_id = ?"], [*params, shop_id]
+    if ok is not None:
+        where, params = [*where, "ok = ?"], [*params, int(ok)]
+    return " AND ".join(where), params
+
+
 def _j(obj: Any) -> str:
     return json.dumps(to_dict(obj), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ShipAction:
+    """One shipping change the platform accepted (from the event log): ``kind`` is
+    ``order_shipped`` / ``order_part_shipped`` (a new parcel) or ``order_shipping_changed``
+    (a corrected tracking number or an appended parcel)."""
+
+    event_id: int
+    time: int
+    platform: str
+    shop_id: str
+    order_id: str
+    kind: str
+    package: Package
+
+
+@dataclass(frozen=True)
+class PrintRecord:
+    """One document a print component was asked to print (``status`` printed | failed)."""
+
+    id: int
+    time: float
+    component: str  # douyin | kuaishou | wechat | cainiao (the flavour of the component)
+    task_id: str
+    document_id: str
+    printer: str
+    preview: bool
+    tracking_no: str  # "" when the print data did not open
+    shop_id: str
+    status: str
+    reason: str
+    custom: dict[str, Any]  # the custom area (``{templateURL, data}``) sent with the document
 
 
 class World:
@@ -264,7 +327,8 @@ class World:
     ``path``: SQLite file (created if missing). ``seed``: used only when the file is
     new or on ``reset()``. ``time_compression``: divides every nominal platform timer
     (payment timeout, after-sale deadlines, auto-receipt…); token lifetimes are never
-    compressed.
+    compressed. ``call_log_cap``: how many API calls the call log keeps (the newest;
+    ``None`` or 0 keeps every call — what a test that counts calls wants).
     """
 
     def __init__(
@@ -274,8 +338,10 @@ class World:
         seed: int = 0,
         clock: Clock | None = None,
         time_compression: float = 1.0,
+        call_log_cap: int | None = 20000,
     ) -> None:
         self.path = str(path)
+        self.call_log_cap = call_log_cap
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.clock: Clock = clock or SystemClock()
         self.time_compression = float(time_compression)
@@ -289,6 +355,8 @@ class World:
         self._last_call_flush = time.monotonic()
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        if "ok" not in {row[1] for row in conn.execute("PRAGMA table_info(call_log)")}:
+            conn.execute("ALTER TABLE call_log ADD COLUMN ok INTEGER NOT NULL DEFAULT 0")  # older files
         with self.write() as c:
             row = c.execute("SELECT value FROM meta WHERE key='seed'").fetchone()
             if row is None:
@@ -1902,8 +1970,7 @@ class World:
             return
         with self.write() as c:
             c.executemany(
-                "INSERT INTO call_log (time, platform, path, http_status, code, app_key, shop_id, duration_ms, fault) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO call_log ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.time,
@@ -1915,21 +1982,226 @@ class World:
                         r.shop_id,
                         r.duration_ms,
                         r.fault,
+                        int(r.ok),
                     )
                     for r in batch
                 ],
             )
-            c.execute("DELETE FROM call_log WHERE id <= (SELECT MAX(id) - 20000 FROM call_log)")
+            if self.call_log_cap:
+                c.execute(
+                    "DELETE FROM call_log WHERE id <= (SELECT MAX(id) - ? FROM call_log)",
+                    (self.call_log_cap,),
+                )
 
     def recent_calls(self, limit: int = 50) -> list[CallRecord]:
         """Most recent calls first (from the database, so other processes' calls show too)."""
         self.flush_calls()
+        rows = self.read(f"SELECT {_CALL_COLUMNS} FROM call_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [_call_record(r) for r in rows]
+
+    def last_call_id(self) -> int:
+        """The id of the newest logged call (0 if none): pass it as ``after_id`` later to count
+        only the calls made since."""
+        self.flush_calls()
+        return self.read("SELECT COALESCE(MAX(id), 0) FROM call_log")[0][0]
+
+    def calls(
+        self,
+        *,
+        platform: str | None = None,
+        path: str | None = None,
+        shop_id: str | None = None,
+        ok: bool | None = None,
+        after_id: int = 0,
+    ) -> list[CallRecord]:
+        """Logged calls, oldest first, filtered (``ok``: True = the platform succeeded, also when
+        the reply was then lost; False = it refused or failed; None = all). ``path`` is exact, or a
+        prefix when it ends with ``*`` (``"/logistics/*"``). Calls of a server in this process are
+        flushed first; a server in another process flushes within a second."""
+        self.flush_calls()
+        where, params = _call_filter(platform, path, shop_id, ok, after_id)
+        rows = self.read(f"SELECT {_CALL_COLUMNS} FROM call_log WHERE {where} ORDER BY id", params)
+        return [_call_record(r) for r in rows]
+
+    def call_counts(
+        self,
+        *,
+        platform: str | None = None,
+        path: str | None = None,
+        shop_id: str | None = None,
+        ok: bool | None = True,
+        after_id: int = 0,
+    ) -> dict[tuple[str, str, str], int]:
+        """``{(platform, path, shop_id): calls}`` — by default the successful ones. Filters as in
+        ``calls``. Raise the cap first (``call_log_cap=None``) when a run makes > 20000 calls."""
+        self.flush_calls()
+        where, params = _call_filter(platform, path, shop_id, ok, after_id)
         rows = self.read(
-            "SELECT time, platform, path, http_status, code, app_key, shop_id, duration_ms, fault FROM call_log "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
+            f"SELECT platform, path, shop_id, COUNT(*) FROM call_log WHERE {where} "
+            "GROUP BY platform, path, shop_id ORDER BY platform, path, shop_id",
+            params,
         )
-        return [CallRecord(*r) for r in rows]
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    # ------------------------------------------------------------------ effects (what the calls did)
+
+    def _shop_platforms(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.read("SELECT shop_id, platform FROM shops")}
+
+    def _resolve_order_id(self, order_id: str) -> str:
+        """A world order id, or the order of a line id (Kuaishou oid, Douyin/WeChat line ids)."""
+        if self.read("SELECT 1 FROM orders WHERE order_id=?", (order_id,)):
+            return order_id
+        return self.order_id_of_line(order_id) or order_id
+
+    def shipped_packages(
+        self, *, platform: str | None = None, shop_id: str | None = None, order_id: str | None = None
+    ) -> dict[str, list[Package]]:
+        """``{order_id: [Package, ...]}`` for every order with at least one parcel — the shipment
+        state the platform shows (corrections applied). ``order_id`` may be a line id (a Kuaishou
+        oid): its order is returned; a package's ``items`` name the lines (``line_id``) it carries.
+        """
+        sql, params = "SELECT order_id, doc FROM orders WHERE 1=1", []
+        if platform:
+            sql, params = sql + " AND platform=?", [*params, platform]
+        if shop_id:
+            sql, params = sql + " AND shop_id=?", [*params, shop_id]
+        if order_id:
+            sql, params = sql + " AND order_id=?", [*params, self._resolve_order_id(order_id)]
+        out: dict[str, list[Package]] = {}
+        for oid, doc in self.read(sql + " ORDER BY order_id", params):
+            order = from_dict(Order, json.loads(doc))
+            if order.packages:
+                out[oid] = order.packages
+        return out
+
+    def tracking_numbers(
+        self, *, platform: str | None = None, shop_id: str | None = None, order_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """``{order_id: [tracking_no, ...]}`` of the shipped parcels (``shipped_packages``)."""
+        return {
+            oid: [p.tracking_no for p in packages]
+            for oid, packages in self.shipped_packages(
+                platform=platform, shop_id=shop_id, order_id=order_id
+            ).items()
+        }
+
+    def ship_actions(
+        self, *, platform: str | None = None, shop_id: str | None = None, order_id: str | None = None
+    ) -> list[ShipAction]:
+        """Every shipping change the platform accepted, oldest first (from the event log, which
+        ``prune`` thins after two days): a write-back that landed twice shows twice here even
+        when the platform folded it into one parcel."""
+        kinds = (EventKind.ORDER_SHIPPED, EventKind.ORDER_PART_SHIPPED, EventKind.ORDER_SHIPPING_CHANGED)
+        sql = f"SELECT event_id, time, platform, shop_id, order_id, kind, data FROM events WHERE kind IN ({','.join('?' * len(kinds))})"
+        params: list[Any] = [str(k) for k in kinds]
+        if platform:
+            sql, params = sql + " AND platform=?", [*params, platform]
+        if shop_id:
+            sql, params = sql + " AND shop_id=?", [*params, shop_id]
+        if order_id:
+            sql, params = sql + " AND order_id=?", [*params, self._resolve_order_id(order_id)]
+        out = []
+        for event_id, at, plat, shop, oid, kind, data in self.read(sql + " ORDER BY event_id", params):
+            package = json.loads(data).get("package")
+            if package is not None:
+                out.append(ShipAction(event_id, at, plat, shop, oid, kind, from_dict(Package, package)))
+        return out
+
+    def issued_waybills(
+        self,
+        *,
+        platform: str | None = None,
+        shop_id: str | None = None,
+        order_id: str | None = None,
+        include_cancelled: bool = True,
+    ) -> list[Waybill]:
+        """Every waybill number the e-waybill APIs issued, in issue order (cancelled ones too
+        unless ``include_cancelled=False``; ``status`` says which). ``order_id`` as the caller
+        passed it to the e-waybill API (Kuaishou: the oid resolves to its world order)."""
+        shops = self._shop_platforms()
+        wanted = {self._resolve_order_id(order_id), order_id} if order_id else None
+        out = []
+        for shop, doc in self.read("SELECT shop_id, doc FROM waybills ORDER BY rowid"):
+            if shop_id and shop != shop_id or platform and shops.get(shop) != platform:
+                continue
+            waybill = from_dict(Waybill, json.loads(doc))
+            if wanted is not None and waybill.order_id not in wanted:
+                continue
+            if include_cancelled or waybill.status != "cancelled":
+                out.append(waybill)
+        return out
+
+    def waybills_per_parcel(
+        self, *, platform: str | None = None, shop_id: str | None = None, include_cancelled: bool = True
+    ) -> dict[tuple[str, str, str], list[Waybill]]:
+        """``{(shop_id, order_id, parcel key): [Waybill, ...]}`` — the parcel key is what the caller
+        sent: Douyin ``pack_id``, Kuaishou ``packageCode``, WeChat ``ewaybill_order_id``. "One
+        number per parcel" means every list has one live (``status == "issued"``) waybill."""
+        out: dict[tuple[str, str, str], list[Waybill]] = {}
+        for waybill in self.issued_waybills(
+            platform=platform, shop_id=shop_id, include_cancelled=include_cancelled
+        ):
+            out.setdefault((waybill.shop_id, waybill.order_id, waybill.package_id), []).append(waybill)
+        return out
+
+    def waybills_per_order(
+        self, *, platform: str | None = None, shop_id: str | None = None, include_cancelled: bool = True
+    ) -> dict[str, list[Waybill]]:
+        """``{order_id: [Waybill, ...]}`` in issue order (see ``issued_waybills``)."""
+        out: dict[str, list[Waybill]] = {}
+        for waybill in self.issued_waybills(
+            platform=platform, shop_id=shop_id, include_cancelled=include_cancelled
+        ):
+            out.setdefault(waybill.order_id, []).append(waybill)
+        return out
+
+    # ------------------------------------------------------------------ print journal (sandbox/printer.py)
+
+    def log_print(self, records: list[PrintRecord]) -> None:
+        """Record documents a print component handled (ids of ``records`` are ignored)."""
+        with self.write() as c:
+            c.executemany(
+                "INSERT INTO print_log (time, component, task_id, document_id, printer, preview, tracking_no, "
+                "shop_id, status, reason, custom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.time, r.component, r.task_id, r.document_id, r.printer, int(r.preview), r.tracking_no,
+                     r.shop_id, r.status, r.reason, json.dumps(r.custom, ensure_ascii=False))
+                    for r in records
+                ],
+            )  # fmt: skip
+
+    def print_records(
+        self,
+        *,
+        component: str | None = None,
+        tracking_no: str | None = None,
+        task_id: str | None = None,
+        status: str | None = None,
+        include_previews: bool = False,
+    ) -> list[PrintRecord]:
+        """Documents the print components handled, oldest first (previews only on request)."""
+        sql, params = "SELECT * FROM print_log WHERE 1=1", []
+        for column, value in (("component", component), ("tracking_no", tracking_no), ("task_id", task_id),
+                              ("status", status)):  # fmt: skip
+            if value is not None:
+                sql, params = sql + f" AND {column}=?", [*params, value]
+        if not include_previews:
+            sql += " AND preview=0"
+        rows = self.read(sql + " ORDER BY id", params)
+        return [
+            PrintRecord(
+                r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10], json.loads(r[11])
+            )
+            for r in rows
+        ]
+
+    def print_counts(self, *, component: str | None = None, status: str = "printed") -> dict[str, int]:
+        """``{tracking_no: documents printed}`` (previews excluded)."""
+        out: dict[str, int] = {}
+        for record in self.print_records(component=component, status=status):
+            out[record.tracking_no] = out.get(record.tracking_no, 0) + 1
+        return out
 
     def prune(self, older_than: float) -> int:
         """Forget history older than ``older_than`` seconds: finished pushes, and events that
