@@ -256,12 +256,101 @@ class Carrier:
 
 
 @dataclass(frozen=True)
-class Waybill:
-    platform_order_id: str
-    tracking_no: str
+class ShipFrom:
+    """The merchant's sender address for a waybill (the merchant's own data, not a buyer's)."""
+
+    name: str
+    mobile: str
+    province: str
+    city: str
+    district: str = ""
+    street: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WaybillAccount:
+    """One e-waybill subscription of a shop (carrier × branch × account) as the platform lists it.
+
+    ``carrier`` is the neutral key (``channels.carriers``; "" for a carrier outside the table),
+    ``carrier_code`` the code the platform's e-waybill API wants. Counts are None where the
+    platform does not report them."""
+
+    carrier: str
     carrier_code: str
-    sort_code: str = ""
+    carrier_name: str
+    branch_code: str = ""
+    branch_name: str = ""
+    account_id: str = ""
+    available: int | None = None
+    allocated: int | None = None
+    recycled: int | None = None
+    cancelled: int | None = None
+    sender: ShipFrom | None = None  # the branch's registered ship-from address, where given
+
+
+@dataclass(frozen=True)
+class WaybillItem:
+    title: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class WaybillRequest:
+    """Take one waybill number for one parcel (``Connector.take_waybill``).
+
+    ``key`` is ecbao's idempotency key, stable per parcel: taking again with the same key
+    returns the same number and never takes a second one. ``platform_order_ids``: the orders
+    packed in the parcel (several for a merged parcel, all of one shop; the receiver is the
+    first order's, as platform ciphertext). ``child_count`` more numbers (子母件) under this
+    one, only where ``channels.carriers.child_waybills`` says the carrier has them; otherwise
+    a multi-parcel order takes one request per parcel (``parcel_index`` of ``parcel_count``)."""
+
+    key: str
+    carrier_code: str  # the platform's e-waybill code (``WaybillAccount.carrier_code``)
+    platform_order_ids: tuple[str, ...]
+    sender: ShipFrom
+    items: tuple[WaybillItem, ...] = ()
+    account_id: str = ""
+    branch_code: str = ""
+    parcel_index: int = 1
+    parcel_count: int = 1
+    child_count: int = 0
+    weight_g: int = 0
+    remark: str = ""
+
+
+@dataclass(frozen=True)
+class WaybillPrint:
+    """What the platform's print component needs for one waybill (opaque, platform-encrypted)."""
+
     print_data: str = ""
+    sign: str = ""  # Douyin ``sign`` / Kuaishou ``signature``
+    key: str = ""  # Kuaishou ``key``
+    template_url: str = ""
+
+
+@dataclass(frozen=True)
+class Waybill:
+    """A waybill number taken for a parcel."""
+
+    key: str
+    tracking_no: str
+    carrier: str  # neutral key
+    carrier_code: str  # the platform's e-waybill carrier code
+    shipping_code: str  # the carrier code ``ship()`` wants on this platform
+    platform_order_ids: tuple[str, ...] = ()
+    platform_waybill_id: str = ""  # WeChat ``ewaybill_order_id``
+    sort_code: str = ""  # 三段码
+    short_address: str = ""  # 大头笔
+    package_center: str = ""  # 集包地
+    print_info: WaybillPrint = field(default_factory=WaybillPrint)
+    #: child numbers (子母件) taken with this one, each with its own print data
+    children: tuple[Waybill, ...] = ()
+
+    @property
+    def child_tracking_nos(self) -> tuple[str, ...]:
+        return tuple(c.tracking_no for c in self.children)
 
 
 @dataclass(frozen=True)

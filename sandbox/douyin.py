@@ -99,6 +99,8 @@ CARRIER_CODES: dict[str, tuple[str, int]] = {
     "DBL": ("debangwuliu", 18),
 }
 CODE_TO_CARRIER = {code: key for key, (code, _) in CARRIER_CODES.items()}
+# Carriers with child waybills (子母件: total_pack_count > 1, /logistics/appendSubOrder) [choice].
+SUB_WAYBILL_CARRIERS = {"SF", "JD", "DBL"}
 
 # --------------------------------------------------------------------------- error catalogue
 # From the official error page as transcribed by DD-ERR (platform-apis.md §1.3).
@@ -1009,6 +1011,7 @@ class DouyinApp(PlatformGateway):
         r("/logistics/newCreateOrder", self.new_create_order)
         r("/logistics/waybillApply", self.waybill_apply)
         r("/logistics/cancelOrder", self.cancel_waybill)
+        r("/logistics/appendSubOrder", self.append_sub_order)
 
     # ------------------------------------------------------------------ envelope
 
@@ -2006,30 +2009,35 @@ button{{background:#fe2c55;color:#fff;border:0;padding:10px 28px;border-radius:4
                     }
                 )
                 continue
-            try:
-                waybill = self.world.issue_waybill(
-                    shop_id=ctx.shop_id,
-                    carrier=carrier,
-                    order_id=order_id,
-                    package_id=pack_id,
-                    items=info.get("items") or [],
-                )
-            except NoWaybillAccount:
-                errors.append(
-                    {
-                        "order_id": order_id,
-                        "pack_id": pack_id,
-                        "err_code": "2001",
-                        "err_msg": "电子面单余额不足或未开通网点",
-                        "order_channel": "",
-                    }
-                )
+            total = int(info.get("total_pack_count") or 1)
+            if total > 1 and carrier not in SUB_WAYBILL_CARRIERS:
+                errors.append({"order_id": order_id, "pack_id": pack_id, "err_code": "2003",
+                               "err_msg": "该物流商不支持子母件", "order_channel": ""})  # fmt: skip
                 continue
+            # the same order_id + pack_id (+ carrier) while its number is live gives that number
+            # again (a repeat never takes a second one); after a cancel it takes a new one
+            key = f"{order_id}|{pack_id}|{carrier}"
+            scope = f"douyin:ebill:{ctx.shop_id}"
+            with self.world.write():
+                previous = self.world.idempotent_get(scope, key)
+                waybill = self.world.get_waybill(previous) if previous else None
+                if waybill is None or waybill.status != "issued":
+                    try:
+                        waybill = self.world.issue_waybill(
+                            shop_id=ctx.shop_id, carrier=carrier, order_id=order_id, package_id=pack_id,
+                            items=info.get("items") or [], children=total - 1,
+                        )  # fmt: skip
+                    except NoWaybillAccount:
+                        errors.append({"order_id": order_id, "pack_id": pack_id, "err_code": "2001",
+                                       "err_msg": "电子面单余额不足或未开通网点", "order_channel": ""})  # fmt: skip
+                        continue
+                    self.world.idempotent_set(scope, key, waybill.tracking_no)
             ebills.append(
                 {"company": CARRIER_CODES[carrier][0], "hint_msg": "", "order_id": order_id, "pack_id": pack_id,
                  "track_no": waybill.tracking_no, "sort_code": waybill.sort_code, "package_center_code": waybill.package_center_code,
                  "package_center_name": waybill.package_center_name, "short_address_code": waybill.short_address_code,
-                 "short_address_name": f"{order.receiver.city if order else ''}", "extra_resp": "", "sub_waybill_codes": "",
+                 "short_address_name": f"{order.receiver.city if order else ''}", "extra_resp": "",
+                 "sub_waybill_codes": ",".join(waybill.children),
                  "order_channel": str(info.get("order_channel") or ""), "shipping_code": ""}
             )  # fmt: skip
         return self.ok(request, {"ebill_infos": ebills, "err_infos": errors})
@@ -2079,12 +2087,41 @@ button{{background:#fe2c55;color:#fff;border:0;padding:10px 28px;border-radius:4
         waybill = self.world.get_waybill(str(p["track_no"]))
         if waybill is None or waybill.shop_id != ctx.shop_id:
             raise biz_error(BIZ_WAYBILL, "运单号不存在")
+        if waybill.status == "cancelled":
+            return self.ok(request, {"cancel_result": {"success": False, "message": "运单已取消"}})
         try:
             self.world.cancel_waybill(waybill.tracking_no)
-            ok = True
         except Conflict:
-            ok = False
-        return self.ok(request, {"cancel_result": {"success": ok}})
+            raise biz_error(BIZ_WAYBILL, "运单已发货，不能取消") from None
+        return self.ok(request, {"cancel_result": {"success": True}})
+
+    def append_sub_order(self, request: Request, ctx: CallContext) -> Response:
+        """More child numbers (子母件) under a taken waybill."""
+        p = ctx.params
+        if not p.get("track_no") or not p.get("logistics_code"):
+            raise param_missing("logistics_code/track_no")
+        waybill = self.world.get_waybill(str(p["track_no"]))
+        if waybill is None or waybill.shop_id != ctx.shop_id or waybill.parent:
+            raise biz_error(BIZ_WAYBILL, "运单号不存在")
+        if waybill.carrier != _carrier_of(str(p["logistics_code"])):
+            raise biz_error(BIZ_WAYBILL, "物流商与运单不一致")
+        if waybill.carrier not in SUB_WAYBILL_CARRIERS:
+            raise biz_error(BIZ_WAYBILL, "该物流商不支持子母件")
+        quantity = int(p.get("pack_add_quantity") or 0)
+        if not 1 <= quantity <= 50:
+            raise dy_error(40004, "isv.parameter-invalid", "pack_add_quantity须为1-50")
+        try:
+            added = self.world.append_child_waybills(waybill.tracking_no, quantity)
+        except NoWaybillAccount:
+            raise biz_error(BIZ_WAYBILL, "电子面单余额不足") from None
+        except Conflict:
+            raise biz_error(BIZ_WAYBILL, "运单已取消") from None
+        codes = (
+            self.world.get_waybill(waybill.tracking_no).children
+            if p.get("is_return_full_sub_codes")
+            else added
+        )
+        return self.ok(request, {"sub_waybill_codes": ",".join(codes)})
 
 
 # --------------------------------------------------------------------------- pushes

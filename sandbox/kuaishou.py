@@ -144,6 +144,8 @@ EBILL_CODES: dict[str, str] = {
     "JD": "JD", "POST": "POSTB", "DBL": "DBKD",
 }  # fmt: skip
 EBILL_TO_CARRIER = {code: key for key, code in EBILL_CODES.items()}
+APPEND_CARRIERS = {"SF"}  # child waybills (open.express.ebill.append): SF only (operations §2)
+EBILL_TEMPLATE_URL = "https://sandbox.invalid/ks/template/standard76x130.xml"
 KUAISHOU_ORDER_CHANNEL = "KUAISHOU"  # [choice] orderChannel of Kuaishou orders in e-waybill requests
 
 # Kuaishou-style ciphertexts [choice]: "~index~payload~1~~"; each is bound to one order id.
@@ -1050,6 +1052,7 @@ class KuaishouApp(PlatformGateway):
             ("open.funds.financial.settled.bill.detail", self.settled_bill_detail),
             ("open.express.ebill.get", self.ebill_get),
             ("open.express.ebill.cancel", self.ebill_cancel),
+            ("open.express.ebill.append", self.ebill_append),
             ("open.express.subscribe.query", self.express_subscribe_query),
         ):
             r(path_of(method), handler, methods=both, auth="token")
@@ -2012,7 +2015,7 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
             )  # fmt: skip
         return self.ok(out)
 
-    def _ebill_one(self, ctx: CallContext, render: Renderer, req: dict[str, Any]) -> dict[str, Any]:
+    def _ebill_one(self, ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:
         request_id = str(req.get("requestId") or "")
 
         def failure(message: str, result: int = R_PARAM) -> dict[str, Any]:
@@ -2031,13 +2034,29 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         if carrier is None:
             return failure("快递公司编码不存在")
         trade_code = str(req["tradeOrderCode"])
+        total = int(req.get("totalPackageQuantity") or 1)
+        if total > 1 and carrier not in APPEND_CARRIERS:
+            return failure("该快递公司不支持子母件")
+        # idempotent by requestId, and by tradeOrderCode + packageCode (+ company): a repeat
+        # while the number is live gives it again; after a cancel a new one is taken
         key = f"{trade_code}|{req['packageCode']}|{req['expressCompanyCode']}"
         scope = f"kuaishou:ebill:{ctx.shop_id}"
-        previous = self.world.idempotent_get(scope, key)
-        if previous is not None:
-            waybill = self.world.get_waybill(previous)
-            if waybill is not None and waybill.status == "issued":
-                return self._ebill_answer(ctx, request_id, waybill.tracking_no)
+        by_request = f"kuaishou:ebill-request:{ctx.shop_id}"
+        with self.world.write():
+            earlier = self.world.idempotent_get(by_request, request_id)  # [tracking_no, tradeOrderCode]
+            if earlier and earlier[1] != trade_code:
+                return failure("requestId已用于其他订单")
+            for previous in (earlier[0] if earlier else None, self.world.idempotent_get(scope, key)):
+                waybill = self.world.get_waybill(previous) if previous else None
+                if waybill is not None and waybill.status == "issued":
+                    return self._ebill_answer(ctx, request_id, waybill.tracking_no)
+            return self._ebill_take(
+                ctx, req, request_id, carrier, trade_code, total, scope, key, by_request, failure
+            )
+
+    def _ebill_take(self, ctx: CallContext, req: dict[str, Any], request_id: str, carrier: str, trade_code: str,
+                    total: int, scope: str, key: str, by_request: str, failure: Any) -> dict[str, Any]:  # fmt: skip
+        render = self.renderer(ctx)
         order_id = ""
         if str(req["orderChannel"]) == KUAISHOU_ORDER_CHANNEL:
             try:
@@ -2067,26 +2086,58 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         ]
         try:
             waybill = self.world.issue_waybill(shop_id=ctx.shop_id, carrier=carrier, order_id=order_id or trade_code,
-                                               package_id=str(req["packageCode"]), items=items)  # fmt: skip
+                                               package_id=str(req["packageCode"]), items=items, children=total - 1)  # fmt: skip
         except NoWaybillAccount:
             return failure("电子面单余额不足或未订购该快递公司", R_REJECT)
-        self.world.idempotent_put(scope, key, waybill.tracking_no)
+        self.world.idempotent_set(scope, key, waybill.tracking_no)
+        self.world.idempotent_set(by_request, request_id, [waybill.tracking_no, trade_code])
         return self._ebill_answer(ctx, request_id, waybill.tracking_no)
 
     def _ebill_answer(self, ctx: CallContext, request_id: str, tracking_no: str) -> dict[str, Any]:
         waybill = self.world.get_waybill(tracking_no)
         assert waybill is not None
-        content = json.dumps({"waybillCode": tracking_no, "sortCode": waybill.sort_code, "packageCenterCode": waybill.package_center_code,
-                              "packageCenterName": waybill.package_center_name, "items": waybill.items}, ensure_ascii=False)  # fmt: skip
-        print_data = json.dumps({"encryptedData": self.world.vault.seal(shop_id=ctx.shop_id, text=content),
-                                 "templateURL": "https://sandbox.invalid/ks/template/standard76x130.xml", "ver": "1.0"})  # fmt: skip
         return {
             "requestId": request_id,
             "baseResponse": {"result": R_OK, "success": True, "message": "成功"},
-            "data": [{"waybillCode": tracking_no, "printData": print_data, "parentWaybillCode": "", "version": "1.0",
-                      "signature": self.world.vault.mac(print_data), "key": hashlib.sha256(tracking_no.encode()).hexdigest()[:16],
-                      "waybillPackageCode": ""}],
+            "data": [self._ebill_data(ctx, waybill), *(self._ebill_data(ctx, self.world.get_waybill(c)) for c in waybill.children)],
         }  # fmt: skip
+
+    def _ebill_data(self, ctx: CallContext, waybill: Any) -> dict[str, Any]:
+        tracking_no = waybill.tracking_no
+        content = json.dumps({"waybillCode": tracking_no, "sortCode": waybill.sort_code, "packageCenterCode": waybill.package_center_code,
+                              "packageCenterName": waybill.package_center_name, "items": waybill.items}, ensure_ascii=False)  # fmt: skip
+        print_data = json.dumps({"encryptedData": self.world.vault.seal(shop_id=ctx.shop_id, text=content),
+                                 "templateURL": EBILL_TEMPLATE_URL, "ver": "1.0"})  # fmt: skip
+        return {"waybillCode": tracking_no, "printData": print_data, "parentWaybillCode": waybill.parent, "version": "1.0",
+                "signature": self.world.vault.mac(print_data), "key": hashlib.sha256(tracking_no.encode()).hexdigest()[:16],
+                "waybillPackageCode": waybill.package_id}  # fmt: skip
+
+    def ebill_append(self, request: Request, ctx: CallContext) -> Response:
+        """Child pieces (子母件) under a taken waybill; SF only (§2.10 / operations §2)."""
+        p = ctx.params
+        parent_code, company = str(p.get("parentWaybillCode") or ""), str(p.get("expressCompanyCode") or "")
+        if not parent_code or not company:
+            raise param_error("缺少参数parentWaybillCode/expressCompanyCode")
+        waybill = self.world.get_waybill(parent_code)
+        if (
+            waybill is None
+            or waybill.shop_id != ctx.shop_id
+            or waybill.parent
+            or EBILL_CODES.get(waybill.carrier) != company
+        ):
+            raise ks_error(R_REJECT, "运单号不存在", "WAYBILL_NOT_FOUND")
+        if waybill.carrier not in APPEND_CARRIERS:
+            raise ks_error(R_REJECT, "该快递公司不支持子母件", "APPEND_NOT_SUPPORTED")
+        quantity = int(p.get("addPackageQuantity") or 0)
+        if not 1 <= quantity <= 50:
+            raise param_error("addPackageQuantity须为1-50")
+        try:
+            added = self.world.append_child_waybills(parent_code, quantity)
+        except NoWaybillAccount:
+            raise ks_error(R_REJECT, "电子面单余额不足", "NO_BALANCE") from None
+        except Conflict:
+            raise ks_error(R_REJECT, "运单号已取消", "WAYBILL_CANCELLED") from None
+        return self.ok([self._ebill_data(ctx, self.world.get_waybill(code)) for code in added])
 
     def ebill_get(self, request: Request, ctx: CallContext) -> Response:
         requests = ctx.params.get("getEbillOrderRequest") or []
@@ -2097,8 +2148,7 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         ids = [str(r.get("requestId") or "") for r in requests if isinstance(r, dict)]
         if len(set(ids)) != len(ids):
             raise param_error("批量取号时requestId不能重复")
-        render = self.renderer(ctx)
-        return self.ok([self._ebill_one(ctx, render, r) for r in requests])
+        return self.ok([self._ebill_one(ctx, r) for r in requests])
 
     def ebill_cancel(self, request: Request, ctx: CallContext) -> Response:
         p = ctx.params
@@ -2111,10 +2161,12 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
             or EBILL_CODES.get(waybill.carrier) != str(p["expressCompanyCode"])
         ):
             raise ks_error(R_REJECT, "运单号不存在", "WAYBILL_NOT_FOUND")
+        if waybill.status == "cancelled":
+            raise ks_error(R_REJECT, "运单号已取消", "WAYBILL_CANCELLED")
         try:
             self.world.cancel_waybill(waybill.tracking_no)
         except Conflict:
-            raise ks_error(R_REJECT, "运单号已取消", "WAYBILL_CANCELLED") from None
+            raise ks_error(R_REJECT, "运单已发货，不能取消", "WAYBILL_SHIPPED") from None
         return self.ok()
 
 

@@ -429,6 +429,9 @@ class Waybill:
     package_id: str
     create_time: int
     status: str = "issued"  # issued | cancelled
+    shipped: bool = False  # an order shipped with it: it can no longer be cancelled
+    parent: str = ""  # the parent number of a child waybill (子单)
+    children: list[str] = field(default_factory=list)  # child numbers (子母件)
     sort_code: str = ""
     package_center_code: str = ""
     package_center_name: str = ""

@@ -147,6 +147,10 @@ ERRMSG: dict[int, str] = {
     10025002: "电子面单余额不足",
     10025003: "电子面单订单不存在",
     10025004: "电子面单模板不存在",
+    10025005: "该快递公司不支持子母件",
+    10025006: "电子面单已取消",
+    10025007: "电子面单已发货，不能取消",
+    10025019: "电子面单已存在",
     10025020: "uint64字段必须以字符串传入",
 }
 # The real text reads "api minute-quota reach limit  mustslower  retry next minute"; the reference
@@ -376,6 +380,9 @@ CARRIER_OF_DELIVERY_ID = {v: k for k, v in DELIVERY_IDS.items()}
 # E-waybill ``delivery_id``s differ for Yunda (SDK sample lists "YUNDA").
 EWAYBILL_DELIVERY_IDS = {**DELIVERY_IDS, "YD": "YUNDA"}
 CARRIER_OF_EWAYBILL_ID = {v: k for k, v in EWAYBILL_DELIVERY_IDS.items()}
+# Carriers with child pieces (子母件) through /order/addsuborder (§3.10: SF, DBKD, JD, SXJD, 韵达快运).
+SUB_ORDER_CARRIERS = {"SF", "DBL", "JD"}
+MAX_SUB_ORDERS = 50  # [choice]
 
 STATUS_UNPAID, STATUS_PAID, STATUS_PART_SHIPPED, STATUS_SHIPPED = 10, 20, 21, 30
 STATUS_COMPLETED, STATUS_CANCELLED_REFUND, STATUS_CANCELLED = 100, 200, 250
@@ -889,6 +896,7 @@ class WechatApp(PlatformGateway):
             "/channels/ec/logistics/ewaybill/biz/template/get": self.ewaybill_template_get,
             "/channels/ec/logistics/ewaybill/biz/order/precreate": self.ewaybill_precreate,
             "/channels/ec/logistics/ewaybill/biz/order/create": self.ewaybill_create,
+            "/channels/ec/logistics/ewaybill/biz/order/addsuborder": self.ewaybill_add_sub_order,
             "/channels/ec/logistics/ewaybill/biz/order/cancel": self.ewaybill_cancel,
             "/channels/ec/logistics/ewaybill/biz/order/get": self.ewaybill_order_get,
             "/channels/ec/logistics/ewaybill/biz/print/get": self.ewaybill_print_get,
@@ -1889,10 +1897,16 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
             raise wx_error(10025003)
         return record
 
-    def ewaybill_precreate(self, request: Request, ctx: CallContext) -> Response:
-        """Validate an e-waybill request and hand out the global ``ewaybill_order_id``."""
-        p = ctx.params
-        self._reject_numeric_ids(p)
+    @staticmethod
+    def _ewaybill_order_id(p: dict[str, Any]) -> str:
+        """A self-defined ``ewaybill_order_id``: a uint64, sent as a string."""
+        value = _id(p, "ewaybill_order_id")
+        if not value.isdigit() or not 0 < int(value) < 2**64:
+            raise invalid_args("ewaybill_order_id must be a uint64")
+        return value
+
+    def _validated_ewaybill(self, ctx: CallContext, p: dict[str, Any]) -> dict[str, Any]:
+        """Check a precreate/create body; the record kept for its ``ewaybill_order_id``."""
         account = self._account(ctx, p)
         sender = p.get("sender") or {}
         if (
@@ -1907,44 +1921,73 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
             raise invalid_args("ec_order_list is required")
         for item in orders:
             self._shop_order(ctx, str(item.get("ec_order_id") or ""))
-        if p.get("receiver") is None and len(orders) != 1:
-            raise invalid_args("receiver is required unless exactly one ec_order is given")
-        (ewaybill_order_id,) = self.world.new_id(PLATFORM, "ewaybill")
-        self.world.idempotent_put(
-            f"wechat:ewaybill:{ctx.shop_id}",
-            ewaybill_order_id,
-            {"account_id": account.account_id, "carrier": account.carrier, "order_id": str(orders[0]["ec_order_id"]),
-             "goods": [g for o in orders for g in o.get("goods_list") or []], "sender": sender, "create_time": self.world.now()},
-        )  # fmt: skip
+        # several orders of one receiver (合单) may be taken together: WeChat fills the receiver
+        # from the first one [choice: the sandbox does not compare the receivers]
+        return {"account_id": account.account_id, "carrier": account.carrier, "order_id": str(orders[0]["ec_order_id"]),
+                "order_ids": [str(o["ec_order_id"]) for o in orders],
+                "goods": [g for o in orders for g in o.get("goods_list") or []], "sender": sender,
+                "create_time": self.world.now()}  # fmt: skip
+
+    def ewaybill_precreate(self, request: Request, ctx: CallContext) -> Response:
+        """Validate an e-waybill request and hand out a global ``ewaybill_order_id`` — or keep the
+        caller's own (a uint64 string); an id already used is 10025019 电子面单已存在."""
+        p = ctx.params
+        self._reject_numeric_ids(p)
+        record = self._validated_ewaybill(ctx, p)
+        scope = f"wechat:ewaybill:{ctx.shop_id}"
+        with self.world.write():
+            if p.get("ewaybill_order_id") not in (None, ""):
+                ewaybill_order_id = self._ewaybill_order_id(p)
+            else:
+                (ewaybill_order_id,) = self.world.new_id(PLATFORM, "ewaybill")
+            if not self.world.idempotent_put(scope, ewaybill_order_id, record):
+                raise wx_error(10025019)
         return self.ok({"ewaybill_order_id": ewaybill_order_id})
 
     def ewaybill_create(self, request: Request, ctx: CallContext) -> Response:
-        """Take the waybill number for a precreated e-waybill (repeating a create returns the same number)."""
+        """Take the number for an ``ewaybill_order_id`` — precreated, or self-defined here (then
+        the body is validated as by precreate). A second create for an id that has its number
+        is refused with 10025019 电子面单已存在: the caller reads it back with ``/order/get``."""
         p = ctx.params
         self._reject_numeric_ids(p)
-        ewaybill_order_id = _id(p, "ewaybill_order_id")
-        record = self._ewaybill(ctx, ewaybill_order_id)
-        account = self._account(ctx, p)
-        if account.account_id != record["account_id"]:
-            raise invalid_args("account differs from precreate")
-        if str(p.get("template_id") or "") not in (self.template_id(ctx.shop_id, account.carrier), "single"):
-            raise wx_error(10025004)
-        scope = f"wechat:ewaybill-created:{ctx.shop_id}"
-        done = self.world.idempotent_get(scope, ewaybill_order_id)
-        if done is None:
+        ewaybill_order_id = self._ewaybill_order_id(p)
+        scope = f"wechat:ewaybill:{ctx.shop_id}"
+        with self.world.write():
+            record = self.world.idempotent_get(scope, ewaybill_order_id)
+            if record is None:
+                record = self._validated_ewaybill(ctx, p)
+                self.world.idempotent_put(scope, ewaybill_order_id, record)
+            account = self._account(ctx, p)
+            if account.account_id != record["account_id"]:
+                raise invalid_args("account differs from precreate")
+            if str(p.get("template_id") or "") not in (
+                self.template_id(ctx.shop_id, account.carrier),
+                "single",
+            ):
+                raise wx_error(10025004)
+            created = f"wechat:ewaybill-created:{ctx.shop_id}"
+            if self.world.idempotent_get(created, ewaybill_order_id) is not None:
+                raise wx_error(10025019)
             try:
                 waybill = self.world.issue_waybill(
                     shop_id=ctx.shop_id, carrier=account.carrier, order_id=record["order_id"],
-                    package_id=ewaybill_order_id, items=record["goods"],
+                    package_id=ewaybill_order_id, items=record["goods"], account_id=account.account_id,
                 )  # fmt: skip
             except NoWaybillAccount:
                 raise wx_error(10025002) from None
             done = {"waybill_id": waybill.tracking_no, "create_time": waybill.create_time}
-            self.world.idempotent_put(scope, ewaybill_order_id, done)
+            self.world.idempotent_put(created, ewaybill_order_id, done)
         return self.ok(
             {"ewaybill_order_id": ewaybill_order_id, "waybill_id": done["waybill_id"], "delivery_error_msg": "",
-             "waybill_id_list": [{"waybill_id": done["waybill_id"], "waybill_type": 1, "create_time": done["create_time"]}]}
+             "waybill_id_list": self._waybill_id_list(waybill)}
         )  # fmt: skip
+
+    def _waybill_id_list(self, waybill: Any) -> list[dict[str, Any]]:
+        """The parent (``waybill_type`` 1) and its children (2) [choice: type numbers]."""
+        out = [{"waybill_id": waybill.tracking_no, "waybill_type": 1, "create_time": waybill.create_time}]
+        for child in filter(None, map(self.world.get_waybill, waybill.children)):
+            out.append({"waybill_id": child.tracking_no, "waybill_type": 2, "create_time": child.create_time})
+        return out
 
     def _created_waybill(self, ctx: CallContext, ewaybill_order_id: str) -> Any:
         done = self.world.idempotent_get(f"wechat:ewaybill-created:{ctx.shop_id}", ewaybill_order_id)
@@ -1953,16 +1996,46 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
             raise wx_error(10025003)
         return waybill
 
+    def ewaybill_add_sub_order(self, request: Request, ctx: CallContext) -> Response:
+        """Child pieces (子件) for a taken waybill; only carriers with 子母件 (SF, DBKD, JD)."""
+        p = ctx.params
+        self._reject_numeric_ids(p)
+        waybill = self._created_waybill(ctx, _id(p, "ewaybill_order_id"))
+        if str(p.get("waybill_id") or "") != waybill.tracking_no:
+            raise wx_error(10025003)
+        if EWAYBILL_DELIVERY_IDS[waybill.carrier] != str(p.get("delivery_id") or ""):
+            raise invalid_args("delivery_id differs from the waybill's")
+        if waybill.carrier not in SUB_ORDER_CARRIERS:
+            raise wx_error(10025005)
+        quantity = _int(p, "add_package_quantity", 0)
+        if not 1 <= quantity <= MAX_SUB_ORDERS:
+            raise invalid_args(f"add_package_quantity must be 1..{MAX_SUB_ORDERS}")
+        if waybill.status != "issued":
+            raise wx_error(10025006)
+        try:
+            self.world.append_child_waybills(waybill.tracking_no, quantity)
+        except NoWaybillAccount:
+            raise wx_error(10025002) from None
+        waybill = self.world.get_waybill(waybill.tracking_no)
+        return self.ok(
+            {
+                "ewaybill_order_id": _id(p, "ewaybill_order_id"),
+                "waybill_id_list": self._waybill_id_list(waybill),
+            }
+        )
+
     def ewaybill_cancel(self, request: Request, ctx: CallContext) -> Response:
         p = ctx.params
         self._reject_numeric_ids(p)
         waybill = self._created_waybill(ctx, _id(p, "ewaybill_order_id"))
         if p.get("waybill_id") and str(p["waybill_id"]) != waybill.tracking_no:
             raise wx_error(10025003)
+        if waybill.status == "cancelled":
+            raise wx_error(10025006)
         try:
             self.world.cancel_waybill(waybill.tracking_no)
         except Conflict:
-            raise wx_error(10025003, "电子面单已取消") from None
+            raise wx_error(10025007) from None
         return self.ok()
 
     def ewaybill_order_get(self, request: Request, ctx: CallContext) -> Response:
@@ -1975,10 +2048,13 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
         status = (
             0 if waybill is None else (2 if waybill.status == "cancelled" else 1)
         )  # [choice] 0 precreated, 1 taken, 2 cancelled
+        goods = record["goods"]
         return self.ok(
             {"order_info": {"ewaybill_order_id": ewaybill_order_id, "delivery_id": EWAYBILL_DELIVERY_IDS[record["carrier"]],
                             "waybill_id": waybill.tracking_no if waybill else "", "status": status,
-                            "ec_order_list": [{"ec_order_id": record["order_id"], "goods_list": record["goods"]}]}}
+                            "waybill_id_list": self._waybill_id_list(waybill) if waybill else [],
+                            "ec_order_list": [{"ec_order_id": oid, "goods_list": goods if i == 0 else []}
+                                              for i, oid in enumerate(record.get("order_ids") or [record["order_id"]])]}}
         )  # fmt: skip
 
     def ewaybill_print_get(self, request: Request, ctx: CallContext) -> Response:
@@ -1987,7 +2063,11 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
         self._reject_numeric_ids(p)
         waybill = self._created_waybill(ctx, _id(p, "ewaybill_order_id"))
         if waybill.status != "issued":
-            raise wx_error(10025003, "电子面单已取消")
+            raise wx_error(10025006)
+        if p.get("sub_waybill_id"):
+            if str(p["sub_waybill_id"]) not in waybill.children:
+                raise wx_error(10025003)
+            waybill = self.world.get_waybill(str(p["sub_waybill_id"]))
         order = self.world.get_order(waybill.order_id)
         receiver = order.receiver if order else None
         content = json.dumps(
@@ -2001,8 +2081,18 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
         return self.ok({"print_info": self.world.vault.seal(shop_id=ctx.shop_id, text=content)})
 
     def ewaybill_order_print(self, request: Request, ctx: CallContext) -> Response:
-        self._reject_numeric_ids(ctx.params)
-        self._created_waybill(ctx, _id(ctx.params, "ewaybill_order_id"))
+        """Print success notice: counted per waybill (``re_print`` 1 for a reprint)."""
+        p = ctx.params
+        self._reject_numeric_ids(p)
+        waybill = self._created_waybill(ctx, _id(p, "ewaybill_order_id"))
+        if p.get("waybill_id") and str(p["waybill_id"]) not in (waybill.tracking_no, *waybill.children):
+            raise wx_error(10025003)
+        if waybill.status != "issued":
+            raise wx_error(10025006)
+        with self.world.write():
+            scope = f"wechat:ewaybill-printed:{ctx.shop_id}"
+            key = str(p.get("waybill_id") or waybill.tracking_no)
+            self.world.idempotent_put(scope, f"{key}:{self.world.now()}:{_int(p, 're_print', 0)}", 1)
         return self.ok()
 
 

@@ -1251,6 +1251,7 @@ class World:
             for line_id, qty in planned.items():
                 order.line(line_id).shipped_qty += qty
             order.packages.extend(packages)
+            self._mark_waybills_shipped(c, [p.tracking_no for p in packages])
             order.ship_time = order.ship_time or now
             self._recompute_shipping_status(order)
             self._save_order(c, order)
@@ -1290,6 +1291,7 @@ class World:
             if package is None:
                 raise NotFound("package not found", package_id=package_id)
             package.carrier, package.tracking_no = carrier, tracking_no
+            self._mark_waybills_shipped(c, [tracking_no])
             self._save_order(c, order)
             self._emit(
                 c,
@@ -1321,6 +1323,7 @@ class World:
             (package_id,) = self.new_id(shop.platform, "package")
             package = Package(package_id, carrier, tracking_no, self.now(), [PackageItem(line_id, 0)])
             order.packages.append(package)
+            self._mark_waybills_shipped(c, [tracking_no])
             self._save_order(c, order)
             self._emit(
                 c, EventKind.ORDER_SHIPPING_CHANGED, shop, order=order, data={"package": to_dict(package)}
@@ -1730,61 +1733,140 @@ class World:
         order_id: str,
         package_id: str = "",
         items: list[dict[str, Any]] | None = None,
+        children: int = 0,
+        account_id: str = "",
     ) -> Waybill:
-        """Take one waybill number from the shop's account with that carrier (consumes balance)."""
+        """Take one waybill number (and ``children`` child numbers under it) from the shop's
+        account with that carrier — ``account_id`` when given, else the first with balance.
+        Every number consumes one from the balance; all or none are taken."""
         with self.write() as c:
-            accounts = [a for a in self.waybill_accounts(shop_id, carrier) if a.available > 0]
+            accounts = [
+                a
+                for a in self.waybill_accounts(shop_id, carrier)
+                if a.available > children and (not account_id or a.account_id == account_id)
+            ]
             if not accounts:
                 raise NoWaybillAccount("no e-waybill account with balance", carrier=carrier)
             account = accounts[0]
-            account.available -= 1
-            account.allocated += 1
+            account.available -= 1 + children
+            account.allocated += 1 + children
             c.execute(
                 "UPDATE waybill_accounts SET doc=? WHERE account_id=?", (_j(account), account.account_id)
             )
-            tracking_no = self.new_tracking_no(carrier)
-            h = int(hashlib.sha256(tracking_no.encode()).hexdigest(), 16)
-            waybill = Waybill(
-                tracking_no=tracking_no,
-                shop_id=shop_id,
-                carrier=carrier,
-                account_id=account.account_id,
-                order_id=order_id,
-                package_id=package_id,
-                create_time=self.now(),
-                sort_code=f"{300 + h % 600}-{chr(65 + h % 26)}{h % 90 + 10} {h % 90 + 10:02d}",
-                package_center_code=f"{h % 900000 + 100000}",
-                package_center_name=f"{CARRIERS[carrier][0][:2]}集包{h % 20 + 1}号",
-                short_address_code=f"{h % 900 + 100}",
-                items=items or [],
-            )
-            c.execute("INSERT INTO waybills VALUES (?, ?, ?)", (tracking_no, shop_id, _j(waybill)))
+            waybill = self._new_waybill(c, account, order_id, package_id, items or [])
+            for _ in range(children):
+                child = self._new_waybill(
+                    c, account, order_id, package_id, items or [], parent=waybill.tracking_no
+                )
+                waybill.children.append(child.tracking_no)
+            self._save_waybill(c, waybill)
         return waybill
+
+    def _new_waybill(
+        self,
+        c: Any,
+        account: WaybillAccount,
+        order_id: str,
+        package_id: str,
+        items: list[dict[str, Any]],
+        *,
+        parent: str = "",
+    ) -> Waybill:
+        tracking_no = self.new_tracking_no(account.carrier)
+        h = int(hashlib.sha256((parent or tracking_no).encode()).hexdigest(), 16)
+        waybill = Waybill(
+            tracking_no=tracking_no,
+            shop_id=account.shop_id,
+            carrier=account.carrier,
+            account_id=account.account_id,
+            order_id=order_id,
+            package_id=package_id,
+            create_time=self.now(),
+            sort_code=f"{300 + h % 600}-{chr(65 + h % 26)}{h % 90 + 10} {h % 90 + 10:02d}",
+            package_center_code=f"{h % 900000 + 100000}",
+            package_center_name=f"{CARRIERS[account.carrier][0][:2]}集包{h % 20 + 1}号",
+            short_address_code=f"{h % 900 + 100}",
+            items=items,
+            parent=parent,
+        )
+        c.execute("INSERT INTO waybills VALUES (?, ?, ?)", (tracking_no, account.shop_id, _j(waybill)))
+        return waybill
+
+    def _save_waybill(self, c: Any, waybill: Waybill) -> None:
+        c.execute("UPDATE waybills SET doc=? WHERE tracking_no=?", (_j(waybill), waybill.tracking_no))
+
+    def append_child_waybills(self, tracking_no: str, count: int) -> list[str]:
+        """``count`` more child numbers under an issued parent waybill (consumes balance)."""
+        if count < 1:
+            raise InvalidArgument("count must be at least 1")
+        with self.write() as c:
+            parent = self.get_waybill(tracking_no)
+            if parent is None or parent.parent:
+                raise NotFound("waybill not found", tracking_no=tracking_no)
+            if parent.status != "issued":
+                raise Conflict("waybill cancelled")
+            row = c.execute(
+                "SELECT doc FROM waybill_accounts WHERE account_id=?", (parent.account_id,)
+            ).fetchone()
+            account = from_dict(WaybillAccount, json.loads(row[0]))
+            if account.available < count:
+                raise NoWaybillAccount("no e-waybill account with balance", carrier=parent.carrier)
+            account.available -= count
+            account.allocated += count
+            c.execute(
+                "UPDATE waybill_accounts SET doc=? WHERE account_id=?", (_j(account), account.account_id)
+            )
+            added = [
+                self._new_waybill(
+                    c, account, parent.order_id, parent.package_id, parent.items, parent=tracking_no
+                )
+                for _ in range(count)
+            ]
+            parent.children.extend(w.tracking_no for w in added)
+            self._save_waybill(c, parent)
+        return [w.tracking_no for w in added]
 
     def get_waybill(self, tracking_no: str) -> Waybill | None:
         row = self.read("SELECT doc FROM waybills WHERE tracking_no=?", (tracking_no,))
         return from_dict(Waybill, json.loads(row[0][0])) if row else None
 
     def cancel_waybill(self, tracking_no: str) -> Waybill:
+        """Cancel an unused number and its children: each is counted cancelled and recycled
+        back to the account's balance. A number an order shipped with cannot be cancelled."""
         with self.write() as c:
             waybill = self.get_waybill(tracking_no)
             if waybill is None:
                 raise NotFound("waybill not found", tracking_no=tracking_no)
             if waybill.status == "cancelled":
                 raise Conflict("waybill already cancelled")
-            waybill.status = "cancelled"
-            c.execute("UPDATE waybills SET doc=? WHERE tracking_no=?", (_j(waybill), tracking_no))
+            numbers = [waybill, *(w for w in map(self.get_waybill, waybill.children) if w is not None)]
+            if any(w.shipped for w in numbers):
+                raise Conflict("waybill already used for shipping")
+            freed = 0
+            for w in numbers:
+                if w.status != "cancelled":
+                    w.status = "cancelled"
+                    freed += 1
+                    self._save_waybill(c, w)
             row = c.execute(
                 "SELECT doc FROM waybill_accounts WHERE account_id=?", (waybill.account_id,)
             ).fetchone()
             if row:
                 account = from_dict(WaybillAccount, json.loads(row[0]))
-                account.cancelled += 1
-                account.available += 1
+                account.cancelled += freed
+                account.recycled += freed
+                account.available += freed
                 c.execute(
                     "UPDATE waybill_accounts SET doc=? WHERE account_id=?", (_j(account), account.account_id)
                 )
         return waybill
+
+    def _mark_waybills_shipped(self, c: Any, tracking_nos: list[str]) -> None:
+        for tracking_no in tracking_nos:
+            waybill = self.get_waybill(tracking_no)
+            if waybill is not None and not waybill.shipped:
+                waybill.shipped = True
+                self._save_waybill(c, waybill)
 
     # ------------------------------------------------------------------ decrypt quota and idempotency
 
@@ -1822,6 +1904,14 @@ class World:
                 (scope, key, json.dumps(value, ensure_ascii=False), self.now()),
             )
         return cur.rowcount == 1
+
+    def idempotent_set(self, scope: str, key: str, value: Any) -> None:
+        """Store ``value`` for ``(scope, key)``, replacing an earlier one."""
+        with self.write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
+                (scope, key, json.dumps(value, ensure_ascii=False), self.now()),
+            )
 
     # ------------------------------------------------------------------ events and push outbox
 

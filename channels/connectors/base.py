@@ -14,6 +14,7 @@ Retry policy (``Connector._send``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -40,6 +41,9 @@ from channels.types import (
     ShipmentParcel,
     TokenGrant,
     Waybill,
+    WaybillAccount,
+    WaybillPrint,
+    WaybillRequest,
 )
 
 logger = logging.getLogger("channels.connectors")
@@ -146,12 +150,16 @@ class Connector(ABC):
     #: and ecbao calls in bulk (e.g. one detail call per order); others are not paced
     call_rates: ClassVar[dict[str, float]] = {}
 
+    #: paths that share one pace (one quota), by a group name; the group's rate is ``call_rates[group]``
+    pace_groups: ClassVar[dict[str, str]] = {}
+
     def pace(self, path: str) -> None:
         """Wait for this call's turn under ``call_rates``, so bulk work stays below the
         platform's limit instead of running into it and sleeping out the penalty."""
-        rate = self.call_rates.get(path)
+        key = self.pace_groups.get(path, path)
+        rate = self.call_rates.get(key)
         if rate:
-            pacer_for((self.platform, self.credentials.app_key, path), rate).wait(self.retry.sleep)
+            pacer_for((self.platform, self.credentials.app_key, key), rate).wait(self.retry.sleep)
 
     def __init__(
         self,
@@ -232,11 +240,42 @@ class Connector(ABC):
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
         """Settlement / bill lines booked in the window."""
 
+    # e-waybills (电子面单): numbers taken per parcel with the platform's ciphertext receiver
     @abstractmethod
-    def create_waybills(
-        self, *, carrier_code: str, platform_order_ids: list[str], sender: dict
-    ) -> list[Waybill]:
-        """Take e-waybill numbers (with print data) for orders; receiver stays ciphertext."""
+    def list_waybill_accounts(self) -> list[WaybillAccount]:
+        """The shop's e-waybill subscriptions (carrier, branch, account, balances where reported)."""
+
+    @abstractmethod
+    def take_waybill(self, request: WaybillRequest) -> Waybill:
+        """One number (plus ``request.child_count`` child numbers) for one parcel, with its
+        print data. Idempotent by ``request.key``: the same key returns the same number, so
+        a caller may repeat it after any failure, a timeout included. Raises PlatformRejected
+        when the platform refuses (no balance, unknown account, order not shippable)."""
+
+    @abstractmethod
+    def cancel_waybill(self, *, carrier_code: str, tracking_no: str, platform_waybill_id: str = "") -> None:
+        """Cancel an unused number (the platform recycles it). Cancelling one already
+        cancelled is not an error."""
+
+    @abstractmethod
+    def print_data(
+        self,
+        *,
+        carrier_code: str,
+        tracking_no: str,
+        platform_waybill_id: str = "",
+        request: WaybillRequest | None = None,
+        parent_tracking_no: str = "",
+    ) -> WaybillPrint:
+        """Fresh print data for a taken number (a reprint; a child piece names its parent).
+        Kuaishou hands print data only with the take: there ``request`` (the original one,
+        same key) is taken again, which returns the same number."""
+
+    def report_printed(
+        self, *, carrier_code: str, tracking_no: str, platform_waybill_id: str = "", reprint: bool = False
+    ) -> None:
+        """Tell the platform a label was printed (WeChat ``/order/print``); nothing elsewhere."""
+        return None  # Douyin and Kuaishou have no print notice
 
     @abstractmethod
     def decrypt(self, *, platform_order_id: str, cipher: str, account_id: str) -> str:
@@ -392,6 +431,17 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def key_digest(key: str, length: int = 16) -> str:
+    """A short, stable hex digest of an idempotency key (for platform fields that limit length)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:length]
+
+
+def key_uint64(key: str) -> str:
+    """A stable non-zero uint64 (as a string) from an idempotency key (WeChat's self-defined
+    ``ewaybill_order_id``). 63 bits: collisions are negligible within one shop."""
+    return str(int(key_digest(key), 16) >> 1 or 1)
 
 
 def time_spans(start: datetime, end: datetime, length: timedelta) -> Iterator[tuple[datetime, datetime]]:

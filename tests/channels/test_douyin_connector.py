@@ -33,7 +33,15 @@ from channels.connectors.douyin import (
     sign_request,
 )
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.types import AfterSaleStatus, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from channels.types import (
+    AfterSaleStatus,
+    OrderStatus,
+    Platform,
+    ShipFrom,
+    ShipmentParcel,
+    TokenGrant,
+    WaybillRequest,
+)
 from sandbox.clock import FakeClock
 from sandbox.douyin import CIPHER, DouyinApp, signed_query
 from sandbox.douyin import DouyinPushCodec as SandboxPushCodec
@@ -1028,15 +1036,22 @@ def test_settlements_page_with_the_platform_cursor(sandbox: Sandbox) -> None:
 def test_waybills_are_taken_with_ciphertext_receivers(sandbox: Sandbox) -> None:
     connector = sandbox.connected()
     orders = [sandbox.order([(0, 1)]), sandbox.order([(1, 2)])]
-    waybills = connector.create_waybills(
-        carrier_code="zhongtong", platform_order_ids=[o.order_id for o in orders], sender=SENDER
-    )
-    assert [w.platform_order_id for w in waybills] == [o.order_id for o in orders]
-    (create,) = sandbox.wire.to("/logistics/newCreateOrder")
-    for order, waybill, info in zip(orders, waybills, create.params["order_infos"], strict=True):
+    sender = ShipFrom(**SENDER)
+    waybills = [
+        connector.take_waybill(WaybillRequest(key=f"k{n}", carrier_code="zhongtong", platform_order_ids=(o.order_id,), sender=sender))
+        for n, o in enumerate(orders)
+    ]  # fmt: skip
+    assert [w.platform_order_ids for w in waybills] == [(o.order_id,) for o in orders]
+    creates = sandbox.wire.to("/logistics/newCreateOrder")
+    for order, waybill, create in zip(orders, waybills, creates, strict=True):
+        (info,) = create.params["order_infos"]
         stored = sandbox.world.get_waybill(waybill.tracking_no)
         assert stored.order_id == order.order_id and stored.carrier == "ZTO"
-        assert (waybill.carrier_code, waybill.sort_code) == ("zhongtong", stored.sort_code)
+        assert (waybill.carrier_code, waybill.carrier, waybill.sort_code) == (
+            "zhongtong",
+            "zto",
+            stored.sort_code,
+        )
         receiver = info["receiver_info"]
         assert sandbox.world.vault.decrypt(receiver["contact"]["mobile"], CIPHER)[2] == order.receiver.phone
         assert (
@@ -1046,20 +1061,18 @@ def test_waybills_are_taken_with_ciphertext_receivers(sandbox: Sandbox) -> None:
         assert receiver["address"]["province_name"] == order.receiver.province
         for plain in (order.receiver.name, order.receiver.phone, order.receiver.detail):
             assert plain.encode() not in create.body
-        printed = json.loads(waybill.print_data)
-        shop, content = sandbox.world.vault.unseal(printed["print_data"])
+        printed = waybill.print_info
+        shop, content = sandbox.world.vault.unseal(printed.print_data)
         assert (
             shop == sandbox.shop_id and waybill.tracking_no in content and order.receiver.phone not in content
         )
-        assert printed["sign"] == sandbox.world.vault.mac(printed["print_data"])
-    assert create.params["sender_info"]["contact"] == {"name": "鲸选仓库", "mobile": "13800005678"}
-    assert "鲸选仓库".encode() in create.body  # not \\u-escaped
+        assert printed.sign == sandbox.world.vault.mac(printed.print_data)
+        assert create.params["sender_info"]["contact"] == {"name": "鲸选仓库", "mobile": "13800005678"}
+        assert "鲸选仓库".encode() in create.body  # not \\u-escaped
     with pytest.raises(PlatformRejected) as raised:  # no e-waybill account with Yunda
-        connector.create_waybills(
-            carrier_code="yunda", platform_order_ids=[orders[0].order_id], sender=SENDER
-        )
+        connector.take_waybill(WaybillRequest(key="k9", carrier_code="yunda", platform_order_ids=(orders[0].order_id,), sender=sender))  # fmt: skip
     assert raised.value.code == "2001"
-    assert len(sandbox.wire.to("/logistics/newCreateOrder")) == 2
+    assert len(sandbox.wire.to("/logistics/newCreateOrder")) == 3
 
 
 def test_decrypt_one_field_for_one_person(sandbox: Sandbox) -> None:

@@ -35,7 +35,15 @@ from channels.connectors.kuaishou import (
 )
 from channels.connectors.scrub import looks_like_cipher
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.types import AfterSaleStatus, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from channels.types import (
+    AfterSaleStatus,
+    OrderStatus,
+    Platform,
+    ShipFrom,
+    ShipmentParcel,
+    TokenGrant,
+    WaybillRequest,
+)
 from sandbox import kuaishou as sandbox_kuaishou
 from sandbox.clock import FakeClock
 from sandbox.kuaishou import HEARTBEAT, KuaishouApp, encrypt_push, hold_order
@@ -636,18 +644,20 @@ def test_waybills_are_taken_with_ciphertexts_and_ship_with_the_same_carrier(
 ) -> None:
     orders = [rig.place((0, 1)), rig.place((1, 1), (2, 1), gift_of={1: 0})]
     oids = [o.lines[0].line_id for o in orders]
-    waybills = ks.create_waybills(carrier_code="9", platform_order_ids=oids, sender=SENDER)
-    assert [w.platform_order_id for w in waybills] == oids and all(w.carrier_code == "9" for w in waybills)
-    assert json.loads(waybills[0].print_data)["signature"]
-    [call] = rig.wire.to("/open/express/ebill/get")
-    sent = call.business["getEbillOrderRequest"]
-    assert sent[0]["expressCompanyCode"] == "ZTO" and looks_like_cipher(sent[0]["receiverContract"]["name"])
-    assert len(sent[1]["itemList"]) == 2  # the gift travels in the same parcel
-    again = ks.create_waybills(carrier_code="9", platform_order_ids=oids[:1], sender=SENDER)
-    assert again[0].tracking_no == waybills[0].tracking_no  # one waybill per order
+    requests = [WaybillRequest(key=f"k{oid}", carrier_code="ZTO", platform_order_ids=(oid,), sender=ShipFrom(**SENDER)) for oid in oids]  # fmt: skip
+    waybills = [ks.take_waybill(r) for r in requests]
+    assert [w.platform_order_ids for w in waybills] == [(oid,) for oid in oids]
+    assert all(w.shipping_code == "9" and w.carrier == "zto" for w in waybills)
+    assert waybills[0].print_info.sign
+    first, second = (c.business["getEbillOrderRequest"][0] for c in rig.wire.to("/open/express/ebill/get"))
+    assert first["expressCompanyCode"] == "ZTO" and looks_like_cipher(first["receiverContract"]["name"])
+    assert first["requestId"] == requests[0].key
+    assert len(second["itemList"]) == 2  # the gift travels in the same parcel
+    again = ks.take_waybill(requests[0])
+    assert again.tracking_no == waybills[0].tracking_no  # one waybill per key
     ks.ship(
         platform_order_id=oids[0],
-        parcels=[ShipmentParcel(waybills[0].carrier_code, waybills[0].tracking_no)],
+        parcels=[ShipmentParcel(waybills[0].shipping_code, waybills[0].tracking_no)],
         request_id="w",
     )
     assert ks.get_order(oids[0]).status is OrderStatus.SHIPPED

@@ -19,7 +19,16 @@ from channels.connectors import connector_class, push_codec
 from channels.connectors.base import AppCredentials, RetryPolicy, ShopSession
 from channels.connectors.wechat import WechatConnector, WechatPushCodec
 from channels.errors import AuthExpired, BadPushMessage, PlatformRejected, RateLimited, TemporarilyUnavailable
-from channels.types import AfterSaleStatus, AfterSaleType, OrderStatus, Platform, ShipmentParcel, TokenGrant
+from channels.types import (
+    AfterSaleStatus,
+    AfterSaleType,
+    OrderStatus,
+    Platform,
+    ShipFrom,
+    ShipmentParcel,
+    TokenGrant,
+    WaybillRequest,
+)
 from sandbox.clock import FakeClock
 from sandbox.faults import Faults
 from sandbox.model import App
@@ -544,26 +553,23 @@ def test_settlements_ids_then_details(
     )
 
 
-def test_create_waybills(conn: WechatConnector, world: World, shop_id: str) -> None:
+def test_take_waybill(conn: WechatConnector, world: World, shop_id: str) -> None:
     orders = [paid_order(world, shop_id, 1, buyer_id=i + 1) for i in range(2)]
-    sender = {
-        "name": "鲸选仓库",
-        "mobile": "13800005678",
-        "province": "浙江省",
-        "city": "杭州市",
-        "district": "余杭区",
-        "detail": "仓前街道1号",
-    }
-    waybills = conn.create_waybills(
-        carrier_code="ZTO", platform_order_ids=[o.order_id for o in orders], sender=sender
-    )
-    assert [w.platform_order_id for w in waybills] == [o.order_id for o in orders]
+    sender = ShipFrom(name="鲸选仓库", mobile="13800005678", province="浙江省", city="杭州市", district="余杭区", detail="仓前街道1号")  # fmt: skip
+    accounts = {a.carrier: a for a in conn.list_waybill_accounts()}
+    zto = accounts["zto"]
+    waybills = [
+        conn.take_waybill(WaybillRequest(key=f"k{o.order_id}", carrier_code=zto.carrier_code, platform_order_ids=(o.order_id,),
+                                         sender=sender, account_id=zto.account_id, branch_code=zto.branch_code))
+        for o in orders
+    ]  # fmt: skip
     for w, o in zip(waybills, orders, strict=True):
         issued = world.get_waybill(w.tracking_no)
-        assert issued is not None and issued.order_id == o.order_id and w.carrier_code == "ZTO"
-        assert w.print_data and o.receiver.phone not in w.print_data
-    with pytest.raises(PlatformRejected):
-        conn.create_waybills(carrier_code="EMS", platform_order_ids=[orders[0].order_id], sender=sender)
+        assert issued is not None and issued.order_id == o.order_id and w.shipping_code == "ZTO"
+        assert w.print_info.print_data and o.receiver.phone not in w.print_info.print_data
+    with pytest.raises(PlatformRejected):  # no EMS account
+        conn.take_waybill(WaybillRequest(key="k-ems", carrier_code="EMS", platform_order_ids=(orders[0].order_id,),
+                                         sender=sender, account_id=zto.account_id, branch_code=zto.branch_code))  # fmt: skip
 
 
 def test_decrypt_reads_one_field_of_the_decoded_address(

@@ -730,13 +730,16 @@ def test_ewaybill_precreate_create_print_cancel(wx: WechatRefClient, wx_world: W
         "/channels/ec/logistics/ewaybill/biz/order/create",
         {**request, "ewaybill_order_id": ewaybill_order_id, "template_id": template},
     )
-    again = wx.call(
+    again = wx.raw(
         "/channels/ec/logistics/ewaybill/biz/order/create",
         {**request, "ewaybill_order_id": ewaybill_order_id, "template_id": template},
     )
+    assert errcode(again) == 10025019  # 电子面单已存在: no second number; read it back instead
+    read = wx.call("/channels/ec/logistics/ewaybill/biz/order/get", {"ewaybill_order_id": ewaybill_order_id})
     assert (
-        created["waybill_id"] == again["waybill_id"]
-        and created["waybill_id_list"][0]["waybill_id"] == created["waybill_id"]
+        read["order_info"]["waybill_id"]
+        == created["waybill_id"]
+        == created["waybill_id_list"][0]["waybill_id"]
     )
     printed = wx.call(
         "/channels/ec/logistics/ewaybill/biz/print/get",
@@ -757,8 +760,99 @@ def test_ewaybill_precreate_create_print_cancel(wx: WechatRefClient, wx_world: W
         errcode(
             wx.raw("/channels/ec/logistics/ewaybill/biz/print/get", {"ewaybill_order_id": ewaybill_order_id})
         )
-        == 10025003
+        == 10025006
     )
+    recycled = wx.call("/channels/ec/logistics/ewaybill/biz/account/get", {"delivery_id": "ZTO"})[
+        "account_list"
+    ][0]
+    assert (recycled["available"], recycled["cancel"], recycled["recycled"]) == (
+        account["available"],
+        account["cancel"] + 1,
+        account["recycled"] + 1,
+    )
+    cancel = {
+        "ewaybill_order_id": ewaybill_order_id,
+        "delivery_id": "ZTO",
+        "waybill_id": created["waybill_id"],
+    }
+    assert errcode(wx.raw("/channels/ec/logistics/ewaybill/biz/order/cancel", cancel)) == 10025006
+
+
+def test_ewaybill_self_defined_id_sub_orders_and_shipped_numbers(
+    wx: WechatRefClient, wx_world: World, wx_shop: str
+) -> None:
+    order = paid_order(wx_world, wx_shop, 1)
+    account = wx.call("/channels/ec/logistics/ewaybill/biz/account/get", {"delivery_id": "SF"})[
+        "account_list"
+    ][0]
+    zto = wx.call("/channels/ec/logistics/ewaybill/biz/account/get", {"delivery_id": "ZTO"})["account_list"][
+        0
+    ]
+    sender = {
+        "name": "仓库",
+        "mobile": "13800005678",
+        "province": "浙江省",
+        "city": "杭州市",
+        "address": "仓前街道1号",
+    }
+    request = {"delivery_id": "SF", "site_code": account["site_info"]["site_code"], "ewaybill_acct_id": account["acct_id"],
+               "sender": sender, "ec_order_list": [{"ec_order_id": order.order_id, "goods_list": []}], "template_id": "single"}  # fmt: skip
+    assert (
+        errcode(
+            wx.raw(
+                "/channels/ec/logistics/ewaybill/biz/order/create", {**request, "ewaybill_order_id": "12x"}
+            )
+        )
+        == 40097
+    )
+    created = wx.call(
+        "/channels/ec/logistics/ewaybill/biz/order/create", {**request, "ewaybill_order_id": "918273645"}
+    )
+    assert created["ewaybill_order_id"] == "918273645"
+    # a precreate with the same self-defined id: already exists
+    assert (
+        errcode(
+            wx.raw(
+                "/channels/ec/logistics/ewaybill/biz/order/precreate",
+                {**request, "ewaybill_order_id": "918273645"},
+            )
+        )
+        == 10025019
+    )
+    sub = {
+        "ewaybill_order_id": "918273645",
+        "waybill_id": created["waybill_id"],
+        "delivery_id": "SF",
+        "add_package_quantity": 2,
+    }
+    listed = wx.call("/channels/ec/logistics/ewaybill/biz/order/addsuborder", sub)["waybill_id_list"]
+    assert [w["waybill_type"] for w in listed] == [1, 2, 2] and listed[0]["waybill_id"] == created[
+        "waybill_id"
+    ]
+    after = wx.call("/channels/ec/logistics/ewaybill/biz/account/get", {"delivery_id": "SF"})["account_list"][
+        0
+    ]
+    assert after["available"] == account["available"] - 3
+    child = listed[1]["waybill_id"]
+    assert wx.call(
+        "/channels/ec/logistics/ewaybill/biz/print/get",
+        {"ewaybill_order_id": "918273645", "sub_waybill_id": child},
+    )["print_info"]
+    # ZTO has no child pieces
+    z = {**request, "delivery_id": "ZTO", "site_code": zto["site_info"]["site_code"], "ewaybill_acct_id": zto["acct_id"],
+         "ewaybill_order_id": "918273646"}  # fmt: skip
+    z_created = wx.call("/channels/ec/logistics/ewaybill/biz/order/create", z)
+    no_sub = {
+        **sub,
+        "ewaybill_order_id": "918273646",
+        "waybill_id": z_created["waybill_id"],
+        "delivery_id": "ZTO",
+    }
+    assert errcode(wx.raw("/channels/ec/logistics/ewaybill/biz/order/addsuborder", no_sub)) == 10025005
+    # a number an order shipped with cannot be cancelled
+    wx_world.ship_order(order.order_id, [ShipmentSpec("SF", created["waybill_id"])])
+    cancel = {"ewaybill_order_id": "918273645", "delivery_id": "SF", "waybill_id": created["waybill_id"]}
+    assert errcode(wx.raw("/channels/ec/logistics/ewaybill/biz/order/cancel", cancel)) == 10025007
 
 
 # --------------------------------------------------------------------------- limits (§3.11)

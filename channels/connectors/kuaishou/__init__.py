@@ -79,7 +79,7 @@ from channels.connectors.kuaishou.orders import (
     ship_blocked_reason,
 )
 from channels.connectors.kuaishou.push import KuaishouPushCodec, decrypt_message
-from channels.connectors.kuaishou.shipping import EBILL_COMPANY, EXPRESS_CODES
+from channels.connectors.kuaishou.shipping import EXPRESS_CODES
 
 CONNECTOR = KuaishouConnector
 PUSH_CODEC = KuaishouPushCodec
@@ -94,7 +94,6 @@ __all__ = [
     "BILL_TIME_FORMAT",
     "BUSY_RESULTS",
     "EBILL_BATCH",
-    "EBILL_COMPANY",
     "EXPRESS_CODES",
     "HOLD_REASONS",
     "ITEM_PAGE_SIZE",

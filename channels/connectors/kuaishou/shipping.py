@@ -5,28 +5,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from channels import carriers
 from channels.connectors.base import (
     as_dict,
     as_int,
     as_list,
+    key_digest,
 )
-from channels.connectors.kuaishou.api import EBILL_BATCH, logger
+from channels.connectors.kuaishou.api import logger
 from channels.connectors.kuaishou.orders import shipped_quantity
 from channels.errors import PlatformRejected
 from channels.types import (
     Carrier,
+    Platform,
+    ShipFrom,
     ShipmentParcel,
     Waybill,
+    WaybillAccount,
+    WaybillPrint,
+    WaybillRequest,
 )
 
 # §2.5 (KS-DOC 物流公司编号): expressCode → name; the fallback when the list API is missing.
 EXPRESS_CODES: dict[int, str] = {
     2: "EMS", 3: "申通快递", 4: "顺丰速运", 6: "圆通速递", 8: "邮政快递包裹", 9: "中通快递", 11: "韵达快递",
     12: "中通快运", 14: "京东", 17: "德邦", 53: "德邦快递", 97: "邮政标准快递", 109: "极兔速递", 113: "菜鸟速递",
-}  # fmt: skip
-# Shipping expressCode → e-waybill expressCompanyCode [GUESS §2.10].
-EBILL_COMPANY: dict[int, str] = {
-    9: "ZTO", 6: "YTO", 3: "STO", 11: "YUNDA", 4: "SF", 109: "JT", 2: "EMS", 14: "JD", 8: "POSTB", 53: "DBKD",
 }  # fmt: skip
 
 
@@ -115,94 +118,153 @@ class ShippingMixin:
             if isinstance(c, dict)
         ]
 
-    # ------------------------------------------------------------------ e-waybills and buyer data
+    # ------------------------------------------------------------------ e-waybills
+    # Idempotency: ``requestId`` = ecbao's key and ``packageCode`` derived from it (same code ⇒
+    # same waybill), so a repeat returns the number already taken. Child numbers (SF only) come
+    # with the take (``totalPackageQuantity``); print data comes only with the take.
 
-    def create_waybills(
-        self, *, carrier_code: str, platform_order_ids: list[str], sender: dict
-    ) -> list[Waybill]:
-        """Take e-waybills with ``open.express.ebill.get`` (§2.10), receiver as the order's ciphertexts.
-
-        ``carrier_code``: the shipping ``expressCode`` (mapped to the e-waybill company code)
-        or an e-waybill company code itself. ``sender``: ``name``, ``mobile``, ``province``,
-        ``city``, ``district``, ``street``, ``detail``. One waybill per order (``packageCode``
-        "1", ``requestId`` = order id), so asking again returns the same number; the call is
-        nevertheless not re-sent on a timeout. ``Waybill.print_data`` is JSON ``{printData,
-        signature, key, version}`` for Kuaishou's print component; ``Waybill.carrier_code`` is the
-        shipping code to ship with. Refused orders are logged and left out; when every order
-        is refused, PlatformRejected is raised."""
-        if not platform_order_ids:
-            return []
-        company = EBILL_COMPANY.get(int(carrier_code)) if carrier_code.isdigit() else carrier_code
-        if not company:
-            raise PlatformRejected(f"no e-waybill company for carrier {carrier_code}", code="carrier")
-        shipping_code = (
-            carrier_code
-            if carrier_code.isdigit()
-            else next(
-                (str(code) for code, name in EBILL_COMPANY.items() if name == carrier_code), carrier_code
-            )
-        )
-        waybills: list[Waybill] = []
-        errors: list[tuple[str, str]] = []
-        for start in range(0, len(platform_order_ids), EBILL_BATCH):
-            chunk = platform_order_ids[start : start + EBILL_BATCH]
-            requests = [self._ebill_request(self._detail(oid), oid, company, sender) for oid in chunk]
-            answers = as_list(
-                self._api("open.express.ebill.get", {"getEbillOrderRequest": requests}, write=True).get(
-                    "data"
+    def list_waybill_accounts(self) -> list[WaybillAccount]:
+        """``open.express.subscribe.query``: every subscribed carrier branch with its balance."""
+        accounts = []
+        for s in as_list(self._api("open.express.subscribe.query", {}).get("data")):
+            s = as_dict(s)
+            code = str(s.get("expressCompanyCode") or "")
+            key = carriers.key_of(Platform.KUAISHOU, code, ewaybill=True)
+            address = as_dict(next(iter(as_list(s.get("senderAddress"))), {}))
+            accounts.append(
+                WaybillAccount(
+                    carrier=key, carrier_code=code, carrier_name=carriers.name_of(key) if key else code,
+                    branch_code=str(s.get("netSiteCode") or ""), branch_name=str(s.get("netSiteName") or ""),
+                    account_id=str(s.get("settleAccount") or ""), available=as_int(s.get("availableQuantity")),
+                    allocated=as_int(s.get("allocatedQuantity")), recycled=as_int(s.get("recycledQuantity")),
+                    cancelled=as_int(s.get("cancelQuantity")),
+                    sender=ShipFrom(name="", mobile="", province=str(address.get("provinceName") or ""),
+                                    city=str(address.get("cityName") or ""), district=str(address.get("districtName") or ""),
+                                    street=str(address.get("streetName") or ""), detail=str(address.get("detailAddress") or ""))
+                    if address else None,
                 )
-            )
-            for answer in answers:
-                answer = as_dict(answer)
-                oid = str(answer.get("requestId") or "")
-                outcome = as_dict(answer.get("baseResponse"))
-                taken = [as_dict(x) for x in as_list(answer.get("data")) if as_dict(x).get("waybillCode")]
-                if not outcome.get("success") or not taken:
-                    errors.append((oid, str(outcome.get("message") or "no waybill")))
-                    logger.warning("waybill refused for order %s: %s", oid, outcome.get("message"))
-                    continue
-                for info in taken:
-                    print_data = json.dumps(
-                        {k: info.get(k, "") for k in ("printData", "signature", "key", "version")},
-                        ensure_ascii=False,
-                    )
-                    waybills.append(Waybill(platform_order_id=oid, tracking_no=str(info["waybillCode"]), carrier_code=shipping_code,
-                                            print_data=print_data))  # fmt: skip
-        if not waybills and errors:
-            raise PlatformRejected(errors[0][1], code="ebill")
-        return waybills
+            )  # fmt: skip
+        return accounts
 
-    def _ebill_request(self, raw: dict[str, Any], oid: str, company: str, sender: dict) -> dict[str, Any]:
-        base, item, address = (
-            as_dict(raw.get("orderBaseInfo")),
-            as_dict(raw.get("orderItemInfo")),
-            as_dict(raw.get("orderAddress")),
+    def take_waybill(self, request: WaybillRequest) -> Waybill:
+        """``open.express.ebill.get`` with one request (receiver as the first order's ciphertexts)."""
+        if not request.platform_order_ids:
+            raise ValueError("a waybill needs at least one order")
+        company = request.carrier_code
+        carrier = carriers.key_of(Platform.KUAISHOU, company, ewaybill=True)
+        if request.child_count and not carriers.child_waybills(Platform.KUAISHOU, carrier):
+            raise ValueError(f"Kuaishou has no child waybills for {company}")
+        oid = request.platform_order_ids[0]
+        body = self._ebill_request(self._detail(oid), oid, company, request)
+        answers = as_list(
+            self._api(
+                "open.express.ebill.get", {"getEbillOrderRequest": [body]}, write=True, idempotent=True
+            ).get("data")
         )
-        items = [{"itemTitle": str(item.get("itemTitle") or ""), "itemQuantity": as_int(item.get("num"))}]
-        for sub in as_list(raw.get("subOrderInfo")):
-            sub_item = as_dict(as_dict(sub).get("subOrderItemInfo"))
-            items.append(
-                {
-                    "itemTitle": str(sub_item.get("itemTitle") or ""),
-                    "itemQuantity": as_int(sub_item.get("num")),
-                }
+        answer = as_dict(next((a for a in answers if as_dict(a).get("requestId") == request.key), {}))
+        outcome = as_dict(answer.get("baseResponse"))
+        taken = [as_dict(x) for x in as_list(answer.get("data")) if as_dict(x).get("waybillCode")]
+        if not outcome.get("success") or not taken:
+            raise PlatformRejected(
+                str(outcome.get("message") or "no waybill"), code=str(outcome.get("result") or "ebill")
             )
-        return {
+        shipping = carriers.code_for(Platform.KUAISHOU, carrier)
+
+        def number(info: dict[str, Any], children: tuple[Waybill, ...] = ()) -> Waybill:
+            # the answer carries no sort marks outside the encrypted print data (§2.10)
+            return Waybill(
+                key=request.key, tracking_no=str(info["waybillCode"]), carrier=carrier, carrier_code=company,
+                shipping_code=shipping, platform_order_ids=tuple(request.platform_order_ids),
+                print_info=self._ebill_print(info), children=children,
+            )  # fmt: skip
+
+        parent = next((x for x in taken if not x.get("parentWaybillCode")), taken[0])
+        children = tuple(number(x) for x in taken if x is not parent)
+        return number(parent, children)
+
+    @staticmethod
+    def _ebill_print(info: dict[str, Any]) -> WaybillPrint:
+        print_data = str(info.get("printData") or "")
+        return WaybillPrint(
+            print_data=print_data, sign=str(info.get("signature") or ""), key=str(info.get("key") or ""),
+            template_url=str(_json(print_data).get("templateURL") or ""),
+        )  # fmt: skip
+
+    def cancel_waybill(self, *, carrier_code: str, tracking_no: str, platform_waybill_id: str = "") -> None:
+        """``open.express.ebill.cancel``; 运单号已取消 counts as done."""
+        try:
+            self._api("open.express.ebill.cancel", {"waybillCode": tracking_no, "expressCompanyCode": carrier_code},
+                      write=True, idempotent=True)  # fmt: skip
+        except PlatformRejected as exc:
+            if "已取消" not in exc.platform_message:
+                raise
+
+    def print_data(
+        self,
+        *,
+        carrier_code: str,
+        tracking_no: str,
+        platform_waybill_id: str = "",
+        request: WaybillRequest | None = None,
+        parent_tracking_no: str = "",
+    ) -> WaybillPrint:
+        """Kuaishou has no print-data API: the original ``request`` is taken again (same key,
+        same number) and its print data returned."""
+        if request is None:
+            raise PlatformRejected("Kuaishou gives print data only with the take: keep it", code="print")
+        taken = self.take_waybill(request)
+        for w in (taken, *taken.children):
+            if w.tracking_no == tracking_no:
+                return w.print_info
+        raise PlatformRejected(f"{tracking_no} is not the number of this request", code="print")
+
+    def _ebill_request(
+        self, raw: dict[str, Any], oid: str, company: str, request: WaybillRequest
+    ) -> dict[str, Any]:
+        base, address = as_dict(raw.get("orderBaseInfo")), as_dict(raw.get("orderAddress"))
+        s = request.sender
+        items = [{"itemTitle": i.title, "itemQuantity": i.quantity} for i in request.items]
+        if not items:  # the order's own lines, its gifts included (they travel in the parcel)
+            lines = [as_dict(raw.get("orderItemInfo"))]
+            lines += [
+                as_dict(as_dict(sub).get("subOrderItemInfo")) for sub in as_list(raw.get("subOrderInfo"))
+            ]
+            items = [
+                {"itemTitle": str(i.get("itemTitle") or ""), "itemQuantity": as_int(i.get("num"))}
+                for i in lines
+            ]
+        body = {
             "merchantCode": str(base.get("sellerOpenId") or ""),
             "merchantName": str(base.get("sellerNick") or ""),
-            "packageCode": "1",
+            "packageCode": key_digest(request.key),
             "itemList": items,
             "receiverContract": {"name": str(address.get("encryptedConsignee") or ""), "mobile": str(address.get("encryptedMobile") or "")},
-            "senderContract": {"name": str(sender.get("name") or ""), "mobile": str(sender.get("mobile") or sender.get("phone") or "")},
+            "senderContract": {"name": s.name, "mobile": s.mobile},
             "expressCompanyCode": company,
             "orderChannel": "KUAISHOU",
             "tradeOrderCode": oid,
-            "senderAddress": {"provinceName": str(sender.get("province") or ""), "cityName": str(sender.get("city") or ""),
-                              "districtName": str(sender.get("district") or ""), "streetName": str(sender.get("street") or ""),
-                              "detailAddress": str(sender.get("detail") or "")},
+            "senderAddress": {"provinceName": s.province, "cityName": s.city, "districtName": s.district,
+                              "streetName": s.street, "detailAddress": s.detail},
             "receiverAddress": {"provinceName": str(address.get("province") or ""), "cityName": str(address.get("city") or ""),
                                 "districtName": str(address.get("district") or ""), "streetName": str(address.get("town") or ""),
                                 "detailAddress": str(address.get("encryptedAddress") or "")},
-            "requestId": oid,
-            "totalPackageQuantity": 1,
+            "requestId": request.key,
+            "totalPackageQuantity": 1 + request.child_count,
         }  # fmt: skip
+        if request.branch_code:
+            body["netSiteCode"] = request.branch_code
+        if request.account_id:
+            body["settleAccount"] = request.account_id
+        if request.weight_g:
+            body["totalPackageWeight"] = request.weight_g
+        if request.remark:
+            body["tradeOrderRemark"] = request.remark
+        return body
+
+
+def _json(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

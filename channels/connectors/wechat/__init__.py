@@ -59,7 +59,6 @@ from channels.connectors.wechat.push import (
     decrypt_push,
     open_secure_message,
 )
-from channels.connectors.wechat.shipping import EWAYBILL_ALIASES
 
 CONNECTOR = WechatConnector
 PUSH_CODEC = WechatPushCodec
@@ -75,7 +74,6 @@ __all__ = [
     "ComponentEvent",
     "ComponentTokenCache",
     "DECODE_FIELDS",
-    "EWAYBILL_ALIASES",
     "MAX_XML_BYTES",
     "ORDER_PAGE_SIZE",
     "PRODUCT_PAGE_SIZE",

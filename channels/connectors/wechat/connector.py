@@ -46,7 +46,19 @@ class WechatConnector(
     # [choice] The ids-only order list means one /order/get per order. WeChat publishes no
     # per-second figure for it (only the 45011 minute quota, whose penalty is "retry next
     # minute"); 80/s keeps a bulk pull below the sandbox's 100 per app and path.
-    call_rates: ClassVar[dict[str, float]] = {"/channels/ec/order/get": 80.0}
+    # The e-waybill APIs share about 500 calls a minute (operations §2): 8/s = 480 a minute.
+    call_rates: ClassVar[dict[str, float]] = {"/channels/ec/order/get": 80.0, "ewaybill": 8.0}
+    pace_groups: ClassVar[dict[str, str]] = {
+        f"/channels/ec/logistics/ewaybill/biz/{p}": "ewaybill"
+        for p in (
+            "order/create",
+            "order/get",
+            "order/addsuborder",
+            "order/cancel",
+            "print/get",
+            "order/print",
+        )
+    }
 
     def __init__(
         self,

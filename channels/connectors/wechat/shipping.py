@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels import carriers
+from channels.connectors.base import as_int, key_uint64
 from channels.connectors.wechat.api import _str_id, logger
 from channels.connectors.wechat.orders import line_id, split_line_id
 from channels.errors import (
@@ -12,12 +14,19 @@ from channels.errors import (
 from channels.types import (
     Carrier,
     ChannelOrder,
+    Platform,
+    ShipFrom,
     ShipmentParcel,
     Waybill,
+    WaybillAccount,
+    WaybillPrint,
+    WaybillRequest,
 )
 
-# Shipping and e-waybill carrier codes differ for Yunda (samples: "YD" vs "YUNDA").
-EWAYBILL_ALIASES = {"YD": "YUNDA"}
+EWAYBILL = "/channels/ec/logistics/ewaybill/biz"
+EXISTS = "10025019"  # 电子面单已存在: this ewaybill_order_id has its number
+CANCELLED = "10025006"  # 电子面单已取消
+STATUS_CANCELLED = 2  # /order/get status [sandbox choice: 0 precreated, 1 taken, 2 cancelled]
 
 
 class ShippingMixin:
@@ -94,85 +103,181 @@ class ShippingMixin:
         ]
 
     # --- e-waybills -----------------------------------------------------------------------------------
-    def create_waybills(
-        self, *, carrier_code: str, platform_order_ids: list[str], sender: dict
-    ) -> list[Waybill]:
-        """For each order: precreate → create (idempotent by ``ewaybill_order_id``) → print data.
-        The receiver is left for WeChat to fill from the shop order (nothing decrypted here)."""
-        opened = {
-            str(d["delivery_id"])
-            for d in self.api("/channels/ec/logistics/ewaybill/biz/delivery/get").get("list") or []
-        }
-        delivery_id = (
-            carrier_code if carrier_code in opened else EWAYBILL_ALIASES.get(carrier_code, carrier_code)
-        )
-        accounts = (
-            self.api("/channels/ec/logistics/ewaybill/biz/account/get", {"delivery_id": delivery_id}).get(
-                "account_list"
+    # WeChat's ``ewaybill_order_id`` is the idempotency key: a uint64 the caller may define (sent
+    # as a string); a create with an id that already has its number answers 10025019 电子面单已存在,
+    # and the number is read back with ``/order/get``. So a take is safe to repeat, timeouts included.
+
+    def list_waybill_accounts(self) -> list[WaybillAccount]:
+        """Every opened carrier's accounts (``/delivery/get`` then ``/account/get`` per carrier),
+        with WeChat's available / allocated / recycled / cancel counts."""
+        accounts = []
+        for delivery in self.api(f"{EWAYBILL}/delivery/get").get("list") or []:
+            delivery_id = str(delivery.get("delivery_id") or "")
+            listed = (
+                self.api(f"{EWAYBILL}/account/get", {"delivery_id": delivery_id}).get("account_list") or []
             )
-            or []
-        )
-        account = next((a for a in accounts if int(a.get("available") or 0) > 0), None)
-        if account is None:
-            raise PlatformRejected(f"no e-waybill account with balance for {carrier_code}", code="local")
-        templates = (
-            self.api("/channels/ec/logistics/ewaybill/biz/template/get", {"delivery_id": delivery_id}).get(
-                "total_template"
-            )
-            or []
-        )
-        template_id = next(
-            (str(t.get("default_template_id")) for t in templates if t.get("delivery_id") == delivery_id),
-            "single",
-        )
-        site = {
-            "delivery_id": delivery_id,
-            "site_code": str((account.get("site_info") or {}).get("site_code") or ""),
-            "ewaybill_acct_id": str(account["acct_id"]),
-        }
-        sender_info = {
-            "name": str(sender.get("name", "")),
-            "mobile": str(sender.get("mobile", "")),
-            "province": str(sender.get("province", "")),
-            "city": str(sender.get("city", "")),
-            "county": str(sender.get("county") or sender.get("district", "")),
-            "street": str(sender.get("street", "")),
-            "address": str(sender.get("address") or sender.get("detail", "")),
-        }
-        waybills = []
-        for order_id in platform_order_ids:
-            order = self.get_order(order_id)
-            goods = [
-                {
-                    "good_name": ln.title,
-                    "good_count": ln.quantity,
-                    "product_id": ln.platform_product_id,
-                    "sku_id": ln.platform_sku_id,
-                }
-                for ln in order.lines
-            ]
-            request = {
-                **site,
-                "sender": sender_info,
-                "ec_order_list": [{"ec_order_id": _str_id(order_id), "goods_list": goods}],
-            }
-            ewaybill_order_id = str(
-                self.api("/channels/ec/logistics/ewaybill/biz/order/precreate", request)["ewaybill_order_id"]
-            )
-            created = self.api(
-                "/channels/ec/logistics/ewaybill/biz/order/create",
-                {**request, "ewaybill_order_id": ewaybill_order_id, "template_id": template_id},
-            )
-            printed = self.api(
-                "/channels/ec/logistics/ewaybill/biz/print/get",
-                {"ewaybill_order_id": ewaybill_order_id, "template_id": template_id},
-            )
-            waybills.append(
-                Waybill(
-                    platform_order_id=_str_id(order_id),
-                    tracking_no=str(created["waybill_id"]),
-                    carrier_code=carrier_code,
-                    print_data=str(printed.get("print_info") or ""),
+            for a in listed:
+                site = a.get("site_info") or {}
+                address, contact = site.get("address") or {}, site.get("contact") or {}
+                accounts.append(
+                    WaybillAccount(
+                        carrier=carriers.key_of(Platform.WECHAT, delivery_id, ewaybill=True),
+                        carrier_code=delivery_id,
+                        carrier_name=str(delivery.get("delivery_name") or ""),
+                        branch_code=str(site.get("site_code") or ""),
+                        branch_name=str(site.get("site_name") or ""),
+                        account_id=_str_id(a.get("acct_id")),
+                        available=as_int(a.get("available")),
+                        allocated=as_int(a.get("allocated")),
+                        recycled=as_int(a.get("recycled")),
+                        cancelled=as_int(a.get("cancel")),
+                        sender=ShipFrom(
+                            name=str(contact.get("name") or ""),
+                            mobile=str(contact.get("mobile") or ""),
+                            province=str(address.get("province_name") or ""),
+                            city=str(address.get("city_name") or ""),
+                            district=str(address.get("district_name") or ""),
+                            street=str(address.get("street_name") or ""),
+                            detail=str(address.get("detail_address") or ""),
+                        ),  # fmt: skip
+                    )
                 )
+        return accounts
+
+    def _template_id(self, delivery_id: str) -> str:
+        """The carrier's default template (read once per connector), else the standard 一联单."""
+        cache = self.__dict__.setdefault("_ewaybill_templates", {})
+        if delivery_id not in cache:
+            groups = (
+                self.api(f"{EWAYBILL}/template/get", {"delivery_id": delivery_id}).get("total_template") or []
             )
-        return waybills
+            cache[delivery_id] = next(
+                (str(t.get("default_template_id")) for t in groups if t.get("delivery_id") == delivery_id and t.get("default_template_id")),
+                "single",
+            )  # fmt: skip
+        return cache[delivery_id]
+
+    def take_waybill(self, request: WaybillRequest) -> Waybill:
+        """``/order/create`` with ``ewaybill_order_id`` derived from the key (no precreate
+        needed: the id is ours); 10025019 → ``/order/get``; ``/order/addsuborder`` for missing
+        child pieces; ``/print/get`` for each number. The receiver is left for WeChat to fill
+        from the first shop order (nothing decrypted here)."""
+        if not request.platform_order_ids:
+            raise ValueError("a waybill needs at least one order")
+        delivery_id = request.carrier_code
+        carrier = carriers.key_of(Platform.WECHAT, delivery_id, ewaybill=True)
+        if request.child_count and not carriers.child_waybills(Platform.WECHAT, carrier):
+            raise ValueError(f"WeChat has no child waybills for {delivery_id}")
+        ewaybill_order_id = key_uint64(request.key)
+        template_id = self._template_id(delivery_id)
+        s = request.sender
+        goods = [{"good_name": i.title[:50], "good_count": i.quantity} for i in request.items]
+        body = {
+            "ewaybill_order_id": ewaybill_order_id,
+            "delivery_id": delivery_id,
+            "site_code": request.branch_code,
+            "ewaybill_acct_id": request.account_id,
+            "sender": {"name": s.name, "mobile": s.mobile, "province": s.province, "city": s.city,
+                       "county": s.district, "street": s.street, "address": s.detail},
+            "ec_order_list": [
+                {"ec_order_id": _str_id(order_id), "goods_list": goods if n == 0 else []}
+                for n, order_id in enumerate(request.platform_order_ids)
+            ],
+            "template_id": template_id,
+            "remark": request.remark,
+        }  # fmt: skip
+        try:
+            created = self.api(f"{EWAYBILL}/order/create", body)
+            tracking_no = str(created["waybill_id"])
+            listed = created.get("waybill_id_list") or []
+        except PlatformRejected as exc:
+            if exc.code != EXISTS:
+                raise
+            info = (
+                self.api(f"{EWAYBILL}/order/get", {"ewaybill_order_id": ewaybill_order_id}).get("order_info")
+                or {}
+            )
+            first = next(iter(info.get("ec_order_list") or []), {})
+            if _str_id(first.get("ec_order_id")) != _str_id(request.platform_order_ids[0]):
+                raise PlatformRejected(
+                    "ewaybill_order_id already used for another order", code=EXISTS
+                ) from exc
+            if as_int(info.get("status")) == STATUS_CANCELLED or not info.get("waybill_id"):
+                raise PlatformRejected(
+                    "the waybill of this key was cancelled: take with a new key", code="cancelled"
+                ) from exc
+            tracking_no, listed = str(info["waybill_id"]), info.get("waybill_id_list") or []
+        children = [str(w["waybill_id"]) for w in listed if as_int(w.get("waybill_type")) == 2]
+        if request.child_count > len(children):
+            added = self.api(
+                f"{EWAYBILL}/order/addsuborder",
+                {"ewaybill_order_id": ewaybill_order_id, "waybill_id": tracking_no, "delivery_id": delivery_id,
+                 "add_package_quantity": request.child_count - len(children), "ewaybill_acct_id": request.account_id},
+                idempotent=False,  # a repeat adds more pieces; a retry of the whole take reads them back
+            )  # fmt: skip
+            children = [
+                str(w["waybill_id"])
+                for w in added.get("waybill_id_list") or []
+                if as_int(w.get("waybill_type")) == 2
+            ]
+
+        def number(no: str, parent: str = "", child_nos: tuple[Waybill, ...] = ()) -> Waybill:
+            return Waybill(
+                key=request.key, tracking_no=no, carrier=carrier, carrier_code=delivery_id,
+                shipping_code=carriers.code_for(Platform.WECHAT, carrier) or delivery_id,
+                platform_order_ids=tuple(request.platform_order_ids), platform_waybill_id=ewaybill_order_id,
+                print_info=self._print_info(ewaybill_order_id, template_id, sub_waybill_id=no if parent else ""),
+                children=child_nos,
+            )  # fmt: skip
+
+        return number(tracking_no, child_nos=tuple(number(c, tracking_no) for c in children))
+
+    def _print_info(
+        self, ewaybill_order_id: str, template_id: str, *, sub_waybill_id: str = ""
+    ) -> WaybillPrint:
+        body = {"ewaybill_order_id": ewaybill_order_id, "template_id": template_id}
+        if sub_waybill_id:
+            body["sub_waybill_id"] = sub_waybill_id
+        return WaybillPrint(print_data=str(self.api(f"{EWAYBILL}/print/get", body).get("print_info") or ""))
+
+    def cancel_waybill(self, *, carrier_code: str, tracking_no: str, platform_waybill_id: str = "") -> None:
+        """``/order/cancel`` (children go with their parent); 电子面单已取消 counts as done."""
+        if not platform_waybill_id:
+            raise ValueError("WeChat cancels by ewaybill_order_id")
+        try:
+            self.api(
+                f"{EWAYBILL}/order/cancel",
+                {
+                    "ewaybill_order_id": platform_waybill_id,
+                    "delivery_id": carrier_code,
+                    "waybill_id": tracking_no,
+                },
+            )
+        except PlatformRejected as exc:
+            if exc.code != CANCELLED:
+                raise
+
+    def print_data(
+        self,
+        *,
+        carrier_code: str,
+        tracking_no: str,
+        platform_waybill_id: str = "",
+        request: WaybillRequest | None = None,
+        parent_tracking_no: str = "",
+    ) -> WaybillPrint:
+        """``/print/get`` again (a child piece by ``sub_waybill_id``)."""
+        if not platform_waybill_id:
+            raise ValueError("WeChat prints by ewaybill_order_id")
+        sub = tracking_no if parent_tracking_no and parent_tracking_no != tracking_no else ""
+        return self._print_info(platform_waybill_id, self._template_id(carrier_code), sub_waybill_id=sub)
+
+    def report_printed(
+        self, *, carrier_code: str, tracking_no: str, platform_waybill_id: str = "", reprint: bool = False
+    ) -> None:
+        """``/order/print`` (打印成功通知) with ``re_print`` 1 for a reprint."""
+        self.api(
+            f"{EWAYBILL}/order/print",
+            {"ewaybill_order_id": platform_waybill_id, "delivery_id": carrier_code, "waybill_id": tracking_no,
+             "re_print": 1 if reprint else 0},
+        )  # fmt: skip
