@@ -2227,11 +2227,14 @@ class World:
     ) -> dict[tuple[str, str, str], list[Waybill]]:
         """``{(shop_id, order_id, parcel key): [Waybill, ...]}`` — the parcel key is what the caller
         sent: Douyin ``pack_id``, Kuaishou ``packageCode``, WeChat ``ewaybill_order_id``. "One
-        number per parcel" means every list has one live (``status == "issued"``) waybill."""
+        number per parcel" means every list has one live (``status == "issued"``) waybill. Child
+        numbers (子母件) are not listed: they hang under their parent (``Waybill.children``)."""
         out: dict[tuple[str, str, str], list[Waybill]] = {}
         for waybill in self.issued_waybills(
             platform=platform, shop_id=shop_id, include_cancelled=include_cancelled
         ):
+            if waybill.parent:
+                continue
             out.setdefault((waybill.shop_id, waybill.order_id, waybill.package_id), []).append(waybill)
         return out
 
