@@ -19,7 +19,7 @@ import orjson
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Exists, F, OuterRef, ProtectedError, Q, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -30,7 +30,7 @@ from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
 from inventory.models import Listing, Sku
 from inventory.sync import ensure_listing
-from orders import review, status
+from orders import hooks, review, status
 from orders.models import (
     Fulfilment,
     FulfilmentLine,
@@ -658,6 +658,8 @@ def _open_fulfilments(
             .order_by("id")
         ):
             waiting.setdefault(f.receiver_fingerprint, f)
+        blocked = hooks.frozen(f.pk for f in waiting.values())  # a parcel with a waybill takes no more lines
+        waiting = {fp: f for fp, f in waiting.items() if f.pk not in blocked}
     target_of: dict[int, Fulfilment | _FulfilmentRow] = {}
     merged: list[_OrderRow] = []
     unmerged: list[_OrderRow] = []  # the platform gives no receiver identity: never merged automatically
@@ -690,6 +692,7 @@ def _open_fulfilments(
             for line in lines
         ],
     )
+    hooks.after(joined)  # parcels of a waiting fulfilment that took new lines follow
     return [
         _EventRow(order, "merged", "rule", f"merged into fulfilment {target_of[order.pk].pk}")
         for order in merged
@@ -813,7 +816,8 @@ def _reserve_lines(order: Order, lines: list[OrderLine]) -> None:
     order.save(update_fields=["is_out_of_stock", "has_unmatched", "updated_at"])
 
 
-def _release_lines(order: Order, lines: list[OrderLine], *, reason: str) -> None:
+def _release_lines(order: Order, lines: list[OrderLine], *, reason: str, by_platform: bool = True) -> None:
+    _close_open_fulfilment(order, reason="cancel", by_platform=by_platform)  # may refuse: before any change
     for line in lines:
         if line.status in (
             LineStatus.RESERVED,
@@ -824,7 +828,6 @@ def _release_lines(order: Order, lines: list[OrderLine], *, reason: str) -> None
             stock.release_reservation(source_key=line.reservation_key, reason=reason)
             line.status = LineStatus.CANCELLED
             line.save(update_fields=["status"])
-    _close_open_fulfilment(order)
 
 
 def _on_paid(order: Order, lines: list[OrderLine]) -> None:
@@ -862,6 +865,8 @@ def _run_review(order: Order, *, source: str = "rule") -> None:
 
 
 def _hold(order: Order, reasons: list[str], *, source: str, message: str, actor=None) -> None:
+    if order.status != S.HELD:  # a hold by hand may be refused (a parcel has a waybill): before any change
+        _close_open_fulfilment(order, reason="hold", by_platform=source != "user")
     order.hold_reasons = sorted(set(order.hold_reasons) | set(reasons))
     if order.status == S.HELD:
         order.save(update_fields=["hold_reasons", "updated_at"])
@@ -875,7 +880,6 @@ def _hold(order: Order, reasons: list[str], *, source: str, message: str, actor=
         )
         return
     status.transition(order, S.HELD, source=source, message=message, actor=actor)
-    _close_open_fulfilment(order)
 
 
 def _mark_shipped_on_platform(order: Order, lines: list[OrderLine], *, partial: bool) -> None:
@@ -906,6 +910,7 @@ def _ship_out_of_fulfilments(order: Order) -> None:
     if not own:
         return
     holding = {fl.fulfilment_id for fl in own}
+    hooks.before(holding, reason="platform_shipped", by_platform=True)
     shared = set(
         FulfilmentLine.objects.filter(fulfilment_id__in=holding)
         .exclude(order_line__order=order)
@@ -913,6 +918,7 @@ def _ship_out_of_fulfilments(order: Order) -> None:
     )
     Fulfilment.objects.filter(pk__in=holding - shared).update(status=Fulfilment.Status.SHIPPED)
     if not shared:
+        hooks.after(holding)
         return
     shipped = Fulfilment.objects.create(
         store=order.store, receiver_fingerprint=order.receiver_fingerprint, status=Fulfilment.Status.SHIPPED
@@ -924,6 +930,7 @@ def _ship_out_of_fulfilments(order: Order) -> None:
         "unmerged",
         message=f"shipped on the platform: out of merged fulfilment {min(shared)} into fulfilment {shipped.pk}",
     )
+    hooks.after(holding)
 
 
 def rematch_waiting_lines(*, listing_id: int) -> int:
@@ -1013,7 +1020,7 @@ def cancel(*, order: Order, actor, reason: str) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in status.OPEN_STATES:
         raise status.InvalidTransition(order, S.CANCELLED)
-    _release_lines(order, list(order.lines.all()), reason=f"cancelled in ecbao: {reason}")
+    _release_lines(order, list(order.lines.all()), reason=f"cancelled in ecbao: {reason}", by_platform=False)
     status.transition(order, S.CANCELLED, source="user", actor=actor, message=reason)
     return order
 
@@ -1051,7 +1058,7 @@ def _open_fulfilment(order: Order) -> Fulfilment:
         _event(order, NOT_MERGED, source="rule")
     elif merge:
         since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
-        fulfilment = (
+        candidates = list(
             Fulfilment.objects.filter(
                 store=order.store,
                 receiver_fingerprint=order.receiver_fingerprint,
@@ -1061,8 +1068,10 @@ def _open_fulfilment(order: Order) -> Fulfilment:
             )
             .exclude(receiver_fingerprint="")
             .order_by("id")
-            .first()
+            .distinct()[:10]
         )
+        blocked = hooks.frozen(f.pk for f in candidates)  # a parcel with a waybill takes no more lines
+        fulfilment = next((f for f in candidates if f.pk not in blocked), None)
     if fulfilment is None:
         fulfilment = Fulfilment.objects.create(
             store=order.store, receiver_fingerprint=order.receiver_fingerprint
@@ -1073,15 +1082,31 @@ def _open_fulfilment(order: Order) -> Fulfilment:
         _event(order, "merged", source="rule", message=f"merged into fulfilment {fulfilment.pk}")
     for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
         FulfilmentLine.objects.create(fulfilment=fulfilment, order_line=line, quantity=line.quantity)
+    hooks.after({fulfilment.pk})
     return fulfilment
 
 
-def _close_open_fulfilment(order: Order) -> None:
+def _close_open_fulfilment(order: Order, *, reason: str = "cancel", by_platform: bool = True) -> None:
     own = FulfilmentLine.objects.filter(order_line__order=order, fulfilment__status=Fulfilment.Status.OPEN)
     holding = set(own.values_list("fulfilment_id", flat=True))
+    hooks.before(holding, reason=reason, by_platform=by_platform)
     own.delete()
-    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
+    _drop_empty_fulfilments(holding)
     _refresh_merged(holding)  # a merged parcel left with one order is not merged any more
+    hooks.after(holding)
+
+
+def _drop_empty_fulfilments(fulfilment_ids) -> None:
+    """Delete these fulfilments where they are open and empty now; one that something of a
+    higher layer still refers to (a cancelled parcel's history) is kept, cancelled."""
+    for fulfilment in Fulfilment.objects.filter(
+        pk__in=fulfilment_ids, status=Fulfilment.Status.OPEN, lines__isnull=True
+    ):
+        try:
+            fulfilment.delete()
+        except ProtectedError:
+            fulfilment.status = Fulfilment.Status.CANCELLED
+            fulfilment.save(update_fields=["status"])
 
 
 @transaction.atomic
@@ -1096,6 +1121,12 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
         raise ValidationError(gettext("merged orders must be from one shop to one receiver"))
     for order in locked:
         _open_fulfilment(order)
+    holding = set(
+        FulfilmentLine.objects.filter(
+            order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
+        ).values_list("fulfilment_id", flat=True)
+    )
+    hooks.before(holding, reason="merge", by_platform=False)
     target = Fulfilment.objects.create(
         store=locked[0].store, receiver_fingerprint=locked[0].receiver_fingerprint, is_merged=True
     )
@@ -1107,10 +1138,11 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
         )
     )
     _move_lines(moving, target)
-    Fulfilment.objects.filter(status=Fulfilment.Status.OPEN, lines__isnull=True).delete()
-    _refresh_merged({fl.fulfilment_id for fl in moving})
+    _drop_empty_fulfilments(holding)
+    _refresh_merged(holding)
     for order in locked:
         _event(order, "merged", source="user", actor=actor, message=f"merged into fulfilment {target.pk}")
+    hooks.after(holding | {target.pk})
     return target
 
 
@@ -1141,6 +1173,7 @@ def unmerge(*, fulfilment: Fulfilment, actor) -> list[Fulfilment]:
     fulfilment = Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
     if fulfilment.status != Fulfilment.Status.OPEN:
         raise ValidationError(gettext("only open fulfilments can be unmerged"))
+    hooks.before({fulfilment.pk}, reason="unmerge", by_platform=False)
     result = []
     order_ids = sorted(set(fulfilment.lines.values_list("order_line__order_id", flat=True)))
     for order_id in order_ids[1:]:
@@ -1151,6 +1184,7 @@ def unmerge(*, fulfilment: Fulfilment, actor) -> list[Fulfilment]:
         result.append(own)
     fulfilment.is_merged = False
     fulfilment.save(update_fields=["is_merged"])
+    hooks.after({fulfilment.pk, *(f.pk for f in result)})
     return [fulfilment, *result]
 
 
@@ -1161,6 +1195,7 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
     if order.status != S.APPROVED:
         raise ValidationError(gettext("only orders waiting to ship can be split"))
     source = _open_fulfilment(order)
+    hooks.before({source.pk}, reason="split", by_platform=False)
     moved = 0
     new = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
     for line_id, qty in parts.items():
@@ -1195,6 +1230,7 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
         message=f"{moved} item(s) to fulfilment {new.pk}",
         after={str(k): v for k, v in parts.items()},
     )
+    hooks.after({source.pk, new.pk})
     return new
 
 

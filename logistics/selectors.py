@@ -1,0 +1,66 @@
+"""Reads behind the shipping workbench: the tabs 待打单 / 待发货 / 已发货 with counts, a page of
+parcels at a time (keyset, newest first, through ``ecbao.paging``; the ``parcel_status``
+index (status, id desc) serves every tab)."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from ecbao import paging
+from logistics.models import Parcel, ParcelLine, WriteBack
+from orders.models import Fulfilment, FulfilmentLine, OrderStatus
+
+P = Parcel.Status
+TO_PRINT, TO_SHIP, SHIPPED = "to_print", "to_ship", "shipped"
+
+#: (query value, label, parcel states)
+TABS = (
+    (TO_PRINT, _("To print"), (P.NEW, P.NUMBERED)),  # 待打单
+    (TO_SHIP, _("To ship"), (P.PRINTED, P.VERIFIED)),  # 待发货
+    (SHIPPED, _("Shipped"), (P.SHIPPED,)),  # 已发货
+)
+TAB_STATES = {value: states for value, _label, states in TABS}
+KEYSET = paging.Keyset("-id")
+
+
+def tab_parcels(tab: str, *, store_id: int | None = None) -> QuerySet[Parcel]:
+    """The parcels of one tab. Before shipping, only parcels of open fulfilments whose every
+    order waits to ship (approved or partly shipped): a held or cancelled order's parcel is
+    never offered for printing or shipping."""
+    if tab not in TAB_STATES:
+        raise ValueError(f"unknown tab {tab!r}")
+    qs = Parcel.objects.filter(status__in=TAB_STATES[tab])
+    if tab != SHIPPED:
+        not_ready = FulfilmentLine.objects.filter(fulfilment=OuterRef("fulfilment_id")).exclude(
+            order_line__order__status__in=(OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED)
+        )
+        qs = qs.filter(fulfilment__status=Fulfilment.Status.OPEN).filter(~Exists(not_ready))
+    if store_id:
+        qs = qs.filter(store_id=store_id)
+    return qs
+
+
+def tab_counts(*, store_id: int | None = None) -> dict[str, int]:
+    return {value: tab_parcels(value, store_id=store_id).count() for value, _label, _states in TABS}
+
+
+def parcel_page(tab: str, *, after: str = "", before: str = "", size: int = 50, store_id: int | None = None):
+    """One page of a tab's parcels, newest first, with lines (and their orders) and write-backs."""
+    qs = (
+        tab_parcels(tab, store_id=store_id)
+        .select_related("store", "fulfilment")
+        .prefetch_related(
+            Prefetch("lines", queryset=ParcelLine.objects.select_related("order_line__order")),
+            Prefetch("write_backs", queryset=WriteBack.objects.order_by("id")),
+        )
+    )
+    return KEYSET.page(qs, after=after, before=before, size=size)
+
+
+def parcel_orders(parcel: Parcel) -> list:
+    """The orders a parcel carries (a merged parcel: several), from prefetched lines."""
+    seen = {}
+    for line in parcel.lines.all():
+        seen.setdefault(line.order_line.order_id, line.order_line.order)
+    return [seen[k] for k in sorted(seen)]

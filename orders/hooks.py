@@ -1,0 +1,70 @@
+"""In-transaction hooks for the layers above orders that hang rows of their own on fulfilments
+(logistics: parcels, with waybill numbers).
+
+``ecbao.events`` tells higher layers after the commit; a change of fulfilments (merge, unmerge,
+split, hold, cancel, shipped on the platform) must be refusable and followed *inside* the
+order action's transaction instead: a parcel that already carries a waybill number blocks a
+change made by hand, and the parcels of a changed fulfilment must follow it before the
+fulfilment lines move or the fulfilment is deleted. The higher layer registers one
+``FulfilmentHook`` in its ``AppConfig.ready``; orders never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
+
+
+@dataclass(frozen=True)
+class FulfilmentHook:
+    #: fulfilment ids → {id: why it may not change by hand} (e.g. a parcel has a waybill number)
+    frozen: Callable[[set[int]], dict[int, str]]
+    #: before fulfilments change: ``changing(ids, reason=…, by_platform=…)``; detach what hangs on them
+    changing: Callable[..., None]
+    #: after fulfilments changed (or were created / joined): ``changed(ids)``; follow them
+    changed: Callable[[set[int]], None]
+
+
+_hooks: list[FulfilmentHook] = []
+
+
+def register(hook: FulfilmentHook) -> None:
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def frozen(fulfilment_ids: Iterable[int]) -> dict[int, str]:
+    ids = {pk for pk in fulfilment_ids if pk}
+    found: dict[int, str] = {}
+    if ids:
+        for hook in _hooks:
+            found.update(hook.frozen(ids))
+    return found
+
+
+def before(fulfilment_ids: Iterable[int], *, reason: str, by_platform: bool) -> None:
+    """Fulfilments are about to change. A change made by hand (``by_platform`` false) is refused
+    with a ValidationError when anything frozen hangs on them; a change the platform decided
+    (cancelled, shipped elsewhere, address changed) cannot be refused: the hooks detach."""
+    ids = {pk for pk in fulfilment_ids if pk}
+    if not ids:
+        return
+    if not by_platform:
+        blocked = frozen(ids)
+        if blocked:
+            raise ValidationError(
+                gettext("fulfilment %(id)s cannot change: %(why)s")
+                % {"id": min(blocked), "why": blocked[min(blocked)]}
+            )
+    for hook in _hooks:
+        hook.changing(ids, reason=reason, by_platform=by_platform)
+
+
+def after(fulfilment_ids: Iterable[int]) -> None:
+    ids = {pk for pk in fulfilment_ids if pk}
+    if ids:
+        for hook in _hooks:
+            hook.changed(ids)
