@@ -61,11 +61,11 @@ def test_plan_multi_parcel_and_refuse_wrong_sums(store, skus):
     order = ingest(store, "MP1", lines=(line(1, qty=3), line(2, "CAP-RED", qty=2)))
     f = fulfilment_of(order)
     l1, l2 = (order.lines.get(platform_line_id=x).pk for x in ("L1", "L2"))
-    with pytest.raises(ValidationError, match="hold 2, 3 are to ship"):
+    with pytest.raises(ValidationError, match="共 2 件，应发 3 件"):
         services.plan_parcels(fulfilment=f, parcels=[{l1: 1}, {l1: 1, l2: 2}])
-    with pytest.raises(ValidationError, match="empty"):
+    with pytest.raises(ValidationError, match="是空的"):
         services.plan_parcels(fulfilment=f, parcels=[{l1: 3, l2: 2}, {}])
-    with pytest.raises(ValidationError, match="not to ship"):
+    with pytest.raises(ValidationError, match="不在本发货单"):
         services.plan_parcels(fulfilment=f, parcels=[{l1: 3, l2: 2, 999999: 1}])
     assert [contents(p) for p in live(f)] == [{"L1": 3, "L2": 2}]  # nothing half-applied
     parcels = services.plan_parcels(fulfilment=f, parcels=[{l1: 2}, {l1: 1, l2: 1}, {l2: 1}])
@@ -76,7 +76,7 @@ def test_plan_multi_parcel_and_refuse_wrong_sums(store, skus):
     assert len(live(f)) == 3
     # once a parcel has a number, the plan is frozen
     Parcel.objects.filter(pk=parcels[0].pk).update(status=P.NUMBERED, tracking_no="SF100")
-    with pytest.raises(ValidationError, match="waybill"):
+    with pytest.raises(ValidationError, match="运单号"):
         services.plan_parcels(fulfilment=f, parcels=[{l1: 3, l2: 2}])
 
 
@@ -135,7 +135,7 @@ def test_a_numbered_parcel_blocks_changes_by_hand_but_not_the_platform(store, sk
         ),
     )
     pa.refresh_from_db()
-    assert pa.status == P.CANCELLED and "recycle" in pa.error and pa.seq > 1000
+    assert pa.status == P.CANCELLED and "回收运单号" in pa.error and pa.seq > 1000
 
 
 def _later():
