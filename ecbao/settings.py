@@ -298,6 +298,16 @@ CHANNEL_AUTHORIZE_URLS = {
     "wechat": env.env_str("ECBAO_WECHAT_AUTHORIZE", CHANNEL_BASE_URLS["wechat"] + "/authorize"),
 }
 
+# The platforms' local print components, which the label page's JavaScript reaches over a
+# WebSocket on the warehouse PC: their real ports, where the sandbox (`python -m sandbox serve`,
+# `make run`) imitates them too; a test with a sandbox on free ports overrides this with
+# `SandboxServer.print_urls`. A page that connects adds these to its CSP `connect-src`.
+PRINT_COMPONENT_URLS = {
+    "douyin": env.env_str("ECBAO_DOUYIN_PRINTER", "ws://127.0.0.1:13888"),
+    "kuaishou": env.env_str("ECBAO_KUAISHOU_PRINTER", "ws://127.0.0.1:16888/ks/printer"),
+    "wechat": env.env_str("ECBAO_WECHAT_PRINTER", "ws://127.0.0.1:12705"),
+}
+
 # --- logging -------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

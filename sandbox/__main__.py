@@ -1,4 +1,4 @@
-"""Command line: ``python -m sandbox {serve,reset,status,fault,push,configure,sign} ...``.
+"""Command line: ``python -m sandbox {serve,reset,status,fault,push,printer,configure,sign} ...``.
 
 Every command works on the SQLite world file (``--data``, default ``.data/sandbox.sqlite3``),
 so ``fault`` / ``push`` / ``configure`` change a running server within a second.
@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from . import untidy
 from .faults import FaultRule, Faults
+from .printer import FLAVOURS, PrinterSettings
 from .pushes import PushSettings
 from .server import (
     DEFAULT_DATA_PATH,
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--merchant-bot", action="store_true", help="also play the merchant (ship, answer after-sales)"
     )
     p.add_argument("--no-simulator", action="store_true")
+    p.add_argument("--no-printers", action="store_true", help="do not start the local print components")
     p.add_argument("--threads", type=int, default=8, help="waitress threads per port")
     for name, port in DEFAULT_PORTS.items():
         p.add_argument(f"--{name}-port", type=int, default=port)
@@ -76,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicate-probability", type=float)
     p.add_argument("--reorder-probability", type=float)
     p.add_argument("--max-reorder-delay", type=float)
+
+    p = sub.add_parser("printer", help="show or change a local print component's printers and faults")
+    p.add_argument("component", choices=sorted(FLAVOURS))
+    p.add_argument("--failure-rate", type=float, help="share of documents that fail at the printer (0..1)")
+    p.add_argument(
+        "--paper-out", action="append", metavar="PRINTER", help="a printer out of paper (repeatable)"
+    )
+    p.add_argument("--paper-ok", action="store_true", help="every printer has paper again")
+    p.add_argument("--delay-ms", type=float, help="time from accepting a task to its notifyPrintResult")
 
     p = sub.add_parser("configure", help="set an app's webhook URL / OAuth redirect URI")
     p.add_argument("platform")
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    ports = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+    ports = {name: getattr(args, f"{name.replace('-', '_')}_port") for name in DEFAULT_PORTS}
     options = ServerOptions(
         host=args.host,
         ports=ports,
@@ -138,6 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         time_compression=args.time_compression,
         merchant_bot=args.merchant_bot,
         simulate=not args.no_simulator,
+        printers=not args.no_printers,
         threads=args.threads,
         seed=args.seed,
     )
@@ -190,6 +202,27 @@ def _push(world: World, args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     out(str(PushSettings.save(world, args.platform, **changes)))
+    return 0
+
+
+def _printer(world: World, args: argparse.Namespace) -> int:
+    changes: dict[str, object] = {}
+    if args.failure_rate is not None:
+        changes["failure_rate"] = args.failure_rate
+    if args.delay_ms is not None:
+        changes["delay_ms"] = args.delay_ms
+    if args.paper_ok or args.paper_out:
+        changes["paper_out"] = [] if args.paper_ok else args.paper_out
+    try:
+        settings = (
+            PrinterSettings.save(world, args.component, **changes)
+            if changes
+            else PrinterSettings.load(world, args.component)
+        )
+    except ValueError as exc:
+        out(f"error: {exc}")
+        return 2
+    out(f"print component {args.component} (ws port {FLAVOURS[args.component].default_port}): {settings}")
     return 0
 
 
@@ -270,6 +303,7 @@ COMMANDS = {
     "status": _status,
     "fault": _fault,
     "push": _push,
+    "printer": _printer,
     "configure": _configure,
     "sign": _sign,
 }

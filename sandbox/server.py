@@ -2,7 +2,9 @@
 
 Ports (defaults): status 8600, Douyin 8601, Kuaishou 8602, WeChat 8603. A platform
 is served when its module (``sandbox.<platform>``) exists and exposes
-``create_app(world, faults=..., limiter=...)``.
+``create_app(world, faults=..., limiter=...)``. The local print components
+(``printer.py``, WebSocket) listen on the real components' ports: Douyin 13888,
+Kuaishou 16888 (``/ks/printer``), WeChat 12705.
 
 The status port serves an HTML overview (apps with their credentials, shops,
 recent API calls and pushes, fault rules), ``GET /api/status`` (JSON) and small
@@ -27,6 +29,7 @@ from waitress.server import create_server
 from .faults import STOP, FaultRule, Faults, RateLimiter
 from .http import Request, Response, WsgiApp, html_response, json_response
 from .model import PLATFORMS
+from .printer import FLAVOURS, PrintComponent, PrinterSettings
 from .pushes import PushDispatcher, PushSettings, outbox_rows
 from .seed import seed_default_world
 from .simulator import BuyerSimulator, SimConfig
@@ -34,7 +37,13 @@ from .world import World
 
 log = logging.getLogger("sandbox.server")
 
-DEFAULT_PORTS: dict[str, int] = {"status": 8600, "douyin": 8601, "kuaishou": 8602, "wechat": 8603}
+DEFAULT_PORTS: dict[str, int] = {
+    "status": 8600,
+    "douyin": 8601,
+    "kuaishou": 8602,
+    "wechat": 8603,
+    **{f"print-{name}": flavour.default_port for name, flavour in FLAVOURS.items()},
+}
 DEFAULT_DATA_PATH = ".data/sandbox.sqlite3"
 
 
@@ -62,6 +71,7 @@ class ServerOptions:
     threads: int = 8
     simulate: bool = True
     push: bool = True
+    printers: bool = True  # the local print components (WebSocket)
     seed: int = 0
 
 
@@ -91,13 +101,37 @@ class SandboxServer:
         self._servers: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        # Ports absent from ``options.ports`` are free ones (0), as for the platform apps.
+        self.printers: dict[str, PrintComponent] = (
+            {
+                name: PrintComponent(
+                    world,
+                    name,
+                    host=self.options.host,
+                    port=self.options.ports.get(f"print-{name}", 0),
+                    seed=world.seed,
+                )
+                for name in FLAVOURS
+            }  # fmt: skip
+            if self.options.printers
+            else {}
+        )
 
     @property
     def urls(self) -> dict[str, str]:
-        return {
+        """``{name: url}``: the HTTP apps, and ``print-<platform>`` WebSocket URLs of the print components."""
+        urls = {
             name: f"http://{self.options.host}:{server.effective_port}"
             for name, server in self._servers.items()
         }
+        urls.update({f"print-{name}": url for name, url in self.print_urls.items()})
+        return urls
+
+    @property
+    def print_urls(self) -> dict[str, str]:
+        """``{"douyin": "ws://127.0.0.1:13888", "kuaishou": "ws://…:16888/ks/printer", "wechat": …}``
+        — the shape of ecbao's ``PRINT_COMPONENT_URLS`` setting (override it with this in tests)."""
+        return {name: component.url for name, component in self.printers.items()}
 
     def start(self) -> None:
         """Bind every port and start serving, simulating and pushing in daemon threads."""
@@ -114,6 +148,8 @@ class SandboxServer:
             )
             thread.start()
             self._threads.append(thread)
+        for component in self.printers.values():
+            component.start()
         if self.options.push:
             self.dispatcher.start()
         if self.options.simulate:
@@ -150,6 +186,8 @@ class SandboxServer:
         self._stop.set()
         self.simulator.stop()
         self.dispatcher.stop()
+        for component in self.printers.values():
+            component.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self.world.flush_calls()
@@ -180,6 +218,11 @@ def status_snapshot(world: World, faults: Faults, *, urls: dict[str, str] | None
             {"platform": p, "path": path, **rule} for (p, path), rule in sorted(faults.rules().items())
         ],
         "push_settings": {p: asdict(PushSettings.load(world, p)) for p in PLATFORMS},
+        "print_settings": {name: asdict(PrinterSettings.load(world, name)) for name in FLAVOURS},
+        "recent_prints": [
+            {k: v for k, v in asdict(r).items() if k != "custom"}
+            for r in world.print_records(include_previews=True, limit=30)
+        ],
         "recent_calls": [asdict(c) for c in world.recent_calls(50)],
         "recent_pushes": outbox_rows(world, limit=30),
     }
@@ -221,6 +264,11 @@ class StatusApp(WsgiApp):
                 platform = body.pop("platform")
                 return json_response(
                     {"ok": True, "settings": asdict(PushSettings.save(world, platform, **body))}
+                )
+            if action == "printer":
+                component = body.pop("component")
+                return json_response(
+                    {"ok": True, "settings": asdict(PrinterSettings.save(world, component, **body))}
                 )
             if action == "revoke-tokens":
                 count = faults.revoke_tokens(
@@ -264,6 +312,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#f4
 <h2>Faults</h2>{_table(s["faults"], ["platform", "path", *FaultRule.field_names()])}
 <h2>Recent API calls</h2>{_table(calls, ["time", "platform", "path", "http_status", "code", "ok", "app_key", "shop_id", "duration_ms", "fault"])}
 <h2>Recent pushes</h2>{_table(pushes, ["created_at", "platform", "kind", "order_id", "aftersale_id", "msg_id", "status", "attempts", "duplicate_of", "last_error"])}
+<h2>Recent prints (print components)</h2>{_table(s["recent_prints"], ["component", "task_id", "document_id", "printer", "preview", "tracking_no", "status", "reason"])}
 </body></html>"""
 
 

@@ -2272,8 +2272,10 @@ class World:
         task_id: str | None = None,
         status: str | None = None,
         include_previews: bool = False,
+        limit: int | None = None,
     ) -> list[PrintRecord]:
-        """Documents the print components handled, oldest first (previews only on request)."""
+        """Documents the print components handled, oldest first (previews only on request;
+        ``limit``: only the newest ones)."""
         sql, params = "SELECT * FROM print_log WHERE 1=1", []
         for column, value in (("component", component), ("tracking_no", tracking_no), ("task_id", task_id),
                               ("status", status)):  # fmt: skip
@@ -2281,7 +2283,10 @@ class World:
                 sql, params = sql + f" AND {column}=?", [*params, value]
         if not include_previews:
             sql += " AND preview=0"
-        rows = self.read(sql + " ORDER BY id", params)
+        if limit:
+            rows = self.read(f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id", [*params, limit])
+        else:
+            rows = self.read(sql + " ORDER BY id", params)
         return [
             PrintRecord(
                 r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10], json.loads(r[11])
