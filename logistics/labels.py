@@ -21,10 +21,12 @@ each PDF gets its own copy with a fresh subset.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -203,6 +205,46 @@ def _add_font(pdf: FPDF) -> None:
 
 
 # --- text fitting -----------------------------------------------------------------------------------
+
+
+class _Printable(dict):
+    """A ``str.translate`` table for the characters the font lacks (filled in as they come):
+    emoji and other symbols are dropped, control and format characters become a space or
+    nothing, and anything else — a rare 汉字 in a name or an address — becomes "□", so a packer
+    sees that a character is missing instead of a silently shorter address."""
+
+    def __init__(self, cmap: dict[int, object]):
+        super().__init__()
+        self._cmap = cmap
+
+    def __missing__(self, code: int) -> int | str | None:
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        if ch.isspace() or category == "Cc":
+            value: int | str | None = " "
+        elif code in self._cmap:
+            value = code
+        elif category[0] in "SC" or category == "Mn":
+            value = None
+        else:
+            value = "□"
+        self[code] = value
+        return value
+
+    def clean(self, text: str) -> str:
+        return " ".join(text.translate(self).split())
+
+
+def _printable_label(label: LabelData, table: _Printable) -> LabelData:
+    """``label`` with every text reduced to what the font can draw."""
+    clean = table.clean
+    changes = {
+        f.name: clean(value)
+        for f in dataclasses.fields(LabelData)
+        if isinstance(value := getattr(label, f.name), str) and f.name != "tracking_no"
+    }
+    changes["items"] = tuple(LabelItem(clean(item.title), item.qty) for item in label.items)
+    return dataclasses.replace(label, **changes)
 
 
 class _Fitter:
@@ -476,11 +518,13 @@ def render_labels(
     pdf.set_creation_date(labels[0].printed_at or datetime.now(SHANGHAI))
     _add_font(pdf)
     pdf.set_font(FONT_FAMILY, size=layout.font_items)
-    page = _LabelPage(pdf, layout, _Fitter(pdf.fonts[FONT_FAMILY].cw))
+    font = pdf.fonts[FONT_FAMILY]
+    page = _LabelPage(pdf, layout, _Fitter(font.cw))
+    printable = _Printable(font.cmap)
     total = len(labels)
     for done, label in enumerate(labels, 1):
         pdf.add_page()
-        page.draw(label)
+        page.draw(_printable_label(label, printable))
         if progress and (done % progress_every == 0 or done == total):
             progress(done, total)
     return bytes(pdf.output())

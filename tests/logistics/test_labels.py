@@ -182,6 +182,23 @@ def test_each_pdf_gets_its_own_font_subset_from_the_cached_font():
     assert decode_pages(second) == [[make_label(1).tracking_no]]
 
 
+def test_characters_the_font_lacks_are_dropped_or_marked_never_lost_silently(caplog):
+    label = make_label(
+        1,
+        buyer_remark="谢谢😊👍 快点\u200b发货\t\n第二行\x07",
+        receiver_address_mask="广东省深圳市南山区𪚥路****号",  # a character outside the font
+        items=(LabelItem("🎁礼盒装 ｢全角｣", 1),),
+    )
+    with caplog.at_level("WARNING"):
+        pdf_bytes = render_label(label)
+    assert not [r for r in caplog.records if "missing" in r.getMessage()]
+    text = page_text(pdfium.PdfDocument(pdf_bytes)[0])
+    assert "南山区□路****号" in text  # visible as missing, not silently shorter
+    assert "买家留言: 谢谢 快点发货 第二行" in text  # emoji, format and control characters dropped
+    assert "礼盒装 ｢全角｣" in text
+    assert decode_pages(pdf_bytes) == [[label.tracking_no]]
+
+
 def test_label_data_holds_receiver_masks_only():
     names = [f.name for f in dataclasses.fields(LabelData)]
     personal = [n for n in names if re.search(r"phone|mobile|tel|address|name|receiver|consignee", n)]
