@@ -179,7 +179,9 @@ def _font_template():
 
 def _add_font(pdf: FPDF) -> None:
     """Give ``pdf`` its own copy of the cached font: shared read-only metrics, its own
-    fontTools object (fpdf2 subsets that in place when it writes the PDF) and glyph subset."""
+    fontTools object (fpdf2 subsets that in place when it writes the PDF) and glyph subset.
+    This sets what fpdf2's ``add_font`` sets on a ``TTFFont`` (fpdf2 is pinned below 2.9 for
+    it; tests/logistics/test_labels.py catches a PDF whose glyphs went wrong)."""
     template = _font_template()
     font = copy.copy(template)
     font.i = len(pdf.fonts) + 1
@@ -527,7 +529,10 @@ def render_labels(
         page.draw(_printable_label(label, printable))
         if progress and (done % progress_every == 0 or done == total):
             progress(done, total)
-    return bytes(pdf.output())
+    try:
+        return bytes(pdf.output())
+    finally:
+        font.ttfont.close()  # the lazily read font file
 
 
 def render_label(label: LabelData, *, size: str = "76x130") -> bytes:
