@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = serve(args.data, seed=args.seed, options=options, block=False)
     out("ecbao platform sandbox")
     for name, url in server.urls.items():
-        out(f"  {name:9s} {url}")
+        out(f"  {name:15s} {url}")
     for app in server.world.apps():
         out(f"  app {app.platform}: app_key={app.app_key} app_secret={app.app_secret}")
     out(

@@ -478,3 +478,40 @@ def test_served_with_the_sandbox_and_configured_from_cli_and_admin(tmp_path, cap
     finally:
         server.stop()
         world.close()
+
+
+BROWSER_PRINT = """async ([url, task]) => {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  const seen = [];
+  const waitFor = (match) => new Promise((resolve, reject) => {
+    const check = () => { const hit = seen.find(match); if (hit) { resolve(hit); return true; } return false; };
+    if (!check()) ws.addEventListener('message', () => check());
+    setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
+  });
+  ws.onmessage = (event) => seen.push(JSON.parse(event.data));
+  ws.send(JSON.stringify({cmd: 'getPrinters', requestID: 'b-1', version: '1.0'}));
+  const printers = await waitFor((m) => m.requestID === 'b-1');
+  ws.send(JSON.stringify({cmd: 'print', requestID: 'b-2', version: '1.0', task}));
+  const accepted = await waitFor((m) => m.requestID === 'b-2');
+  const notified = await waitFor((m) => m.cmd === 'notifyPrintResult' && m.taskID === task.taskID);
+  ws.close();
+  return {printers, accepted, notified};
+}"""
+
+
+@pytest.mark.browser
+def test_a_real_browser_page_prints_through_the_component(rig: Rig, browser) -> None:
+    """Headless Chromium's own WebSocket (handshake, origin, frames) against the component."""
+    data = rig.douyin_print_data()
+    page = browser.new_page()
+    try:
+        page.set_content("<!doctype html><title>print</title>")
+        result = page.evaluate(
+            BROWSER_PRINT, [rig.components["douyin"].url, _task("B-1", _document("d", data))]
+        )
+    finally:
+        page.close()
+    assert result["printers"]["status"] == "success" and result["accepted"]["taskID"] == "B-1"
+    assert result["notified"]["taskStatus"] == "printed"
+    assert rig.world.print_counts(component="douyin")[data["tracking_no"]] == 1
