@@ -69,6 +69,8 @@ PARAM_OBJECT = {
     "user_id": "user",
     "order_id": "order",
     "fulfilment_id": "fulfilment",
+    "rule_id": "carrier_rule",
+    "sender_id": "sender",
 }
 BASENAME_OBJECT = {
     "user": "user",

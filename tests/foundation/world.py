@@ -114,7 +114,13 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             role=Role.VIEWER,
         )
         from inventory.models import StockLedgerEntry, StockLevel
+        from logistics import configuration as shipping_configuration
         from orders.models import Fulfilment
+
+        carrier_rule = shipping_configuration.save_carrier_rule(name="中通", carrier="zto")
+        sender = shipping_configuration.save_sender(
+            name="王仓管", mobile="13800000000", province="浙江省", city="杭州市", detail="1 号仓"
+        )
 
         world.ids.update(
             stock_level=StockLevel.objects.get(sku=sku).pk,
@@ -128,6 +134,8 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             inbox=message.pk,
             invitation=invitation.pk,
             user=world.users[Role.VIEWER],
+            carrier_rule=carrier_rule.pk,
+            sender=sender.pk,
         )
     connection.set_schema_to_public()
     return world

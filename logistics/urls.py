@@ -1,0 +1,28 @@
+from django.urls import path
+
+from logistics import views_admin
+
+app_name = "logistics"
+
+urlpatterns = [
+    # shipping settings (views_admin)
+    path("settings/rules/", views_admin.carrier_rules, name="carrier_rules"),
+    path("settings/rules/new/", views_admin.carrier_rule_new, name="carrier_rule_new"),
+    path("settings/rules/<int:rule_id>/", views_admin.carrier_rule_edit, name="carrier_rule_edit"),
+    path("settings/rules/<int:rule_id>/toggle/", views_admin.carrier_rule_toggle, name="carrier_rule_toggle"),
+    path("settings/rules/<int:rule_id>/delete/", views_admin.carrier_rule_delete, name="carrier_rule_delete"),
+    path("settings/senders/", views_admin.senders, name="senders"),
+    path("settings/senders/new/", views_admin.sender_new, name="sender_new"),
+    path("settings/senders/<int:sender_id>/", views_admin.sender_edit, name="sender_edit"),
+    path("settings/senders/<int:sender_id>/default/", views_admin.sender_default, name="sender_default"),
+    path("settings/senders/<int:sender_id>/delete/", views_admin.sender_delete, name="sender_delete"),
+    path("settings/accounts/", views_admin.waybill_accounts, name="waybill_accounts"),
+    path(
+        "settings/accounts/<int:store_id>/sync/",
+        views_admin.waybill_accounts_sync,
+        name="waybill_accounts_sync",
+    ),
+    path("write-backs/", views_admin.write_backs, name="write_backs"),
+    path("write-backs/retry/", views_admin.write_backs_retry, name="write_backs_retry"),
+    path("prints/", views_admin.print_history, name="print_history"),
+]
