@@ -362,6 +362,28 @@ class ShipmentParcel:
     lines: tuple[tuple[str, int], ...] = ()  # (platform_line_id, quantity); empty = whole order
 
 
+class TrackingStatus(enum.StrEnum):
+    """A carrier event in neutral terms (each platform's trace states map onto these)."""
+
+    COLLECTED = "collected"  # 揽收
+    IN_TRANSIT = "in_transit"  # 运输中
+    DELIVERING = "delivering"  # 派送中
+    DELIVERED = "delivered"  # 签收
+    EXCEPTION = "exception"  # 问题件 / 滞留 / 拒收
+    RETURNED = "returned"  # 退回寄件人
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    """One node of a parcel's carrier trace (物流轨迹), from a pull or a push."""
+
+    occurred_at: datetime  # aware, UTC
+    status: TrackingStatus
+    description: str = ""
+    location: str = ""
+    platform_status: str = ""  # the platform's own state code, as given
+
+
 @dataclass(frozen=True)
 class TokenGrant:
     access_token: str

@@ -94,6 +94,7 @@ class EventKind(StrEnum):
     AFTERSALE_CLOSED = "aftersale_closed"
     AFTERSALE_EXCHANGE_DONE = "aftersale_exchange_done"
     PRODUCT_CHANGED = "product_changed"
+    LOGISTICS_UPDATED = "logistics_updated"  # a parcel's carrier trace has new nodes (traces.py)
     # App-level events (no order): pushed to the app's ``auth_event_url``, not its ``webhook_url``.
     APP_VERIFY_TICKET = "app_verify_ticket"  # WeChat third-party platform: component_verify_ticket
     APP_UNAUTHORIZED = "app_unauthorized"  # a merchant withdrew the app's authorisation

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from . import traces
 from .model import APP_EVENT_KINDS, App, WorldEvent
 from .world import World
 
@@ -163,7 +164,9 @@ class PushDispatcher:
         return messages
 
     def run_schedules(self) -> None:
-        """Let each codec queue its periodic pushes (``schedule`` hooks); ``deliver_due`` calls it."""
+        """Let each codec queue its periodic pushes (``schedule`` hooks) and parcels' new trace
+        nodes become events (``traces.advance``); ``deliver_due`` calls it."""
+        traces.advance(self.world)
         for platform, codec in list(_CODECS.items()):
             schedule = getattr(codec, "schedule", None)
             if schedule is not None:

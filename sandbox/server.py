@@ -9,7 +9,7 @@ Kuaishou 16888 (``/ks/printer``), WeChat 12705.
 The status port serves an HTML overview (apps with their credentials, shops,
 recent API calls and pushes, fault rules), ``GET /api/status`` (JSON) and small
 admin endpoints (``POST /admin/fault``, ``/admin/push-settings``,
-``/admin/revoke-tokens``, ``/admin/app``) that take JSON bodies.
+``/admin/revoke-tokens``, ``/admin/app``, ``/admin/traces``) that take JSON bodies.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 from waitress.server import create_server
 
+from . import traces
 from .faults import STOP, FaultRule, Faults, RateLimiter
 from .http import Request, Response, WsgiApp, html_response, json_response
 from .model import PLATFORMS
@@ -33,7 +34,7 @@ from .printer import FLAVOURS, PrintComponent, PrinterSettings
 from .pushes import PushDispatcher, PushSettings, outbox_rows
 from .seed import seed_default_world
 from .simulator import BuyerSimulator, SimConfig
-from .world import World
+from .world import NotFound, World
 
 log = logging.getLogger("sandbox.server")
 
@@ -283,6 +284,27 @@ class StatusApp(WsgiApp):
                     if k in body
                 }
                 return json_response({"ok": True, "app": asdict(world.update_app(app_key, **allowed))})
+            if action == "traces":
+                # {"fast_forward": seconds, "tracking_nos": [...]?} / {"incident": no, "returned": bool, "text": ""}
+                # / {"exception_rate": 0.07}: move parcels along without waiting (traces.py).
+                out: dict[str, object] = {"ok": True}
+                if "exception_rate" in body:
+                    world.set_setting(traces.EXCEPTION_RATE_SETTING, float(body["exception_rate"]))
+                if "fast_forward" in body:
+                    out["moved"] = traces.fast_forward(
+                        world, float(body["fast_forward"]), body.get("tracking_nos")
+                    )
+                if "incident" in body:
+                    try:
+                        traces.incident(
+                            world,
+                            str(body["incident"]),
+                            returned=bool(body.get("returned")),
+                            text=body.get("text", ""),
+                        )
+                    except NotFound as exc:
+                        return json_response({"ok": False, "error": str(exc)}, 404)
+                return json_response(out)
         except (KeyError, TypeError, ValueError) as exc:
             return json_response({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 400)
         return json_response({"error": "unknown admin action"}, 404)

@@ -47,6 +47,8 @@ VARIATIONS: dict[str, tuple[float, str]] = {
         0.3,
         "orders without the optional order_phase_list / shop_order_tag_ui / ...",
     ),
+    "douyin.trace_int_times": (0.3, "trace nodes with timestamp as a number (the SDK types it as a string)"),
+    "douyin.trace_no_site": (0.3, "trace nodes without site_name"),
     # Kuaishou (keys: oid, event id)
     "kuaishou.field_markers": (0.8, "orders whose ciphertexts use #name#…#1##, $mobile$…$1$, ~address~…~1~~"),
     "kuaishou.express_code_string": (0.5, "orderLogisticsInfo.expressCode as a string"),
@@ -59,6 +61,11 @@ VARIATIONS: dict[str, tuple[float, str]] = {
         0.3,
         "orders without the optional orderNote / orderCpsInfo / orderStepInfo",
     ),
+    "kuaishou.trace_text_times": (
+        0.5,
+        "trace nodes with operateTime as Beijing-time text 'yyyy-MM-dd HH:mm:ss' instead of epoch ms",
+    ),
+    "kuaishou.trace_no_city": (0.3, "trace nodes without city"),
     # WeChat (keys: order id, event id, line id)
     "wechat.string_ids": (0.5, "order_id and pay_time as strings (else numbers) in events and order/get"),
     "wechat.no_hash_code": (0.5, "orders without address_info.hash_code (as in the published samples)"),
@@ -66,6 +73,7 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     "wechat.no_real_price": (0.2, "product_infos lines without real_price"),
     "wechat.plaintext_address": (0.05, "older orders with doc-sample style plaintext address_info"),
     "wechat.missing_optional": (0.3, "orders without the optional ext_info / settle_info / refund_info"),
+    "wechat.trace_string_times": (0.5, "logistics path items (and pushes) with action_time as a string"),
 }
 # Variations a test can switch off for a tidy world (none: every variation is served by default;
 # the connectors and their tests meet each one).

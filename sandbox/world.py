@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import traces
 from .clock import Clock, SystemClock
 from .model import (
     AfterSale,
@@ -248,12 +249,18 @@ CREATE TABLE IF NOT EXISTS sim_agenda (
     id INTEGER PRIMARY KEY AUTOINCREMENT, due REAL NOT NULL, action TEXT NOT NULL, ref TEXT NOT NULL,
     args TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS sim_agenda_due ON sim_agenda (due, id);
+CREATE TABLE IF NOT EXISTS traces (
+    tracking_no TEXT PRIMARY KEY, platform TEXT NOT NULL, shop_id TEXT NOT NULL, order_id TEXT NOT NULL,
+    carrier TEXT NOT NULL, start REAL NOT NULL, dest_province TEXT NOT NULL, dest_city TEXT NOT NULL,
+    extra TEXT NOT NULL, cut REAL NOT NULL, emitted INTEGER NOT NULL, ahead REAL NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS traces_due ON traces (done, platform, start);
 """
 
 _TABLES = (
     "meta counters settings apps shops authorizations oauth_codes tokens products skus buyers orders "
     "order_lines aftersales settlements waybill_accounts waybills decrypt_usage idempotency events "
-    "push_outbox call_log print_log sim_agenda"
+    "push_outbox call_log print_log sim_agenda traces"
 ).split()
 
 
@@ -1252,6 +1259,7 @@ class World:
                 order.line(line_id).shipped_qty += qty
             order.packages.extend(packages)
             self._mark_waybills_shipped(c, [p.tracking_no for p in packages])
+            self._start_traces(c, order, packages)
             order.ship_time = order.ship_time or now
             self._recompute_shipping_status(order)
             self._save_order(c, order)
@@ -1292,6 +1300,7 @@ class World:
                 raise NotFound("package not found", package_id=package_id)
             package.carrier, package.tracking_no = carrier, tracking_no
             self._mark_waybills_shipped(c, [tracking_no])
+            self._start_traces(c, order, [package])
             self._save_order(c, order)
             self._emit(
                 c,
@@ -1324,6 +1333,7 @@ class World:
             package = Package(package_id, carrier, tracking_no, self.now(), [PackageItem(line_id, 0)])
             order.packages.append(package)
             self._mark_waybills_shipped(c, [tracking_no])
+            self._start_traces(c, order, [package])
             self._save_order(c, order)
             self._emit(
                 c, EventKind.ORDER_SHIPPING_CHANGED, shop, order=order, data={"package": to_dict(package)}
@@ -1860,6 +1870,43 @@ class World:
                     "UPDATE waybill_accounts SET doc=? WHERE account_id=?", (_j(account), account.account_id)
                 )
         return waybill
+
+    def _start_traces(self, c: Any, order: Order, packages: list[Package]) -> None:
+        """The parcels are on their way: each tracking number gets its carrier trace (traces.py)."""
+        for package in packages:
+            traces.start_trace(
+                c,
+                tracking_no=package.tracking_no,
+                platform=order.platform,
+                shop_id=order.shop_id,
+                order_id=order.order_id,
+                carrier=package.carrier,
+                start=float(package.ship_time),
+                dest_province=order.receiver.province,
+                dest_city=order.receiver.city,
+            )
+
+    def emit_trace_update(self, trace: traces.Trace, due: list[traces.TraceNode], emitted: int) -> None:
+        """A parcel's trace has new nodes (``due[emitted:]``): one ``logistics_updated`` event (pushed
+        where the platform pushes logistics changes); remembers how many nodes were emitted."""
+        done = int(bool(due) and due[-1].status in traces.FINAL)
+        with self.write() as c:
+            row = c.execute("SELECT emitted FROM traces WHERE tracking_no=?", (trace.tracking_no,)).fetchone()
+            if row is None or row[0] >= len(due):
+                return  # another dispatcher emitted them meanwhile
+            c.execute(
+                "UPDATE traces SET emitted=?, done=? WHERE tracking_no=?", (len(due), done, trace.tracking_no)
+            )
+            order = self._load_order(c, trace.order_id)
+            data = {
+                "trace": {
+                    "tracking_no": trace.tracking_no,
+                    "carrier": trace.carrier,
+                    "nodes": [to_dict(n) for n in due],
+                    "new": len(due) - emitted,
+                }
+            }
+            self._emit(c, EventKind.LOGISTICS_UPDATED, self._shop(trace.shop_id), order=order, data=data)
 
     def _mark_waybills_shipped(self, c: Any, tracking_nos: list[str]) -> None:
         for tracking_no in tracking_nos:

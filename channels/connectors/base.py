@@ -40,6 +40,7 @@ from channels.types import (
     SettlementLine,
     ShipmentParcel,
     TokenGrant,
+    TrackingEvent,
     Waybill,
     WaybillAccount,
     WaybillPrint,
@@ -276,6 +277,14 @@ class Connector(ABC):
     ) -> None:
         """Tell the platform a label was printed (WeChat ``/order/print``); nothing elsewhere."""
         return None  # Douyin and Kuaishou have no print notice
+
+    # logistics traces (物流轨迹)
+    def track(
+        self, *, carrier_code: str, tracking_no: str, platform_order_id: str = ""
+    ) -> list[TrackingEvent]:
+        """The carrier trace of one parcel, oldest event first (empty when the carrier has no scan
+        yet). ``carrier_code`` is the code this platform's ship call takes (the write-back's)."""
+        raise NotImplementedError(f"{self.platform} connector cannot read logistics traces")
 
     @abstractmethod
     def decrypt(self, *, platform_order_id: str, cipher: str, account_id: str) -> str:
@@ -537,6 +546,18 @@ class PushCodec(ABC):
         old push is refused; one without a timestamp is judged by its message id alone)."""
         sent = self.sent_at(query=query, message=message)
         return sent is None or now - self.max_age <= sent <= now + self.max_skew
+
+
+def ordered_events(events: list[TrackingEvent]) -> list[TrackingEvent]:
+    """Trace events oldest first (platforms list them either way), exact repeats dropped."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for e in sorted(events, key=lambda e: e.occurred_at):
+        key = (e.occurred_at, e.status, e.description, e.location)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def epoch_any(value: Any) -> datetime | None:

@@ -22,6 +22,7 @@ from channels.connectors.douyin.buyer import BuyerDataMixin
 from channels.connectors.douyin.orders import OrdersMixin
 from channels.connectors.douyin.shipping import ShippingMixin
 from channels.connectors.douyin.stock import StockMixin
+from channels.connectors.douyin.tracking import TrackingMixin
 from channels.errors import PlatformRejected, TemporarilyUnavailable
 from channels.types import (
     Platform,
@@ -31,7 +32,14 @@ from channels.types import (
 
 
 class DouyinConnector(
-    AuthMixin, OrdersMixin, ShippingMixin, StockMixin, AfterSalesMixin, BuyerDataMixin, Connector
+    AuthMixin,
+    OrdersMixin,
+    ShippingMixin,
+    TrackingMixin,
+    StockMixin,
+    AfterSalesMixin,
+    BuyerDataMixin,
+    Connector,
 ):
     """Douyin shop open-platform API (抖店开放平台, §1)."""
 

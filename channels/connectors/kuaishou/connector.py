@@ -21,6 +21,7 @@ from channels.connectors.kuaishou.buyer import BuyerDataMixin
 from channels.connectors.kuaishou.orders import OrdersMixin
 from channels.connectors.kuaishou.shipping import ShippingMixin
 from channels.connectors.kuaishou.stock import StockMixin
+from channels.connectors.kuaishou.tracking import TrackingMixin
 from channels.errors import PlatformRejected, TemporarilyUnavailable
 from channels.types import (
     Platform,
@@ -30,7 +31,14 @@ from channels.types import (
 
 
 class KuaishouConnector(
-    AuthMixin, OrdersMixin, ShippingMixin, StockMixin, AfterSalesMixin, BuyerDataMixin, Connector
+    AuthMixin,
+    OrdersMixin,
+    ShippingMixin,
+    TrackingMixin,
+    StockMixin,
+    AfterSalesMixin,
+    BuyerDataMixin,
+    Connector,
 ):
     """Kuaishou shop open-platform API (快手电商开放平台, §2)."""
 

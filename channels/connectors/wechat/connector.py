@@ -24,6 +24,7 @@ from channels.connectors.wechat.buyer import BuyerDataMixin
 from channels.connectors.wechat.orders import OrdersMixin
 from channels.connectors.wechat.shipping import ShippingMixin
 from channels.connectors.wechat.stock import StockMixin
+from channels.connectors.wechat.tracking import TrackingMixin
 from channels.errors import (
     AuthExpired,
     PlatformRejected,
@@ -36,7 +37,14 @@ from channels.types import (
 
 
 class WechatConnector(
-    AuthMixin, OrdersMixin, ShippingMixin, StockMixin, AfterSalesMixin, BuyerDataMixin, Connector
+    AuthMixin,
+    OrdersMixin,
+    ShippingMixin,
+    TrackingMixin,
+    StockMixin,
+    AfterSalesMixin,
+    BuyerDataMixin,
+    Connector,
 ):
     """微信小店 over ``api.weixin.qq.com`` (only ``base_url`` differs for the sandbox)."""
 
