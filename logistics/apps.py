@@ -5,7 +5,7 @@ class LogisticsConfig(AppConfig):
     name = "logistics"
 
     def ready(self) -> None:
-        from logistics import services
+        from logistics import services, tasks  # noqa: F401  (tasks: registers logistics' Celery tasks)
         from orders import hooks
 
         # Parcels follow fulfilment changes inside the order action's transaction.
