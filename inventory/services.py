@@ -23,6 +23,7 @@ import psycopg
 import psycopg.errors
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from inventory import sync
@@ -392,6 +393,83 @@ def ship_reservation(*, source_key: str, reason: str = "") -> int:
         consume=1,
         reason=reason,
     )
+
+
+SHIPMENT_SOURCE = "shipment"
+
+
+@transaction.atomic
+def ship_reserved(
+    *, source_key: str, quantity: int, key: str, sku: Sku | None = None, reason: str = ""
+) -> int:
+    """Part of a reservation left the warehouse: ``quantity`` units (of the reserved line's
+    SKU; a combination ships its components) go out of on hand and out of reserved, with a
+    SHIPMENT ledger row per stock SKU (``source_type`` "shipment", ``source_id`` ``key``) and a
+    StockChange outbox row. The reservation keeps what is left; it is CONSUMED when nothing is.
+
+    Idempotent by ``key`` (the caller's shipment key, e.g. one per parcel line): a repeat
+    finds the ledger rows of the first and returns 0; otherwise returns the number of stock
+    rows changed. ``sku`` is needed only for a combination (it says how many of each component
+    one unit is). Raises ValueError when the reservation does not hold ``quantity`` any more
+    (released, already consumed, or less left)."""
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    if not key or len(key) > StockLedgerEntry._meta.get_field("source_id").max_length:
+        raise ValueError("a shipment key of at most 128 characters is needed")
+    rows = list(Reservation.objects.filter(source_key=source_key).values_list("sku_id", flat=True))
+    lock_stock(sku_ids=rows)  # the rows of this key, in the global order, before anything is read
+    if StockLedgerEntry.objects.filter(source_type=SHIPMENT_SOURCE, source_id=key).exists():
+        return 0
+    reservations = list(
+        Reservation.objects.select_for_update()
+        .filter(source_key=source_key, status=Reservation.Status.ACTIVE)
+        .order_by("sku_id")
+    )
+    if not reservations:
+        raise ValueError(f"no active reservation for {source_key}")
+    if sku is not None and sku.is_combo:
+        per_unit = dict(sku.components.values_list("component_id", "quantity"))
+    elif len(reservations) == 1:
+        per_unit = {reservations[0].sku_id: 1}
+    else:
+        raise ValueError(f"{source_key} reserves several SKUs: say which combination ships")
+    if set(per_unit) != {r.sku_id for r in reservations}:
+        raise ValueError(f"the reservation of {source_key} does not match the SKU shipped")
+    for reservation in reservations:
+        if reservation.quantity < per_unit[reservation.sku_id] * quantity:
+            raise ValueError(
+                f"{source_key}: {per_unit[reservation.sku_id] * quantity} to ship, "
+                f"{reservation.quantity} still reserved"
+            )
+    reason = reason[: StockLedgerEntry._meta.get_field("reason").max_length]
+    from inventory.models import StockChange
+
+    for reservation in reservations:
+        qty = per_unit[reservation.sku_id] * quantity
+        level = StockLevel.objects.get(sku_id=reservation.sku_id, warehouse_id=reservation.warehouse_id)
+        level.on_hand -= qty
+        level.reserved -= qty
+        level.save(update_fields=["on_hand", "reserved", "updated_at"])
+        if reservation.quantity == qty:  # the last of it: consumed (its quantity says the last part)
+            reservation.status, reservation.closed_at = Reservation.Status.CONSUMED, timezone.now()
+        else:
+            reservation.quantity -= qty
+        reservation.save(update_fields=["quantity", "status", "closed_at"])
+        StockLedgerEntry.objects.create(
+            sku_id=level.sku_id,
+            warehouse_id=level.warehouse_id,
+            kind=LedgerKind.SHIPMENT,
+            on_hand_delta=-qty,
+            reserved_delta=-qty,
+            on_hand_after=level.on_hand,
+            reserved_after=level.reserved,
+            reason=reason or source_key,
+            source_type=SHIPMENT_SOURCE,
+            source_id=key,
+        )
+        StockChange.objects.create(sku_id=level.sku_id)
+    transaction.on_commit(sync.schedule_stock_sync)
+    return len(reservations)
 
 
 def _level_for_update(sku: Sku, warehouse: Warehouse) -> StockLevel:

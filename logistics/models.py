@@ -343,6 +343,13 @@ class WriteBack(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
+    # First time a request left for the platform: from then on, every attempt first reads the
+    # platform's order (an earlier reply may have been lost after the platform acted).
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # The platform's view of the order's shipment as last read: [{tracking_no, carrier_code,
+    # platform_package_id, lines: [[platform_line_id, quantity], …]}, …]
+    platform_packages = models.JSONField(default=list, blank=True)
+    platform_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

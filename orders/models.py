@@ -124,6 +124,9 @@ class OrderLine(models.Model):
     is_gift = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=LineStatus.choices, default=LineStatus.PENDING)
     refund_state = models.CharField(max_length=32, blank=True)
+    # Units that left in parcels ecbao shipped (``services.lines_shipped``), or all of them once
+    # the platform says the whole order shipped; the line is SHIPPED when it reaches quantity.
+    shipped_quantity = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -28,7 +28,7 @@ from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
 from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
-from inventory.models import Listing, Sku
+from inventory.models import Listing, Sku, StockLedgerEntry
 from inventory.sync import ensure_listing
 from orders import hooks, review, status
 from orders.models import (
@@ -438,6 +438,7 @@ class _LineRow:
     refund_state: str
     status: str
     order_id: int | None = None
+    shipped_quantity: int = 0
 
     @property
     def reservation_key(self) -> str:
@@ -890,12 +891,127 @@ def _mark_shipped_on_platform(order: Order, lines: list[OrderLine], *, partial: 
     if not partial:
         for line in lines:
             if line.status == LineStatus.RESERVED:
+                # What is still reserved (parts ecbao shipped itself are consumed already).
                 stock.ship_reservation(source_key=line.reservation_key, reason="shipped (platform)")
-                line.status = LineStatus.SHIPPED
-                line.save(update_fields=["status"])
+                line.status, line.shipped_quantity = LineStatus.SHIPPED, line.quantity
+                line.save(update_fields=["status", "shipped_quantity"])
         _ship_out_of_fulfilments(order)
     if status.can_transition(order, target):
         status.transition(order, target, source="platform", message="shipped according to the platform")
+
+
+#: order states in which ecbao ships parcels
+SHIPPABLE_STATES = (S.APPROVED, S.PARTIALLY_SHIPPED)
+
+
+def ship_refusal(order: Order) -> str:
+    """Why ``order`` cannot ship now ("" when it can): held, cancelled, refunding, not yet
+    reviewed, or the platform forbids shipping."""
+    if order.status == S.HELD:
+        return gettext("order %(id)s is held") % {"id": order.platform_order_id}
+    if order.status == S.CANCELLED:
+        return gettext("order %(id)s is cancelled") % {"id": order.platform_order_id}
+    if order.is_refunding:
+        return gettext("order %(id)s has a refund in progress") % {"id": order.platform_order_id}
+    if order.status not in SHIPPABLE_STATES:
+        return gettext("order %(id)s is not waiting to ship (%(status)s)") % {
+            "id": order.platform_order_id,
+            "status": order.get_status_display(),
+        }
+    if order.ship_blocked_reason:
+        return gettext("order %(id)s: the platform forbids shipping (%(why)s)") % {
+            "id": order.platform_order_id,
+            "why": order.ship_blocked_reason,
+        }
+    return ""
+
+
+def lines_shipped(
+    order: Order,
+    quantities: dict[int, int],
+    *,
+    key: str,
+    tracking_no: str,
+    carrier: str = "",
+    source: str = "system",
+    actor=None,
+) -> bool:
+    """ecbao shipped ``quantities`` ({order line id: units}) of ``order`` in one parcel
+    (``key`` names the shipment, e.g. ``parcel:12``; the caller's transaction, with the order
+    locked). The reserved stock goes out through the ledger (``inventory.services.ship_reserved``,
+    one shipment key per line), the lines count what shipped (SHIPPED when all of it did), the
+    order moves to partially shipped / shipped through the status machine with an event, and
+    the tracking number joins ``tracking_numbers``.
+
+    Idempotent by ``key``: a repeat changes nothing and returns False. Raises ValidationError
+    (nothing changed) when the order cannot ship (``ship_refusal``) or a line cannot ship
+    that many."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    lines = {line.pk: line for line in OrderLine.objects.select_for_update().filter(order=order)}
+    line_keys = {pk: f"{key}:line:{pk}" for pk in quantities}
+    if StockLedgerEntry.objects.filter(
+        source_type=stock.SHIPMENT_SOURCE, source_id__in=list(line_keys.values())
+    ).exists():
+        return False  # shipped by this key before
+    why = ship_refusal(order)
+    if why:
+        raise ValidationError(why)
+    if not quantities:
+        raise ValidationError(gettext("nothing to ship"))
+    for line_id, qty in sorted(quantities.items()):
+        line = lines.get(line_id)
+        if line is None:
+            raise ValidationError(
+                gettext("line %(line)s is not a line of order %(id)s")
+                % {"line": line_id, "id": order.platform_order_id}
+            )
+        left = line.quantity - line.shipped_quantity
+        if line.status != LineStatus.RESERVED or qty <= 0 or qty > left:
+            raise ValidationError(
+                gettext("order %(id)s line %(line)s: %(qty)s to ship, %(left)s can (%(status)s)")
+                % {
+                    "id": order.platform_order_id,
+                    "line": line.platform_line_id,
+                    "qty": qty,
+                    "left": left if line.status == LineStatus.RESERVED else 0,
+                    "status": line.get_status_display(),
+                }
+            )
+    for line_id, qty in sorted(quantities.items()):
+        line = lines[line_id]
+        stock.ship_reserved(
+            source_key=line.reservation_key,
+            quantity=qty,
+            key=line_keys[line_id],
+            sku=line.sku,
+            reason=f"shipped {tracking_no}",
+        )
+        line.shipped_quantity += qty
+        if line.shipped_quantity == line.quantity:
+            line.status = LineStatus.SHIPPED
+        line.save(update_fields=["shipped_quantity", "status"])
+    if tracking_no and tracking_no not in order.tracking_numbers:
+        order.tracking_numbers = sorted({*order.tracking_numbers, tracking_no})
+    order.shipped_at = order.shipped_at or timezone.now()
+    order.save(update_fields=["tracking_numbers", "shipped_at", "updated_at"])
+    done = all(line.status in (LineStatus.SHIPPED, *_CLOSED_LINE_STATES) for line in lines.values())
+    message = f"shipped {sum(quantities.values())} unit(s) in {carrier} {tracking_no}".replace("  ", " ")
+    after = {
+        "tracking_no": tracking_no,
+        "carrier": carrier,
+        "lines": {lines[pk].platform_line_id: qty for pk, qty in sorted(quantities.items())},
+    }
+    target = S.SHIPPED if done else S.PARTIALLY_SHIPPED
+    if order.status != target:
+        event = status.transition(order, target, source=source, actor=actor, message=message, kind="shipped")
+        event.after = {**event.after, **after}
+        event.save(update_fields=["after"])
+    else:
+        _event(order, "shipped", source=source, actor=actor, message=message, after=after)
+    return True
+
+
+_CLOSED_LINE_STATES = (LineStatus.CANCELLED, LineStatus.REFUNDED)
 
 
 def _ship_out_of_fulfilments(order: Order) -> None:

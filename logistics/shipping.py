@@ -1,0 +1,232 @@
+"""Ship parcels (发货): parcels with a number leave, stock goes out, the platforms are told.
+
+``ship_parcels(parcel_ids)`` takes parcels that carry a tracking number — NUMBERED, PRINTED,
+VERIFIED, or entered by hand (``manual``) — to SHIPPED, in one transaction:
+
+- per parcel and per order in it, ``orders.services.lines_shipped`` records the parcel's
+  lines and quantities against the order lines, moves the reserved stock out through the
+  ledger (``inventory.services.ship_reserved``, one shipment key per parcel line, so a retry
+  never consumes twice) and moves the order to partially shipped / shipped;
+- a fulfilment is SHIPPED once none of its parcels waits any more;
+- one ``WriteBack`` per (parcel, order) goes into the outbox, in the same transaction: a
+  merged parcel writes back to every order in it, a split order's parts and a multi-parcel
+  order's parcels each write back their own lines; ``lines`` is ``[]`` when the parcel
+  carries the whole order. ``logistics.writeback`` sends them after the commit.
+
+Idempotent: a parcel already SHIPPED is reported as such and changes nothing. Parcels whose
+order is held, cancelled, refunding or otherwise not waiting to ship are refused one by one
+with a message (``Parcel.error`` and ``ShipResult.errors``); the others ship.
+
+Locks, in the order order ingestion takes them (so the two never wait on each other in
+opposite orders): the stock rows of every SKU the parcels carry (``inventory.services.
+lock_stock``), then the orders (by id), then the parcels (by id), then their fulfilments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import psycopg.errors
+from django.core.exceptions import ValidationError
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from channels import carriers
+from inventory import services as stock
+from logistics.models import Parcel, ParcelLine, Waybill, WriteBack
+from logistics.services import NUMBERED_STATES, UNSHIPPED_STATES
+from orders import services as order_services
+from orders.models import Fulfilment, LineStatus, Order, OrderLine
+
+logger = logging.getLogger(__name__)
+P = Parcel.Status
+DEADLOCK_RETRIES = 3
+
+
+@dataclass
+class ShipResult:
+    shipped: list[int] = field(default_factory=list)  # parcel ids shipped by this call
+    already: list[int] = field(default_factory=list)  # shipped before (an idempotent repeat)
+    errors: dict[int, str] = field(default_factory=dict)  # parcel id → why it did not ship
+    write_backs: list[int] = field(default_factory=list)  # WriteBack ids created
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def write_back_key(parcel_id: int, order_id: int) -> str:
+    """The outbox key of one (parcel, order), also the platform request id where a platform
+    takes one: unique per tenant (schema) too, since shops of two tenants share a platform."""
+    tenant = hashlib.sha1(connection.schema_name.encode()).hexdigest()[:8]
+    return f"ship-{tenant}-{parcel_id}-{order_id}"
+
+
+def ship_parcels(parcel_ids, *, actor=None) -> ShipResult:
+    """Ship these parcels (see the module docstring). Returns what shipped, what had shipped
+    before and, per refused parcel, why. A deadlock (another transaction took the same rows in
+    an unusual order) is retried; nothing is applied twice."""
+    ids = sorted({int(pk) for pk in parcel_ids})
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            result = _ship(ids, actor=actor)
+        except OperationalError as exc:
+            if (
+                not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                or attempt == DEADLOCK_RETRIES - 1
+            ):
+                raise
+            logger.warning("ship_parcels deadlocked; again (%s)", attempt + 1)
+            continue
+        if result.write_backs:
+            _kick_sender()
+        return result
+    raise AssertionError("unreachable")
+
+
+def _kick_sender() -> None:
+    from logistics import tasks
+
+    transaction.on_commit(lambda: tasks.send_write_backs_task.delay(), robust=True)
+
+
+@transaction.atomic
+def _ship(ids: list[int], *, actor) -> ShipResult:
+    result = ShipResult()
+    if not ids:
+        return result
+    contents = list(
+        ParcelLine.objects.filter(parcel_id__in=ids).values_list(
+            "parcel_id", "order_line_id", "order_line__order_id", "order_line__sku_id"
+        )
+    )
+    stock.lock_stock(sku_ids={sku for *_, sku in contents if sku})
+    order_ids = sorted({order_id for _, _, order_id, _ in contents})
+    orders = {o.pk: o for o in Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk")}
+    parcels = list(Parcel.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    missing = set(ids) - {p.pk for p in parcels}
+    for pk in sorted(missing):
+        result.errors[pk] = gettext("parcel %(id)s does not exist") % {"id": pk}
+    fulfilment_ids = sorted({p.fulfilment_id for p in parcels})
+    fulfilments = {
+        f.pk: f for f in Fulfilment.objects.select_for_update().filter(pk__in=fulfilment_ids).order_by("pk")
+    }
+    # Re-read the contents under the locks (a platform-decided change may have moved them).
+    lines_of: dict[int, list[ParcelLine]] = defaultdict(list)
+    for pl in ParcelLine.objects.filter(parcel_id__in=ids).select_related("order_line").order_by("id"):
+        lines_of[pl.parcel_id].append(pl)
+    touched_fulfilments: set[int] = set()
+    now = timezone.now()
+    for parcel in parcels:
+        if parcel.status == P.SHIPPED:
+            result.already.append(parcel.pk)
+            continue
+        why = _refusal(parcel, lines_of[parcel.pk], orders, fulfilments.get(parcel.fulfilment_id))
+        if not why:
+            try:
+                with transaction.atomic():
+                    result.write_backs += _ship_one(parcel, lines_of[parcel.pk], orders, actor=actor, now=now)
+            except ValidationError as exc:
+                why = "; ".join(exc.messages)
+        if why:
+            result.errors[parcel.pk] = why
+            if parcel.error != why[:300]:
+                parcel.error = why[:300]
+                parcel.save(update_fields=["error", "updated_at"])
+            continue
+        result.shipped.append(parcel.pk)
+        touched_fulfilments.add(parcel.fulfilment_id)
+    for fid in sorted(touched_fulfilments):
+        if not Parcel.objects.filter(fulfilment_id=fid, status__in=UNSHIPPED_STATES).exists():
+            Fulfilment.objects.filter(pk=fid, status=Fulfilment.Status.OPEN).update(
+                status=Fulfilment.Status.SHIPPED
+            )
+    return result
+
+
+def _refusal(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], fulfilment) -> str:
+    """Why this parcel cannot ship ("" when it can)."""
+    if parcel.status == P.CANCELLED:
+        return gettext("parcel %(seq)s/%(count)s was cancelled") % {"seq": parcel.seq, "count": parcel.count}
+    if not parcel.tracking_no:
+        return gettext("parcel %(seq)s/%(count)s has no tracking number yet") % {
+            "seq": parcel.seq,
+            "count": parcel.count,
+        }
+    if parcel.status not in NUMBERED_STATES and not (parcel.status == P.NEW and parcel.manual):
+        return gettext("parcel %(seq)s/%(count)s has no waybill yet") % {
+            "seq": parcel.seq,
+            "count": parcel.count,
+        }
+    if fulfilment is None or fulfilment.status != Fulfilment.Status.OPEN:
+        return gettext("its fulfilment is not open any more")
+    if not lines:
+        return gettext("the parcel holds nothing")
+    for order_id in sorted({pl.order_line.order_id for pl in lines}):
+        why = order_services.ship_refusal(orders[order_id])
+        if why:
+            return why
+    return ""
+
+
+def _ship_one(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], *, actor, now) -> list[int]:
+    by_order: dict[int, dict[int, int]] = defaultdict(dict)
+    for pl in lines:
+        by_order[pl.order_line.order_id][pl.order_line_id] = pl.quantity
+    carrier_code = shipping_code(parcel)
+    write_backs = []
+    for order_id in sorted(by_order):
+        order = orders[order_id]
+        quantities = by_order[order_id]
+        order_lines = list(OrderLine.objects.filter(order_id=order_id).order_by("id"))
+        whole = all(
+            line.shipped_quantity == 0 and quantities.get(line.pk) == line.quantity
+            for line in order_lines
+            if line.status not in (LineStatus.CANCELLED, LineStatus.REFUNDED)
+        )
+        order_services.lines_shipped(
+            order,
+            quantities,
+            key=f"parcel:{parcel.pk}",
+            tracking_no=parcel.tracking_no,
+            carrier=carriers.name_of(parcel.carrier),
+            source="user" if actor else "system",
+            actor=actor,
+        )
+        platform_lines = {line.pk: line.platform_line_id for line in order_lines}
+        write_back, _ = WriteBack.objects.get_or_create(
+            parcel=parcel,
+            order_id=order_id,
+            defaults={
+                "key": write_back_key(parcel.pk, order_id),
+                "lines": []
+                if whole
+                else [[platform_lines[pk], qty] for pk, qty in sorted(quantities.items())],
+                "carrier_code": carrier_code,
+                "tracking_no": parcel.tracking_no,
+                "next_attempt_at": now,
+            },
+        )
+        write_backs.append(write_back.pk)
+    parcel.status, parcel.shipped_at, parcel.error = P.SHIPPED, now, ""
+    parcel.save(update_fields=["status", "shipped_at", "error", "updated_at"])
+    return write_backs
+
+
+def shipping_code(parcel: Parcel) -> str:
+    """The carrier code the platform's shipping API wants for this parcel: the code its
+    e-waybill service answered with where the waybill kept one, else the carrier table's."""
+    waybill = (
+        Waybill.objects.filter(parcel=parcel, status=Waybill.Status.ISSUED, parent__isnull=True)
+        .order_by("-id")
+        .first()
+    )
+    kept = getattr(waybill, "shipping_code", "") if waybill else ""
+    if kept:
+        return kept
+    platform = parcel.store.platform
+    return carriers.code_for(platform, parcel.carrier) or (waybill.platform_carrier_code if waybill else "")
