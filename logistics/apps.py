@@ -16,4 +16,3 @@ class LogisticsConfig(AppConfig):
                 changed=services.fulfilments_changed,
             )
         )
-        from logistics import tasks  # noqa: F401  (registers the periodic tasks)
