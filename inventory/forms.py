@@ -106,6 +106,13 @@ class CountForm(forms.Form):
     reason = forms.CharField(label=_("Note"), max_length=200, required=False)
 
 
+class LocationForm(forms.Form):
+    """The location (库位) of a SKU in one warehouse; empty clears it."""
+
+    warehouse = forms.ModelChoiceField(label=_("Warehouse"), queryset=Warehouse.objects.all())
+    location = forms.CharField(label=_("Location"), max_length=32, required=False)
+
+
 class ListingMatchForm(forms.Form):
     sku = forms.ModelChoiceField(
         label=_("Merchant code"),

@@ -100,6 +100,8 @@ class StockLevel(models.Model):
     warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="stock_levels")
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
+    # Where the SKU sits in this warehouse (库位, e.g. "A-03-2"): pick lists are walked in its order.
+    location = models.CharField(_("location"), max_length=32, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -254,6 +254,7 @@ def warehouse_stock(sku: Sku) -> list[Warehouse]:
         .annotate(
             on_hand=Coalesce(Subquery(levels.values("on_hand")[:1]), Value(0)),
             reserved=Coalesce(Subquery(levels.values("reserved")[:1]), Value(0)),
+            location=Coalesce(Subquery(levels.values("location")[:1]), Value("")),
         )
         .annotate(available=F("on_hand") - F("reserved"))
     )

@@ -145,6 +145,35 @@ def default_warehouse() -> Warehouse:
     return warehouse
 
 
+LOCATION_MAX = 32
+
+
+def clean_location(value: str) -> str:
+    """A location (库位) as stored: inner whitespace collapsed, at most ``LOCATION_MAX``
+    characters, no control characters; ``ValueError`` otherwise."""
+    location = " ".join(str(value or "").split())
+    if len(location) > LOCATION_MAX:
+        raise ValueError(_("a location has at most %(n)d characters") % {"n": LOCATION_MAX})
+    if any(not ch.isprintable() for ch in location):
+        raise ValueError(_("a location cannot contain control characters"))
+    return location
+
+
+@transaction.atomic
+def set_location(*, sku: Sku, warehouse: Warehouse | None = None, location: str) -> StockLevel:
+    """Where ``sku`` sits in ``warehouse`` (default warehouse when None); "" clears it. Not a
+    stock movement: no ledger row. A combination has no place of its own (its components do)."""
+    if sku.is_combo:
+        raise ValueError(_("a combination has no location of its own: set its components' locations"))
+    location = clean_location(location)
+    warehouse = warehouse or default_warehouse()
+    level, _created = StockLevel.objects.get_or_create(sku=sku, warehouse=warehouse)
+    if level.location != location:
+        StockLevel.objects.filter(pk=level.pk).update(location=location)
+        level.location = location
+    return level
+
+
 def _stock_components(sku: Sku, quantity: int) -> list[tuple[int, int]]:
     """(stock SKU id, quantity) pairs: a combination SKU reserves its components."""
     if not sku.is_combo:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("skus/<int:sku_id>/", views.sku_detail, name="sku_detail"),
     path("skus/<int:sku_id>/adjust/", views.sku_adjust, name="sku_adjust"),
     path("skus/<int:sku_id>/count/", views.sku_count, name="sku_count"),
+    path("skus/<int:sku_id>/location/", views.sku_location, name="sku_location"),
     path("goods/<int:goods_id>/publish/", publishing_views.publish, name="goods_publish"),
     path("listings/unmatched/", views.unmatched, name="unmatched"),
     path("listings/<int:listing_id>/row/", views.listing_row, name="listing_row"),

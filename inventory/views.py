@@ -13,7 +13,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from inventory import selectors, services, sync, tasks, xlsx
-from inventory.forms import AdjustmentForm, CountForm, ListingMatchForm, SkuFilterForm, SkuImportForm
+from inventory.forms import (
+    AdjustmentForm,
+    CountForm,
+    ListingMatchForm,
+    LocationForm,
+    SkuFilterForm,
+    SkuImportForm,
+)
 from inventory.models import Listing, Sku
 from tenants.accounts.permissions import capability_required, has_capability
 
@@ -210,6 +217,37 @@ def sku_count(request, sku_id):
                 )
             return redirect("inventory:sku_detail", sku.pk)
     return _render_detail(request, sku.pk, count_form=form, status=400)
+
+
+@require_POST
+@capability_required("inventory.manage")
+def sku_location(request, sku_id):
+    """Set the SKU's location (库位) in one warehouse; pick lists are sorted by it."""
+    sku = get_object_or_404(Sku, pk=sku_id)
+    form = LocationForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(e for field in form.errors.values() for e in field)
+        messages.error(request, _("The location was not saved: %(reason)s") % {"reason": errors})
+        return redirect("inventory:sku_detail", sku.pk)
+    try:
+        level = services.set_location(
+            sku=sku, warehouse=form.cleaned_data["warehouse"], location=form.cleaned_data["location"]
+        )
+    except ValueError as exc:
+        messages.error(request, _("The location was not saved: %(reason)s") % {"reason": exc})
+    else:
+        if level.location:
+            messages.success(
+                request,
+                _("Location in %(warehouse)s set to %(location)s.")
+                % {"warehouse": form.cleaned_data["warehouse"].name, "location": level.location},
+            )
+        else:
+            messages.success(
+                request,
+                _("Location in %(warehouse)s cleared.") % {"warehouse": form.cleaned_data["warehouse"].name},
+            )
+    return redirect("inventory:sku_detail", sku.pk)
 
 
 # --- listings: lock, push, match -----------------------------------------------------------------

@@ -410,3 +410,33 @@ class Intercept(models.Model):
 
     def __str__(self) -> str:
         return f"intercept {self.parcel_id} ({self.status})"
+
+
+class VerifyScan(models.Model):
+    """One scan at the verify bench (验货): an item code scanned into a parcel, accepted or
+    refused (wrong item, too many) — progress is the sum of the accepted scans not cleared;
+    refused scans stay as the bench's record. ``client_id`` (one per physical scan, from the
+    page) makes a repeated request count once."""
+
+    parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="verify_scans")
+    code = models.CharField(max_length=64)
+    item = models.CharField(max_length=80, blank=True)  # the parcel item it counted for ("sku:12")
+    accepted = models.BooleanField(default=False)
+    message = models.CharField(max_length=300, blank=True)
+    client_id = models.CharField(max_length=64, blank=True)
+    cleared = models.BooleanField(default=False)  # a restart of the parcel's verification
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parcel", "client_id"], condition=~Q(client_id=""), name="uniq_verify_scan_client_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"scan {self.parcel_id} {self.code} ({'ok' if self.accepted else 'refused'})"
