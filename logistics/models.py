@@ -314,6 +314,7 @@ class PrintRecord(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True)  # the platform was told (WeChat)
 
     class Meta:
         ordering = ["-id"]

@@ -1,9 +1,13 @@
-"""Celery tasks of shipping (each calls a service)."""
+"""Celery tasks of shipping (thin: look up, call a service). Tenant-aware: each runs in the
+schema it was sent from."""
+
+from __future__ import annotations
 
 from celery import shared_task
 
+from channels.errors import ChannelError
 from ecbao.celery import register_periodic
-from logistics import waybills
+from logistics import printing, waybills
 
 
 @shared_task(acks_late=True, max_retries=0)
@@ -31,3 +35,23 @@ def send_write_backs_task(limit: int = 200) -> int:
 
 
 register_periodic("logistics.send_write_backs", "logistics.tasks.send_write_backs_task", 60.0)
+# --- printing ---------------------------------------------------------------------------------------
+
+
+@shared_task(bind=True, acks_late=True, max_retries=6)
+def report_printed_task(self, record_id: int) -> bool:
+    """Tell the platform a label printed (WeChat); retried with backoff, then kept visible."""
+    try:
+        return printing.report_printed(record_id)
+    except ChannelError as exc:
+        if self.request.retries >= self.max_retries:
+            printing.report_failed(record_id, str(exc))
+            return False
+        raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
+
+
+@shared_task(acks_late=True, max_retries=0)
+def render_pdf_task(batch_id: int) -> dict:
+    """Render a labels batch to one PDF in tenant storage (progress on the batch)."""
+    batch = printing.render_pdf(batch_id)
+    return {"batch": batch.pk, "status": batch.status, "done": batch.done, "failed": batch.failed}
