@@ -149,3 +149,33 @@ class PrintFilterForm(forms.Form):
     )
     since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+class ManualEntryForm(forms.Form):
+    """One order shipped outside ecbao: its number, carrier and tracking number."""
+
+    platform_order_id = forms.CharField(label=_("Platform order no."), max_length=64)
+    carrier = forms.ChoiceField(label=_("Carrier"))
+    tracking_no = forms.CharField(label=_("Tracking number"), max_length=64)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["carrier"].choices = carriers.choices()
+
+    def clean_platform_order_id(self) -> str:
+        return self.cleaned_data["platform_order_id"].strip()
+
+
+class TrackingImportForm(forms.Form):
+    file = forms.FileField(label=_("xlsx workbook"))
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        if file.size > MAX_IMPORT_BYTES:
+            raise forms.ValidationError(_("The file is larger than 20 MB."))
+        if not file.name.lower().endswith(".xlsx"):
+            raise forms.ValidationError(_("Upload an .xlsx workbook."))
+        return file

@@ -55,3 +55,14 @@ def render_pdf_task(batch_id: int) -> dict:
     """Render a labels batch to one PDF in tenant storage (progress on the batch)."""
     batch = printing.render_pdf(batch_id)
     return {"batch": batch.pk, "status": batch.status, "done": batch.done, "failed": batch.failed}
+
+
+# --- ship by hand (logistics.manual) -------------------------------------------------------------
+
+
+@shared_task(acks_late=True, max_retries=0)
+def import_tracking_task(batch_id: int) -> dict:
+    """Import a tracking-number workbook kept for batch ``batch_id`` (``manual.start_import``)."""
+    from logistics import manual
+
+    return manual.run_import(batch_id)

@@ -25,4 +25,13 @@ urlpatterns = [
     path("write-backs/", views_admin.write_backs, name="write_backs"),
     path("write-backs/retry/", views_admin.write_backs_retry, name="write_backs_retry"),
     path("prints/", views_admin.print_history, name="print_history"),
+    path("manual/", views_admin.manual_entry, name="manual"),
+    path("manual/import/", views_admin.manual_import, name="manual_import"),
+    path("manual/template.xlsx", views_admin.manual_template, name="manual_template"),
+    path("manual/batches/<int:batch_id>/", views_admin.manual_batch, name="manual_batch"),
+    path(
+        "manual/batches/<int:batch_id>/errors.xlsx",
+        views_admin.manual_batch_errors,
+        name="manual_batch_errors",
+    ),
 ]

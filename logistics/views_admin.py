@@ -11,6 +11,7 @@ import logging
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -18,9 +19,16 @@ from django.views.decorators.http import require_POST
 
 from channels.errors import ChannelError
 from channels.models import Store
-from logistics import configuration, selectors_admin
-from logistics.forms_admin import CarrierRuleForm, PrintFilterForm, SenderForm
+from logistics import configuration, manual, selectors_admin
+from logistics.forms_admin import (
+    CarrierRuleForm,
+    ManualEntryForm,
+    PrintFilterForm,
+    SenderForm,
+    TrackingImportForm,
+)
 from logistics.models import CarrierRule, SenderAddress, WriteBack
+from orders.models import Order
 from tenants.accounts.permissions import capability_required
 
 logger = logging.getLogger(__name__)
@@ -283,3 +291,115 @@ def print_history(request):
         "logistics/print_history.html",
         {"form": form, "page": page, "filter_query": query.urlencode()},
     )
+
+
+# --- ship by hand: enter or import tracking numbers -------------------------------------------------
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _manual_page(request, *, entry_form=None, import_form=None, batch=None, status=200):
+    from logistics.models import ShipBatch
+
+    recent = ShipBatch.objects.filter(kind=ShipBatch.Kind.IMPORT_TRACKING).select_related("created_by")[:10]
+    return render(
+        request,
+        "logistics/manual.html",
+        {
+            "entry_form": entry_form or ManualEntryForm(),
+            "import_form": import_form or TrackingImportForm(),
+            "batch": batch,
+            "report": manual.ImportReport.from_batch(batch) if batch else None,
+            "recent": recent,
+            "columns": manual.COLUMNS,
+        },
+        status=status,
+    )
+
+
+@capability_required("shipping.manage")
+def manual_entry(request):
+    """The page: one order's tracking number, or a workbook of them."""
+    if request.method != "POST":
+        return _manual_page(request)
+    form = ManualEntryForm(request.POST)
+    if not form.is_valid():
+        return _manual_page(request, entry_form=form, status=400)
+    data = form.cleaned_data
+    found = list(
+        Order.objects.filter(platform_order_id=data["platform_order_id"]).select_related("store")[:2]
+    )
+    if len(found) != 1:
+        form.add_error(
+            "platform_order_id",
+            _("No order has this number.")
+            if not found
+            else _("Several shops have an order with this number: enter it on the order's page."),
+        )
+        return _manual_page(request, entry_form=form, status=400)
+    try:
+        entry = manual.enter_tracking(found[0], data["carrier"], data["tracking_no"], actor=request.user)
+    except ValidationError as exc:
+        _put_errors(form, exc)
+        return _manual_page(request, entry_form=form, status=400)
+    values = {"order": found[0].platform_order_id, "no": entry.parcel.tracking_no}
+    if not entry.changed:
+        messages.info(request, _("Order %(order)s already has tracking number %(no)s.") % values)
+    elif entry.shipped:
+        messages.success(request, _("Order %(order)s shipped with tracking number %(no)s.") % values)
+    elif entry.ship_error:
+        messages.warning(
+            request,
+            _("Tracking number %(no)s entered for order %(order)s, but it could not be shipped: %(error)s")
+            % {**values, "error": entry.ship_error},
+        )
+    else:
+        messages.success(request, _("Tracking number %(no)s entered for order %(order)s.") % values)
+    return redirect("logistics:manual")
+
+
+@require_POST
+@capability_required("shipping.manage")
+def manual_import(request):
+    form = TrackingImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _manual_page(request, import_form=form, status=400)
+    batch = manual.start_import(form.cleaned_data["file"], actor=request.user)
+    return redirect("logistics:manual_batch", batch_id=batch.pk)
+
+
+@capability_required("shipping.manage")
+def manual_template(request):
+    response = HttpResponse(manual.template_workbook(), content_type=XLSX_TYPE)
+    response["Content-Disposition"] = 'attachment; filename="tracking-numbers-template.xlsx"'
+    return response
+
+
+def _import_batch(batch_id: int):
+    from logistics.models import ShipBatch
+
+    return get_object_or_404(ShipBatch, pk=batch_id, kind=ShipBatch.Kind.IMPORT_TRACKING)
+
+
+@capability_required("shipping.manage")
+def manual_batch(request, batch_id):
+    """An import's progress and report (the progress part alone for htmx polling)."""
+    batch = _import_batch(batch_id)
+    if request.headers.get("HX-Request"):
+        return render(
+            request,
+            "logistics/_import_batch.html",
+            {"batch": batch, "report": manual.ImportReport.from_batch(batch)},
+        )
+    return _manual_page(request, batch=batch)
+
+
+@capability_required("shipping.manage")
+def manual_batch_errors(request, batch_id):
+    """The failed rows of an import as a workbook, with the reason per row."""
+    batch = _import_batch(batch_id)
+    response = HttpResponse(
+        manual.errors_workbook(manual.ImportReport.from_batch(batch)), content_type=XLSX_TYPE
+    )
+    response["Content-Disposition"] = f'attachment; filename="tracking-import-{batch.pk}-errors.xlsx"'
+    return response

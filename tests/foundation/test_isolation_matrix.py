@@ -71,6 +71,7 @@ PARAM_OBJECT = {
     "fulfilment_id": "fulfilment",
     "rule_id": "carrier_rule",
     "sender_id": "sender",
+    "batch_id": "ship_batch",
 }
 BASENAME_OBJECT = {
     "user": "user",

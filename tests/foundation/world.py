@@ -115,6 +115,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
         )
         from inventory.models import StockLedgerEntry, StockLevel
         from logistics import configuration as shipping_configuration
+        from logistics.models import ShipBatch
         from orders.models import Fulfilment
 
         carrier_rule = shipping_configuration.save_carrier_rule(name="中通", carrier="zto")
@@ -136,6 +137,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             user=world.users[Role.VIEWER],
             carrier_rule=carrier_rule.pk,
             sender=sender.pk,
+            ship_batch=ShipBatch.objects.create(kind=ShipBatch.Kind.IMPORT_TRACKING, status="done").pk,
         )
     connection.set_schema_to_public()
     return world
