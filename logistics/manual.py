@@ -243,16 +243,12 @@ def _ship(parcel_ids: list[int], *, actor) -> tuple[set[int], dict[int, str]]:
     except ImportError:
         return set(), {}
     try:
-        ship_parcels(parcel_ids, actor=actor)
+        result = ship_parcels(parcel_ids, actor=actor)
     except Exception as exc:  # noqa: BLE001 - the numbers are kept; the error is shown, retryable
         logger.exception("shipping manually entered parcels %s failed", parcel_ids[:10])
         return set(), dict.fromkeys(parcel_ids, str(exc)[:300])
-    shipped, errors = set(), {}
-    for pk, status, error in Parcel.objects.filter(pk__in=parcel_ids).values_list("pk", "status", "error"):
-        if status == P.SHIPPED:
-            shipped.add(pk)
-        else:
-            errors[pk] = error or _("not shipped")
+    shipped = set(result.shipped) | set(result.already)
+    errors = {pk: result.errors.get(pk) or _("not shipped") for pk in parcel_ids if pk not in shipped}
     return shipped, errors
 
 

@@ -310,3 +310,62 @@ def test_print_history_filters(store, skus, as_role):
     assert rows("?since=2000-01-01&until=2000-01-02") == []
     assert rows("?status=nonsense") != []  # an invalid filter is ignored, not fatal
     assert "卡纸" in client.get("/shipping/prints/").content.decode()
+
+
+def test_retry_puts_given_up_write_backs_back_in_the_queue(store, skus, as_role):
+    W = WriteBack.Status
+    parcel = _parcel(store, "RT1", "73000000300")
+    order = parcel.lines.first().order_line.order
+    given_up = WriteBack.objects.create(
+        parcel=parcel,
+        order=order,
+        key="wb-rt1",
+        carrier_code="zhongtong",
+        tracking_no=parcel.tracking_no,
+        status=W.GIVEN_UP,
+        attempts=8,
+        last_error="平台超时",
+    )
+    client = as_role(Role.WAREHOUSE)
+    response = client.post("/shipping/write-backs/retry/", {"ids": [str(given_up.pk)]}, follow=True)
+    assert response.status_code == 200
+    assert "1 条回传将重新发送" in response.content.decode()
+    given_up.refresh_from_db()
+    assert (given_up.status, given_up.attempts) == (W.PENDING, 0)
+
+
+# --- against the sandbox over HTTP -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    from tests.logistics.waybill_world import start_sandbox
+
+    server = start_sandbox(tmp_path_factory.mktemp("admin-pages") / "world.sqlite3", buyers=10)
+    yield server
+    server.stop()
+    server.world.close()
+
+
+def test_sync_button_reads_the_shop_accounts_and_balances(sandbox, in_alpha, as_role):
+    from tests.logistics.waybill_world import connect_shops
+
+    shops = connect_shops(sandbox)
+    store = shops.stores["douyin"]
+    WaybillAccount.objects.filter(store=store).delete()
+    account = shops.world.waybill_accounts(shops.shop_ids["douyin"])[0]
+    shops.world.create_waybill_account(
+        shop_id=account.shop_id,
+        carrier=account.carrier,
+        netsite_code=account.netsite_code,
+        netsite_name=account.netsite_name,
+        available=4321,
+        sender=account.sender,
+    )
+    client = as_role(Role.OPERATOR)
+    response = client.post(f"/shipping/settings/accounts/{store.pk}/sync/", follow=True)
+    assert response.status_code == 200
+    assert f"已读取 {store.name} 的 3 个电子面单账户" in response.content.decode()
+    assert WaybillAccount.objects.filter(store=store, is_active=True).count() == 3
+    assert WaybillAccount.objects.filter(store=store, available=4321).exists()
+    assert "4321" in client.get("/shipping/settings/accounts/").content.decode()

@@ -9,10 +9,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from openpyxl import Workbook, load_workbook
 
+from inventory.models import StockLevel
 from logistics import manual, services
-from logistics.models import Parcel, ShipBatch, Waybill
+from logistics.models import Parcel, ShipBatch, Waybill, WriteBack
 from orders import services as orders
-from orders.models import OrderEvent
+from orders.models import OrderEvent, OrderStatus
 from tenants.accounts.models import Role
 from tests.conftest import make_user
 from tests.orders.conftest import channel_order, line, receiver
@@ -64,6 +65,14 @@ def test_enter_tracking_puts_the_number_on_the_order_parcel(store, skus):
     assert parcel.carrier_reason == "手工录入"
     event = OrderEvent.objects.get(order=order, kind="tracking_entered")
     assert "中通快递 73100000000001" in event.message
+    # shipped through the shipping service: stock out of the reservation, write-back queued
+    assert entry.shipped and parcel.status == P.SHIPPED
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SHIPPED
+    [write_back] = WriteBack.objects.filter(order=order)
+    assert (write_back.tracking_no, write_back.status) == ("73100000000001", WriteBack.Status.PENDING)
+    level = StockLevel.objects.get(sku=skus["TS-WHT-L"])
+    assert (level.on_hand, level.reserved) == (9, 0)
 
     again = manual.enter_tracking(order, "zto", "73100000000001", actor=None)  # idempotent
     assert not again.changed and again.parcel.pk == parcel.pk
@@ -117,13 +126,19 @@ def test_several_numbers_fill_a_multi_parcel_order_in_turn(store, skus):
     [parcel] = parcels_of(order)
     l1 = order.lines.get().pk
     services.plan_parcels(fulfilment=parcel.fulfilment, parcels=[{l1: 1}, {l1: 1}])
-    manual.enter_tracking(order, "zto", "73100000000101", actor=None)
+    first = manual.enter_tracking(order, "zto", "73100000000101", actor=None)
+    assert first.shipped
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_SHIPPED
     manual.enter_tracking(order, "zto", "73100000000102", actor=None)
-    assert [(p.seq, p.tracking_no) for p in parcels_of(order)] == [
-        (1, "73100000000101"),
-        (2, "73100000000102"),
+    assert [(p.seq, p.tracking_no, p.status) for p in parcels_of(order)] == [
+        (1, "73100000000101", P.SHIPPED),
+        (2, "73100000000102", P.SHIPPED),
     ]
-    with pytest.raises(ValidationError, match="都已有运单号"):
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SHIPPED
+    assert WriteBack.objects.filter(order=order).count() == 2  # one per parcel
+    with pytest.raises(ValidationError, match="订单状态为“已发货”"):
         manual.enter_tracking(order, "zto", "73100000000103", actor=None)
 
 
@@ -148,6 +163,7 @@ def test_import_reports_bad_rows_and_loses_nothing(store, skus):
     report = manual.import_xlsx(workbook(rows), actor=None)
 
     assert (report.rows, report.entered, report.unchanged, report.error_count) == (9, 2, 1, 6)
+    assert report.shipped == 2 and not report.not_shipped
     assert report.entered + report.unchanged + report.error_count == report.rows  # nothing lost
     problems = {e.row: (e.column, e.message) for e in report.errors}
     assert problems == {
@@ -275,3 +291,33 @@ def test_viewers_cannot_ship_by_hand(in_alpha, alpha, alpha_client):
     alpha_client.post("/accounts/login/", {"username": "ship-viewer", "password": PASSWORD})
     assert alpha_client.get("/shipping/manual/").status_code == 403
     assert alpha_client.post("/shipping/manual/import/", {}).status_code == 403
+
+
+# --- against the sandbox over HTTP -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    from tests.logistics.waybill_world import start_sandbox
+
+    server = start_sandbox(tmp_path_factory.mktemp("manual") / "world.sqlite3", buyers=10)
+    yield server
+    server.stop()
+    server.world.close()
+
+
+def test_an_imported_number_reaches_the_shop(sandbox, in_alpha):
+    """Imported → shipped in ecbao → written back: the sandbox's order shows the number."""
+    from logistics import writeback
+    from tests.logistics.waybill_world import connect_shops, world_order_id
+
+    shops = connect_shops(sandbox)
+    order = shops.order("douyin", 1)
+    report = manual.import_xlsx(
+        workbook([(order.platform_order_id, "中通快递", "73100000007777")]), actor=None
+    )
+    assert (report.entered, report.shipped, report.error_count) == (1, 1, 0)
+    assert writeback.send_due(limit=10) == 1
+    shipped = shops.world.get_order(world_order_id(shops, order))
+    assert [(p.carrier, p.tracking_no) for p in shipped.packages] == [("ZTO", "73100000007777")]
+    assert writeback.send_due(limit=10) == 0  # sent once
