@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -63,8 +63,10 @@ Connect = Callable[[Store], Connector]
 RATE_LIMIT_PATIENCE = 600.0
 #: longest single wait for a rate limit (WeChat's 45011 says "next minute")
 RATE_LIMIT_STEP = 61.0
-#: shops taken side by side in one batch
-BATCH_THREADS = 8
+#: threads of one batch, and lanes per shop among them: a shop's calls overlap with ecbao's
+#: database work, and the connectors' pace (per process) keeps a shop under its platform's limit
+BATCH_THREADS = 12
+LANES_PER_SHOP = 4
 
 _sleep = time.sleep  # tests and benches may shorten waits
 
@@ -128,7 +130,8 @@ def waybill_key(parcel_id: int, generation: int) -> str:
 
 def _live_parcels(fulfilment_id: int) -> list[Parcel]:
     return list(
-        Parcel.objects.select_for_update()
+        Parcel.objects.select_for_update(of=("self",))
+        .select_related("store")
         .filter(fulfilment_id=fulfilment_id)
         .exclude(status=P.CANCELLED)
         .order_by("pk")
@@ -218,6 +221,7 @@ def _prepare(parcel_id: int) -> _Plan | Waybill:
             raise WaybillError(gettext("the parcel has shipped"), retryable=False)
         if parcel.manual and parcel.tracking_no:
             raise WaybillError(gettext("the parcel has a tracking number entered by hand"), retryable=False)
+        facts = None
         own = _own_waybill(parcel.pk)
         if own is not None and own.status == W.ISSUED:
             _mark_numbered(parcel.pk, own)  # repairs a parcel left NEW after a crash
@@ -238,7 +242,10 @@ def _prepare(parcel_id: int) -> _Plan | Waybill:
                 choice = Choice(head_own.carrier, head_own.account, head.carrier_reason)
             else:
                 try:
-                    choice = _recorded_choice(head) or choose_carrier(head)
+                    choice = _recorded_choice(head)
+                    if choice is None:
+                        facts = parcel_facts(head)
+                        choice = choose_carrier(head, facts=facts)
                 except ValidationError as exc:
                     raise WaybillError(" ".join(exc.messages)) from None
             waybill = None
@@ -282,7 +289,8 @@ def _prepare(parcel_id: int) -> _Plan | Waybill:
         orders = _parcel_orders(request_parcels)
         if not orders:
             raise WaybillError(gettext("the parcel holds no order lines"), retryable=False)
-        facts = parcel_facts(target)
+        if facts is None or target.pk != head.pk:
+            facts = parcel_facts(target)
         account = waybill.account or choice.account
         request = ct.WaybillRequest(
             key=waybill.key,
@@ -324,7 +332,7 @@ def _print_fields(result: ct.Waybill) -> dict[str, Any]:
     }
 
 
-def _record_issued(plan: _Plan, result: ct.Waybill) -> None:
+def _record_issued(plan: _Plan, result: ct.Waybill) -> Waybill | None:
     with transaction.atomic():
         waybill = Waybill.objects.select_for_update().get(pk=plan.waybill_id)
         if waybill.status == W.REQUESTED:
@@ -337,7 +345,7 @@ def _record_issued(plan: _Plan, result: ct.Waybill) -> None:
                 setattr(waybill, name, value)
             waybill.save()
         elif waybill.status != W.ISSUED:
-            return  # cancelled or failed meanwhile: nothing to record (a cancel took it back)
+            return None  # cancelled or failed meanwhile: nothing to record (a cancel took it back)
         for n, child in enumerate(result.children):
             child_parcel = plan.children[n] if n < len(plan.children) else plan.head
             Waybill.objects.get_or_create(
@@ -357,14 +365,16 @@ def _record_issued(plan: _Plan, result: ct.Waybill) -> None:
                 },
             )
         _mark_numbered(plan.head, waybill)
-        for child_row in waybill.children.filter(status=W.ISSUED):
-            _mark_numbered(child_row.parcel_id, child_row)
+        if result.children:
+            for child_row in waybill.children.filter(status=W.ISSUED):
+                _mark_numbered(child_row.parcel_id, child_row)
         orders = _parcel_orders([plan.head, *plan.children])
         OrderEvent.objects.bulk_create(
             OrderEvent(order_id=o.pk, kind="waybill_taken", source="system",
                        message=f"{carriers.name_of(waybill.carrier)} {waybill.tracking_no}"[:500])
             for o in orders
         )  # fmt: skip
+    return waybill
 
 
 def _record_failure(plan: _Plan, message: str, *, refused: bool) -> None:
@@ -430,7 +440,9 @@ def take_for_parcel(parcel: Parcel | int, *, connect: Connect | None = None) -> 
             ) % {"error": exc}
             _record_failure(plan, message, refused=False)
             raise WaybillError(message) from exc
-    _record_issued(plan, result)
+    issued = _record_issued(plan, result)
+    if issued is not None and plan.asked == plan.head:
+        return issued
     found = _own_waybill(plan.asked)
     if found is None or found.status != W.ISSUED:
         raise WaybillError(gettext("no number was assigned to this parcel"))
@@ -490,13 +502,32 @@ def _take_many(schema: str, batch_id: int, parcel_ids: list[int], connect: Conne
         finally:
             for c in connectors.values():
                 c.http.close()
-            close_old_connections()
             if threading.current_thread() is not threading.main_thread():
-                connection.close()
+                connection.close()  # this thread's own connection
+
+
+def lanes(rows: dict[int, tuple[int, int, int]], *, per_shop: int) -> list[list[int]]:
+    """Parcel ids ``{pk: (store, fulfilment, seq)}`` in lanes taken side by side: up to
+    ``per_shop`` lanes per shop; a fulfilment's parcels stay in one lane, in seq order (parcel
+    1 takes a parent/child group's numbers)."""
+    by_store: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for pk, (store, fulfilment, _seq) in sorted(rows.items(), key=lambda r: (r[1][1], r[1][2], r[0])):
+        by_store[store][fulfilment].append(pk)
+    out: list[list[int]] = []
+    for fulfilments in by_store.values():
+        shop_lanes: list[list[int]] = [[] for _ in range(max(1, min(per_shop, len(fulfilments))))]
+        for n, pks in enumerate(fulfilments.values()):
+            shop_lanes[n % len(shop_lanes)].extend(pks)
+        out.extend(shop_lanes)
+    return out
 
 
 def run_take_batch(
-    batch_id: int, *, connect: Connect | None = None, threads: int = BATCH_THREADS
+    batch_id: int,
+    *,
+    connect: Connect | None = None,
+    threads: int = BATCH_THREADS,
+    lanes_per_shop: int = LANES_PER_SHOP,
 ) -> ShipBatch:
     """Run a batch (the task calls this; running it again after a crash is safe: parcels with
     a number count as done at once, an unknown outcome is repeated with its key)."""
@@ -506,16 +537,12 @@ def run_take_batch(
         return batch
     ids = [int(i) for i in batch.params.get("parcel_ids", [])]
     ShipBatch.objects.filter(pk=batch_id).update(status=ShipBatch.Status.RUNNING, done=0, failed=0, error="")
-    by_store: dict[int, list[int]] = defaultdict(list)
-    known = dict(Parcel.objects.filter(pk__in=ids).values_list("pk", "store_id"))
+    rows = {pk: (store, fulfilment, seq) for pk, store, fulfilment, seq in Parcel.objects.filter(
+        pk__in=ids).values_list("pk", "store_id", "fulfilment_id", "seq")}  # fmt: skip
     for pk in ids:
-        if pk in known:
-            by_store[known[pk]].append(pk)
-        else:
+        if pk not in rows:
             _count(batch_id, "failed")
-    # Within a shop, parcels of one fulfilment stay in seq order (parcel 1 takes a group's number).
-    order = dict(Parcel.objects.filter(pk__in=ids).values_list("pk", "seq"))
-    groups = [sorted(pks, key=lambda pk: (order.get(pk, 0) > 1, pk)) for pks in by_store.values()]
+    groups = lanes(rows, per_shop=lanes_per_shop)
     schema = connection.schema_name
     try:
         if len(groups) <= 1 or threads <= 1:

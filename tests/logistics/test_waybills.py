@@ -303,3 +303,13 @@ def test_a_shipped_number_cannot_be_cancelled(shops):
     Parcel.objects.filter(pk=parcel.pk).update(status=P.SHIPPED)
     with pytest.raises(ValidationError, match="已发货"):
         waybills.cancel_parcel_waybill(parcel)
+
+
+def test_batch_lanes_keep_a_fulfilments_parcels_together_in_order():
+    # {parcel: (store, fulfilment, seq)}: two shops; fulfilment 10 has three parcels
+    rows = {1: (1, 10, 2), 2: (1, 10, 1), 3: (1, 11, 1), 4: (2, 20, 1), 5: (1, 10, 3), 6: (1, 12, 1)}
+    lanes = waybills.lanes(rows, per_shop=2)
+    assert sorted(pk for lane in lanes for pk in lane) == [1, 2, 3, 4, 5, 6]
+    [group] = [lane for lane in lanes if 2 in lane]
+    assert group[group.index(2) : group.index(2) + 3] == [2, 1, 5]  # seq 1, 2, 3 in one lane
+    assert len(lanes) == 3 and [4] in lanes  # two lanes for shop 1, one for shop 2
