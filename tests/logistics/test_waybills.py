@@ -313,3 +313,44 @@ def test_batch_lanes_keep_a_fulfilments_parcels_together_in_order():
     [group] = [lane for lane in lanes if 2 in lane]
     assert group[group.index(2) : group.index(2) + 3] == [2, 1, 5]  # seq 1, 2, 3 in one lane
     assert len(lanes) == 3 and [4] in lanes  # two lanes for shop 1, one for shop 2
+
+
+@pytest.mark.parametrize("platform", ("douyin", "wechat"))
+def test_cancel_after_a_lost_reply_learns_the_number_then_recycles_it(shops, platform):
+    rule("zto", priority=1)
+    order = shops.order(platform, 1)
+    [parcel] = parcels_of(order)
+    before = world_account(shops, platform, "zto")
+    shops.server.faults.set(platform, EWAYBILL_PATHS[platform], lost_reply_5xx_rate=1.0, qps=0)
+    with pytest.raises(waybills.WaybillError):
+        waybills.take_for_parcel(parcel)
+    shops.server.faults.set(platform, EWAYBILL_PATHS[platform], lost_reply_5xx_rate=0.0, qps=0)
+    [pending] = Waybill.objects.filter(parcel=parcel)
+    assert pending.status == W.REQUESTED  # the platform has a number ecbao never saw
+    [orphan] = issued_for(shops, order)
+    waybills.cancel_parcel_waybill(parcel, reason="不发了")
+    pending.refresh_from_db()
+    assert (pending.status, pending.tracking_no) == (W.CANCELLED, orphan.tracking_no)
+    assert shops.world.get_waybill(orphan.tracking_no).status == "cancelled"
+    after = world_account(shops, platform, "zto")
+    assert (after.available, after.recycled) == (before.available, before.recycled + 1)
+    parcel.refresh_from_db()
+    assert parcel.status == P.NEW and not parcel.tracking_no
+
+
+def test_the_number_of_a_parcel_the_platform_cancelled_is_recycled(shops):
+    rule("zto", priority=1)
+    order = shops.order("kuaishou", 1)
+    [parcel] = parcels_of(order)
+    waybill = waybills.take_for_parcel(parcel)
+    # the order changed on the platform: logistics retires the numbered parcel, number kept
+    parcel_services.fulfilments_changing({parcel.fulfilment_id}, reason="refunded", by_platform=True)
+    parcel.refresh_from_db()
+    assert parcel.status == P.CANCELLED and "回收" in parcel.error
+    waybills.cancel_parcel_waybill(parcel)
+    waybill.refresh_from_db()
+    parcel.refresh_from_db()
+    assert (
+        waybill.status == W.CANCELLED and shops.world.get_waybill(waybill.tracking_no).status == "cancelled"
+    )
+    assert parcel.status == P.CANCELLED and parcel.error == "运单号已回收"

@@ -165,3 +165,51 @@ def test_a_batch_over_three_shops_gives_every_parcel_exactly_one_number(
             w.order_id for w in world.issued_waybills(order_id=second.platform_order_id) if not w.parent
         ] == []
     connection.set_schema_to_public()
+
+
+def test_two_takes_of_one_parcel_at_once_take_one_number(server, committed_tenant):  # noqa: F811
+    """Two people (or a batch and a person) take the same parcels at the same moment while the
+    platform is slow: one Waybill row per parcel, one number at the platform."""
+    import threading
+
+    from django.db import connections
+
+    world = server.world
+    tenant = committed_tenant("wb-race")
+    with schema_context(tenant.schema_name):
+        shops = connect_shops(server)
+        CarrierRule.objects.create(name="默认中通", priority=50, carrier="zto")
+        orders = {p: shops.order(p, 1) for p in PLATFORMS}
+        parcel_services.ensure_parcels()
+        parcel_ids = {p: fulfilment_of(o).parcels.get().pk for p, o in orders.items()}
+    connection.set_schema_to_public()
+    for p in PLATFORMS:
+        server.faults.set(p, EWAYBILL_PATHS[p], latency_ms=400, qps=0)
+    barrier = threading.Barrier(6)
+    results: dict = {}
+
+    def take(n: int, platform: str) -> None:
+        try:
+            with schema_context(tenant.schema_name):
+                barrier.wait()
+                results[(n, platform)] = waybills.take_for_parcel(parcel_ids[platform]).tracking_no
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[(n, platform)] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=take, args=(n, p)) for n in (1, 2) for p in PLATFORMS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for p in PLATFORMS:
+        server.faults.set(p, EWAYBILL_PATHS[p], latency_ms=0, qps=0)
+    for p in PLATFORMS:
+        assert isinstance(results[(1, p)], str) and results[(1, p)] == results[(2, p)], results
+        per_key = world.waybills_per_parcel(shop_id=shops.shop_ids[p], include_cancelled=True)
+        assert [len(v) for v in per_key.values()] == [1]
+    with schema_context(tenant.schema_name):
+        assert Waybill.objects.count() == 3
+        assert set(Parcel.objects.values_list("status", flat=True)) == {P.NUMBERED}
+    connection.set_schema_to_public()
