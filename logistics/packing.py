@@ -427,8 +427,8 @@ def _why_not_verifiable(parcel: Parcel) -> str:
 
 
 def find_parcel(tracking_no: str) -> Parcel:
-    """The parcel a scanned waybill belongs to (its number or a child number); ``VerifyRefused``
-    when no parcel has it."""
+    """The parcel a scanned waybill belongs to (its number or a child number, or the platform
+    order number of an order with one parcel to ship); ``VerifyRefused`` when none has it."""
     code = _clean_code(tracking_no)
     if not code:
         raise VerifyRefused(gettext("Scan the waybill first."))
@@ -444,6 +444,8 @@ def find_parcel(tracking_no: str) -> Parcel:
         )
         candidates = list(Parcel.objects.filter(pk__in=parcel_ids).order_by("-id"))
     if not candidates:
+        candidates = _parcels_of_order(code)
+    if not candidates:
         raise VerifyRefused(gettext("No parcel has waybill number %(no)s.") % {"no": code})
     live = [p for p in candidates if p.status != P.CANCELLED]
     if len(live) > 1:
@@ -452,6 +454,23 @@ def find_parcel(tracking_no: str) -> Parcel:
             % {"n": len(live), "no": code}
         )
     return live[0] if live else candidates[0]
+
+
+def _parcels_of_order(code: str) -> list[Parcel]:
+    """A platform order number scanned instead of the waybill (订单号): its parcel when it has
+    exactly one that waits to ship; refused when it has several (scan the waybill then)."""
+    parcels = list(
+        Parcel.objects.filter(lines__order_line__order__platform_order_id=code)
+        .exclude(status__in=[P.CANCELLED, P.SHIPPED])
+        .distinct()
+        .order_by("seq")
+    )
+    if len(parcels) > 1:
+        raise VerifyRefused(
+            gettext("Order %(order)s ships in %(n)d parcels: scan the waybill of the one in hand.")
+            % {"order": code, "n": len(parcels)}
+        )
+    return parcels
 
 
 def verify_lookup(tracking_no: str) -> VerifyTicket:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from logistics import views_admin
+from logistics import views_admin, views_pack
 
 app_name = "logistics"
 
@@ -34,4 +34,11 @@ urlpatterns = [
         views_admin.manual_batch_errors,
         name="manual_batch_errors",
     ),
+    # pick lists and the scan-to-verify bench (views_pack)
+    path("pick/", views_pack.pick, name="pick"),
+    path("verify/", views_pack.verify, name="verify"),
+    path("verify/lookup/", views_pack.verify_lookup, name="verify_lookup"),
+    path("verify/scan/", views_pack.verify_scan, name="verify_scan"),
+    path("verify/done/", views_pack.verify_done, name="verify_done"),
+    path("verify/reset/", views_pack.verify_reset, name="verify_reset"),
 ]
