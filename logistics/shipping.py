@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 import psycopg.errors
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from channels import carriers
 from inventory import services as stock
-from logistics.models import Parcel, ParcelLine, Waybill, WriteBack
+from logistics.models import Parcel, ParcelLine, ShipBatch, Waybill, WriteBack
 from logistics.services import NUMBERED_STATES, UNSHIPPED_STATES
 from orders import services as order_services
 from orders.models import Fulfilment, LineStatus, Order, OrderLine
@@ -45,6 +46,7 @@ from orders.models import Fulfilment, LineStatus, Order, OrderLine
 logger = logging.getLogger(__name__)
 P = Parcel.Status
 DEADLOCK_RETRIES = 3
+CHUNK = 100  # parcels per transaction
 
 
 @dataclass
@@ -68,9 +70,22 @@ def write_back_key(parcel_id: int, order_id: int) -> str:
 
 def ship_parcels(parcel_ids, *, actor=None) -> ShipResult:
     """Ship these parcels (see the module docstring). Returns what shipped, what had shipped
-    before and, per refused parcel, why. A deadlock (another transaction took the same rows in
-    an unusual order) is retried; nothing is applied twice."""
+    before and, per refused parcel, why. Parcels go in chunks of ``CHUNK`` (by id), one
+    transaction each, so a large selection never holds the stock rows for long; a deadlock
+    (another transaction took the same rows in an unusual order) is retried; nothing is
+    applied twice."""
     ids = sorted({int(pk) for pk in parcel_ids})
+    result = ShipResult()
+    for start in range(0, len(ids), CHUNK):
+        part = _ship_chunk(ids[start : start + CHUNK], actor=actor)
+        result.shipped += part.shipped
+        result.already += part.already
+        result.errors.update(part.errors)
+        result.write_backs += part.write_backs
+    return result
+
+
+def _ship_chunk(ids: list[int], *, actor) -> ShipResult:
     for attempt in range(DEADLOCK_RETRIES):
         try:
             result = _ship(ids, actor=actor)
@@ -230,3 +245,73 @@ def shipping_code(parcel: Parcel) -> str:
         return kept
     platform = parcel.store.platform
     return carriers.code_for(platform, parcel.carrier) or (waybill.platform_carrier_code if waybill else "")
+
+
+# --- a batch with progress (the workbench's 发货 on many parcels) -------------------------------------------
+
+
+def start_ship(parcel_ids, *, actor=None) -> ShipBatch:
+    """Queue shipping ``parcel_ids`` as a batch (a Celery task runs ``ship_parcels`` in chunks,
+    counting progress on the batch; refusals stay on the parcels). A retry is a new batch of
+    the refused ids; shipped ones count as done at once."""
+    ids = sorted({int(i) for i in parcel_ids})
+    if not ids:
+        raise ValidationError(gettext("choose at least one parcel"))
+    with transaction.atomic():
+        batch = ShipBatch.objects.create(
+            kind=ShipBatch.Kind.SHIP,
+            total=len(ids),
+            params={"parcel_ids": ids, "actor_id": getattr(actor, "pk", None)},
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        from logistics import tasks
+
+        transaction.on_commit(lambda: tasks.ship_batch_task.delay(batch.pk))
+    return batch
+
+
+def run_ship_batch(batch_id: int) -> ShipBatch:
+    """Run a ship batch (the task calls this; running it again is safe: shipped parcels count
+    as done)."""
+    from django.contrib.auth import get_user_model
+
+    batch = ShipBatch.objects.get(pk=batch_id)
+    if batch.status == ShipBatch.Status.DONE:
+        return batch
+    ids = [int(i) for i in batch.params.get("parcel_ids", [])]
+    actor_id = batch.params.get("actor_id")
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    ShipBatch.objects.filter(pk=batch_id).update(status=ShipBatch.Status.RUNNING, done=0, failed=0, error="")
+    try:
+        for start in range(0, len(ids), CHUNK):
+            part = ship_parcels(ids[start : start + CHUNK], actor=actor)
+            ShipBatch.objects.filter(pk=batch_id).update(
+                done=F("done") + len(part.shipped) + len(part.already), failed=F("failed") + len(part.errors)
+            )
+            Parcel.objects.filter(pk__in=part.shipped).update(batch=batch_id)
+    except Exception as exc:
+        ShipBatch.objects.filter(pk=batch_id).update(
+            status=ShipBatch.Status.FAILED, error=str(exc)[:300], finished_at=timezone.now()
+        )
+        raise
+    ShipBatch.objects.filter(pk=batch_id).update(status=ShipBatch.Status.DONE, finished_at=timezone.now())
+    return ShipBatch.objects.get(pk=batch_id)
+
+
+def ship_progress(batch: ShipBatch | int) -> dict:
+    """For the page's progress poll: counts, state and the refused parcels with their reasons."""
+    batch = ShipBatch.objects.get(pk=batch.pk if isinstance(batch, ShipBatch) else batch)
+    ids = [int(i) for i in batch.params.get("parcel_ids", [])]
+    refused = list(
+        Parcel.objects.filter(pk__in=ids).exclude(status=P.SHIPPED).exclude(error="").values("pk", "error")
+    )
+    return {
+        "id": batch.pk,
+        "status": batch.status,
+        "total": batch.total,
+        "done": batch.done,
+        "failed": batch.failed,
+        "errors": [
+            {"parcel": r["pk"], "error": r["error"]} for r in sorted(refused, key=lambda r: r["pk"])[:200]
+        ],
+    }

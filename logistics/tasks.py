@@ -34,6 +34,15 @@ def send_write_backs_task(limit: int = 200) -> int:
             return total
 
 
+@shared_task(acks_late=True, max_retries=0)
+def ship_batch_task(batch_id: int) -> dict:
+    """Ship a batch of parcels (``shipping.start_ship``); safe to run again."""
+    from logistics import shipping
+
+    batch = shipping.run_ship_batch(batch_id)
+    return {"batch": batch.pk, "done": batch.done, "failed": batch.failed, "total": batch.total}
+
+
 register_periodic("logistics.send_write_backs", "logistics.tasks.send_write_backs_task", 60.0)
 # --- printing ---------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from channels.types import OrderStatus as CS
 from channels.types import Package
 from inventory import selectors as stock_selectors
 from inventory.models import Reservation, StockLedgerEntry, StockLevel
-from logistics import services
+from logistics import services, shipping
 from logistics.models import Parcel, WriteBack
 from logistics.shipping import ship_parcels
 from orders import services as orders
@@ -177,7 +177,8 @@ def test_a_split_order_writes_back_each_part(store, skus):
     assert stock_selectors.ledger_mismatches() == []
 
 
-def test_refused_parcels_keep_their_reason_and_the_rest_ship(store, skus):
+def test_refused_parcels_keep_their_reason_and_the_rest_ship(store, skus, monkeypatch):
+    monkeypatch.setattr(shipping, "CHUNK", 2)  # several transactions
     orders.set_rule(kind="auto_merge", enabled=False)
     made = [ingest(store, f"R{i}", receiver=receiver(f"r{i}")) for i in range(5)]
     parcels = [number(live(open_fulfilment(o))[0]) for o in made[:4]]

@@ -19,8 +19,8 @@ from inventory import selectors as stock_selectors
 from inventory.models import Reservation, StockLedgerEntry
 from logistics import services as parcel_services
 from logistics import waybills, writeback
-from logistics.models import Parcel, WriteBack
-from logistics.shipping import ship_parcels
+from logistics.models import Parcel, ShipBatch, WriteBack
+from logistics.shipping import ship_parcels, ship_progress, start_ship
 from orders import services as order_services
 from orders.models import Order, OrderLine, OrderStatus
 from tests.e2e.conftest import committed_tenant, db, wait_until  # noqa: F401  (committed data for the worker)
@@ -172,6 +172,60 @@ def test_two_ship_clicks_the_sender_the_worker_and_a_platform_pull_at_once(
                 oid = world_order_id(shops, order)
                 landed = Counter(a.package.tracking_no for a in shops.world.ship_actions(order_id=oid))
                 assert landed == {no: 1 for no in mine}, order.platform_order_id
+        connection.set_schema_to_public()
+    finally:
+        server.stop()
+        server.world.close()
+
+
+def test_a_ship_batch_runs_in_the_worker_and_its_commits_kick_the_sender(
+    tmp_path,
+    settings,
+    committed_tenant,  # noqa: F811  (the e2e fixture, imported above)
+    tenant_worker,
+):
+    """发货 on many parcels: a batch task ships them (progress, refusals kept), each chunk's
+    commit kicks the write-back task, which lands every write-back without any sweep."""
+    server = start_sandbox(tmp_path / "world.sqlite3", seed=3232)
+    tenant = committed_tenant("ship-kick")
+    try:
+        with schema_context(tenant.schema_name):
+            shops = connect_shops(server)
+            made = [shops.order(platform, 1, buyer=10 + n) for platform in PLATFORMS for n in range(2)]
+            parcel_services.ensure_parcels()
+            parcels = list(Parcel.objects.filter(lines__order_line__order__in=made).distinct().order_by("pk"))
+            for parcel in parcels:
+                waybills.take_for_parcel(parcel)
+            refused = parcels[0]
+            Order.objects.filter(lines__parcel_lines__parcel=refused).update(is_refunding=True)
+            batch = start_ship([p.pk for p in parcels])
+            assert wait_until(
+                lambda: ShipBatch.objects.get(pk=batch.pk).status == ShipBatch.Status.DONE,
+                timeout=60,
+                interval=0.1,
+            )
+            progress = ship_progress(batch)
+            assert (progress["total"], progress["done"], progress["failed"]) == (
+                len(parcels),
+                len(parcels) - 1,
+                1,
+            )
+            assert progress["errors"] == [
+                {"parcel": refused.pk, "error": Parcel.objects.get(pk=refused.pk).error}
+            ]
+            assert "退款" in progress["errors"][0]["error"]
+            assert wait_until(
+                lambda: (
+                    WriteBack.objects.count() == len(parcels) - 1
+                    and set(WriteBack.objects.values_list("status", flat=True)) == {W.ACCEPTED}
+                ),
+                timeout=60,
+                interval=0.1,
+            ), list(WriteBack.objects.values_list("status", "last_error"))
+            for parcel in Parcel.objects.filter(pk__in=[p.pk for p in parcels[1:]]):
+                order = Order.objects.get(lines__parcel_lines__parcel=parcel)
+                oid = world_order_id(shops, order)
+                assert shops.world.tracking_numbers(order_id=oid)[oid] == [parcel.tracking_no]
         connection.set_schema_to_public()
     finally:
         server.stop()
