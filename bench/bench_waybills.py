@@ -304,7 +304,8 @@ def batch(parcels: dict[str, list[int]], stores: dict) -> dict:
 
 
 def wechat_minute_rates(world, since: float) -> dict:
-    """The most e-waybill calls WeChat's sandbox saw in any 60 s, per path and in all."""
+    """WeChat's e-waybill calls as the sandbox saw them: the rate while the batch took numbers
+    and the most in any 60 s, per path and all paths together."""
     rows = world.read(
         "SELECT time, path, code FROM call_log WHERE platform='wechat' AND time >= ? AND path LIKE ?",
         (since, EWAYBILL_PREFIX["wechat"] + "%"),
@@ -323,8 +324,15 @@ def wechat_minute_rates(world, since: float) -> dict:
             best = max(best, hi - lo + 1)
         return best
 
+    def per_minute(times: list[float]) -> float | None:
+        span = max(times) - min(times) if len(times) > 1 else 0
+        return round((len(times) - 1) / span * 60, 1) if span else None
+
     return {
         "calls": len(rows),
+        "calls_per_min_while_taking": {
+            path: per_minute(times) for path, times in sorted(times_by_path.items())
+        },
         "rate_limited_45011": sum(1 for r in rows if str(r[2]) == "45011"),
         "peak_calls_per_60s": {path: peak(times) for path, times in sorted(times_by_path.items())},
         "limit_per_path_per_min": WECHAT_LIMIT_PER_MIN,
@@ -405,7 +413,8 @@ def run(schema: str) -> dict:
     else:
         print(f"  worker log kept: {logfile}")
     print(
-        f"  WeChat e-waybill calls in the busiest minute: {wechat['peak_calls_per_60s']} "
+        f"  WeChat e-waybill calls per minute while taking: {wechat['calls_per_min_while_taking']}, "
+        f"busiest 60 s: {wechat['peak_calls_per_60s']} "
         f"(limit {WECHAT_LIMIT_PER_MIN} per path), 45011: {wechat['rate_limited_45011']}; one number per parcel: {check['ok']}"
     )
     return {
