@@ -261,7 +261,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Several models have a "status"; name the orders' one instead of a generated Status…Enum.
-    "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "ParcelStatusEnum": "logistics.models.Parcel.Status",
+        "ParcelTrackingStatusEnum": "logistics.models.Parcel.Tracking",
+        "WaybillStatusEnum": "logistics.models.Waybill.Status",
+        "WriteBackStatusEnum": "logistics.models.WriteBack.Status",
+        "ShipBatchStatusEnum": "logistics.models.ShipBatch.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ecbao.api.error_responses_hook",

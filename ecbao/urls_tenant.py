@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from channels import api as channels_api
 from ecbao import views
 from inventory import api as inventory_api
+from logistics import api as logistics_api
 from orders import api as orders_api
 from tenants.accounts import api as accounts_api
 from tenants.accounts.permissions import TenantStaffAPIPermission
@@ -23,6 +24,13 @@ router.register("adjustments", inventory_api.AdjustmentViewSet, basename="adjust
 router.register("listings", inventory_api.ListingViewSet, basename="listing")
 router.register("orders", orders_api.OrderViewSet, basename="order")
 router.register("review-rules", orders_api.ReviewRuleViewSet, basename="review-rule")
+router.register("parcels", logistics_api.ParcelViewSet, basename="parcel")
+router.register("waybills", logistics_api.WaybillViewSet, basename="waybill")
+router.register("labels", logistics_api.LabelViewSet, basename="label")
+router.register("shipments", logistics_api.ShipmentViewSet, basename="shipment")
+router.register("shipping-batches", logistics_api.ShipBatchViewSet, basename="shipping-batch")
+router.register("write-backs", logistics_api.WriteBackViewSet, basename="write-back")
+router.register("carrier-rules", logistics_api.CarrierRuleViewSet, basename="carrier-rule")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 

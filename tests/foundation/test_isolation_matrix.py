@@ -84,6 +84,11 @@ BASENAME_OBJECT = {
     "listing": "listing",
     "order": "order",
     "adjustment": "ledger",
+    "parcel": "parcel",
+    "waybill": "waybill",
+    "write-back": "write_back",
+    "shipping-batch": "ship_batch",
+    "carrier-rule": "carrier_rule",
 }
 
 

@@ -138,6 +138,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             carrier_rule=carrier_rule.pk,
             sender=sender.pk,
             ship_batch=ShipBatch.objects.create(kind=ShipBatch.Kind.IMPORT_TRACKING, status="done").pk,
+            **_shipping_objects(store, co),
         )
     connection.set_schema_to_public()
     return world
@@ -147,3 +148,36 @@ def delete_world(slug: str) -> None:
     connection.set_schema_to_public()
     if Tenant.objects.filter(slug=slug).exists():
         tenant_services.delete_tenant(slug=slug)
+
+
+def _shipping_objects(store, co) -> dict:
+    """A second order (its SKU matched, approved) with its parcel, a (failed) waybill and a
+    (given-up) write-back."""
+    from dataclasses import replace
+
+    from channels.types import ChannelOrderLine
+    from logistics import services as parcel_services
+    from logistics.models import Parcel, Waybill, WriteBack
+    from orders import services as order_services
+    from orders.models import OrderStatus
+
+    line = ChannelOrderLine("L1", "P1", "S2", "TS-WHT-L", "T恤", "白 L", 1, 9900, 9900)
+    order = order_services.ingest_channel_order(
+        store=store, co=replace(co, platform_order_id=co.platform_order_id[:-1] + "2", lines=(line,))
+    )
+    if order.status in (OrderStatus.TO_REVIEW, OrderStatus.HELD):
+        order = order_services.approve(order=order, actor=None)
+    parcel_services.ensure_parcels()
+    parcel = Parcel.objects.filter(lines__order_line__order=order).distinct().get()
+    waybill = Waybill.objects.create(
+        parcel=parcel, store=store, key=f"world-{store.pk}", carrier="zto", status=Waybill.Status.FAILED
+    )
+    write_back = WriteBack.objects.create(
+        parcel=parcel,
+        order=order,
+        key=f"world-wb-{store.pk}",
+        carrier_code="zhongtong",
+        tracking_no="73100000000000",
+        status=WriteBack.Status.GIVEN_UP,
+    )
+    return {"parcel": parcel.pk, "waybill": waybill.pk, "write_back": write_back.pk}
