@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import django_filters
 from django.core.cache import cache
@@ -101,22 +102,28 @@ class IdsSerializer(serializers.Serializer):
 
 # --- idempotency keys ------------------------------------------------------------------------------------
 
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 100},
+    {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
-    description="Repeat-safe POST: a repeat with this key (within 24 h) gets the first answer again.",
+    description="Repeat-safe POST: a repeat with this key (within 24 h) gets the first answer again "
+    "(1 to 100 letters, digits and `_ . : -`).",
 )
 
 
 def idempotent(request, run) -> Response:
     """``run()`` once per ``Idempotency-Key`` (per tenant and user); see the module docstring."""
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
         return run()
-    if len(key) > 100:
-        return error_response(code="invalid", message=_("The Idempotency-Key is longer than 100 characters."))
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        return error_response(
+            code="invalid",
+            message=_("The Idempotency-Key is 1 to 100 letters, digits and the characters _ . : -"),
+        )
     body = json.dumps(request.data, sort_keys=True, default=str) if not request.FILES else ""
     fingerprint = hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
     slot = (
