@@ -121,6 +121,17 @@ def code_for(
     return info.code(platform, ewaybill=ewaybill) if info else ""
 
 
+def shipping_code(platform: Platform | str, key: str, *, ewaybill_code: str = "") -> str:
+    """The code ``ship()`` wants for a parcel of carrier ``key`` whose waybill was taken with
+    ``ewaybill_code``: on Douyin the e-waybill and shipping APIs share the platform's slugs
+    (read from the shop's own list), so the waybill's code wins; elsewhere the table's shipping
+    code (WeChat Yunda ships as ``YD`` though its e-waybill is ``YUNDA``; Kuaishou ships with an
+    integer)."""
+    if Platform(platform) is Platform.DOUYIN and ewaybill_code:
+        return ewaybill_code
+    return code_for(platform, key) or ewaybill_code
+
+
 def child_waybills(platform: Platform | str, key: str) -> bool:
     """Whether ``platform`` hands out child waybills (子母件) for carrier ``key``."""
     info = CARRIERS.get(key)
@@ -154,4 +165,5 @@ __all__ = [
     "key_of",
     "name_of",
     "resolve_listed",
+    "shipping_code",
 ]

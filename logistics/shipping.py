@@ -233,18 +233,17 @@ def _ship_one(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order],
 
 
 def shipping_code(parcel: Parcel) -> str:
-    """The carrier code the platform's shipping API wants for this parcel: the code its
-    e-waybill service answered with where the waybill kept one, else the carrier table's."""
+    """The carrier code the platform's shipping API wants for this parcel
+    (``channels.carriers.shipping_code``: from its waybill's e-waybill code where the platform
+    shares the codes, else the carrier table's)."""
     waybill = (
         Waybill.objects.filter(parcel=parcel, status=Waybill.Status.ISSUED, parent__isnull=True)
         .order_by("-id")
         .first()
     )
-    kept = getattr(waybill, "shipping_code", "") if waybill else ""
-    if kept:
-        return kept
-    platform = parcel.store.platform
-    return carriers.code_for(platform, parcel.carrier) or (waybill.platform_carrier_code if waybill else "")
+    return carriers.shipping_code(
+        parcel.store.platform, parcel.carrier, ewaybill_code=waybill.platform_carrier_code if waybill else ""
+    )
 
 
 # --- a batch with progress (the workbench's 发货 on many parcels) -------------------------------------------

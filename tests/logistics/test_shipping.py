@@ -296,3 +296,27 @@ def test_platform_shipped_the_rest_itself_after_ecbao_shipped_part(store, skus):
     assert stock_selectors.ledger_mismatches() == []
     with pytest.raises(AssertionError):
         assert ship_parcels([second.pk]).ok
+
+
+def test_the_write_back_carrier_code_is_the_platform_shipping_code(store, skus):
+    from channels.models import Store
+    from logistics.models import Waybill
+
+    order = ingest(store, "C1")
+    [parcel] = live(open_fulfilment(order))
+    parcel = number(parcel, carrier="yunda")
+    # Douyin: the slug the shop's e-waybill service used (the platform's own list) wins
+    Waybill.objects.create(
+        parcel=parcel, store=store, key="k-c1", carrier="yunda", platform_carrier_code="yundakuaiyun",
+        tracking_no=parcel.tracking_no, status=Waybill.Status.ISSUED,
+    )  # fmt: skip
+    assert shipping.shipping_code(parcel) == "yundakuaiyun"
+    # WeChat: Yunda ships as YD though its e-waybill code is YUNDA; Kuaishou ships with an integer
+    for platform, expected in (("wechat", "YD"), ("kuaishou", "11")):
+        other = Store.objects.create(
+            platform=platform, platform_shop_id=f"s-{platform}", name=platform, app_key="k"
+        )
+        Parcel.objects.filter(pk=parcel.pk).update(store=other)
+        Waybill.objects.filter(parcel=parcel).update(platform_carrier_code="YUNDA")
+        parcel.refresh_from_db()
+        assert shipping.shipping_code(parcel) == expected
