@@ -699,6 +699,23 @@ class ShipmentViewSet(ShippingAPI, viewsets.GenericViewSet):
         return idempotent(request, run)
 
     @extend_schema(
+        request=ParcelIdsSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: ShipBatchSerializer, **_IDEMPOTENCY_ERRORS},
+        summary="Ship many parcels as a batch (progress at /shipping-batches/{id}/; refusals on the parcels)",
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request):
+        from logistics.shipping import start_ship
+
+        def run():
+            data = _valid(ParcelIdsSerializer, request)
+            batch = start_ship(data["parcel_ids"], actor=request.user)
+            return Response(ShipBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+        return idempotent(request, run)
+
+    @extend_schema(
         request=ManualEntrySerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={200: ManualEntryResultSerializer, 400: _REFUSED, **_IDEMPOTENCY_ERRORS},

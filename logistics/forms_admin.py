@@ -158,12 +158,20 @@ class ManualEntryForm(forms.Form):
     """One order shipped outside ecbao: its number, carrier and tracking number."""
 
     platform_order_id = forms.CharField(label=_("Platform order no."), max_length=64)
+    store = forms.ModelChoiceField(
+        label=_("Shop"),
+        queryset=Store.objects.none(),
+        required=False,
+        empty_label=_("All shops"),
+        help_text=_("Only needed when two shops have an order with this number."),
+    )
     carrier = forms.ChoiceField(label=_("Carrier"))
     tracking_no = forms.CharField(label=_("Tracking number"), max_length=64)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["carrier"].choices = carriers.choices()
+        self.fields["store"].queryset = Store.objects.order_by("platform", "name")
 
     def clean_platform_order_id(self) -> str:
         return self.cleaned_data["platform_order_id"].strip()

@@ -295,7 +295,9 @@ COLUMNS = (
     Column("platform_order_id", gettext_lazy("Platform order no."), 26),
     Column("carrier", gettext_lazy("Carrier"), 14),
     Column("tracking_no", gettext_lazy("Tracking number"), 24),
+    Column("shop", gettext_lazy("Shop"), 16),  # optional: when two shops have the same order number
 )
+REQUIRED = ("platform_order_id", "carrier", "tracking_no")
 _LABELS = {c.key: c.label for c in COLUMNS}
 _ALIASES = {  # other headers people type
     "订单号": "platform_order_id",
@@ -307,6 +309,7 @@ _ALIASES = {  # other headers people type
     "快递单号": "tracking_no",
     "运单号": "tracking_no",
     "物流单号": "tracking_no",
+    "店铺名称": "shop",
 }
 
 
@@ -407,7 +410,7 @@ def read_rows(file) -> list[tuple[int, list[str]]]:
             key = keys.get(_normalise(value))
             if key and key not in columns:
                 columns[key] = index
-        missing = [str(_LABELS[c.key]) for c in COLUMNS if c.key not in columns]
+        missing = [str(_LABELS[key]) for key in REQUIRED if key not in columns]
         if missing:
             raise FileError(
                 _("Columns missing in row %(row)d: %(columns)s.")
@@ -420,7 +423,10 @@ def read_rows(file) -> list[tuple[int, list[str]]]:
             rows.append(
                 (
                     number,
-                    [_text(values[columns[c.key]]) if columns[c.key] < len(values) else "" for c in COLUMNS],
+                    [
+                        _text(values[columns[c.key]]) if columns.get(c.key, len(values)) < len(values) else ""
+                        for c in COLUMNS
+                    ],
                 )
             )
         return rows
@@ -453,7 +459,7 @@ def errors_workbook(report: ImportReport) -> bytes:
     sheet.append([str(c.label) for c in COLUMNS] + [_("Row"), _("Problem")])
     for e in report.errors:
         if e.row:
-            values = (e.values + ["", "", ""])[:3]
+            values = (e.values + [""] * len(COLUMNS))[: len(COLUMNS)]
             sheet.append([*values, e.row, f"{e.column}: {e.message}" if e.column else e.message])
     buffer = BytesIO()
     workbook.save(buffer)
@@ -512,7 +518,7 @@ def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportRe
         orders = _orders_by_id([values[0] for _n, values in chunk if values[0]])
         to_ship: dict[int, list[tuple[int, list[str]]]] = {}
         for number, values in chunk:
-            order_id, carrier_text, tracking_no = values
+            order_id, carrier_text, tracking_no, shop = values
             if not order_id:
                 _error(
                     report, number, labels["platform_order_id"], _("Enter the platform order number."), values
@@ -522,12 +528,19 @@ def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportRe
             if not matches:
                 _error(report, number, labels["platform_order_id"], _("No order has this number."), values)
                 continue
+            if shop:
+                matches = [o for o in matches if shop in (o.store.name, o.store.platform_shop_id)]
+                if not matches:
+                    _error(
+                        report, number, labels["shop"], _("This shop has no order with this number."), values
+                    )
+                    continue
             if len(matches) > 1:
                 _error(
                     report,
                     number,
                     labels["platform_order_id"],
-                    _("Several shops have an order with this number: enter it on the order's page."),
+                    _("Several shops have an order with this number: say which shop."),
                     values,
                 )
                 continue

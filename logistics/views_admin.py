@@ -326,15 +326,16 @@ def manual_entry(request):
     if not form.is_valid():
         return _manual_page(request, entry_form=form, status=400)
     data = form.cleaned_data
-    found = list(
-        Order.objects.filter(platform_order_id=data["platform_order_id"]).select_related("store")[:2]
-    )
+    found = Order.objects.filter(platform_order_id=data["platform_order_id"]).select_related("store")
+    if data["store"]:
+        found = found.filter(store=data["store"])
+    found = list(found[:2])
     if len(found) != 1:
         form.add_error(
             "platform_order_id",
             _("No order has this number.")
             if not found
-            else _("Several shops have an order with this number: enter it on the order's page."),
+            else _("Several shops have an order with this number: say which shop."),
         )
         return _manual_page(request, entry_form=form, status=400)
     try:

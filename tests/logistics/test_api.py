@@ -154,6 +154,10 @@ def test_ship_parcels_and_repeat_safely(store, skus, api):
     assert api("post", "/api/v1/shipments/", {"parcel_ids": [str(parcel.pk)]}).status_code == 400
     assert api("post", "/api/v1/shipments/", {"parcel_ids": []}).status_code == 400
     assert api("post", "/api/v1/shipments/", {"parcel_ids": [parcel.pk]}, role=Role.VIEWER).status_code == 403
+    # many parcels: a batch with progress
+    other = numbered(ingest(store, "S3"), "73100000000013")
+    batch = api("post", "/api/v1/shipments/batch/", {"parcel_ids": [other.pk]})
+    assert batch.status_code == 202 and (batch.json()["kind"], batch.json()["total"]) == ("ship", 1)
 
 
 def test_manual_entry_with_an_idempotency_key(store, skus, api):

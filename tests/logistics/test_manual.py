@@ -174,7 +174,7 @@ def test_import_reports_bad_rows_and_loses_nothing(store, skus):
         8: ("", "73100000000500 已是订单 T1 的运单号。"),
         9: ("平台订单号", "没有这个单号的订单。"),
     }
-    assert [e.values for e in report.errors][0] == ["NOPE", "中通快递", "73100000000002"]
+    assert [e.values for e in report.errors][0] == ["NOPE", "中通快递", "73100000000002", ""]
     assert [parcels_of(o)[0].tracking_no for o in good] == ["73100000000001", "4300000000000001", ""]
 
     batch = ShipBatch.objects.get(pk=report.batch.pk)
@@ -259,7 +259,7 @@ def test_page_enters_one_number_and_imports_a_file(store, skus, warehouse_client
     template = client.get("/shipping/manual/template.xlsx")
     assert template.status_code == 200
     header = next(load_workbook(BytesIO(template.content)).active.iter_rows(values_only=True))
-    assert header == ("平台订单号", "快递公司", "运单号")
+    assert header == ("平台订单号", "快递公司", "运单号", "店铺")
 
     one, two = ingest(store, "W1"), ingest(store, "W2")
     response = client.post(
@@ -283,7 +283,8 @@ def test_page_enters_one_number_and_imports_a_file(store, skus, warehouse_client
 
     errors = client.get(response["Location"] + "errors.xlsx")
     rows = list(load_workbook(BytesIO(errors.content)).active.iter_rows(values_only=True))
-    assert rows[1][:4] == ("W9", "中通", "73100000000023", 3)
+    assert rows[0][-2:] == ("行", "问题")
+    assert rows[1][:5] == ("W9", "中通", "73100000000023", None, 3)
 
 
 def test_viewers_cannot_ship_by_hand(in_alpha, alpha, alpha_client):
@@ -321,3 +322,34 @@ def test_an_imported_number_reaches_the_shop(sandbox, in_alpha):
     shipped = shops.world.get_order(world_order_id(shops, order))
     assert [(p.carrier, p.tracking_no) for p in shipped.packages] == [("ZTO", "73100000007777")]
     assert writeback.send_due(limit=10) == 0  # sent once
+
+
+def test_the_shop_column_tells_orders_of_two_shops_apart(store, skus):
+    from dataclasses import replace
+
+    from channels.models import Store
+
+    other = Store.objects.create(platform="douyin", platform_shop_id="2002", name="抖店二店", app_key="k2")
+    mine = ingest(store, "DUP1")
+    theirs = orders.ingest_channel_order(
+        store=other,
+        co=replace(channel_order(oid="DUP1", receiver=receiver("r-dup2")), platform_shop_id="2002"),
+    )
+    services.ensure_parcels()
+    report = manual.import_xlsx(
+        workbook(
+            [
+                ("DUP1", "中通", "73100000000061"),
+                ("DUP1", "中通", "73100000000062", "别的店"),
+                ("DUP1", "中通", "73100000000063", "抖店二店"),
+            ],
+            header=("平台订单号", "快递公司", "运单号", "店铺"),
+        ),
+        actor=None,
+    )
+    assert [(e.row, e.message) for e in report.errors] == [
+        (2, "多个店铺有此单号的订单：请注明店铺。"),
+        (3, "该店铺没有此单号的订单。"),
+    ]
+    assert report.entered == 1
+    assert parcels_of(theirs)[0].tracking_no == "73100000000063" and parcels_of(mine)[0].tracking_no == ""
