@@ -352,8 +352,10 @@ def print_result(task_id: str, ok: bool, error: str = "", *, printer: str = "") 
             return record
         record.status, record.finished_at, record.error = S.PRINTED, now, ""
         record.save(update_fields=["status", "finished_at", "error", "printer"])
-        if record.waybill is None or record.waybill.parent_id is None:  # the parcel's own label
-            parcel = Parcel.objects.select_for_update().get(pk=record.parcel_id)
+        parcel = Parcel.objects.select_for_update().get(pk=record.parcel_id)
+        # The parcel's own label: its number, a child number (子单) included when the child is
+        # this parcel's number (parcel n of m with 子母件), not a child carried along on it.
+        if record.waybill is None or record.waybill.tracking_no == parcel.tracking_no:
             parcel.print_count += 1
             parcel.printed_at = now
             fields = ["print_count", "printed_at", "updated_at"]

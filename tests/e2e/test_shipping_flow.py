@@ -14,26 +14,21 @@ records that every parcel got exactly one number and every write-back landed exa
 
 from __future__ import annotations
 
-import json
 import random
-import uuid
 from collections import Counter, defaultdict
-from contextlib import ExitStack
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Sum
 from django_tenants.utils import schema_context
-from websockets.sync.client import connect as ws_connect
 
 from channels.routing.models import PlatformApp
 from channels.sync import pull_orders
 from inventory import selectors as stock_selectors
 from inventory.models import Goods, Reservation, Sku, StockLevel
 from inventory.services import receive_stock
+from logistics import packing, printing, shipping, waybills, writeback
 from logistics import services as parcel_services
-from logistics import waybills
 from logistics.models import Parcel, SenderAddress, ShipBatch, Waybill, WriteBack
 from orders import services as order_services
 from orders.models import Fulfilment, Order, OrderLine, OrderStatus
@@ -42,6 +37,8 @@ from sandbox.server import SandboxServer, ServerOptions
 from sandbox.world import OrderItemSpec, World
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_channel_sync import connect, register_tool_apps
+from tests.logistics.shipping_rig import ComponentClient
+from tests.logistics.test_labels import decode_pages
 
 PLATFORMS = ("douyin", "kuaishou", "wechat")
 SEED = 1313
@@ -116,7 +113,9 @@ class Rig:
                 district="余杭区", detail="仓前街道文一西路 1 号", is_default=True,
             )  # fmt: skip
             goods = Goods.objects.create(name="发货演示货品")
-            codes = {sku.code for shop_id in self.shops.values() for sku in self.world.skus(shop_id) if sku.code}
+            codes = {
+                sku.code for shop_id in self.shops.values() for sku in self.world.skus(shop_id) if sku.code
+            }
             for code in sorted(codes):
                 receive_stock(
                     sku=Sku.objects.create(goods=goods, merchant_code=code, name=code),
@@ -153,6 +152,19 @@ class Rig:
 
         return wait_until(finished, timeout=timeout, interval=0.3)
 
+    def drain_write_backs(self, *, timeout: float = 300) -> None:
+        """Send the outbox until every write-back is accepted (the worker is kicked on commit
+        too; this loop is the beat's part)."""
+
+        def drained() -> bool:
+            with schema_context(self.tenant.schema_name):
+                writeback.send_due(limit=500)
+                open_ = WriteBack.objects.exclude(status=WriteBack.Status.ACCEPTED).count()
+            connection.set_schema_to_public()
+            return open_ == 0
+
+        assert wait_until(drained, timeout=timeout, interval=0.5), "write-backs left unsent"
+
     def in_tenant(self):
         return schema_context(self.tenant.schema_name)
 
@@ -173,7 +185,9 @@ def shape_parcels(rig: Rig, placed: dict[str, list[str]], user) -> dict[str, dic
         store = rig.stores[platform]
         orders = {
             o.platform_order_id: o
-            for o in Order.objects.filter(store=store, platform_order_id__in=ids[:4]).prefetch_related("lines")
+            for o in Order.objects.filter(store=store, platform_order_id__in=ids[:4]).prefetch_related(
+                "lines"
+            )
         }
         if platform == "kuaishou":  # Kuaishou's ids in ecbao are the sub-order (oid) ids
             orders = {}
@@ -192,7 +206,11 @@ def shape_parcels(rig: Rig, placed: dict[str, list[str]], user) -> dict[str, dic
         first_box = parcel_services.open_quantities(fulfilment)  # may hold an auto-merged order too
         first_box[line.pk] -= 1
         parcel_services.plan_parcels(fulfilment=fulfilment, parcels=[first_box, {line.pk: 1}], actor=user)
-        shapes[platform] = {"merged": (first.pk, second.pk), "split": to_split.pk, "two_parcels": two_parcels.pk}
+        shapes[platform] = {
+            "merged": (first.pk, second.pk),
+            "split": to_split.pk,
+            "two_parcels": two_parcels.pk,
+        }
     parcel_services.ensure_parcels()
     return shapes
 
@@ -201,7 +219,9 @@ def check_one_number_per_parcel(rig: Rig, parcel_ids: list[int]) -> None:
     """Every parcel has one live waybill in ecbao, and the platform issued exactly one live
     number per parcel key ecbao sent (the sandbox's own record), the same number."""
     live = Waybill.objects.filter(parcel_id__in=parcel_ids, status=Waybill.Status.ISSUED)
-    per_parcel = Counter(live.values_list("parcel_id", flat=True))  # a child number (子单) is its parcel's one
+    per_parcel = Counter(
+        live.values_list("parcel_id", flat=True)
+    )  # a child number (子单) is its parcel's one
     assert set(per_parcel) == set(parcel_ids) and set(per_parcel.values()) == {1}
     assert dict(Parcel.objects.filter(pk__in=parcel_ids).values_list("pk", "tracking_no")) == dict(
         live.values_list("parcel_id", "tracking_no")
@@ -218,6 +238,91 @@ def check_one_number_per_parcel(rig: Rig, parcel_ids: list[int]) -> None:
     assert {w.tracking_no for w in platform_live} == ours
 
 
+def world_order_of(rig: Rig, order: Order) -> str:
+    """The world's order id of an ecbao order (Kuaishou: ecbao's order is the sub-order oid)."""
+    if order.platform == "kuaishou":
+        return rig.world.order_id_of_line(order.platform_order_id) or order.platform_order_id
+    return order.platform_order_id
+
+
+def shop_numbers_per_line(rig: Rig) -> dict[tuple[str, str], set[str]]:
+    """{(world order id, line id): tracking numbers of the shop's packages that carry the line}.
+    WeChat names no lines to the seller (ecbao's line key is product:sku): its lines are "*"."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for platform in PLATFORMS:
+        for oid, packages in rig.world.shipped_packages(platform=platform).items():
+            for package in packages:
+                for item in package.items:
+                    out[(oid, "*" if platform == "wechat" else item.line_id)].add(package.tracking_no)
+    return out
+
+
+def ecbao_numbers_per_line(rig: Rig, parcels) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for parcel in parcels.prefetch_related("lines__order_line__order"):
+        for line in parcel.lines.all():
+            order = line.order_line.order
+            key = (
+                world_order_of(rig, order),
+                "*" if order.platform == "wechat" else line.order_line.platform_line_id,
+            )
+            out[key].add(parcel.tracking_no)
+    return out
+
+
+def check_shops_show_ecbao_tracking(rig: Rig, ids: list[int]) -> None:
+    """Per order line, the shop shows exactly the tracking numbers of ecbao's parcels that carry
+    it; and each write-back landed exactly once (the shop's ship actions, not folded)."""
+    parcels = Parcel.objects.filter(pk__in=ids)
+    assert set(parcels.values_list("status", flat=True)) == {Parcel.Status.SHIPPED}
+    wanted = ecbao_numbers_per_line(rig, parcels)
+    shown = shop_numbers_per_line(rig)
+    assert {k: shown.get(k, set()) for k in wanted} == dict(wanted)
+    actions = Counter((a.order_id, a.package.tracking_no) for a in rig.world.ship_actions())
+    assert set(actions.values()) == {1}, [k for k, n in actions.items() if n > 1][:5]
+
+
+def check_shapes(rig: Rig, shapes: dict[str, dict]) -> None:
+    """The merged parcel's number is on both orders in the shop, the split order shows two
+    numbers (one per part), the two-parcel order two numbers — each on the lines it carries."""
+    shown = shop_numbers_per_line(rig)
+
+    def numbers(order: Order) -> set[str]:
+        oid = world_order_of(rig, order)
+        lines = ["*"] if order.platform == "wechat" else [line.platform_line_id for line in order.lines.all()]
+        return set().union(*(shown.get((oid, line), set()) for line in lines))
+
+    for platform, shape in shapes.items():
+        first, second = (Order.objects.get(pk=pk) for pk in shape["merged"])
+        assert len(set(first.tracking_numbers)) == 1 and set(first.tracking_numbers) <= set(
+            second.tracking_numbers
+        )
+        assert set(first.tracking_numbers) <= numbers(first) & numbers(second), platform
+        for key in ("split", "two_parcels"):
+            order = Order.objects.get(pk=shape[key])
+            assert len(set(order.tracking_numbers)) == 2 and numbers(order) == set(order.tracking_numbers), (
+                platform,
+                key,
+            )
+        for order in (
+            first,
+            second,
+            Order.objects.get(pk=shape["split"]),
+            Order.objects.get(pk=shape["two_parcels"]),
+        ):
+            assert order.status == OrderStatus.SHIPPED, (platform, order.pk, order.status)
+
+
+def check_stock(rig: Rig) -> None:
+    """The ledger balances, nothing is reserved any more and on hand went down by what shipped."""
+    assert stock_selectors.ledger_mismatches() == []
+    assert not Reservation.objects.filter(status=Reservation.Status.ACTIVE).exists()
+    assert StockLevel.objects.aggregate(r=Sum("reserved"))["r"] == 0
+    shipped_units = OrderLine.objects.aggregate(n=Sum("quantity"))["n"]
+    on_hand = StockLevel.objects.aggregate(n=Sum("on_hand"))["n"]
+    assert on_hand == Sku.objects.count() * ON_HAND - shipped_units
+
+
 def expected_ecbao_orders(rig: Rig) -> int:
     from tests.e2e.test_channel_sync import expected_orders
 
@@ -228,7 +333,41 @@ def owner(rig: Rig):
     return get_user_model().objects.get(username=f"{rig.tenant.slug}-owner")
 
 
-def test_setup_only(tmp_path, settings, committed_tenant, tenant_worker):
+def print_all(rig: Rig, ids: list[int], user) -> int:
+    """Print every parcel through its platform's sandbox print component, as the page does:
+    hand the jobs over, wait for each task's result, report it. Returns the documents sent."""
+    jobs = printing.print_jobs(ids, actor=user)
+    refused = [j for j in jobs if "error" in j]
+    assert not refused, refused[:5]
+    for platform in PLATFORMS:
+        mine = [j for j in jobs if j["platform"] == platform]
+        with ComponentClient(rig.server.print_urls[platform], mine[0]["dialect"]) as client:
+            answers = client.send(mine)
+            assert all(a.get("status") == "success" or a.get("errcode") == 0 for a in answers), answers[:3]
+            for job in mine:
+                ok, error, printer = client.result(job["task_id"])
+                printing.print_result(job["task_id"], ok, error, printer=printer)
+    return len(jobs)
+
+
+def verify_all(ids: list[int], user) -> int:
+    """Scan-to-verify every parcel: its waybill, one wrong item (refused), then each unit."""
+    refused = 0
+    for parcel in Parcel.objects.filter(pk__in=ids).order_by("pk"):
+        ticket = packing.verify_lookup(parcel.tracking_no)
+        assert ticket.parcel.pk == parcel.pk
+        wrong = packing.verify_scan(parcel, "NOT-IN-THIS-PARCEL")
+        refused += not wrong.ok
+        for line in ticket.lines:
+            for _ in range(line.quantity):
+                assert packing.verify_scan(parcel, sorted(line.codes())[0]).ok
+        packing.verify_done(parcel, actor=user, weight_g=500)
+    return refused
+
+
+def test_300_orders_on_three_shops_are_numbered_printed_verified_shipped_and_tracked_back(
+    tmp_path, settings, committed_tenant, tenant_worker
+):
     rig = Rig(tmp_path, settings, committed_tenant, "ship-e2e", orders_per_shop=100)
     try:
         placed = rig.place_orders()
@@ -237,21 +376,66 @@ def test_setup_only(tmp_path, settings, committed_tenant, tenant_worker):
         with rig.in_tenant():
             user = owner(rig)
             approve_all(user)
-            print(Counter(Order.objects.values_list("status", flat=True)))
             parcel_services.ensure_parcels()
             shapes = shape_parcels(rig, placed, user)
             for store in rig.stores.values():
                 assert waybills.sync_accounts(store) > 0
             ids = sorted(Parcel.objects.filter(status=Parcel.Status.NEW).values_list("pk", flat=True))
-            assert len(ids) >= 300
-            batch = waybills.start_take(ids, actor=user)
+            orders_in_parcels = Order.objects.filter(lines__parcel_lines__parcel__in=ids).distinct().count()
+            assert orders_in_parcels >= 300
+            batch = waybills.start_take(ids, actor=user)  # --- one batch: every parcel of the 待打单 tab
         connection.set_schema_to_public()
         assert rig.wait_batch(batch.pk, timeout=300)
         with rig.in_tenant():
             batch = ShipBatch.objects.get(pk=batch.pk)
             assert (batch.done, batch.failed) == (len(ids), 0), waybills.batch_progress(batch)["errors"][:5]
-            numbered = Parcel.objects.filter(pk__in=ids, status=Parcel.Status.NUMBERED).exclude(tracking_no="")
-            assert numbered.count() == len(ids)
             check_one_number_per_parcel(rig, ids)
+            documents = print_all(rig, ids, user)  # --- the print components
+            not_printed = Parcel.objects.filter(pk__in=ids).exclude(status=Parcel.Status.PRINTED)
+            assert not not_printed.exists(), [
+                (p.pk, p.seq, p.count, p.status, list(p.prints.values_list("status", "error", "task_id")))
+                for p in not_printed
+            ]
+            numbers = set(
+                Waybill.objects.filter(parcel_id__in=ids, status="issued").values_list(
+                    "tracking_no", flat=True
+                )
+            )
+            printed = rig.world.print_counts()
+            assert set(printed) == numbers and documents == len(numbers)
+            pdf_batch = printing.start_pdf(ids, actor=user)  # --- one PDF of every label
+        connection.set_schema_to_public()
+        assert rig.wait_batch(pdf_batch.pk, timeout=300)
+        with rig.in_tenant():
+            pdf_batch = ShipBatch.objects.get(pk=pdf_batch.pk)
+            assert pdf_batch.status == ShipBatch.Status.DONE, pdf_batch.error
+            with pdf_batch.result_file.open("rb") as fh:
+                pages = decode_pages(fh.read())
+            expected_pages = [
+                [t]
+                for t in Parcel.objects.filter(pk__in=ids)
+                .order_by("pk")
+                .values_list("tracking_no", flat=True)
+            ]
+            assert len(pages) == len(ids) and sorted(pages) == sorted(expected_pages)
+            refused = verify_all(ids, user)  # --- scan to verify
+            assert refused == len(ids)
+            assert Parcel.objects.filter(pk__in=ids, status=Parcel.Status.VERIFIED).count() == len(ids)
+            result = shipping.ship_parcels(ids, actor=user)  # --- ship
+            assert result.ok and sorted(result.shipped) == ids, list(result.errors.items())[:5]
+        connection.set_schema_to_public()
+        rig.drain_write_backs()
+        with rig.in_tenant():
+            check_shops_show_ecbao_tracking(rig, ids)
+            check_shapes(rig, shapes)
+            check_stock(rig)
+            stats = {
+                "parcels": len(ids),
+                "orders": orders_in_parcels,
+                "documents_printed": documents,
+                "pdf_pages": len(pages),
+                "write_backs": WriteBack.objects.count(),
+            }
+        print(stats)
     finally:
         rig.close()
