@@ -31,3 +31,14 @@ class AfterSaleChanged(Event):
     store_id: int
     platform_after_sale_id: str
     platform_order_id: str
+
+
+@dataclass(frozen=True)
+class TrackingPushed(Event):
+    """A platform pushed carrier events of a parcel: ``events`` are (ISO time, neutral status,
+    description, location, platform status) tuples."""
+
+    store_id: int
+    carrier_code: str
+    tracking_no: str
+    events: tuple[tuple[str, str, str, str, str], ...]

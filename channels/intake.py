@@ -157,7 +157,11 @@ def enqueue_route(receipt_id: int) -> None:
     route_push_receipt.delay(receipt_id)
 
 
-CONSUMED_KINDS = ("order", "after_sale")  # what ``_act_on`` stores; other kinds are kept as ignored
+CONSUMED_KINDS = (
+    "order",
+    "after_sale",
+    "logistics",
+)  # what ``_act_on`` stores; other kinds are kept as ignored
 
 
 class _Refused:
@@ -336,6 +340,8 @@ def _act_on(message: InboxMessage) -> None:
     if kind == "order":
         order = services.connector_for(message.store).get_order(object_id)
         services.store_order_version(store=message.store, order=order, payload=order.raw, source="push")
+    elif kind == "logistics":  # the events are in the message: handed up as they are
+        services.publish_tracking(store=message.store, payload=message.payload.get("data") or {})
     else:  # "after_sale" (CONSUMED_KINDS)
         after_sale = services.connector_for(message.store).get_after_sale(object_id)
         services.store_after_sale_version(store=message.store, after_sale=after_sale, source="push")

@@ -24,7 +24,7 @@ from django_tenants.utils import schema_context
 
 from channels import component
 from channels import events as channel_events
-from channels.connectors import connector_class, scrub_payload
+from channels.connectors import connector_class, push_tracking, scrub_payload
 from channels.connectors.base import AppCredentials, Connector, ShopSession, StoredTokens
 from channels.errors import AuthExpired
 from channels.models import AfterSaleSnapshot, DecryptAudit, OrderSnapshot, Store
@@ -428,6 +428,28 @@ RETURNING snapshot_id
 # Equal update times: the later step of an after-sale wins [choice: the enum's order, the
 # three ends last].
 _AFTER_SALE_RANKS = [s.value for s in AfterSaleStatus]
+
+
+def publish_tracking(*, store: Store, payload: dict) -> int:
+    """Hand a pushed logistics message's events up (``TrackingPushed``); returns how many."""
+    decoded = push_tracking(store.platform, payload)
+    if decoded is None:
+        return 0
+    carrier_code, tracking_no, tracking_events = decoded
+    if not tracking_no:
+        return 0
+    events.publish(
+        channel_events.TrackingPushed(
+            store_id=store.pk,
+            carrier_code=carrier_code,
+            tracking_no=tracking_no,
+            events=tuple(
+                (e.occurred_at.isoformat(), str(e.status), e.description, e.location, e.platform_status)
+                for e in tracking_events
+            ),
+        )
+    )
+    return len(tracking_events)
 
 
 @transaction.atomic

@@ -5,8 +5,16 @@ class LogisticsConfig(AppConfig):
     name = "logistics"
 
     def ready(self) -> None:
-        from logistics import services, tasks  # noqa: F401  (tasks: registers logistics' Celery tasks)
+        from channels.events import TrackingPushed
+        from ecbao import events
+        from logistics import services, tasks, tracking
         from orders import hooks
+        from orders.events import ShippedOrderRefunded
+
+        assert tasks  # registers the periodic tasks
+        # Tracking: pushed carrier events; intercepts when a shipped order is refunded.
+        events.subscribe(TrackingPushed, tracking.on_tracking_pushed)
+        events.subscribe(ShippedOrderRefunded, tracking.on_shipped_order_refunded)
 
         # Parcels follow fulfilment changes inside the order action's transaction.
         hooks.register(

@@ -198,6 +198,8 @@ class Parcel(models.Model):
     tracking_status = models.CharField(max_length=12, choices=Tracking.choices, default="", blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    tracking_pulled_at = models.DateTimeField(null=True, blank=True)  # last trace pull (logistics.tracking)
+    tracking_error = models.CharField(max_length=300, blank=True)  # the last pull's failure, retried
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -214,6 +216,11 @@ class Parcel(models.Model):
         indexes = [
             models.Index(fields=["status", "-id"], name="parcel_status"),
             models.Index(fields=["tracking_no"], name="parcel_tracking_no"),
+            models.Index(
+                fields=["tracking_pulled_at", "id"],
+                condition=Q(status="shipped") & ~Q(tracking_status__in=["delivered", "returned"]),
+                name="parcel_tracking_due",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from celery import shared_task
 
 from channels.errors import ChannelError
 from ecbao.celery import register_periodic
-from logistics import printing, waybills
+from logistics import printing, tracking, waybills
 
 
 @shared_task(acks_late=True, max_retries=0)
@@ -75,3 +75,13 @@ def import_tracking_task(batch_id: int) -> dict:
     from logistics import manual
 
     return manual.run_import(batch_id)
+
+
+# --- tracking (logistics.tracking) ---------------------------------------------------------------------------
+@shared_task(acks_late=True)
+def pull_tracking_due() -> dict:
+    """Pull the traces of this tenant's shipped parcels that are due; sweep refunds for intercepts."""
+    return tracking.pull_due()
+
+
+register_periodic("logistics.pull_tracking_due", "logistics.tasks.pull_tracking_due", 600.0)

@@ -26,11 +26,13 @@ from django.utils.translation import gettext
 from channels.models import ChannelOrderState, OrderSnapshot, Store
 from channels.types import ChannelOrder, channel_order_from_json
 from channels.types import OrderStatus as ChannelStatus
+from ecbao import events
 from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
 from inventory.models import Listing, Sku, StockLedgerEntry
 from inventory.sync import ensure_listing
 from orders import hooks, review, status
+from orders.events import ShippedOrderRefunded
 from orders.models import (
     Fulfilment,
     FulfilmentLine,
@@ -772,6 +774,7 @@ def _apply_channel_status(
             order.is_refunding = True
             order.save(update_fields=["is_refunding", "updated_at"])
             _event(order, "refund_after_shipment", message="platform cancelled a shipped order")
+            events.publish(ShippedOrderRefunded(order_id=order.pk))
         return
     # Paid or later: lines refunded before shipment give their stock back.
     for line in lines:

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import Any
 
 from channels.connectors.scrub import for_display, scrub
-from channels.types import Platform
+from channels.types import Platform, TrackingEvent
 
 _MODULES = {
     Platform.DOUYIN: "channels.connectors.douyin",
@@ -27,6 +27,14 @@ def connector_class(platform: str):
 def push_codec(platform: str):
     module = import_module(_MODULES[Platform(platform)])
     return module.PUSH_CODEC()
+
+
+def push_tracking(platform: str, payload: dict[str, Any]) -> tuple[str, str, list[TrackingEvent]] | None:
+    """(carrier code, tracking number, events) of a decoded logistics push (``PushMessage`` of
+    kind ``logistics``), or None where the platform pushes no logistics changes."""
+    module = import_module(_MODULES[Platform(platform)])
+    decode = getattr(module, "PUSH_TRACKING", None)
+    return decode(payload) if decode else None
 
 
 def scrub_payload(platform: str, payload: Any) -> Any:

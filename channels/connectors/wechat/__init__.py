@@ -59,9 +59,11 @@ from channels.connectors.wechat.push import (
     decrypt_push,
     open_secure_message,
 )
+from channels.connectors.wechat.tracking import push_tracking
 
 CONNECTOR = WechatConnector
 PUSH_CODEC = WechatPushCodec
+PUSH_TRACKING = push_tracking  # logistics pushes (add_express_path) → (carrier code, tracking no, events)
 
 __all__ = [
     "RECEIVER_RULES",
@@ -90,4 +92,5 @@ __all__ = [
     "split_line_id",
     "CONNECTOR",
     "PUSH_CODEC",
+    "PUSH_TRACKING",
 ]

@@ -194,6 +194,9 @@ class WechatPushCodec(PushCodec):
             body = message.get("finder_shop_aftersale_status_update") or {}
             kind, object_id = "after_sale", _str_id(body.get("after_sale_order_id"))
             payload.setdefault("order_id", _str_id(body.get("order_id")))
+        elif event == "add_express_path":  # a parcel's trace moved (logistics helper event)
+            body = {k: message.get(k) for k in ("DeliveryID", "WayBillId", "Version", "Count")}
+            kind, object_id = "logistics", _str_id(message.get("WayBillId"))
         elif event.startswith("channels_ec_order_"):
             body = message.get("order_info") or {}
             kind, object_id = "order", _str_id(body.get("order_id") or message.get("order_id"))
