@@ -1,8 +1,8 @@
 """python manage.py demo_catalog --tenant demo — the demo merchant's own catalogue.
 
 For every connected sandbox shop of the tenant: one merchant SKU per merchant code the shop
-sells (with opening stock), then the shop's listings are pulled and matched, so orders
-reserve and every shop's stock follows ecbao's. Idempotent. Runs after ``sandbox_demo``.
+sells (with opening stock and a shelf location), then the shop's listings are pulled and
+matched, so orders reserve and every shop's stock follows ecbao's. Idempotent. Runs after ``sandbox_demo``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django_tenants.utils import schema_context
 from channels import services as channel_services
 from channels.models import Store
 from inventory.models import Goods, Sku
-from inventory.services import receive_stock
+from inventory.services import receive_stock, set_location
 from inventory.sync import refresh_listings
 from sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from tenants.models import Tenant
@@ -58,6 +58,11 @@ class Command(BaseCommand):
                         cost_fen=sku.price_fen // 2,
                     )
                     receive_stock(sku=created, quantity=stock, reason="demo opening stock")
+                    # a shelf place (库位) so pick lists walk the aisles: A-01-1, A-01-2, …
+                    n = Sku.objects.count() - 1
+                    set_location(
+                        sku=created, location=f"{chr(65 + n // 40 % 26)}-{n // 4 % 10 + 1:02d}-{n % 4 + 1}"
+                    )
             for store in stores:
                 http = httpx.Client(
                     transport=httpx.WSGITransport(app=apps[store.platform]), base_url="http://sandbox.local"
