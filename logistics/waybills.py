@@ -49,6 +49,8 @@ from channels import types as ct
 from channels.connectors.base import Connector
 from channels.errors import AuthExpired, ChannelError, PlatformRejected, RateLimited
 from channels.models import Store
+from logistics import selectors
+from logistics import services as parcel_services
 from logistics.carrier_rules import Choice, choose_carrier, parcel_facts
 from logistics.models import Parcel, ParcelLine, SenderAddress, ShipBatch, Waybill, WaybillAccount
 from orders.models import Order, OrderEvent
@@ -472,6 +474,17 @@ def start_take(parcel_ids: Iterable[int], *, actor=None) -> ShipBatch:
     return batch
 
 
+def start_take_tab(*, store_id: int | None = None, actor=None) -> ShipBatch:
+    """Take numbers for every parcel of the 待打单 tab that has none yet (one shop, or all)."""
+    parcel_services.ensure_parcels()
+    ids = list(
+        selectors.tab_parcels(selectors.TO_PRINT, store_id=store_id)
+        .filter(status=P.NEW, tracking_no="")
+        .values_list("pk", flat=True)
+    )
+    return start_take(ids, actor=actor)
+
+
 def _count(batch_id: int, field: str) -> None:
     ShipBatch.objects.filter(pk=batch_id).update(**{field: F(field) + 1})
 
@@ -572,8 +585,23 @@ def run_take_batch(
             status=ShipBatch.Status.FAILED, error=str(exc)[:300], finished_at=timezone.now()
         )
         raise
+    _refresh_balances({store for store, _f, _s in rows.values()}, connect)
     ShipBatch.objects.filter(pk=batch_id).update(status=ShipBatch.Status.DONE, finished_at=timezone.now())
     return ShipBatch.objects.get(pk=batch_id)
+
+
+def _refresh_balances(store_ids: set[int], connect: Connect) -> None:
+    """After a batch, the shops' account balances are read again (the carrier choice prefers
+    accounts with numbers left); a failure here only leaves the old balances."""
+    for store in Store.objects.filter(pk__in=store_ids):
+        try:
+            connector = connect(store)
+            try:
+                sync_accounts(store, connector=connector)
+            finally:
+                connector.http.close()
+        except ChannelError as exc:
+            logger.warning("waybill accounts of store %s not refreshed: %s", store.pk, exc)
 
 
 def batch_progress(batch: ShipBatch | int) -> dict[str, Any]:

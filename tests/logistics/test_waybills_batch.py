@@ -13,7 +13,7 @@ from django_tenants.utils import schema_context
 
 from logistics import services as parcel_services
 from logistics import waybills
-from logistics.models import CarrierRule, Parcel, ShipBatch, Waybill
+from logistics.models import CarrierRule, Parcel, ShipBatch, Waybill, WaybillAccount
 from orders import services as order_services
 from tests.e2e.conftest import committed_tenant, db, wait_until  # noqa: F401  (committed data for the worker)
 from tests.logistics.waybill_world import (
@@ -107,7 +107,7 @@ def test_a_batch_over_three_shops_gives_every_parcel_exactly_one_number(
     set_balance(world, shops.shop_ids["kuaishou"], "YTO", 0)
 
     with schema_context(tenant.schema_name):
-        batch = wait_for(waybills.start_take(parcel_ids))
+        batch = wait_for(waybills.start_take_tab())  # the whole 待打单 tab
         assert batch.status == ShipBatch.Status.DONE and batch.total == total
         assert batch.done + batch.failed == total
         failed = list(Parcel.objects.filter(pk__in=parcel_ids, status=P.NEW).values_list("pk", "error"))
@@ -119,6 +119,8 @@ def test_a_batch_over_three_shops_gives_every_parcel_exactly_one_number(
         assert kuaishou_failed.count() == PER_SHOP  # every YTO parcel was refused
         assert all("平台拒绝取号" in p.error for p in kuaishou_failed)
         assert Waybill.objects.filter(parcel__in=kuaishou_failed, status=W.FAILED).count() == PER_SHOP
+        yto = shops.stores["kuaishou"]
+        assert WaybillAccount.objects.get(store=yto, carrier="yto").available == 0  # read after the batch
         progress = waybills.batch_progress(batch)
         assert (progress["done"], progress["failed"]) == (batch.done, batch.failed)
     connection.set_schema_to_public()
@@ -159,6 +161,7 @@ def test_a_batch_over_three_shops_gives_every_parcel_exactly_one_number(
             pk__in=parcel_ids, store=shops.stores["kuaishou"], seq=1, count=1
         ):
             assert Waybill.objects.get(parcel=parcel, status=W.ISSUED).key.endswith("-2")
+        assert WaybillAccount.objects.get(store=yto, carrier="yto").available == 100_000 - PER_SHOP
         merged_parcel = merged.parcels.get()
         assert merged_parcel.status == P.NUMBERED
         assert [
