@@ -1,6 +1,6 @@
 from django.urls import path
 
-from logistics import views_admin, views_pack
+from logistics import views_admin, views_pack, views_tracking
 
 app_name = "logistics"
 
@@ -41,4 +41,9 @@ urlpatterns = [
     path("verify/scan/", views_pack.verify_scan, name="verify_scan"),
     path("verify/done/", views_pack.verify_done, name="verify_done"),
     path("verify/reset/", views_pack.verify_reset, name="verify_reset"),
+    # tracking: a parcel's timeline (fragment), intercepts, exceptions, ship-by (views_tracking)
+    path("tracking/", views_tracking.page, name="tracking"),
+    path("tracking/parcels/<int:parcel_id>/", views_tracking.timeline, name="tracking_timeline"),
+    path("tracking/parcels/<int:parcel_id>/pull/", views_tracking.timeline_pull, name="tracking_pull"),
+    path("tracking/intercepts/close/", views_tracking.intercepts_close, name="intercepts_close"),
 ]
