@@ -240,7 +240,7 @@ def _prepare(parcel_id: int) -> _Plan | Waybill:
                 )
         else:
             head_own = _own_waybill(head.pk) if head.pk != parcel.pk else None
-            if head_own is not None:
+            if head_own is not None and head_own.account is not None:
                 choice = Choice(head_own.carrier, head_own.account, head.carrier_reason)
             else:
                 try:

@@ -354,3 +354,39 @@ def test_the_number_of_a_parcel_the_platform_cancelled_is_recycled(shops):
         waybill.status == W.CANCELLED and shops.world.get_waybill(waybill.tracking_no).status == "cancelled"
     )
     assert parcel.status == P.CANCELLED and parcel.error == "运单号已回收"
+
+
+def test_wechat_timeouts_after_the_platform_acted_still_give_one_number_per_parcel(shops):
+    """Replies lost as timeouts (the sandbox acts, then answers after the client gave up): first
+    on every create, then on every print-data call after the create; each take fails and is
+    taken again, and every parcel still ends with the one number its key took."""
+    rule("zto", priority=1)
+    world, prefix = shops.world, "/channels/ec/logistics/ewaybill/biz/"
+    orders = [shops.order("wechat", 1) for _ in range(3)]
+    parcels = [parcels_of(o)[0] for o in orders]
+
+    def connect(store):
+        return channel_services.connector_for(
+            store, timeout=0.8, retry=RetryPolicy(attempts=2, base_delay=0.01)
+        )
+
+    def lose(create: float, print_data: float) -> None:
+        for path, rate in (("order/create", create), ("print/get", print_data)):
+            shops.server.faults.set("wechat", prefix + path, lost_reply_rate=rate, timeout_seconds=1.2, qps=0)
+
+    try:
+        for create, print_data in ((1.0, 0.0), (0.0, 1.0)):
+            lose(create, print_data)
+            for parcel in parcels:
+                with pytest.raises(waybills.WaybillError, match="平台未应答"):
+                    waybills.take_for_parcel(parcel, connect=connect)
+    finally:
+        lose(0.0, 0.0)
+    lost = [c for c in world.calls(platform="wechat", path=prefix + "*", ok=True) if "lost-reply" in c.fault]
+    assert {c.path for c in lost} == {prefix + "order/create", prefix + "print/get"}
+    for o, parcel in zip(orders, parcels, strict=True):
+        waybill = waybills.take_for_parcel(parcel, connect=connect)
+        parcel.refresh_from_db()
+        assert parcel.status == P.NUMBERED and waybill.print_data
+        assert [w.tracking_no for w in issued_for(shops, o)] == [parcel.tracking_no]
+        assert Waybill.objects.filter(parcel=parcel).count() == 1  # one key, however many tries
