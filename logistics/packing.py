@@ -517,9 +517,26 @@ def verify_scan(parcel: Parcel | int, code: str, *, actor=None, client_id: str =
     all of it was scanned yet; otherwise refused with a message (wrong item, too many, parcel
     not at the bench) and nothing counts. Every scan is recorded. A repeated ``client_id``
     returns the first outcome without counting again."""
+    return _count(parcel, code=_clean_code(code), actor=actor, client_id=client_id)
+
+
+def verify_by_hand(
+    parcel: Parcel | int, item: str, *, reason: str, actor=None, client_id: str = ""
+) -> ScanResult:
+    """One unit of the parcel's line ``item`` (a ``VerifyLine.key``) counted without a scan —
+    its barcode is missing or will not read (强制) — with the packer's reason on record.
+    Refused without a reason, for an item the parcel does not hold, and past its quantity."""
+    reason = " ".join(str(reason or "").split())[:200]
+    return _count(parcel, code=BY_HAND, item=str(item or ""), reason=reason, actor=actor, client_id=client_id)
+
+
+BY_HAND = "(by hand)"
+
+
+def _count(parcel, *, code: str, actor, client_id: str, item: str = "", reason: str = "") -> ScanResult:
     pk = parcel if isinstance(parcel, int) else parcel.pk
-    code = _clean_code(code)
     client_id = str(client_id or "")[:64]
+    by_hand = code == BY_HAND
     with transaction.atomic():
         parcel = Parcel.objects.select_for_update().get(pk=pk)
         if client_id:
@@ -527,42 +544,51 @@ def verify_scan(parcel: Parcel | int, code: str, *, actor=None, client_id: str =
             if seen is not None:
                 return ScanResult(seen.accepted, seen.message, ticket(parcel), seen.item)
         tk = ticket(parcel)
-        item = ""
         if not code:
             return ScanResult(False, gettext("Empty scan: scan the item's barcode."), tk)
+        ok, counted = False, ""
+        line = tk.line(item) if by_hand else _match(tk, code)
         if parcel.status == P.VERIFIED:
-            ok, message = False, gettext("Parcel %(no)s is already verified.") % {"no": parcel_label(parcel)}
+            message = gettext("Parcel %(no)s is already verified.") % {"no": parcel_label(parcel)}
         elif why := _why_not_verifiable(parcel):
-            ok, message = False, why
+            message = why
+        elif line is None:
+            message = gettext("This parcel holds no such item.") if by_hand else _not_in_parcel(code, tk)
+        elif line.complete:
+            counted = line.key
+            message = gettext(
+                "Too many: this parcel holds %(n)d × %(code)s, all %(n)d are scanned already."
+            ) % {
+                "n": line.quantity,
+                "code": line.merchant_code,
+            }
+        elif by_hand and len(reason) < 2:
+            counted = line.key
+            message = gettext("Counting an item by hand needs a reason (e.g. the barcode is torn).")
         else:
-            line = _match(tk, code)
-            if line is None:
-                ok, message = False, _not_in_parcel(code, tk)
-            elif line.complete:
-                ok, item = False, line.key
-                message = gettext(
-                    "Too many: this parcel holds %(n)d × %(code)s, all %(n)d are scanned already."
-                ) % {"n": line.quantity, "code": line.merchant_code}
-            else:
-                ok, item = True, line.key
-                line.scanned += 1
-                message = gettext("%(code)s %(scanned)d/%(n)d") % {
-                    "code": line.merchant_code,
-                    "scanned": line.scanned,
-                    "n": line.quantity,
-                }
-                if tk.complete:
-                    message = gettext("All items scanned: confirm the parcel.")
+            ok, counted = True, line.key
+            line.scanned += 1
+            message = gettext("%(code)s %(scanned)d/%(n)d") % {
+                "code": line.merchant_code,
+                "scanned": line.scanned,
+                "n": line.quantity,
+            }
+            if by_hand:
+                message += " · " + gettext("counted by hand: %(reason)s") % {"reason": reason}
+            if tk.complete:
+                message = gettext("All items scanned: confirm the parcel.")
         VerifyScan.objects.create(
             parcel=parcel,
             code=code,
-            item=item,
+            item=counted,
             accepted=ok,
-            message=message[:300],
+            message=(message + (f" [{reason}]" if by_hand and reason and reason not in message else ""))[
+                :300
+            ],
             client_id=client_id,
             actor=actor if getattr(actor, "pk", None) else None,
         )
-        return ScanResult(ok, message, tk, item)
+        return ScanResult(ok, message, tk, counted)
 
 
 @transaction.atomic

@@ -39,6 +39,7 @@ urlpatterns = [
     path("verify/", views_pack.verify, name="verify"),
     path("verify/lookup/", views_pack.verify_lookup, name="verify_lookup"),
     path("verify/scan/", views_pack.verify_scan, name="verify_scan"),
+    path("verify/by-hand/", views_pack.verify_by_hand, name="verify_by_hand"),
     path("verify/done/", views_pack.verify_done, name="verify_done"),
     path("verify/reset/", views_pack.verify_reset, name="verify_reset"),
     # tracking: a parcel's timeline (fragment), intercepts, exceptions, ship-by (views_tracking)

@@ -3,7 +3,8 @@
 - ``pick`` — the printable pick list of a selection (``?ids=…``), a ShipBatch (``?batch=…``)
   or the whole 待发货 tab (``?tab=to_ship``), as a page, ``&export=xlsx`` or ``&export=csv``;
 - ``verify`` — the bench page; ``static/logistics/verify.js`` drives it through the JSON
-  endpoints ``verify_lookup`` / ``verify_scan`` / ``verify_done`` / ``verify_reset`` (POST,
+  endpoints ``verify_lookup`` / ``verify_scan`` / ``verify_by_hand`` / ``verify_done`` /
+  ``verify_reset`` (POST,
   CSRF-protected; ``{"ok": bool, "message": str, "ticket": {…}}``; a refusal answers 409 with
   the reason, malformed input 400).
 
@@ -176,6 +177,25 @@ def verify_scan(request):
         return _missing_parcel()
     result = packing.verify_scan(
         parcel, request.POST.get("code", ""), actor=request.user, client_id=request.POST.get("scan_id", "")
+    )
+    return _answer(
+        result.ok, result.message, result.ticket, status=200 if result.ok else 409, item=result.item
+    )
+
+
+@require_POST
+@capability_required("shipping.manage")
+def verify_by_hand(request):
+    """One unit of a line counted without a scan (强制), with the packer's reason."""
+    parcel = _parcel(request)
+    if parcel is None:
+        return _missing_parcel()
+    result = packing.verify_by_hand(
+        parcel,
+        request.POST.get("item", ""),
+        reason=request.POST.get("reason", ""),
+        actor=request.user,
+        client_id=request.POST.get("scan_id", ""),
     )
     return _answer(
         result.ok, result.message, result.ticket, status=200 if result.ok else 409, item=result.item

@@ -99,7 +99,16 @@
       cell(tr, line.title + (line.spec ? " · " + line.spec : ""), "wrap");
       cell(tr, line.quantity, "num");
       cell(tr, line.scanned, "num scanned").setAttribute("data-testid", "line-scanned");
-      cell(tr, line.complete ? "✓" : "");
+      var last = cell(tr, line.complete ? "✓" : "");
+      if (!line.complete && !t.verified) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "btn small secondary";
+        button.textContent = bench.getAttribute("data-label-by-hand");
+        button.setAttribute("data-testid", "by-hand");
+        button.setAttribute("data-by-hand", line.key);
+        last.appendChild(button);
+      }
       linesBody.appendChild(tr);
     });
     doneButton.disabled = !(t.complete && !t.verified);
@@ -187,6 +196,22 @@
     );
   }
 
+  function byHand(key, reason) {
+    var t = ticket;
+    if (!t) return Promise.resolve();
+    return post(bench.getAttribute("data-by-hand-url"), {
+      parcel: t.parcel_id,
+      item: key,
+      reason: reason,
+      scan_id: scanId(),
+    }).then(function (answer) {
+      if (answer.ticket) render(answer.ticket, answer.item, !answer.ok);
+      say(answer.message, answer.ok ? "ok" : "refused");
+      beep(answer.ok ? "ok" : "error");
+      input.focus();
+    });
+  }
+
   function done() {
     var t = ticket;
     if (!t || t.verified) return Promise.resolve();
@@ -251,6 +276,20 @@
   doneForm.addEventListener("submit", function (event) {
     event.preventDefault();
     enqueue(done);
+  });
+  // 强制: count one unit of a line by hand (torn barcode), with a reason on record.
+  linesBody.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-by-hand]");
+    if (!button) return;
+    var reason = window.prompt(bench.getAttribute("data-prompt-by-hand"), "");
+    if (reason === null) {
+      input.focus();
+      return;
+    }
+    var key = button.getAttribute("data-by-hand");
+    enqueue(function () {
+      return byHand(key, reason);
+    });
   });
   document.getElementById("reset-button").addEventListener("click", function () {
     enqueue(reset);

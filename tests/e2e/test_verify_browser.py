@@ -1,7 +1,8 @@
 """Scan-to-verify in a real headless Chromium: the packer's barcode scanner is keyboard input
 ending in Enter. A wrong item and one too many are refused (message in zh-Hans, an error beep,
 the parcel not verified); a reload continues where the scans left off; the right items complete
-the parcel and Enter (or the waybill scanned again) makes it VERIFIED; then the next parcel.
+the parcel and Enter (or the waybill scanned again) makes it VERIFIED; then the next parcel,
+one of whose items is counted by hand with a reason.
 The pick list of both parcels is walked by location."""
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _setup(tenant) -> dict[str, int]:
         ids = {}
         for oid, tracking_no, lines in (
             ("6930000000000000001", "ZTB0001", (line(1, "TS-WHT-L", qty=2), line(2, "CAP-RED", qty=1))),
-            ("6930000000000000002", "ZTB0002", (line(1, "SOCK-9", qty=2),)),
+            ("6930000000000000002", "ZTB0002", (line(1, "SOCK-9", qty=3),)),
         ):
             order = services.ingest_channel_order(
                 store=store, co=channel_order(oid=oid, lines=lines, receiver=receiver(f"idx-{oid}"))
@@ -151,6 +152,14 @@ def test_packer_scans_a_wrong_item_then_the_right_ones(committed_tenant, browser
             "n => Number(document.getElementById('verify-bench').dataset.beeps || 0) >= n + 2", arg=before
         )
         assert scanned() == {"SOCK-9": "2"}
+        # the third sock's barcode is torn: counted by hand, with a reason (强制)
+        page.once("dialog", lambda dialog: dialog.accept("条码破损"))
+        before = int(bench.get_attribute("data-beeps") or 0)
+        page.click("[data-testid=by-hand]")
+        page.wait_for_function(
+            "n => Number(document.getElementById('verify-bench').dataset.beeps || 0) > n", arg=before
+        )
+        assert scanned() == {"SOCK-9": "3"} and "全部扫描" in message.inner_text()
         page.fill("[data-testid=weight-input]", "730")
         page.locator("[data-testid=scan-input]").focus()
         assert "验货完成" in scan("ZTB0002")  # the waybill scanned again confirms
@@ -169,6 +178,6 @@ def test_packer_scans_a_wrong_item_then_the_right_ones(committed_tenant, browser
         rows = page.locator("[data-testid=pick-row]")
         got = [rows.nth(i).locator("td").nth(1).inner_text() for i in range(rows.count())]
         assert got == ["CAP-RED", "TS-WHT-L", "SOCK-9"]  # A-2, A-10, B-1
-        assert "共 5 件" in page.locator("[data-testid=pick-units]").inner_text()
+        assert "共 6 件" in page.locator("[data-testid=pick-units]").inner_text()
     finally:
         page.close()

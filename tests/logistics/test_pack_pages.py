@@ -89,7 +89,16 @@ def test_the_bench_refuses_a_wrong_item_then_verifies(in_alpha, as_role, parcels
     assert wrong.status_code == 409 and "商品错误" in wrong.json()["message"]
     early = client.post("/shipping/verify/done/", {"parcel": pid})
     assert early.status_code == 409 and "商品未扫描完" in early.json()["message"]
-    for n, code in enumerate(("TS-WHT-L", "6901234567892", "TS-WHT-L")):
+    by_hand = client.post(
+        "/shipping/verify/by-hand/", {"parcel": pid, "item": found["ticket"]["lines"][1]["key"], "reason": ""}
+    )
+    assert by_hand.status_code == 409 and "原因" in by_hand.json()["message"]
+    by_hand = client.post(
+        "/shipping/verify/by-hand/",
+        {"parcel": pid, "item": found["ticket"]["lines"][1]["key"], "reason": "条码破损"},
+    )
+    assert by_hand.status_code == 200 and by_hand.json()["ticket"]["scanned"] == 1
+    for n, code in enumerate(("6901234567892", "TS-WHT-L")):
         answer = client.post("/shipping/verify/scan/", {"parcel": pid, "code": code, "scan_id": f"s{n}"})
         assert answer.status_code == 200 and answer.json()["ok"]
     assert answer.json()["ticket"]["complete"]
@@ -97,7 +106,7 @@ def test_the_bench_refuses_a_wrong_item_then_verifies(in_alpha, as_role, parcels
     assert done.status_code == 200 and done.json()["ticket"]["verified"]
     parcel = Parcel.objects.get(pk=pid)
     assert (parcel.status, parcel.weight_g, parcel.verified_by.username) == (P.VERIFIED, 350, "inv-warehouse")
-    assert VerifyScan.objects.filter(parcel=parcel, actor__username="inv-warehouse").count() == 4
+    assert VerifyScan.objects.filter(parcel=parcel, actor__username="inv-warehouse").count() == 5
 
 
 def test_bench_input_errors_and_rights(in_alpha, as_role, alpha, parcels):  # noqa: F811

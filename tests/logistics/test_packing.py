@@ -225,3 +225,44 @@ def test_scans_into_a_parcel_that_left_the_bench_are_refused(store, skus, packer
     result = packing.verify_scan(parcel, "TS-WHT-L", actor=packer)
     assert not result.ok and "已发货" in result.message
     assert not VerifyScan.objects.filter(parcel=parcel, accepted=True).exists()
+
+
+def test_pick_list_queries_do_not_grow_with_parcels(store, skus, shelf):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for code in ("TS-WHT-L", "CAP-RED"):
+        stock.receive_stock(sku=skus[code], quantity=20, reason="more")
+    made = [
+        ship_ready(store, f"Q{i}", line(1, "TS-WHT-L"), line(2, "SET-1"), tracking_no=f"ZQ{i}")
+        for i in range(6)
+    ]
+
+    def queries(parcel_ids) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            rows = packing.pick_list(parcel_ids)
+        assert rows
+        return len(ctx.captured_queries)
+
+    assert queries([p.pk for p in made[:2]]) == queries([p.pk for p in made])
+    assert sum(r.quantity for r in packing.pick_list([p.pk for p in made])) == 6 * 4
+
+
+def test_an_item_is_counted_by_hand_only_with_a_reason(store, skus, shelf, packer):
+    parcel = ship_ready(
+        store, "BH1", line(1, "TS-WHT-L", qty=1), line(2, "CAP-RED", qty=1), tracking_no="ZT900"
+    )
+    key = f"sku:{skus['CAP-RED'].pk}"
+    silent = packing.verify_by_hand(parcel, key, reason=" ", actor=packer)
+    assert not silent.ok and "需要填写原因" in silent.message
+    stranger = packing.verify_by_hand(parcel, f"sku:{skus['TS-BLK-M'].pk}", reason="条码破损", actor=packer)
+    assert not stranger.ok and "没有这个商品" in stranger.message
+    counted = packing.verify_by_hand(parcel, key, reason="条码破损", actor=packer)
+    assert counted.ok and "手动确认：条码破损" in counted.message
+    again = packing.verify_by_hand(parcel, key, reason="条码破损", actor=packer)
+    assert not again.ok and "数量超出" in again.message
+    assert packing.verify_scan(parcel, "(by hand)").ok is False  # a scanner cannot claim it
+    assert packing.verify_scan(parcel, "TS-WHT-L").ticket.complete
+    assert packing.verify_done(parcel, actor=packer).status == P.VERIFIED
+    record = VerifyScan.objects.get(parcel=parcel, accepted=True, code="(by hand)")
+    assert record.actor == packer and "条码破损" in record.message
