@@ -129,9 +129,19 @@ def _remarks(parcel: Parcel) -> str:
 
 
 def _live_waybills(parcel: Parcel) -> list[Waybill]:
-    """The parcel's issued numbers: its own first, then child numbers it carries."""
+    """The parcel's issued numbers: its own (its tracking number; on a parcel 2..n of a
+    multi-piece shipment that is a child number) first, then further child numbers it carries."""
     issued = [w for w in parcel.waybills.all() if w.status == W.ISSUED]
-    return sorted(issued, key=lambda w: (w.parent_id is not None, w.pk))
+    return sorted(issued, key=lambda w: (not _own(parcel, w), w.parent_id is not None, w.pk))
+
+
+def _own(parcel: Parcel, waybill: Waybill | None) -> bool:
+    """Whether ``waybill`` is the parcel's own label (the one that makes it count as printed)."""
+    if waybill is None:
+        return True
+    if parcel.tracking_no:
+        return waybill.tracking_no == parcel.tracking_no
+    return waybill.parent_id is None
 
 
 def _pieces(parcel: Parcel, waybills: list[Waybill]) -> list[tuple[int, int]]:
@@ -353,9 +363,7 @@ def print_result(task_id: str, ok: bool, error: str = "", *, printer: str = "") 
         record.status, record.finished_at, record.error = S.PRINTED, now, ""
         record.save(update_fields=["status", "finished_at", "error", "printer"])
         parcel = Parcel.objects.select_for_update().get(pk=record.parcel_id)
-        # The parcel's own label: its number, a child number (子单) included when the child is
-        # this parcel's number (parcel n of m with 子母件), not a child carried along on it.
-        if record.waybill is None or record.waybill.tracking_no == parcel.tracking_no:
+        if _own(parcel, record.waybill):  # the parcel's own label, not a further child number
             parcel.print_count += 1
             parcel.printed_at = now
             fields = ["print_count", "printed_at", "updated_at"]
@@ -453,7 +461,7 @@ def _sender() -> SenderAddress | None:
 
 def label_data(parcel: Parcel, *, sender: SenderAddress | None = None, at=None) -> LabelData:
     """What one label shows, from a parcel (with prefetched lines and waybills)."""
-    waybill = next((w for w in _live_waybills(parcel) if w.parent_id is None), None)
+    waybill = next((w for w in _live_waybills(parcel) if _own(parcel, w)), None)
     orders = _orders(parcel)
     first = orders[0] if orders else None
     address = ""
@@ -543,7 +551,7 @@ def render_pdf(batch_id: int) -> ShipBatch:
         PrintRecord.objects.bulk_create(
             PrintRecord(
                 parcel=parcel,
-                waybill=next((w for w in _live_waybills(parcel) if w.parent_id is None), None),
+                waybill=next((w for w in _live_waybills(parcel) if _own(parcel, w)), None),
                 batch=batch,
                 kind=PrintRecord.Kind.PDF,
                 status=PrintRecord.Status.SENT,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from logistics import views_admin, views_pack, views_tracking
+from logistics import views, views_admin, views_pack, views_tracking
 
 app_name = "logistics"
 
@@ -47,4 +47,12 @@ urlpatterns = [
     path("tracking/parcels/<int:parcel_id>/", views_tracking.timeline, name="tracking_timeline"),
     path("tracking/parcels/<int:parcel_id>/pull/", views_tracking.timeline_pull, name="tracking_pull"),
     path("tracking/intercepts/close/", views_tracking.intercepts_close, name="intercepts_close"),
+    # the shipping workbench (views)
+    path("", views.workbench, name="workbench"),
+    path("bulk/", views.bulk_action, name="bulk"),
+    path("batches/<int:batch_id>/", views.batch_status, name="batch"),
+    path("batches/<int:batch_id>/download/", views.batch_download, name="batch_download"),
+    path("parcels/<int:parcel_id>/prints/", views.parcel_prints, name="parcel_prints"),
+    path("print/jobs/", views.print_jobs, name="print_jobs"),
+    path("print/result/", views.print_result, name="print_result"),
 ]

@@ -72,6 +72,7 @@ PARAM_OBJECT = {
     "rule_id": "carrier_rule",
     "sender_id": "sender",
     "batch_id": "ship_batch",
+    "parcel_id": "parcel",
 }
 BASENAME_OBJECT = {
     "user": "user",

@@ -123,6 +123,11 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             name="王仓管", mobile="13800000000", province="浙江省", city="杭州市", detail="1 号仓"
         )
 
+        from logistics import services as parcel_services
+        from logistics.models import Parcel
+
+        parcel_services.ensure_parcels()
+        world.ids.update(parcel=Parcel.objects.order_by("id").values_list("pk", flat=True).first() or 0)
         world.ids.update(
             stock_level=StockLevel.objects.get(sku=sku).pk,
             ledger=StockLedgerEntry.objects.filter(sku=sku).first().pk,

@@ -14,11 +14,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from channels import services as channel_services
 from channels.models import Store
-from channels.types import ShipFrom, WaybillItem, WaybillRequest
+from channels.types import ShipFrom
 from inventory.models import Goods, Sku
 from inventory.services import receive_stock
 from logistics import services as parcels
-from logistics.models import Parcel, Waybill
+from logistics.models import CarrierRule, Parcel, SenderAddress, Waybill, WaybillAccount
 from orders import services as orders
 from orders.models import Order
 from sandbox.world import OrderItemSpec, World
@@ -63,42 +63,33 @@ def parcel_of(order: Order) -> Parcel:
     return Parcel.objects.filter(lines__order_line__order=order).exclude(status="cancelled").distinct().get()
 
 
-def take(parcel: Parcel, *, carrier: str = "zto", child_count: int = 0) -> Waybill:
-    """Take a number for ``parcel`` through its shop's connector and record it as the waybills
-    service does (key stored, issued, print data, parcel NUMBERED)."""
-    store = parcel.store
-    connector = channel_services.connector_for(store)
-    account = next(a for a in connector.list_waybill_accounts() if a.carrier == carrier)
-    order_ids = sorted(
-        {pl.order_line.order.platform_order_id for pl in parcel.lines.select_related("order_line__order")}
-    )
-    request = WaybillRequest(
-        key=f"t-{parcel.pk}-{uuid.uuid4().hex[:12]}", carrier_code=account.carrier_code,
-        platform_order_ids=tuple(order_ids), sender=SENDER, items=(WaybillItem("纯棉T恤", 1),),
-        account_id=account.account_id, branch_code=account.branch_code, child_count=child_count,
-    )  # fmt: skip
-    taken = connector.take_waybill(request)
+def take(parcel: Parcel, *, carrier: str = "zto") -> Waybill:
+    """Take the parcel's number through ``logistics.waybills`` (its shop's accounts synced, a
+    carrier rule for ``carrier``, a sender address); a multi-piece carrier gives parcels 2..n
+    of the fulfilment child numbers."""
+    from logistics import waybills
 
-    def record(w, parent=None) -> Waybill:
-        return Waybill.objects.create(
-            parcel=parcel, store=store, key=request.key if parent is None else f"{request.key}-{w.tracking_no}",
-            carrier=w.carrier, platform_carrier_code=w.carrier_code, tracking_no=w.tracking_no,
-            platform_waybill_id=w.platform_waybill_id, parent=parent, sort_code=w.sort_code,
-            short_address=w.short_address, package_center=w.package_center,
-            print_data=w.print_info.print_data, print_sign=w.print_info.sign, print_key=w.print_info.key,
-            template_url=w.print_info.template_url, status=Waybill.Status.ISSUED, attempts=1,
+    prepare_shop(parcel.store, carrier=carrier)
+    return waybills.take_for_parcel(parcel)
+
+
+def prepare_shop(store: Store, *, carrier: str = "zto") -> None:
+    """What taking numbers needs: a sender address, the shop's e-waybill accounts, a rule that
+    chooses ``carrier`` for the shop."""
+    from logistics import waybills
+
+    if not SenderAddress.objects.exists():
+        SenderAddress.objects.create(
+            name=SENDER.name, mobile=SENDER.mobile, province=SENDER.province, city=SENDER.city,
+            district=SENDER.district, street=SENDER.street, detail=SENDER.detail, is_default=True,
         )  # fmt: skip
-
-    main = record(taken)
-    for child in taken.children:
-        record(child, parent=main)
-    parcel.status, parcel.tracking_no, parcel.carrier = (
-        Parcel.Status.NUMBERED,
-        taken.tracking_no,
-        taken.carrier,
+    if not WaybillAccount.objects.filter(store=store).exists():
+        waybills.sync_accounts(store)
+    CarrierRule.objects.filter(store_ids__contains=[store.pk]).exclude(carrier=carrier).delete()
+    CarrierRule.objects.get_or_create(
+        name=f"{store.platform}-{carrier}",
+        defaults={"priority": 1, "store_ids": [store.pk], "carrier": carrier},
     )
-    parcel.save(update_fields=["status", "tracking_no", "carrier", "updated_at"])
-    return main
 
 
 class ComponentClient:

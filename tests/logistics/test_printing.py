@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from logistics import printing
+from logistics import services as parcel_services
 from logistics.models import Parcel, PrintRecord, SenderAddress, ShipBatch, Waybill
 from logistics.tasks import render_pdf_task, report_printed_task
 from sandbox.seed import seed_default_world
@@ -210,21 +211,32 @@ def test_parcels_that_cannot_print_are_refused_each_with_a_reason(server, stores
     assert PrintRecord.objects.filter(parcel__in=[new, manual]).count() == 0
 
 
-def test_each_child_number_is_a_document_of_its_own(server, stores):
-    parcel = numbered(server, stores["wechat"], 1, carrier="sf", child_count=2)
-    jobs = printing.print_jobs([parcel.pk])
-    numbers = list(
-        Waybill.objects.filter(parcel=parcel)
-        .order_by("parent_id", "id")
-        .values_list("tracking_no", flat=True)
+def test_a_multi_piece_shipment_prints_each_child_number_on_its_parcel(server, stores):
+    """WeChat SF: one fulfilment as three parcels; parcel 1 takes the number, parcels 2 and 3
+    child numbers under it (logistics.waybills); each parcel prints its own label, n/m."""
+    order = place(server.world, stores["wechat"], 3)
+    parcel = parcel_of(order)
+    [line] = parcel.lines.all()
+    parcel_services.plan_parcels(
+        fulfilment=parcel.fulfilment_id, parcels=[{line.order_line_id: 1} for _ in range(3)]
     )
-    assert len(jobs) == 3 and {j["tracking_no"] for j in jobs} == set(numbers)
+    parcels = list(
+        Parcel.objects.filter(fulfilment_id=parcel.fulfilment_id).exclude(status=P.CANCELLED).order_by("seq")
+    )
+    take(parcels[0], carrier="sf")
+    for p in parcels:
+        p.refresh_from_db()
+    children = Waybill.objects.filter(parent__parcel=parcels[0])
+    assert sorted(children.values_list("parcel_id", flat=True)) == [parcels[1].pk, parcels[2].pk]
+    jobs = printing.print_jobs([p.pk for p in parcels])
+    assert [j["tracking_no"] for j in jobs] == [p.tracking_no for p in parcels]
     assert [j["document"]["printNum"] for j in jobs] == [{"curNum": n, "sumNum": 3} for n in (1, 2, 3)]
     assert [j["document"]["customInfo"]["data"]["parcel"] for j in jobs] == ["1/3", "2/3", "3/3"]
     report(print_through_component(server, jobs))
-    parcel.refresh_from_db()
-    assert (parcel.status, parcel.print_count) == (P.PRINTED, 1)  # one parcel printed once
-    assert all(server.world.print_counts(component="wechat").get(n) == 1 for n in numbers)
+    for p in parcels:
+        p.refresh_from_db()
+        assert (p.status, p.print_count) == (P.PRINTED, 1)
+    assert all(server.world.print_counts(component="wechat").get(p.tracking_no) == 1 for p in parcels)
 
 
 def test_printed_not_shipped_lists_old_prints_that_did_not_leave(server, stores):
