@@ -257,3 +257,26 @@ def test_a_refused_write_back_gives_up_visibly_and_can_be_retried(shops, setting
     wb.refresh_from_db()
     assert wb.status == W.ACCEPTED
     assert actions(shops, order) == {parcel.tracking_no: 1}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_multi_piece_sf_shipment_writes_back_the_parent_and_child_numbers(shops, platform):
+    from logistics.models import CarrierRule, Waybill
+
+    CarrierRule.objects.create(name="顺丰", priority=1, carrier="sf")
+    order = shops.order(platform, 2)
+    line = order.lines.get()
+    parcels = parcel_services.plan_parcels(
+        fulfilment=fulfilment_of(order), parcels=[{line.pk: 1}, {line.pk: 1}]
+    )
+    waybills.take_for_parcel(parcels[0], connect=connect)
+    for p in parcels:
+        p.refresh_from_db()
+    assert all(p.tracking_no for p in parcels)
+    child = Waybill.objects.get(parcel=parcels[1])
+    assert child.parent_id  # a child number (子母件) under parcel 1's
+    assert ship_parcels([p.pk for p in parcels]).ok
+    drain()
+    assert set(WriteBack.objects.values_list("status", flat=True)) == {W.ACCEPTED}
+    assert platform_numbers(shops, order) == {p.tracking_no for p in parcels}
+    assert actions(shops, order) == {p.tracking_no: 1 for p in parcels}
