@@ -46,7 +46,7 @@ from orders.models import Fulfilment, LineStatus, Order, OrderLine
 logger = logging.getLogger(__name__)
 P = Parcel.Status
 DEADLOCK_RETRIES = 3
-CHUNK = 100  # parcels per transaction
+CHUNK = 50  # parcels per transaction (the stock rows stay locked for one chunk)
 
 
 @dataclass
@@ -122,7 +122,12 @@ def _ship(ids: list[int], *, actor) -> ShipResult:
     stock.lock_stock(sku_ids={sku for *_, sku in contents if sku})
     order_ids = sorted({order_id for _, _, order_id, _ in contents})
     orders = {o.pk: o for o in Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk")}
-    parcels = list(Parcel.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    parcels = list(
+        Parcel.objects.select_for_update(of=("self",))
+        .select_related("store")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
     missing = set(ids) - {p.pk for p in parcels}
     for pk in sorted(missing):
         result.errors[pk] = gettext("parcel %(id)s does not exist") % {"id": pk}
@@ -134,6 +139,11 @@ def _ship(ids: list[int], *, actor) -> ShipResult:
     lines_of: dict[int, list[ParcelLine]] = defaultdict(list)
     for pl in ParcelLine.objects.filter(parcel_id__in=ids).select_related("order_line").order_by("id"):
         lines_of[pl.parcel_id].append(pl)
+    waybill_codes = dict(
+        Waybill.objects.filter(parcel_id__in=ids, status=Waybill.Status.ISSUED, parent__isnull=True)
+        .order_by("id")
+        .values_list("parcel_id", "platform_carrier_code")
+    )  # the newest per parcel wins
     touched_fulfilments: set[int] = set()
     now = timezone.now()
     for parcel in parcels:
@@ -144,7 +154,14 @@ def _ship(ids: list[int], *, actor) -> ShipResult:
         if not why:
             try:
                 with transaction.atomic():
-                    result.write_backs += _ship_one(parcel, lines_of[parcel.pk], orders, actor=actor, now=now)
+                    result.write_backs += _ship_one(
+                        parcel,
+                        lines_of[parcel.pk],
+                        orders,
+                        actor=actor,
+                        now=now,
+                        code=waybill_codes.get(parcel.pk, ""),
+                    )
             except ValidationError as exc:
                 why = "; ".join(exc.messages)
         if why:
@@ -188,11 +205,13 @@ def _refusal(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], 
     return ""
 
 
-def _ship_one(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], *, actor, now) -> list[int]:
+def _ship_one(
+    parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], *, actor, now, code: str
+) -> list[int]:
     by_order: dict[int, dict[int, int]] = defaultdict(dict)
     for pl in lines:
         by_order[pl.order_line.order_id][pl.order_line_id] = pl.quantity
-    carrier_code = shipping_code(parcel)
+    carrier_code = carriers.shipping_code(parcel.store.platform, parcel.carrier, ewaybill_code=code)
     write_backs = []
     for order_id in sorted(by_order):
         order = orders[order_id]
@@ -213,18 +232,15 @@ def _ship_one(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order],
             actor=actor,
         )
         platform_lines = {line.pk: line.platform_line_id for line in order_lines}
-        write_back, _ = WriteBack.objects.get_or_create(
+        # The parcel is locked and was not shipped: no write-back of it exists yet.
+        write_back = WriteBack.objects.create(
             parcel=parcel,
             order_id=order_id,
-            defaults={
-                "key": write_back_key(parcel.pk, order_id),
-                "lines": []
-                if whole
-                else [[platform_lines[pk], qty] for pk, qty in sorted(quantities.items())],
-                "carrier_code": carrier_code,
-                "tracking_no": parcel.tracking_no,
-                "next_attempt_at": now,
-            },
+            key=write_back_key(parcel.pk, order_id),
+            lines=[] if whole else [[platform_lines[pk], qty] for pk, qty in sorted(quantities.items())],
+            carrier_code=carrier_code,
+            tracking_no=parcel.tracking_no,
+            next_attempt_at=now,
         )
         write_backs.append(write_back.pk)
     parcel.status, parcel.shipped_at, parcel.error = P.SHIPPED, now, ""

@@ -982,13 +982,19 @@ def lines_shipped(
             )
     for line_id, qty in sorted(quantities.items()):
         line = lines[line_id]
-        stock.ship_reserved(
-            source_key=line.reservation_key,
-            quantity=qty,
-            key=line_keys[line_id],
-            sku=line.sku,
-            reason=f"shipped {tracking_no}",
-        )
+        try:
+            stock.ship_reserved(
+                source_key=line.reservation_key,
+                quantity=qty,
+                key=line_keys[line_id],
+                sku=line.sku,
+                reason=f"shipped {tracking_no}",
+            )
+        except ValueError as exc:  # the reservation does not hold it (released or short)
+            raise ValidationError(
+                gettext("order %(id)s line %(line)s: %(error)s")
+                % {"id": order.platform_order_id, "line": line.platform_line_id, "error": exc}
+            ) from exc
         line.shipped_quantity += qty
         if line.shipped_quantity == line.quantity:
             line.status = LineStatus.SHIPPED
@@ -1006,9 +1012,9 @@ def lines_shipped(
     }
     target = S.SHIPPED if done else S.PARTIALLY_SHIPPED
     if order.status != target:
-        event = status.transition(order, target, source=source, actor=actor, message=message, kind="shipped")
-        event.after = {**event.after, **after}
-        event.save(update_fields=["after"])
+        status.transition(
+            order, target, source=source, actor=actor, message=message, kind="shipped", details=after
+        )
     else:
         _event(order, "shipped", source=source, actor=actor, message=message, after=after)
     return True

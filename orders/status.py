@@ -44,8 +44,10 @@ def transition(
     actor=None,
     message: str = "",
     kind: str = "status_changed",
+    details: dict | None = None,
 ) -> OrderEvent | None:
-    """Move ``order`` to ``to`` (saved) and record it; a no-op when it is already there."""
+    """Move ``order`` to ``to`` (saved) and record it (``details`` join the event's ``after``);
+    a no-op when it is already there."""
     if order.status == to:
         return None
     if not can_transition(order, to):
@@ -60,5 +62,5 @@ def transition(
         actor=actor,
         message=message,
         before={"status": before},
-        after={"status": to},
+        after={**(details or {}), "status": to},
     )

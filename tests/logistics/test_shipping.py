@@ -320,3 +320,17 @@ def test_the_write_back_carrier_code_is_the_platform_shipping_code(store, skus):
         Waybill.objects.filter(parcel=parcel).update(platform_carrier_code="YUNDA")
         parcel.refresh_from_db()
         assert shipping.shipping_code(parcel) == expected
+
+
+def test_a_parcel_whose_reservation_is_gone_is_refused_alone(store, skus):
+    from inventory import services as stock
+
+    orders.set_rule(kind="auto_merge", enabled=False)
+    a, b = (ingest(store, oid, receiver=receiver(oid)) for oid in ("Z1", "Z2"))
+    pa, pb = (number(live(open_fulfilment(o))[0]) for o in (a, b))
+    stock.release_reservation(source_key=a.lines.get().reservation_key, reason="lost track")
+    result = shipping.ship_parcels([pa.pk, pb.pk])
+    assert result.shipped == [pb.pk] and "no active reservation" in result.errors[pa.pk]
+    a.refresh_from_db()
+    assert a.status == OrderStatus.APPROVED and not WriteBack.objects.filter(order=a).exists()
+    assert stock_selectors.ledger_mismatches() == []
