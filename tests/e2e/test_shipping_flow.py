@@ -39,6 +39,8 @@ from tests.e2e.conftest import wait_until
 from tests.e2e.test_channel_sync import connect, register_tool_apps
 from tests.logistics.shipping_rig import ComponentClient
 from tests.logistics.test_labels import decode_pages
+from tests.logistics.test_writeback import SHIP_PATHS
+from tests.logistics.waybill_world import EWAYBILL_PATHS
 
 PLATFORMS = ("douyin", "kuaishou", "wechat")
 SEED = 1313
@@ -437,5 +439,106 @@ def test_300_orders_on_three_shops_are_numbered_printed_verified_shipped_and_tra
                 "write_backs": WriteBack.objects.count(),
             }
         print(stats)
+    finally:
+        rig.close()
+
+
+# Half the calls fail: refusals, gateway errors, and replies lost after the platform acted
+# (a timeout or a 502/504 although the number was issued / the shipment recorded).
+HALF_FAILING = {
+    "error_rate": 0.1,
+    "http_5xx_rate": 0.1,
+    "lost_reply_rate": 0.15,
+    "lost_reply_5xx_rate": 0.15,
+    "timeout_seconds": 0.8,
+    "qps": 0,
+}
+
+
+def test_with_half_the_waybill_and_ship_calls_failing_every_parcel_has_one_number_and_each_write_back_lands_once(
+    tmp_path, settings, committed_tenant, tenant_worker
+):
+    rig = Rig(tmp_path, settings, committed_tenant, "lossy-e2e", orders_per_shop=20)
+    try:
+        placed = rig.place_orders()
+        rig.connect_and_stock()
+        rig.pull_and_ingest(expected_ecbao_orders(rig))
+        with rig.in_tenant():
+            user = owner(rig)
+            approve_all(user)
+            parcel_services.ensure_parcels()
+            shape_parcels(rig, placed, user)
+            for store in rig.stores.values():
+                waybills.sync_accounts(store)
+            ids = sorted(Parcel.objects.filter(status=Parcel.Status.NEW).values_list("pk", flat=True))
+        connection.set_schema_to_public()
+        paths = {p: (EWAYBILL_PATHS[p], *SHIP_PATHS[p]) for p in PLATFORMS}
+        for platform, platform_paths in paths.items():
+            for path in platform_paths:
+                rig.server.faults.set(platform, path, **HALF_FAILING)
+        # --- a while under faults: a batch, then retries of what failed, ship, send
+        batches = 0
+        for _ in range(3):
+            with rig.in_tenant():
+                left = list(
+                    Parcel.objects.filter(pk__in=ids, status=Parcel.Status.NEW).values_list("pk", flat=True)
+                )
+                batch = waybills.start_take(left, actor=user) if left else None
+            connection.set_schema_to_public()
+            if batch is None:
+                break
+            batches += 1
+            assert rig.wait_batch(batch.pk, timeout=300)
+        with rig.in_tenant():
+            numbered = list(
+                Parcel.objects.filter(pk__in=ids, status=Parcel.Status.NUMBERED).values_list("pk", flat=True)
+            )
+            assert shipping.ship_parcels(numbered, actor=user).ok
+            for _ in range(4):
+                writeback.send_due(limit=500)
+            under_faults = WriteBack.objects.exclude(status=WriteBack.Status.ACCEPTED).count()
+        connection.set_schema_to_public()
+        faults_seen = {
+            kind: {
+                "lost_replies": sum(
+                    1 for p in PLATFORMS for path in kind_paths[p]
+                    for c in rig.world.calls(platform=p, path=path, ok=True) if c.fault
+                ),
+                "failed": sum(len(rig.world.calls(platform=p, path=path, ok=False)) for p in PLATFORMS for path in kind_paths[p]),
+            }
+            for kind, kind_paths in (("waybill", {p: (EWAYBILL_PATHS[p],) for p in PLATFORMS}), ("ship", SHIP_PATHS))
+        }  # fmt: skip
+        # --- the platforms recover: finish what is left
+        for platform in PLATFORMS:
+            rig.server.faults.clear(platform)
+            rig.server.faults.set(platform, "*", qps=0)
+        with rig.in_tenant():
+            left = list(
+                Parcel.objects.filter(pk__in=ids, status=Parcel.Status.NEW).values_list("pk", flat=True)
+            )
+            batch = waybills.start_take(left, actor=user) if left else None
+        connection.set_schema_to_public()
+        if batch is not None:
+            assert rig.wait_batch(batch.pk, timeout=300)
+        with rig.in_tenant():
+            rest = list(
+                Parcel.objects.filter(pk__in=ids, status=Parcel.Status.NUMBERED).values_list("pk", flat=True)
+            )
+            assert shipping.ship_parcels(rest, actor=user).ok
+        connection.set_schema_to_public()
+        rig.drain_write_backs()
+        with rig.in_tenant():
+            check_one_number_per_parcel(rig, ids)
+            check_shops_show_ecbao_tracking(rig, ids)  # each (order, number) shipped exactly once
+            assert WriteBack.objects.filter(attempts__gt=1).exists()  # the faults did bite the write-backs
+            assert (
+                Waybill.objects.filter(attempts__gt=1).exists()
+                or Waybill.objects.filter(status="failed").exists()
+            )
+            check_stock(rig)
+        # On both kinds of call, replies were lost after the platform acted, and calls failed.
+        assert all(n > 0 for seen in faults_seen.values() for n in seen.values()), faults_seen
+        print({"parcels": len(ids), "batches_under_faults": batches, "faults": faults_seen,
+               "write_backs_open_under_faults": under_faults})  # fmt: skip
     finally:
         rig.close()
