@@ -21,16 +21,17 @@ def take_waybills_task(batch_id: int) -> dict:
 
 
 @shared_task(acks_late=True, max_retries=0)
-def send_write_backs_task(limit: int = 200) -> int:
-    """Send due write-backs (beat, and a kick after each shipping commit). Rows are claimed
-    with SKIP LOCKED, so overlapping runs share the work instead of repeating it."""
+def send_write_backs_task(limit: int = 20) -> int:
+    """Send due write-backs (beat, and a kick after each shipping commit) until none is due.
+    Rows are claimed ``limit`` at a time with SKIP LOCKED, so overlapping runs (several
+    workers, several kicks) share the work instead of queueing behind one another."""
     from logistics import writeback
 
     total = 0
     while True:
-        accepted = writeback.send_due(limit=limit)
+        claimed, accepted = writeback.send_round(limit=limit)
         total += accepted
-        if accepted < limit:
+        if not claimed:
             return total
 
 

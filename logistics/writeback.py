@@ -88,6 +88,11 @@ def _claim(*, ids: list[int] | None = None, limit: int = 100) -> list[WriteBack]
 
 def send_due(limit: int = 100, connect: Callable | None = None) -> int:
     """Send up to ``limit`` due write-backs; returns how many the platforms accepted."""
+    return send_round(limit=limit, connect=connect)[1]
+
+
+def send_round(*, limit: int, connect: Callable | None = None) -> tuple[int, int]:
+    """One round of ``send_due``: (claimed, accepted)."""
     claimed = _claim(limit=limit)
     connectors: dict[int, object] = {}
     accepted = 0
@@ -99,7 +104,7 @@ def send_due(limit: int = 100, connect: Callable | None = None) -> int:
             http = getattr(connector, "http", None)
             if http is not None:
                 http.close()
-    return accepted
+    return len(claimed), accepted
 
 
 def send(write_back: WriteBack | int, connect: Callable | None = None) -> str:
