@@ -37,7 +37,7 @@ from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -216,7 +216,10 @@ def _document(*, dialect: str, task_id: str, waybill: Waybill, custom: dict, pie
 
 
 def _is_printed(parcel: Parcel) -> bool:
-    return parcel.print_count > 0 or parcel.prints.filter(status=PrintRecord.Status.PRINTED).exists()
+    was_printed = getattr(parcel, "was_printed", None)
+    if was_printed is None:
+        was_printed = parcel.prints.filter(status=PrintRecord.Status.PRINTED).exists()
+    return parcel.print_count > 0 or was_printed
 
 
 def _parcels(ids: Iterable[int]) -> list[Parcel]:
@@ -224,6 +227,11 @@ def _parcels(ids: Iterable[int]) -> list[Parcel]:
     found = {
         p.pk: p
         for p in Parcel.objects.filter(pk__in=ids)
+        .annotate(
+            was_printed=Exists(
+                PrintRecord.objects.filter(parcel=OuterRef("pk"), status=PrintRecord.Status.PRINTED)
+            )
+        )
         .select_related("store")
         .prefetch_related(
             Prefetch("lines", queryset=ParcelLine.objects.select_related("order_line__order").order_by("id")),

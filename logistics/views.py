@@ -31,6 +31,7 @@ from tenants.accounts.permissions import capability_required, has_capability
 
 PAGE_SIZE = 50
 MAX_BULK = 1000  # a whole tab at most this many parcels per action
+PRINTED_NOT_SHIPPED_HOURS = 24  # printed longer ago than this and not shipped: an alert
 TAB_VALUES = [value for value, _label, _states in selectors.TABS]
 
 
@@ -77,6 +78,9 @@ def _workbench(params: QueryDict, **extra) -> dict:
     )
     counts = selectors.tab_counts(store_id=store_id)
     store = str(store_id or "")
+    lying = printing.printed_not_shipped(hours=PRINTED_NOT_SHIPPED_HOURS)
+    if store_id:
+        lying = lying.filter(store_id=store_id)
     return {
         "tab": tab,
         "store_id": store,
@@ -90,6 +94,8 @@ def _workbench(params: QueryDict, **extra) -> dict:
         "filter_query": _query(tab=tab, store=store),
         "page_query": params.urlencode(),
         "paged": bool(params.get("after") or params.get("before")),
+        "printed_not_shipped": lying.count(),
+        "printed_not_shipped_hours": PRINTED_NOT_SHIPPED_HOURS,
         **extra,
     }
 

@@ -199,3 +199,20 @@ def test_ship_reports_each_parcel(server, stores, owner):
     printed.refresh_from_db()
     assert printed.status == P.SHIPPED and WriteBack.objects.filter(parcel=printed).count() == 1
     assert counts(response)["shipped"] == 1
+
+
+def test_parcels_printed_long_ago_and_not_shipped_raise_a_notice(server, stores, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    fresh = numbered(server, stores["douyin"], 1, buyer=1)
+    Parcel.objects.filter(pk=fresh.pk).update(status=P.PRINTED, print_count=1, printed_at=timezone.now())
+    assert 'data-testid="printed-not-shipped"' not in owner.get("/shipping/").content.decode()
+    old = numbered(server, stores["wechat"], 1, buyer=1)
+    Parcel.objects.filter(pk=old.pk).update(
+        status=P.PRINTED, print_count=1, printed_at=timezone.now() - timedelta(hours=30)
+    )
+    html = owner.get("/shipping/").content.decode()
+    assert "1 个包裹打印已超过 24 小时仍未发货。" in html
+    assert "printed-not-shipped" not in owner.get(f"/shipping/?store={stores['douyin'].pk}").content.decode()
