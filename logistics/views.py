@@ -65,6 +65,8 @@ def _rows(parcels: list[Parcel]) -> list[dict]:
                 "receiver": first,
                 "lines": list(parcel.lines.all()),
                 "carrier_name": carriers.name_of(parcel.carrier) if parcel.carrier else "",
+                # the countdown column (logistics.tracking): the earliest promised ship-by time
+                "ship_by": min((o.ship_by for o in orders if o.ship_by), default=None),
             }
         )
     return rows

@@ -97,3 +97,19 @@ def test_countdown_filter_for_the_workbench(settings):
         Context({"ship_by": soon, "none": None})
     )
     assert html == '<span class="countdown countdown-soon" data-testid="countdown">剩 2 小时 30 分</span>|'
+
+
+def test_the_workbench_shows_the_ship_by_countdown_and_the_carrier_status(store, skus, as_role):
+    now = timezone.now()
+    waiting = ingest(store, "WB1", ship_by=now - timedelta(hours=3, minutes=10))
+    _, shipped = shipped_order(store, "WB2", "ZT303")
+    tracking.record(
+        shipped, [TrackingEvent(at(5), TrackingStatus.IN_TRANSIT, "【杭州市】快件已发往 杭州转运中心")]
+    )
+    client = as_role("warehouse")
+    html = client.get("/shipping/?tab=to_print").content.decode()
+    assert waiting.platform_order_id in html
+    assert "最晚发货" in html and 'class="countdown countdown-late"' in html and "超时 3 小时 10 分" in html
+    html = client.get("/shipping/?tab=shipped").content.decode()
+    assert "ZT303" in html and 'data-testid="parcel-tracking"' in html and "运输中" in html
+    assert f"/shipping/tracking/parcels/{shipped.pk}/" in html
