@@ -7,7 +7,8 @@ table reloading with the numbers → 打印: static/logistics/print.js hands eac
 platform's print component. The Kuaishou component is not running at first: the page says so
 and those tasks are journaled as failed; the others print. Once it runs, 打印 again prints the
 rest. The sandbox components' journal shows every number printed exactly once, the rows moved
-to 待发货, and WeChat was told of each print."""
+to 待发货, and WeChat was told of each print. A second test restarts a component while a label is
+on its way: the page reconnects and asks for the task's status."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from channels.routing.models import PlatformApp
+from inventory.models import Goods, Sku
+from inventory.services import receive_stock
 from logistics.models import Parcel, PrintRecord
+from sandbox.printer import PrintComponent, PrinterSettings
 from sandbox.seed import seed_default_world
 from sandbox.server import SandboxServer, ServerOptions
 from sandbox.world import World
 from tests.e2e.conftest import OWNER_PASSWORD, wait_until
-from tests.logistics.shipping_rig import PLATFORMS, connect_stores, parcel_of, place, prepare_shop
+from tests.e2e.test_channel_sync import connect as connect_shop
+from tests.e2e.test_channel_sync import register_tool_apps
+from tests.logistics.shipping_rig import PLATFORMS, connect_stores, parcel_of, place, prepare_shop, take
 
 pytestmark = pytest.mark.browser
 P = Parcel.Status
@@ -160,6 +166,78 @@ def test_operator_takes_numbers_and_prints_a_batch(
         connection.set_schema_to_public()
         told = world.call_counts(platform="wechat", path="/channels/ec/logistics/ewaybill/biz/order/print")
         assert sum(told.values()) == 2
+    finally:
+        if page is not None:
+            page.close()
+        server.stop()
+        connection.set_schema_to_public()
+        PlatformApp.objects.filter(app_key__in=app_keys).delete()
+        world.close()
+
+
+def test_a_dropped_component_connection_is_reopened_and_the_task_asked_for(
+    tmp_path, settings, committed_tenant, browser, live_url
+):
+    """The Douyin component restarts while a label is on its way: the page reconnects, asks
+    ``getTaskStatus`` (the restarted component answers from its journal) and records the print
+    once — nothing printed twice, nothing left unknown."""
+    world = World(str(tmp_path / "world.sqlite3"), seed=2028)
+    seed_default_world(world, platforms=("douyin",), shops_per_platform=1, buyers=5, product_count=3)
+    server = SandboxServer(world, ServerOptions(ports={"status": 0, "douyin": 0}, simulate=False, push=False))
+    server.faults.set("douyin", "*", qps=0)
+    for sku in world.skus(world.shops("douyin")[0].shop_id):
+        world.set_stock(sku.sku_id, 10_000)
+    server.start()
+    app_keys = [a.app_key for a in world.apps()]
+    page = None
+    slug = "ship-reconnect"
+    try:
+        settings.CHANNEL_BASE_URLS = {"douyin": server.urls["douyin"]}
+        settings.PRINT_COMPONENT_URLS = dict(server.print_urls)
+        tenant = committed_tenant(slug)
+        with schema_context(tenant.schema_name):
+            register_tool_apps(world)
+            store = connect_shop(world, "douyin", world.shops("douyin")[0].shop_id)[0]
+            goods = Goods.objects.create(name="货品")
+            for sku in world.skus(world.shops("douyin")[0].shop_id):
+                receive_stock(
+                    sku=Sku.objects.create(goods=goods, merchant_code=sku.code, name=sku.code),
+                    quantity=50,
+                    reason="x",
+                )
+            parcel = parcel_of(place(world, store, 1))
+            take(parcel)
+            parcel.refresh_from_db()
+        connection.set_schema_to_public()
+        PrinterSettings.save(world, "douyin", delay_ms=1500)  # the label is still on its way when …
+
+        page = browser.new_page()
+        base = live_url.format(host=f"{slug}.localhost")
+        page.goto(base + "/accounts/login/")
+        page.fill("#id_username", f"{slug}-owner")
+        page.fill("#id_password", OWNER_PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(base + "/shipping/")
+        page.check("[data-testid=parcel-table] input[data-select-all]")
+        page.click("[data-testid=action-print]")
+        page.locator(f"#parcel-{parcel.pk} [data-print-status]").get_by_text(
+            "已发送，等待打印结果…"
+        ).wait_for()
+        old = server.printers["douyin"]
+        old.stop()  # … the component restarts (its connections close; its spool finishes the label)
+        restarted = PrintComponent(world, "douyin", port=old.port)
+        restarted.start()
+        server.printers["douyin"] = restarted
+        page.locator("[data-testid=print-status]").get_by_text("已打印 1 张，失败 0 张。").wait_for(
+            timeout=30_000
+        )
+        assert world.print_counts() == {parcel.tracking_no: 1}
+        with schema_context(tenant.schema_name):
+            parcel.refresh_from_db()
+            assert (parcel.status, parcel.print_count) == (P.PRINTED, 1)
+            [record] = PrintRecord.objects.filter(parcel=parcel)
+            assert record.status == "printed" and record.printer
+        connection.set_schema_to_public()
     finally:
         if page is not None:
             page.close()
