@@ -117,18 +117,25 @@ class ManualEntry:
 
 
 def _open_parcels(order: Order) -> list[Parcel]:
+    """The order's parcels waiting to ship (locked), made first where a fulfilment has none."""
     fulfilment_ids = list(
         Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN)
         .values_list("pk", flat=True)
         .distinct()
     )
-    if fulfilment_ids and order.status in WAITING_TO_SHIP:
+
+    def waiting() -> list[Parcel]:
+        return list(
+            Parcel.objects.select_for_update()
+            .filter(fulfilment_id__in=fulfilment_ids, status__in=(P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED))
+            .order_by("fulfilment_id", "seq")
+        )
+
+    parcels = waiting()
+    if order.status in WAITING_TO_SHIP and set(fulfilment_ids) - {p.fulfilment_id for p in parcels}:
         services.ensure_parcels(fulfilments=fulfilment_ids)
-    return list(
-        Parcel.objects.select_for_update()
-        .filter(fulfilment_id__in=fulfilment_ids, status__in=(P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED))
-        .order_by("fulfilment_id", "seq")
-    )
+        parcels = waiting()
+    return parcels
 
 
 def _parcels_of(order: Order):
