@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 
 import django_filters
@@ -57,6 +58,8 @@ from logistics.models import (
 )
 from orders.models import Order
 
+logger = logging.getLogger(__name__)
+
 MAX_IDS = 500
 INLINE_LABELS = 100  # more labels than this: a PDF batch (POST /labels/batch/)
 IDEMPOTENCY_TTL = 24 * 3600
@@ -94,6 +97,10 @@ class CancelSerializer(ParcelIdsSerializer):
 
 class LabelsSerializer(ParcelIdsSerializer):
     size = serializers.ChoiceField(choices=["76x130", "100x180"], default="76x130")
+
+
+class TakeTabSerializer(serializers.Serializer):
+    store = _id_field(required=False, help_text="One shop (its id); absent: every shop.")
 
 
 class IdsSerializer(serializers.Serializer):
@@ -535,7 +542,39 @@ class ParcelViewSet(ShippingAPI, mixins.ListModelMixin, mixins.RetrieveModelMixi
         )
 
     def get_serializer_class(self):
-        return ParcelDetailSerializer if self.action == "retrieve" else ParcelSerializer
+        return ParcelDetailSerializer if self.action in ("retrieve", "track") else ParcelSerializer
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ParcelDetailSerializer,
+            400: OpenApiResponse(
+                ERROR_ENVELOPE, description="The parcel has no tracking number (`invalid`)."
+            ),
+            409: OpenApiResponse(
+                ERROR_ENVELOPE, description="The platform could not be read (`platform_error`); try later."
+            ),
+        },
+        summary="Read the parcel's tracking events from its platform now",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    def track(self, request, pk=None):
+        from channels.errors import ChannelError
+        from logistics import tracking
+
+        parcel = self.get_object()
+        try:
+            tracking.pull(parcel)
+        except ValueError:
+            return error_response(code="invalid", message=_("The parcel has no tracking number yet."))
+        except (ChannelError, LookupError, PermissionError, NotImplementedError) as exc:
+            logger.info("tracking pull of parcel %s failed: %s", parcel.pk, exc)
+            return error_response(
+                code="platform_error",
+                message=str(exc)[:300] or type(exc).__name__,
+                http_status=status.HTTP_409_CONFLICT,
+            )
+        return Response(ParcelDetailSerializer(_parcels_detail().get(pk=parcel.pk)).data)
 
 
 @extend_schema_view(
@@ -563,6 +602,27 @@ class WaybillViewSet(ShippingAPI, mixins.ListModelMixin, mixins.RetrieveModelMix
         def run():
             data = _valid(ParcelIdsSerializer, request)
             batch = waybills.start_take(data["parcel_ids"], actor=request.user)
+            return Response(ShipBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+        return idempotent(request, run)
+
+    @extend_schema(
+        request=TakeTabSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            202: ShipBatchSerializer,
+            400: OpenApiResponse(ERROR_ENVELOPE, description="No parcel of the tab waits for a number."),
+            **_IDEMPOTENCY_ERRORS,
+        },
+        summary="Take numbers for every parcel of the 待打单 tab that has none (one shop, or all)",
+    )
+    @action(detail=False, methods=["post"], url_path="take-tab", filter_backends=[], pagination_class=None)
+    def take_tab(self, request):
+        from logistics import waybills
+
+        def run():
+            data = _valid(TakeTabSerializer, request)
+            batch = waybills.start_take_tab(store_id=data.get("store"), actor=request.user)
             return Response(ShipBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
 
         return idempotent(request, run)
