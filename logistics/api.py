@@ -229,6 +229,8 @@ class ParcelSerializer(serializers.ModelSerializer):
             "verified_at",
             "shipped_at",
             "tracking_status",
+            "tracking_pulled_at",
+            "tracking_error",
             "last_event_at",
             "delivered_at",
             "created_at",

@@ -297,3 +297,52 @@ def test_carrier_rules_crud_with_the_pages_checks(store, skus, api):
     assert api("delete", f"/api/v1/carrier-rules/{rule['id']}/", role=Role.VIEWER).status_code == 403
     assert api("delete", f"/api/v1/carrier-rules/{rule['id']}/").status_code == 204
     assert not CarrierRule.objects.exists()
+
+
+def test_take_the_whole_tab(store, skus, api):
+    waiting = [parcel_of(ingest(store, f"TT{i}")) for i in range(3)]
+    numbered(ingest(store, "TT9"), "73100000000051")  # has a number: not taken again
+    response = api("post", "/api/v1/waybills/take-tab/", {"store": store.pk})
+    assert response.status_code == 202, response.content
+    batch = ShipBatch.objects.get(pk=response.json()["id"])
+    assert sorted(batch.params["parcel_ids"]) == sorted(p.pk for p in waiting)
+    assert api("post", f"/api/v1/parcels/{waiting[0].pk}/track/").status_code == 400  # no number yet
+
+
+# --- against the sandbox over HTTP -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    from tests.logistics.waybill_world import start_sandbox
+
+    server = start_sandbox(tmp_path_factory.mktemp("api") / "world.sqlite3", buyers=10)
+    yield server
+    server.stop()
+    server.world.close()
+
+
+def test_a_number_entered_through_the_api_reaches_the_shop_and_its_trace_comes_back(sandbox, in_alpha, api):
+    from logistics import writeback
+    from sandbox import traces
+    from tests.logistics.waybill_world import connect_shops, world_order_id
+
+    shops = connect_shops(sandbox)
+    world = shops.world
+    world.set_setting(traces.EXCEPTION_RATE_SETTING, 0.0)
+    order = shops.order("douyin", 1)
+    number = world.new_tracking_no("ZTO")
+    entered = api(
+        "post", "/api/v1/shipments/manual/", {"order": order.pk, "carrier": "中通", "tracking_no": number}
+    )
+    assert entered.status_code == 200 and entered.json()["shipped"], entered.content
+    assert writeback.send_due(limit=10) == 1
+    assert world.tracking_numbers()[world_order_id(shops, order)] == [number]
+
+    parcel_id = entered.json()["parcel"]["id"]
+    traces.fast_forward(world, 80 * 3600, [number])
+    tracked = api("post", f"/api/v1/parcels/{parcel_id}/track/")
+    assert tracked.status_code == 200, tracked.content
+    body = tracked.json()
+    assert body["tracking_status"] == "delivered" and body["events"][0]["status"] == "collected"
+    assert [w["status"] for w in body["write_backs"]] == ["accepted"]
