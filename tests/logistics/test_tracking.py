@@ -312,3 +312,33 @@ def test_a_refund_after_shipment_asks_to_intercept_the_parcel_once(
     assert tracking.intercept_refunded() == 0  # handled: not asked again
     with pytest.raises(ValueError):
         tracking.request_intercept(parcel, delivered_order, actor=None, reason="wrong order")
+
+
+def test_a_logistics_inbox_message_is_processed_into_the_parcels_timeline(
+    store, skus, django_capture_on_commit_callbacks
+):
+    from channels import intake
+    from channels.models import InboxMessage, Store
+
+    wechat = Store.objects.create(
+        platform="wechat", platform_shop_id="gh_track", name="微信小店", app_key="wx-k"
+    )
+    order, parcel = shipped_order(store, "P1", "ZT777")
+    Parcel.objects.filter(pk=parcel.pk).update(store=wechat)
+    pushed = {"ToUserName": "gh_track", "MsgType": "event", "Event": "add_express_path", "DeliveryID": "ZTO",
+              "WayBillId": "ZT777", "OrderId": order.platform_order_id, "Version": 1, "Count": 2,
+              "Actions": [{"ActionTime": 1765000000, "ActionType": 100001, "ActionMsg": "【杭州市】已揽收"},
+                          {"ActionTime": "1765010000", "ActionType": 200001, "ActionMsg": "【杭州市】快件已发往 杭州转运中心"}]}  # fmt: skip
+    message = InboxMessage.objects.create(
+        platform="wechat", message_id="wx-track-1", store=wechat, topic="add_express_path",
+        payload={"kind": "logistics", "object_id": "ZT777", "platform_shop_id": "gh_track", "data": pushed},
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        processed = intake.process_inbox_message(message_id=message.pk)
+    assert processed.status == InboxMessage.Status.PROCESSED
+    parcel.refresh_from_db()
+    assert statuses(parcel) == [T.COLLECTED, T.IN_TRANSIT] and parcel.tracking_status == T.IN_TRANSIT
+    assert set(parcel.events.values_list("source", flat=True)) == {"push"}
+    with django_capture_on_commit_callbacks(execute=True):  # processed once: a second run changes nothing
+        intake.process_inbox_message(message_id=message.pk)
+    assert parcel.events.count() == 2
