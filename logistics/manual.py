@@ -497,6 +497,68 @@ def _error(report: ImportReport, number: int, column: str, message: str, values:
         report.errors.append(RowError(number, column, message, values))
 
 
+def _import_row(number, values, *, orders, report: ImportReport, labels, actor, to_ship) -> None:
+    """One row of an import (inside the chunk's transaction; the entry in a savepoint)."""
+    order_id, carrier_text, tracking_no, shop = values
+    if not order_id:
+        _error(report, number, labels["platform_order_id"], _("Enter the platform order number."), values)
+        return
+    matches = orders.get(order_id, [])
+    if not matches:
+        _error(report, number, labels["platform_order_id"], _("No order has this number."), values)
+        return
+    if shop:
+        matches = [o for o in matches if shop in (o.store.name, o.store.platform_shop_id)]
+        if not matches:
+            _error(report, number, labels["shop"], _("This shop has no order with this number."), values)
+            return
+    if len(matches) > 1:
+        _error(
+            report,
+            number,
+            labels["platform_order_id"],
+            _("Several shops have an order with this number: say which shop."),
+            values,
+        )
+        return
+    order = matches[0]
+    carrier = resolve_carrier(carrier_text, platform=order.platform)
+    if not carrier:
+        message = (
+            _("Unknown carrier “%(carrier)s”.") % {"carrier": carrier_text[:40]}
+            if carrier_text
+            else _("Enter the carrier.")
+        )
+        _error(report, number, labels["carrier"], message, values)
+        return
+    try:
+        cleaned = clean_tracking_no(carrier, tracking_no)
+    except ValidationError as exc:
+        _error(report, number, labels["tracking_no"], exc.messages[0], values)
+        return
+    try:
+        with transaction.atomic():
+            entry = _enter(order, carrier, cleaned, actor=actor)
+    except ValidationError as exc:
+        _error(report, number, "", exc.messages[0], values)
+        return
+    except IntegrityError:
+        _error(
+            report,
+            number,
+            labels["tracking_no"],
+            _("%(no)s is already the tracking number of another parcel.") % {"no": cleaned},
+            values,
+        )
+        return
+    if entry.changed:
+        report.entered += 1
+    else:
+        report.unchanged += 1
+    if entry.parcel.status != P.SHIPPED:
+        to_ship.setdefault(entry.parcel.pk, []).append((number, values))
+
+
 def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportReport:
     """Enter and ship the tracking numbers of a workbook (see the module docstring). Progress
     and the report (counts and row errors) are kept on ``batch`` (made when not given)."""
@@ -524,69 +586,11 @@ def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportRe
         chunk = rows[start : start + CHUNK]
         orders = _orders_by_id([values[0] for _n, values in chunk if values[0]])
         to_ship: dict[int, list[tuple[int, list[str]]]] = {}
-        for number, values in chunk:
-            order_id, carrier_text, tracking_no, shop = values
-            if not order_id:
-                _error(
-                    report, number, labels["platform_order_id"], _("Enter the platform order number."), values
+        with transaction.atomic():  # one commit per chunk; each row in a savepoint of its own
+            for number, values in chunk:
+                _import_row(
+                    number, values, orders=orders, report=report, labels=labels, actor=actor, to_ship=to_ship
                 )
-                continue
-            matches = orders.get(order_id, [])
-            if not matches:
-                _error(report, number, labels["platform_order_id"], _("No order has this number."), values)
-                continue
-            if shop:
-                matches = [o for o in matches if shop in (o.store.name, o.store.platform_shop_id)]
-                if not matches:
-                    _error(
-                        report, number, labels["shop"], _("This shop has no order with this number."), values
-                    )
-                    continue
-            if len(matches) > 1:
-                _error(
-                    report,
-                    number,
-                    labels["platform_order_id"],
-                    _("Several shops have an order with this number: say which shop."),
-                    values,
-                )
-                continue
-            order = matches[0]
-            carrier = resolve_carrier(carrier_text, platform=order.platform)
-            if not carrier:
-                message = (
-                    _("Unknown carrier “%(carrier)s”.") % {"carrier": carrier_text[:40]}
-                    if carrier_text
-                    else _("Enter the carrier.")
-                )
-                _error(report, number, labels["carrier"], message, values)
-                continue
-            try:
-                cleaned = clean_tracking_no(carrier, tracking_no)
-            except ValidationError as exc:
-                _error(report, number, labels["tracking_no"], exc.messages[0], values)
-                continue
-            try:
-                with transaction.atomic():
-                    entry = _enter(order, carrier, cleaned, actor=actor)
-            except ValidationError as exc:
-                _error(report, number, "", exc.messages[0], values)
-                continue
-            except IntegrityError:
-                _error(
-                    report,
-                    number,
-                    labels["tracking_no"],
-                    _("%(no)s is already the tracking number of another parcel.") % {"no": cleaned},
-                    values,
-                )
-                continue
-            if entry.changed:
-                report.entered += 1
-            else:
-                report.unchanged += 1
-            if entry.parcel.status != P.SHIPPED:
-                to_ship.setdefault(entry.parcel.pk, []).append((number, values))
         shipped, failures = _ship(sorted(to_ship), actor=actor)
         report.shipped += len(shipped)
         for parcel_id, error in failures.items():
