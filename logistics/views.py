@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from channels import carriers
 from channels.models import Store
 from channels.types import Platform
-from logistics import printing, selectors
+from logistics import printing, selectors, tracking
 from logistics import services as parcel_services
 from logistics.models import Parcel, ShipBatch
 from tenants.accounts.permissions import capability_required, has_capability
@@ -98,6 +98,8 @@ def _workbench(params: QueryDict, **extra) -> dict:
         "paged": bool(params.get("after") or params.get("before")),
         "printed_not_shipped": lying.count(),
         "printed_not_shipped_hours": PRINTED_NOT_SHIPPED_HOURS,
+        # tracking alerts (logistics.tracking): carrier exceptions, late orders, open intercepts
+        "tracking_alerts": tracking.alert_counts(),
         **extra,
     }
 

@@ -110,6 +110,13 @@ def test_the_workbench_shows_the_ship_by_countdown_and_the_carrier_status(store,
     html = client.get("/shipping/?tab=to_print").content.decode()
     assert waiting.platform_order_id in html
     assert "最晚发货" in html and 'class="countdown countdown-late"' in html and "超时 3 小时 10 分" in html
+    assert (
+        "1 个订单已超过承诺发货时间" in html
+        and "物流异常" not in html.split('data-testid="tracking-alerts"')[1][:300]
+    )
     html = client.get("/shipping/?tab=shipped").content.decode()
     assert "ZT303" in html and 'data-testid="parcel-tracking"' in html and "运输中" in html
     assert f"/shipping/tracking/parcels/{shipped.pk}/" in html
+    tracking.record(shipped, [TrackingEvent(at(9), TrackingStatus.EXCEPTION, "【成都市】快件滞留")])
+    html = client.get("/shipping/?tab=shipped").content.decode()
+    assert "1 个包裹物流异常" in html
