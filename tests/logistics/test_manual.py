@@ -253,6 +253,8 @@ def warehouse_client(alpha, alpha_client):
 
 def test_page_enters_one_number_and_imports_a_file(store, skus, warehouse_client):
     client = warehouse_client
+    workbench = client.get("/shipping/").content.decode()
+    assert 'data-testid="action-import-tracking"' in workbench and "/shipping/manual/" in workbench
     page = client.get("/shipping/manual/")
     assert page.status_code == 200 and "导入运单号" in page.content.decode()
 
