@@ -702,6 +702,9 @@ def _open_fulfilments(
     ] + [_EventRow(order, NOT_MERGED, "rule", "") for order in unmerged]
 
 
+_PLATFORM_DONE = (ChannelStatus.SHIPPED, ChannelStatus.COMPLETED, ChannelStatus.CANCELLED)
+
+
 def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: int | None) -> None:
     r = co.receiver
     order.channel_status = co.status.value
@@ -714,7 +717,12 @@ def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: 
     order.province, order.city, order.district = r.province[:40], r.city[:40], r.district[:40]
     order.receiver_fingerprint = fingerprint
     order.phone_tail = _phone_tail(r.phone.mask)
-    order.tracking_numbers = sorted({p.tracking_no for p in co.packages if p.tracking_no})
+    listed = {p.tracking_no for p in co.packages if p.tracking_no}
+    if order.status in status.SHIPPED_STATES and co.status not in _PLATFORM_DONE:
+        # ecbao shipped parcels whose write-back has not landed yet: keep their numbers until
+        # the platform says the whole order shipped (then its list is the truth).
+        listed |= set(order.tracking_numbers or ())
+    order.tracking_numbers = sorted(listed)
     order.buyer_remark, order.seller_remark = co.buyer_remark, co.seller_remark
     order.goods_fen, order.freight_fen = co.goods_fen, co.freight_fen
     order.discount_fen, order.paid_fen = co.discount_fen, co.paid_fen

@@ -334,3 +334,29 @@ def test_a_parcel_whose_reservation_is_gone_is_refused_alone(store, skus):
     a.refresh_from_db()
     assert a.status == OrderStatus.APPROVED and not WriteBack.objects.filter(order=a).exists()
     assert stock_selectors.ledger_mismatches() == []
+
+
+def test_a_pull_before_the_write_back_landed_keeps_ecbaos_tracking_number(store, skus):
+    order = ingest(store, "T1", lines=(line(1, qty=1),))
+    [parcel] = live(open_fulfilment(order))
+    parcel = number(parcel)
+    ship_parcels([parcel.pk])
+    # the platform still says paid, with no package yet
+    orders.ingest_channel_order(
+        store=store, co=channel_order(oid="T1", lines=(line(1, qty=1),), at=T0 + timedelta(minutes=5))
+    )
+    order.refresh_from_db()
+    assert order.tracking_numbers == [parcel.tracking_no] and order.status == OrderStatus.SHIPPED
+    # shipped on the platform: its list is the truth
+    orders.ingest_channel_order(
+        store=store,
+        co=channel_order(
+            oid="T1",
+            status=CS.SHIPPED,
+            lines=(line(1, qty=1),),
+            at=T0 + timedelta(minutes=10),
+            packages=(Package(parcel.tracking_no, "zhongtong"),),
+        ),
+    )
+    order.refresh_from_db()
+    assert order.tracking_numbers == [parcel.tracking_no]
