@@ -190,7 +190,7 @@ def due_parcels(*, now: datetime | None = None, limit: int = PULL_BATCH):
         Parcel.objects.filter(status=Parcel.Status.SHIPPED, shipped_at__gte=now - PULL_FOR)
         .exclude(tracking_no="")
         .exclude(tracking_status__in=FINAL)
-        .filter(store__status=Store.Status.ACTIVE)
+        .filter(store__status__in=(Store.Status.ACTIVE, Store.Status.ERROR))  # as the order pulls
         .filter(Q(tracking_pulled_at__isnull=True) | Q(tracking_pulled_at__lt=now - PULL_EVERY))
         .select_related("store")
         .order_by("tracking_pulled_at", "pk")[:limit]
