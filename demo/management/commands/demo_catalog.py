@@ -2,7 +2,9 @@
 
 For every connected sandbox shop of the tenant: one merchant SKU per merchant code the shop
 sells (with opening stock and a shelf location), then the shop's listings are pulled and
-matched, so orders reserve and every shop's stock follows ecbao's. Idempotent. Runs after ``sandbox_demo``.
+matched, so orders reserve and every shop's stock follows ecbao's; and the shipping set-up —
+the warehouse's sender address and each shop's e-waybill accounts read from the platform — so
+the demo can take waybills, print and ship at once. Idempotent. Runs after ``sandbox_demo``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from channels.models import Store
 from inventory.models import Goods, Sku
 from inventory.services import receive_stock, set_location
 from inventory.sync import refresh_listings
+from logistics.models import SenderAddress
+from logistics.waybills import sync_accounts
+from sandbox.seed import WAREHOUSE_SENDER
 from sandbox.server import DEFAULT_DATA_PATH, open_world, platform_factories
 from tenants.models import Tenant
 
@@ -71,4 +76,8 @@ class Command(BaseCommand):
                     store=store, connector=channel_services.connector_for(store, http=http)
                 )
                 self.stdout.write(f"{store.platform}: {result.seen} listings, {result.matched} matched")
+                accounts = sync_accounts(store, connector=channel_services.connector_for(store, http=http))
+                self.stdout.write(f"{store.platform}: {accounts} e-waybill accounts")
+            if not SenderAddress.objects.exists():
+                SenderAddress.objects.create(**WAREHOUSE_SENDER, is_default=True)
         world.close()
