@@ -368,6 +368,18 @@ class WriteBack(models.Model):
     def __str__(self) -> str:
         return f"write-back {self.order_id}/{self.parcel_id} ({self.status})"
 
+    @property
+    def platform_numbers(self) -> list[str]:
+        """The tracking numbers the platform listed for the order when last read."""
+        return [p.get("tracking_no", "") for p in self.platform_packages or () if isinstance(p, dict)]
+
+    @property
+    def platform_agrees(self) -> bool | None:
+        """Whether the platform's view lists this write-back's number (None: not read yet)."""
+        if self.platform_checked_at is None:
+            return None
+        return self.tracking_no in self.platform_numbers
+
 
 class TrackingEvent(models.Model):
     """One carrier event of a parcel (pulled or pushed); ``fingerprint`` makes repeats no-ops."""

@@ -288,6 +288,38 @@ def test_write_back_queue_shows_failures_with_their_errors(store, skus, as_role)
     assert client.post("/shipping/write-backs/retry/", {}).status_code == 302  # nothing ticked: a message
 
 
+def test_write_back_queue_shows_the_platforms_view_beside_ecbaos(store, skus, as_role):
+    """The numbers the platform listed when the sender last read the order, with whether ecbao's
+    number is among them (the sender reads it after every acceptance and unknown outcome)."""
+    from django.utils import timezone
+
+    W = WriteBack.Status
+    cases = {
+        "agrees": (["7300000000A", "SF1"], True),
+        "differs": (["SF9"], False),
+        "unread": (None, None),
+    }
+    for i, (name, (numbers, _agrees)) in enumerate(cases.items()):
+        parcel = _parcel(store, f"PV{i}", "7300000000A" if name == "agrees" else f"730000000{i}X")
+        WriteBack.objects.create(
+            parcel=parcel,
+            order=parcel.lines.first().order_line.order,
+            key=f"pv-{i}",
+            carrier_code="zhongtong",
+            tracking_no=parcel.tracking_no,
+            status=W.ACCEPTED,
+            platform_packages=[{"tracking_no": n, "lines": []} for n in numbers or ()],
+            platform_checked_at=timezone.now() if numbers is not None else None,
+        )
+    page = as_role(Role.VIEWER).get("/shipping/write-backs/?tab=accepted")
+    html = page.content.decode()
+    rows = {wb.key: wb for wb in page.context["page"].rows}
+    assert [rows[f"pv-{i}"].platform_agrees for i in range(3)] == [True, False, None]
+    assert html.count('data-agrees="yes"') == 1 and html.count('data-agrees="no"') == 1
+    assert html.count('data-agrees="unknown"') == 1
+    assert "平台显示" in html and "7300000000A, SF1" in html and "SF9" in html and "尚未读取" in html
+
+
 def test_print_history_filters(store, skus, as_role):
     parcel = _parcel(store, "PR1", "73000000100")
     other = _parcel(store, "PR2", "73000000200")
