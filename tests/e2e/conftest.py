@@ -95,8 +95,14 @@ def _e2e_test_database(db) -> None:
 @pytest.fixture
 def committed_tenant(db) -> Iterator[Callable[[str], Tenant]]:
     """``make(slug)`` creates a committed tenant (the worker and live-server threads see it);
-    every tenant made is deleted afterwards."""
+    every tenant made is deleted afterwards, and so are the deployment-wide (tool) platform apps
+    the test registered meanwhile — committed public rows that would otherwise change what later
+    tests see (an app key registered twice, a sandbox world's apps from a finished test)."""
+    from channels.routing.models import PlatformApp
+
     made: list[str] = []
+    connection.set_schema_to_public()
+    apps_before = PlatformApp.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
     def make(slug: str) -> Tenant:
         connection.set_schema_to_public()
@@ -116,4 +122,5 @@ def committed_tenant(db) -> Iterator[Callable[[str], Tenant]]:
         for slug in made:
             if Tenant.objects.filter(slug=slug).exists():
                 tenant_services.delete_tenant(slug=slug)
+        PlatformApp.objects.filter(pk__gt=apps_before, tenant__isnull=True).delete()
         connection.set_schema_to_public()
