@@ -171,6 +171,22 @@ class Rig:
 
         assert wait_until(drained, timeout=timeout, interval=0.5), "write-backs left unsent"
 
+    def orders_waiting_in_parcels(self):
+        """Buyers order, ecbao pulls, every order is approved and waits in parcels (the merged,
+        split and two-parcel shapes made), each shop's e-waybill accounts read: (owner, shapes)."""
+        placed = self.place_orders()
+        self.connect_and_stock()
+        self.pull_and_ingest(expected_ecbao_orders(self))
+        with self.in_tenant():
+            user = owner(self)
+            approve_all(user)
+            parcel_services.ensure_parcels()
+            shapes = shape_parcels(self, placed, user)
+            for store in self.stores.values():
+                assert waybills.sync_accounts(store) > 0
+        connection.set_schema_to_public()
+        return user, shapes
+
     def in_tenant(self):
         return schema_context(self.tenant.schema_name)
 
@@ -376,16 +392,8 @@ def test_300_orders_on_three_shops_are_numbered_printed_verified_shipped_and_tra
 ):
     rig = Rig(tmp_path, settings, committed_tenant, "ship-e2e", orders_per_shop=100)
     try:
-        placed = rig.place_orders()
-        rig.connect_and_stock()
-        rig.pull_and_ingest(expected_ecbao_orders(rig))
+        user, shapes = rig.orders_waiting_in_parcels()
         with rig.in_tenant():
-            user = owner(rig)
-            approve_all(user)
-            parcel_services.ensure_parcels()
-            shapes = shape_parcels(rig, placed, user)
-            for store in rig.stores.values():
-                assert waybills.sync_accounts(store) > 0
             ids = sorted(Parcel.objects.filter(status=Parcel.Status.NEW).values_list("pk", flat=True))
             orders_in_parcels = Order.objects.filter(lines__parcel_lines__parcel__in=ids).distinct().count()
             assert orders_in_parcels >= 300
@@ -462,18 +470,10 @@ HALF_FAILING = {
 def test_with_half_the_waybill_and_ship_calls_failing_every_parcel_has_one_number_and_each_write_back_lands_once(
     tmp_path, settings, committed_tenant, tenant_worker
 ):
-    rig = Rig(tmp_path, settings, committed_tenant, "lossy-e2e", orders_per_shop=20)
+    rig = Rig(tmp_path, settings, committed_tenant, "lossy-e2e", orders_per_shop=12)
     try:
-        placed = rig.place_orders()
-        rig.connect_and_stock()
-        rig.pull_and_ingest(expected_ecbao_orders(rig))
+        user, _shapes = rig.orders_waiting_in_parcels()
         with rig.in_tenant():
-            user = owner(rig)
-            approve_all(user)
-            parcel_services.ensure_parcels()
-            shape_parcels(rig, placed, user)
-            for store in rig.stores.values():
-                waybills.sync_accounts(store)
             ids = sorted(Parcel.objects.filter(status=Parcel.Status.NEW).values_list("pk", flat=True))
         connection.set_schema_to_public()
         paths = {p: (EWAYBILL_PATHS[p], *SHIP_PATHS[p]) for p in PLATFORMS}
