@@ -34,7 +34,8 @@ from openpyxl.styles import Font
 from openpyxl.utils.exceptions import InvalidFileException
 
 from channels import carriers
-from logistics import services
+from channels.types import Platform
+from logistics import services, shipping
 from logistics.models import Parcel, ShipBatch
 from orders.models import Fulfilment, Order, OrderEvent, OrderStatus
 
@@ -76,7 +77,7 @@ def resolve_carrier(text: str, *, platform: str = "") -> str:
         return text.lower()
     if key := carriers.key_by_name(text):
         return key
-    platforms = [platform] if platform else ["douyin", "kuaishou", "wechat"]
+    platforms = [platform] if platform else list(Platform)
     for name in platforms:
         for ewaybill in (False, True):
             if key := carriers.key_of(name, text, ewaybill=ewaybill):
@@ -241,16 +242,11 @@ def _enter(target: Order | Parcel, carrier: str, number: str, *, actor, correct:
 
 def _ship(parcel_ids: list[int], *, actor) -> tuple[set[int], dict[int, str]]:
     """Ship the parcels through the shipping service: (shipped ids, {parcel id: error} for those
-    it could not ship — they keep their numbers and can be shipped from the workbench). Without
-    the shipping service (not installed yet), parcels wait with their numbers."""
+    it could not ship — they keep their numbers and can be shipped from the workbench)."""
     if not parcel_ids:
         return set(), {}
     try:
-        from logistics.shipping import ship_parcels
-    except ImportError:
-        return set(), {}
-    try:
-        result = ship_parcels(parcel_ids, actor=actor)
+        result = shipping.ship_parcels(parcel_ids, actor=actor)
     except Exception as exc:  # noqa: BLE001 - the numbers are kept; the error is shown, retryable
         logger.exception("shipping manually entered parcels %s failed", parcel_ids[:10])
         return set(), dict.fromkeys(parcel_ids, str(exc)[:300])

@@ -42,6 +42,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from channels import carriers
+from channels import printing as channel_printing
 from channels.errors import ChannelError
 from channels.types import WaybillPrint
 from logistics.labels import LabelData, LabelError, LabelItem, render_labels
@@ -51,8 +52,6 @@ logger = logging.getLogger(__name__)
 P = Parcel.Status
 W = Waybill.Status
 
-#: which protocol each platform's print component speaks
-DIALECTS = {"douyin": "cainiao", "kuaishou": "cainiao", "wechat": "wechat"}
 #: parcels whose label can be printed (the later ones only as a reprint)
 PRINTABLE = (P.NUMBERED, P.PRINTED, P.VERIFIED, P.SHIPPED)
 #: print data older than this is fetched again before printing
@@ -195,26 +194,6 @@ def _refresh_print_data(waybill: Waybill, *, store, connect: Connect | None, now
     waybill.save(update_fields=["print_data", "print_sign", "print_key", "template_url", "updated_at"])
 
 
-def _document(*, dialect: str, task_id: str, waybill: Waybill, custom: dict, piece: tuple[int, int]) -> dict:
-    """One document in the component's own format."""
-    if dialect == "wechat":
-        return {
-            "taskID": task_id,
-            "printInfo": waybill.print_data,
-            "printNum": {"curNum": piece[0], "sumNum": piece[1]},
-            "customInfo": {"templateUrl": custom["templateURL"], "data": custom["data"]},
-        }
-    platform_part = {
-        "encryptedData": waybill.print_data,
-        "signature": waybill.print_sign,
-        "templateURL": waybill.template_url or "standard",
-        "ver": "1.0",
-    }
-    if waybill.print_key:
-        platform_part["key"] = waybill.print_key
-    return {"documentID": task_id, "contents": [platform_part, custom]}
-
-
 def _is_printed(parcel: Parcel) -> bool:
     was_printed = getattr(parcel, "was_printed", None)
     if was_printed is None:
@@ -293,7 +272,7 @@ def print_jobs(
         except PrintRefused as exc:
             out.append({"parcel_id": parcel.pk, "tracking_no": parcel.tracking_no, "error": str(exc)})
             continue
-        dialect = DIALECTS.get(parcel.store.platform, "cainiao")
+        dialect = channel_printing.dialect(parcel.store.platform)
         orders = _orders(parcel)
         pieces = _pieces(parcel, waybills)
         base = {
@@ -325,8 +304,17 @@ def print_jobs(
                         "platform": parcel.store.platform,
                         "dialect": dialect,
                         "reprint": reprint,
-                        "document": _document(
-                            dialect=dialect, task_id=task_id, waybill=waybill, custom=custom, piece=piece
+                        "document": channel_printing.print_document(
+                            platform=parcel.store.platform,
+                            task_id=task_id,
+                            print_info=WaybillPrint(
+                                print_data=waybill.print_data,
+                                sign=waybill.print_sign,
+                                key=waybill.print_key,
+                                template_url=waybill.template_url,
+                            ),
+                            custom=custom,
+                            piece=piece,
                         ),
                     }
                 )

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from channels.errors import ChannelError
 from channels.models import Store
-from logistics import configuration, manual, selectors_admin
+from logistics import configuration, manual, selectors_admin, waybills, writeback
 from logistics.forms_admin import (
     CarrierRuleForm,
     ManualEntryForm,
@@ -189,12 +189,7 @@ def waybill_accounts_sync(request, store_id):
     """Read the shop's e-waybill subscriptions from the platform now."""
     store = get_object_or_404(Store, pk=store_id)
     try:
-        from logistics.waybills import sync_accounts
-    except ImportError:
-        messages.error(request, _("Reading waybill accounts is not available yet."))
-        return redirect("logistics:waybill_accounts")
-    try:
-        count = sync_accounts(store)
+        count = waybills.sync_accounts(store)
     except (ChannelError, NotImplementedError) as exc:
         logger.warning("waybill accounts of store %s not read: %s", store.pk, exc)
         messages.error(
@@ -251,13 +246,7 @@ def write_backs_retry(request):
     if not ids:
         messages.error(request, _("Tick the write-backs to retry."))
         return redirect("logistics:write_backs")
-    try:
-        from logistics.writeback import retry_write_backs
-    except ImportError:
-        messages.error(request, _("Retrying write-backs is not available yet."))
-        return redirect("logistics:write_backs")
-    retried = retry_write_backs(ids)
-    count = retried if isinstance(retried, int) else len(ids)
+    count = writeback.retry_write_backs(ids)
     messages.success(request, _("%(n)d write-backs will be sent again.") % {"n": count})
     return redirect(reverse("logistics:write_backs") + "?tab=waiting")
 
