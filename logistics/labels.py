@@ -50,6 +50,19 @@ PT_TO_MM = 25.4 / 72
 _PLAIN_DIGITS = re.compile(r"\d{7,}")
 
 
+def mask_numbers(text: str) -> str:
+    """A free text (a buyer's remark) with every run of 7+ digits masked the platforms' way
+    (13812345678 → 138****5678): buyers write phone numbers into remarks, and a label or a print
+    task leaves the building."""
+
+    def mask(match: re.Match) -> str:
+        digits = match[0]
+        head = max(0, min(3, len(digits) - 8))  # 11 digits: 138****5678; 7: ***4567
+        return digits[:head] + "*" * (len(digits) - head - 4) + digits[-4:]
+
+    return _PLAIN_DIGITS.sub(mask, text or "")
+
+
 class LabelError(ValueError):
     """A label cannot be rendered as given (which label and why is in the message)."""
 

@@ -45,7 +45,7 @@ from channels import carriers
 from channels import printing as channel_printing
 from channels.errors import ChannelError
 from channels.types import WaybillPrint
-from logistics.labels import LabelData, LabelError, LabelItem, render_labels
+from logistics.labels import LabelData, LabelError, LabelItem, mask_numbers, render_labels
 from logistics.models import Parcel, ParcelLine, PrintRecord, SenderAddress, ShipBatch, Waybill
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _remarks(parcel: Parcel) -> str:
     for order in _orders(parcel):
         for label, text in ((_("Buyer"), order.buyer_remark), (_("Seller"), order.seller_remark)):
             if text:
-                texts.append(f"{label}: {text}")
+                texts.append(f"{label}: {mask_numbers(text)}")
     joined = "; ".join(texts)
     return joined if len(joined) <= REMARK_MAX_CHARS else joined[: REMARK_MAX_CHARS - 1] + "…"
 
@@ -463,8 +463,8 @@ def label_data(parcel: Parcel, *, sender: SenderAddress | None = None, at=None) 
     address = ""
     if first is not None:
         address = f"{first.province}{first.city}{first.district}{first.receiver_address_mask}"
-    buyer = "; ".join(o.buyer_remark for o in orders if o.buyer_remark)
-    seller = "; ".join(o.seller_remark for o in orders if o.seller_remark)
+    buyer = "; ".join(mask_numbers(o.buyer_remark) for o in orders if o.buyer_remark)
+    seller = "; ".join(mask_numbers(o.seller_remark) for o in orders if o.seller_remark)
     items = tuple(
         LabelItem(
             " ".join(x for x in (pl.order_line.title, pl.order_line.spec) if x)

@@ -298,3 +298,18 @@ def test_start_pdf_renders_one_pdf_whose_every_barcode_is_its_tracking_number(
     assert PrintRecord.objects.filter(batch=batch, kind=PrintRecord.Kind.PDF).count() == 6
     assert render_pdf_task(batch.pk)["status"] == "done"  # again: nothing more
     assert PrintRecord.objects.filter(batch=batch).count() == 6
+
+
+def test_phone_numbers_buyers_write_into_remarks_are_masked_on_labels_and_print_tasks(server, stores):
+    parcel = numbered(server, stores["douyin"], 1, buyer=9)
+    order = parcel_services.orders_of_parcel(parcel)[0]
+    order.buyer_remark, order.seller_remark = "到了打电话13812345678，或 0571-88886666", "备注 15900001111"
+    order.save(update_fields=["buyer_remark", "seller_remark"])
+    [job] = printing.print_jobs([parcel.pk])
+    sent = str(job["document"])
+    assert "138****5678" in sent and "0571-****6666" in sent  # (the seller's part is cut off here)
+    assert "13812345678" not in sent and "88886666" not in sent
+    label = printing.label_data(parcel)
+    assert (
+        label.buyer_remark.startswith("到了打电话138****5678") and label.seller_remark == "备注 159****1111"
+    )
