@@ -345,6 +345,14 @@ def intercept_refunded(order_ids: Iterable[int] | None = None) -> int:
     return made
 
 
+def close_intercepts(ids, *, done: bool, actor=None) -> int:
+    """After-sales reports the outcome of several open requests; returns how many it closed
+    (requests already closed are left as they are)."""
+    return Intercept.objects.filter(pk__in=list(ids), status=Intercept.Status.REQUESTED).update(
+        status=Intercept.Status.DONE if done else Intercept.Status.FAILED, updated_at=timezone.now()
+    )
+
+
 def close_intercept(intercept: Intercept, *, done: bool, actor=None) -> Intercept:
     """After-sales reports the outcome (intercepted, or failed)."""
     Intercept.objects.filter(pk=intercept.pk, status=Intercept.Status.REQUESTED).update(

@@ -90,12 +90,14 @@ def page(request):
 @capability_required("shipping.manage")
 def intercepts_close(request):
     """After-sales reports the outcome of the selected open requests."""
-    done = request.POST.get("outcome") == "done"
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
-    closed = 0
-    for intercept in Intercept.objects.filter(pk__in=ids, status=Intercept.Status.REQUESTED):
-        tracking.close_intercept(intercept, done=done, actor=request.user)
-        closed += 1
-    if closed:
+    outcome = request.POST.get("outcome")
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit() and len(i) < 19]
+    if outcome not in ("done", "failed"):
+        messages.error(request, _("Choose whether the parcels were intercepted or not."))
+    elif not ids:
+        messages.error(request, _("Tick the intercept requests to close."))
+    elif closed := tracking.close_intercepts(ids, done=outcome == "done", actor=request.user):
         messages.success(request, _("%(n)s intercept request(s) closed.") % {"n": closed})
+    else:
+        messages.error(request, _("The ticked requests were already closed."))
     return redirect(reverse("logistics:tracking") + "?tab=intercepts")

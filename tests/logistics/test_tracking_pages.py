@@ -66,6 +66,11 @@ def test_intercepts_tab_and_after_sales_closes_them(store, skus, as_role):
     )
     operator = as_role("operator")
     assert 'data-testid="intercepts-done"' in operator.get("/shipping/tracking/").content.decode()
+    for bad in ({"ids": [intercept.pk], "outcome": "dnoe"}, {"ids": [intercept.pk]}, {"outcome": "done"}):
+        refused = operator.post("/shipping/tracking/intercepts/close/", bad, follow=True).content.decode()
+        assert "请选择包裹是否已拦截成功" in refused or "请勾选要关闭的拦截请求" in refused, bad
+        intercept.refresh_from_db()
+        assert intercept.status == Intercept.Status.REQUESTED  # a typo never closes a request
     response = operator.post(
         "/shipping/tracking/intercepts/close/", {"ids": [intercept.pk], "outcome": "done"}
     )
