@@ -248,20 +248,6 @@ def _ship_one(
     return write_backs
 
 
-def shipping_code(parcel: Parcel) -> str:
-    """The carrier code the platform's shipping API wants for this parcel
-    (``channels.carriers.shipping_code``: from its waybill's e-waybill code where the platform
-    shares the codes, else the carrier table's)."""
-    waybill = (
-        Waybill.objects.filter(parcel=parcel, status=Waybill.Status.ISSUED, parent__isnull=True)
-        .order_by("-id")
-        .first()
-    )
-    return carriers.shipping_code(
-        parcel.store.platform, parcel.carrier, ewaybill_code=waybill.platform_carrier_code if waybill else ""
-    )
-
-
 # --- a batch with progress (the workbench's 发货 on many parcels) -------------------------------------------
 
 

@@ -154,7 +154,7 @@ def bulk_action(request):
     if not ids:
         messages.error(request, _("Tick at least one parcel first."))
     elif action == "take":
-        from logistics import waybills  # written alongside; the page works without it
+        from logistics import waybills
 
         try:
             batch = waybills.start_take(ids, actor=request.user)
