@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from ecbao import paging
-from logistics.models import Parcel, ParcelLine, WriteBack
+from logistics.models import Parcel, ParcelLine, ShipBatch, WriteBack
 from orders.models import Fulfilment, FulfilmentLine, OrderStatus
 
 P = Parcel.Status
@@ -64,3 +64,17 @@ def parcel_orders(parcel: Parcel) -> list:
     for line in parcel.lines.all():
         seen.setdefault(line.order_line.order_id, line.order_line.order)
     return [seen[k] for k in sorted(seen)]
+
+
+def batch_progress(batch: ShipBatch, unfinished: QuerySet[Parcel]) -> dict:
+    """A batch's counts and state, with the first 200 of ``unfinished`` parcels that carry an
+    error (what the page's progress poll and the API show)."""
+    failed = unfinished.exclude(error="").order_by("pk").values_list("pk", "error")[:200]
+    return {
+        "id": batch.pk,
+        "status": batch.status,
+        "total": batch.total,
+        "done": batch.done,
+        "failed": batch.failed,
+        "errors": [{"parcel": pk, "error": error} for pk, error in failed],
+    }

@@ -38,6 +38,7 @@ from django.utils.translation import gettext
 
 from channels import carriers
 from inventory import services as stock
+from logistics import selectors
 from logistics.models import Parcel, ParcelLine, ShipBatch, Waybill, WriteBack
 from logistics.services import NUMBERED_STATES, UNSHIPPED_STATES
 from orders import services as order_services
@@ -303,16 +304,4 @@ def ship_progress(batch: ShipBatch | int) -> dict:
     """For the page's progress poll: counts, state and the refused parcels with their reasons."""
     batch = ShipBatch.objects.get(pk=batch.pk if isinstance(batch, ShipBatch) else batch)
     ids = [int(i) for i in batch.params.get("parcel_ids", [])]
-    refused = list(
-        Parcel.objects.filter(pk__in=ids).exclude(status=P.SHIPPED).exclude(error="").values("pk", "error")
-    )
-    return {
-        "id": batch.pk,
-        "status": batch.status,
-        "total": batch.total,
-        "done": batch.done,
-        "failed": batch.failed,
-        "errors": [
-            {"parcel": r["pk"], "error": r["error"]} for r in sorted(refused, key=lambda r: r["pk"])[:200]
-        ],
-    }
+    return selectors.batch_progress(batch, Parcel.objects.filter(pk__in=ids).exclude(status=P.SHIPPED))

@@ -605,22 +605,10 @@ def _refresh_balances(store_ids: set[int], connect: Connect) -> None:
 
 
 def batch_progress(batch: ShipBatch | int) -> dict[str, Any]:
-    """For the page's progress poll: counts, state and the failed parcels with their errors."""
+    """For the page's progress poll: counts, state and the parcels still without a number with
+    their errors."""
     batch = batch if isinstance(batch, ShipBatch) else ShipBatch.objects.get(pk=batch)
-    failed = list(
-        Parcel.objects.filter(batch=batch, status=P.NEW)
-        .exclude(error="")
-        .values("pk", "error")
-        .order_by("pk")[:200]
-    )
-    return {
-        "id": batch.pk,
-        "status": batch.status,
-        "total": batch.total,
-        "done": batch.done,
-        "failed": batch.failed,
-        "errors": [{"parcel": f["pk"], "error": f["error"]} for f in failed],
-    }
+    return selectors.batch_progress(batch, Parcel.objects.filter(batch=batch, status=P.NEW))
 
 
 # --- cancel and recycle -------------------------------------------------------------------------------------
