@@ -586,7 +586,17 @@ def run_take_batch(
         )
         raise
     _refresh_balances({store for store, _f, _s in rows.values()}, connect)
-    ShipBatch.objects.filter(pk=batch_id).update(status=ShipBatch.Status.DONE, finished_at=timezone.now())
+    # The running counts may overcount failures: parcel 1 of a multi-piece group can fail with an
+    # unknown outcome and then get its number when parcel 2 repeats the group's take with the same
+    # key. The batch ends with the parcels' own state.
+    known_ids = list(rows)
+    left = Parcel.objects.filter(pk__in=known_ids, status=P.NEW).count()
+    ShipBatch.objects.filter(pk=batch_id).update(
+        status=ShipBatch.Status.DONE,
+        finished_at=timezone.now(),
+        done=len(known_ids) - left,
+        failed=left + len(ids) - len(known_ids),
+    )
     return ShipBatch.objects.get(pk=batch_id)
 
 
