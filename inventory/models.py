@@ -75,7 +75,17 @@ class ComboComponent(models.Model):
 
 
 class Warehouse(models.Model):
+    """A place stock is kept and shipped from: one of the merchant's own warehouses, or a
+    dropship supplier's stock (``kind`` SUPPLIER: created by the suppliers app, one per supplier,
+    its on-hand is what the supplier reports; reservations and the stock push treat it like any
+    other warehouse)."""
+
+    class Kind(models.TextChoices):
+        OWN = "own", _("Own warehouse")
+        SUPPLIER = "supplier", _("Supplier (dropship)")
+
     name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OWN)
     code = models.CharField(_("code"), max_length=32, unique=True)
     is_default = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)

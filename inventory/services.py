@@ -137,9 +137,10 @@ def lock_stock(*, sku_ids) -> None:
 
 
 def default_warehouse() -> Warehouse:
-    warehouse = Warehouse.objects.filter(is_default=True, is_active=True).first()
+    own = Warehouse.objects.filter(kind=Warehouse.Kind.OWN, is_active=True)
+    warehouse = own.filter(is_default=True).first()
     if warehouse is None:
-        warehouse = Warehouse.objects.filter(is_active=True).order_by("id").first()
+        warehouse = own.order_by("id").first()
     if warehouse is None:
         warehouse = Warehouse.objects.create(name=_("Main warehouse"), code="MAIN", is_default=True)
     return warehouse

@@ -68,3 +68,53 @@ def after(fulfilment_ids: Iterable[int]) -> None:
     if ids:
         for hook in _hooks:
             hook.changed(ids)
+
+
+# --- routing (分流) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineRoute:
+    """Where one order line ships from, and why (shown on the order line)."""
+
+    warehouse_id: int | None  # an own or a supplier's warehouse (inventory.Warehouse); None: hold
+    note: str = ""  # e.g. "规则 3「茶叶」：SKU 在清单 → 供应商 杭州茶厂，成本 ¥12.00，库存 480"
+    version: int | None = None  # the rule set version that decided
+    rule_id: int | None = None
+    hold: str = ""  # why nobody ships it (no supplier can take it / a rule holds it): the order waits
+
+
+@dataclass(frozen=True)
+class RouteHook:
+    #: ``route([(order, [line, …]), …])`` → {line id: LineRoute}. ``order`` is an Order or a row
+    #: of one not yet written (``pk`` may be None: use ``store_id``, ``platform``, ``province``,
+    #: ``city``, ``paid_fen``, ``paid_at``, ``placed_at``); lines carry ``id``, ``sku_id``,
+    #: ``quantity``, ``paid_fen``. Reads only: orders reserves in the warehouse chosen. A line
+    #: left out of the answer goes to the default warehouse.
+    route: Callable[[list[tuple[object, list[object]]]], dict[int, LineRoute]]
+    #: the active rule set's version (lines routed under another are routed again at approval
+    #: while they are not dispatched yet), or None when no rule set is active
+    version: Callable[[], int | None]
+
+
+_routers: list[RouteHook] = []
+
+
+def register_router(hook: RouteHook) -> None:
+    if hook not in _routers:
+        _routers.append(hook)
+
+
+def route(pairs: list[tuple[object, list[object]]]) -> dict[int, LineRoute]:
+    """The registered router's routes (empty without a router: every line to the default warehouse)."""
+    if not pairs or not _routers:
+        return {}
+    return _routers[-1].route(pairs)
+
+
+def route_version() -> int | None:
+    return _routers[-1].version() if _routers else None
+
+
+#: hold reason of an order with a line no one can ship (the routing exception queue)
+ROUTING_HOLD = "routing"

@@ -98,6 +98,7 @@ class LineStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     UNMATCHED = "unmatched", _("Unmatched SKU")
     OUT_OF_STOCK = "out_of_stock", _("Out of stock")
+    UNROUTED = "unrouted", _("No shipper")  # routing found no one to ship it (or a rule holds it)
     RESERVED = "reserved", _("Reserved")
     SHIPPED = "shipped", _("Shipped")
     CANCELLED = "cancelled", _("Cancelled")
@@ -124,6 +125,14 @@ class OrderLine(models.Model):
     is_gift = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=LineStatus.choices, default=LineStatus.PENDING)
     refund_state = models.CharField(max_length=32, blank=True)
+    # Routing (分流): the warehouse (own, or a supplier's) that reserves and ships this line —
+    # null until routed, then the default own warehouse when no rule says otherwise — and why.
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    route_note = models.CharField(max_length=300, blank=True)  # e.g. "规则 3：SKU 在「茶」→ 供应商 …"
+    route_version = models.PositiveIntegerField(null=True, blank=True)  # rule set version that routed it
+    route_rule_id = models.BigIntegerField(null=True, blank=True)  # the rule (suppliers.RouteRule), if any
     # Units that left in parcels ecbao shipped (``services.lines_shipped``), or all of them once
     # the platform says the whole order shipped; the line is SHIPPED when it reaches quantity.
     shipped_quantity = models.PositiveIntegerField(default=0)
@@ -198,6 +207,11 @@ class Fulfilment(models.Model):
 
     store = models.ForeignKey("channels.Store", on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # Who ships it: an own warehouse or a supplier's (``Warehouse.kind``); null = the default
+    # own warehouse. All lines of a fulfilment ship from one place.
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     receiver_fingerprint = models.CharField(max_length=64, blank=True)
     is_merged = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import logging
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +30,7 @@ from channels.types import OrderStatus as ChannelStatus
 from ecbao import events
 from ecbao.db import JSONText, copy_models, insert_new, next_ids, row_class
 from inventory import services as stock
-from inventory.models import Listing, Sku, StockLedgerEntry
+from inventory.models import Listing, Sku, StockLedgerEntry, Warehouse
 from inventory.sync import ensure_listing
 from orders import hooks, review, status
 from orders.events import ShippedOrderRefunded
@@ -441,6 +442,10 @@ class _LineRow:
     status: str
     order_id: int | None = None
     shipped_quantity: int = 0
+    warehouse_id: int | None = None
+    route_note: str = ""
+    route_version: int | None = None
+    route_rule_id: int | None = None
 
     @property
     def reservation_key(self) -> str:
@@ -492,26 +497,35 @@ def _create_orders(store: Store, fresh: list[tuple[ChannelOrder, int | None]]) -
         ]
         order.has_unmatched = any(line.status == LineStatus.UNMATCHED for line in lines)
         built.append((order, co, lines))
-    wanted = [
-        (line.reservation_key, line.sku_id, line.quantity)
-        for _, co, lines in built
+    paid = [
+        (order, [line for line in lines if line.sku_id is not None])
+        for order, co, lines in built
         if co.status == ChannelStatus.PAID
-        for line in lines
-        if line.sku_id is not None
     ]
-    reserved = stock.reserve_many(wanted, warehouse=stock.default_warehouse()) if wanted else {}
+    _apply_routes([(order, lines) for order, lines in paid if lines])
+    by_warehouse: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for _, lines in paid:
+        for line in lines:
+            if line.status != LineStatus.UNROUTED:
+                by_warehouse[line.warehouse_id].append((line.reservation_key, line.sku_id, line.quantity))
+    warehouses = Warehouse.objects.in_bulk(list(by_warehouse))
+    reserved: dict[str, bool] = {}
+    for warehouse_id, wanted in sorted(by_warehouse.items()):
+        reserved.update(stock.reserve_many(wanted, warehouse=warehouses[warehouse_id]))
     rules = review.active_rules()
     decided: dict[str, tuple[str, str]] = {}
     for order, co, lines in built:
         if co.status != ChannelStatus.PAID:
             continue
         for line in lines:
-            if line.sku_id is not None:
+            if line.sku_id is not None and line.status != LineStatus.UNROUTED:
                 line.status = (
                     LineStatus.RESERVED if reserved.get(line.reservation_key) else LineStatus.OUT_OF_STOCK
                 )
         order.is_out_of_stock = any(line.status == LineStatus.OUT_OF_STOCK for line in lines)
         decision, reasons = review.decide(order, rules)
+        if any(line.status == LineStatus.UNROUTED for line in lines):
+            decision, reasons = "held", [*reasons, hooks.ROUTING_HOLD]
         if decision == "held":
             order.hold_reasons = sorted(set(reasons))
             decided[order.platform_order_id] = (S.HELD, "held by review rules: " + ", ".join(reasons))
@@ -639,11 +653,12 @@ class _FulfilmentLineRow:
 def _open_fulfilments(
     store: Store, approved: list[tuple[_OrderRow, list[_LineRow]]], *, merge: bool
 ) -> list[_EventRow]:
-    """``_open_fulfilment`` for many new approved orders: one fulfilment per order, or, with
-    the auto-merge rule, per receiver (joining a waiting fulfilment of the last 48 hours)."""
+    """``_open_fulfilment`` for many new approved orders: one fulfilment per order and warehouse
+    that ships its lines, or, with the auto-merge rule, per receiver and warehouse (joining a
+    waiting fulfilment of the last 48 hours)."""
     if not approved:
         return []
-    waiting: dict[str, Fulfilment | _FulfilmentRow] = {}
+    waiting: dict[tuple[str, int | None], Fulfilment | _FulfilmentRow] = {}
     if merge:
         since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
         fingerprints = {o.receiver_fingerprint for o, _ in approved if o.receiver_fingerprint}
@@ -660,44 +675,64 @@ def _open_fulfilments(
             .filter(Exists(approved_line))
             .order_by("id")
         ):
-            waiting.setdefault(f.receiver_fingerprint, f)
+            waiting.setdefault((f.receiver_fingerprint, f.warehouse_id), f)
         blocked = hooks.frozen(f.pk for f in waiting.values())  # a parcel with a waybill takes no more lines
-        waiting = {fp: f for fp, f in waiting.items() if f.pk not in blocked}
-    target_of: dict[int, Fulfilment | _FulfilmentRow] = {}
+        waiting = {key: f for key, f in waiting.items() if f.pk not in blocked}
+    targets: list[tuple[_OrderRow, list[_LineRow], Fulfilment | _FulfilmentRow]] = []
     merged: list[_OrderRow] = []
     unmerged: list[_OrderRow] = []  # the platform gives no receiver identity: never merged automatically
     new: list[_FulfilmentRow] = []
-    for order, _ in approved:
-        target = waiting.get(order.receiver_fingerprint) if merge and order.receiver_fingerprint else None
-        if target is None:
-            target = _FulfilmentRow(store_id=store.pk, receiver_fingerprint=order.receiver_fingerprint)
-            new.append(target)
-            if merge and order.receiver_fingerprint:
-                waiting[order.receiver_fingerprint] = target
-        else:
-            target.is_merged = True
+    for order, lines in approved:
+        groups: dict[int | None, list[_LineRow]] = defaultdict(list)
+        for line in lines:
+            groups[line.warehouse_id].append(line)
+        joined_one = False
+        for warehouse_id, group in sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0)):
+            key = (order.receiver_fingerprint, warehouse_id)
+            target = waiting.get(key) if merge and order.receiver_fingerprint else None
+            if target is None:
+                target = _FulfilmentRow(
+                    store_id=store.pk,
+                    receiver_fingerprint=order.receiver_fingerprint,
+                    warehouse_id=warehouse_id,
+                )
+                new.append(target)
+                if merge and order.receiver_fingerprint:
+                    waiting[key] = target
+            else:
+                target.is_merged = True
+                joined_one = True
+            targets.append((order, group, target))
+        if joined_one:
             merged.append(order)
-        target_of[order.pk] = target
         if merge and not order.receiver_fingerprint:
             unmerged.append(order)
     for fulfilment, pk in zip(new, next_ids(Fulfilment, len(new)), strict=True):
         fulfilment.pk = pk
     copy_models(Fulfilment, new, with_pk=True)
     new_ids = {f.pk for f in new}
-    joined = {f.pk for f in target_of.values() if f.is_merged and f.pk not in new_ids}
+    joined = {f.pk for _, _, f in targets if f.is_merged and f.pk not in new_ids}
     if joined:
         Fulfilment.objects.filter(pk__in=joined).update(is_merged=True)
     copy_models(
         FulfilmentLine,
         [
-            _FulfilmentLineRow(target_of[order.pk].pk, line.id, line.quantity)
-            for order, lines in approved
-            for line in lines
+            _FulfilmentLineRow(target.pk, line.id, line.quantity)
+            for _, group, target in targets
+            for line in group
         ],
     )
-    hooks.after(joined)  # parcels of a waiting fulfilment that took new lines follow
+    # Parcels of a waiting fulfilment that took new lines follow; a new fulfilment of the
+    # default warehouse gets its parcels when shipping asks (logistics.ensure_parcels), one of
+    # another warehouse (a supplier's: its dispatch) is announced now.
+    default_id = stock.default_warehouse().pk
+    hooks.after(joined | {f.pk for f in new if f.warehouse_id not in (None, default_id)})
+    into: dict[int, list[int]] = defaultdict(list)
+    for order, _, target in targets:
+        if target.is_merged:
+            into[order.pk].append(target.pk)
     return [
-        _EventRow(order, "merged", "rule", f"merged into fulfilment {target_of[order.pk].pk}")
+        _EventRow(order, "merged", "rule", f"merged into fulfilment {', '.join(map(str, into[order.pk]))}")
         for order in merged
     ] + [_EventRow(order, NOT_MERGED, "rule", "") for order in unmerged]
 
@@ -808,21 +843,59 @@ def _apply_channel_status(
         status.transition(order, S.COMPLETED, source="platform", message="received by the buyer")
 
 
+_ROUTE_FIELDS = ["warehouse", "route_note", "route_version", "route_rule_id"]
+
+
+def _apply_routes(pairs: list[tuple[object, list]]) -> None:
+    """Route these lines (``hooks.route``): each gets its warehouse and why, or UNROUTED when
+    no one can ship it. Without a router, or for a line it leaves out, the default warehouse."""
+    if not pairs:
+        return
+    routes = hooks.route(pairs)
+    default_id = None
+    for _, lines in pairs:
+        for line in lines:
+            r = routes.get(line.id)
+            if r is not None and r.warehouse_id is None:
+                line.status = LineStatus.UNROUTED
+                line.warehouse_id = None
+                line.route_note = (r.hold or r.note)[:300]
+            else:
+                if r is None:
+                    default_id = default_id or stock.default_warehouse().pk
+                line.warehouse_id = r.warehouse_id if r else default_id
+                line.route_note = (r.note if r else "")[:300]
+                if line.status == LineStatus.UNROUTED:
+                    line.status = LineStatus.PENDING
+            line.route_version = r.version if r else None
+            line.route_rule_id = r.rule_id if r else None
+
+
 def _reserve_lines(order: Order, lines: list[OrderLine]) -> None:
-    warehouse = None
-    for line in lines:
-        if line.sku_id is None or line.status not in (LineStatus.PENDING, LineStatus.OUT_OF_STOCK):
-            continue
-        warehouse = warehouse or stock.default_warehouse()
-        try:
-            stock.reserve_stock(
-                source_key=line.reservation_key, sku=line.sku, quantity=line.quantity, warehouse=warehouse
-            )
-        except stock.InsufficientStock:
-            line.status = LineStatus.OUT_OF_STOCK
-        else:
-            line.status = LineStatus.RESERVED
-        line.save(update_fields=["status"])
+    """Route and reserve the lines that hold nothing yet (new, short of stock, or waiting for a
+    shipper), each in the warehouse routing chose."""
+    todo = [
+        line
+        for line in lines
+        if line.sku_id is not None
+        and line.status in (LineStatus.PENDING, LineStatus.OUT_OF_STOCK, LineStatus.UNROUTED)
+    ]
+    _apply_routes([(order, todo)] if todo else [])
+    warehouses = Warehouse.objects.in_bulk({line.warehouse_id for line in todo if line.warehouse_id})
+    for line in todo:
+        if line.status != LineStatus.UNROUTED:
+            try:
+                stock.reserve_stock(
+                    source_key=line.reservation_key,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    warehouse=warehouses[line.warehouse_id],
+                )
+            except stock.InsufficientStock:
+                line.status = LineStatus.OUT_OF_STOCK
+            else:
+                line.status = LineStatus.RESERVED
+        line.save(update_fields=["status", *_ROUTE_FIELDS])
     order.is_out_of_stock = any(line.status == LineStatus.OUT_OF_STOCK for line in lines)
     order.has_unmatched = any(line.status == LineStatus.UNMATCHED for line in lines)
     order.save(update_fields=["is_out_of_stock", "has_unmatched", "updated_at"])
@@ -836,6 +909,7 @@ def _release_lines(order: Order, lines: list[OrderLine], *, reason: str, by_plat
             LineStatus.OUT_OF_STOCK,
             LineStatus.PENDING,
             LineStatus.UNMATCHED,
+            LineStatus.UNROUTED,
         ):
             stock.release_reservation(source_key=line.reservation_key, reason=reason)
             line.status = LineStatus.CANCELLED
@@ -858,18 +932,27 @@ def _on_paid_while_handled(order: Order, lines: list[OrderLine]) -> None:
         order, "paid", message="paid; stock reserved" if not order.is_out_of_stock else "paid; stock short"
     )
     if order.status == S.HELD:
-        decision, reasons = review.decide(order)
+        decision, reasons = _decide(order)
         if decision == "held":
             _hold(order, reasons, source="rule", message="held by review rules: " + ", ".join(reasons))
 
 
-def _run_review(order: Order, *, source: str = "rule") -> None:
+def _decide(order: Order) -> tuple[str, list[str]]:
+    """``review.decide``, and held (reason ``routing``) while a line has no shipper."""
     decision, reasons = review.decide(order)
+    if order.lines.filter(status=LineStatus.UNROUTED).exists():
+        return "held", [*reasons, hooks.ROUTING_HOLD]
+    return decision, reasons
+
+
+def _run_review(order: Order, *, source: str = "rule") -> None:
+    decision, reasons = _decide(order)
     if decision == "held":
         _hold(order, reasons, source=source, message="held by review rules: " + ", ".join(reasons))
     elif decision == "approved":
         order.hold_reasons = []
         status.transition(order, S.APPROVED, source=source, message="approved automatically")
+        _reroute_stale(order)
         _open_fulfilment(order)
     else:
         order.hold_reasons = []
@@ -1054,7 +1137,10 @@ def _ship_out_of_fulfilments(order: Order) -> None:
         hooks.after(holding)
         return
     shipped = Fulfilment.objects.create(
-        store=order.store, receiver_fingerprint=order.receiver_fingerprint, status=Fulfilment.Status.SHIPPED
+        store=order.store,
+        receiver_fingerprint=order.receiver_fingerprint,
+        status=Fulfilment.Status.SHIPPED,
+        warehouse_id=Fulfilment.objects.get(pk=min(shared)).warehouse_id,
     )
     _move_lines([fl for fl in own if fl.fulfilment_id in shared], shipped)
     _refresh_merged(shared)
@@ -1111,8 +1197,11 @@ def approve(*, order: Order, actor) -> Order:
     _reserve_lines(order, lines)
     if order.has_unmatched or order.is_out_of_stock:
         raise ValidationError(gettext("lines without a matched SKU or without stock cannot be approved"))
+    if any(line.status == LineStatus.UNROUTED for line in lines):
+        raise ValidationError(gettext("lines that no warehouse or supplier can ship cannot be approved"))
     order.hold_reasons = []
     status.transition(order, S.APPROVED, source="user", actor=actor, message="approved by hand")
+    _reroute_stale(order)
     _open_fulfilment(order)
     return order
 
@@ -1177,46 +1266,113 @@ MERGE_WINDOW_HOURS = 48
 NOT_MERGED = "not_merged_no_identity"
 
 
+def _reroute_stale(order: Order) -> None:
+    """At approval: reserved lines routed under another rule set version than the active one
+    are routed again (they are not dispatched yet: their fulfilment opens after this). A line
+    whose new route is a hold, or whose new warehouse lacks the stock, keeps its old route."""
+    version = hooks.route_version()
+    if version is None:
+        return
+    stale = [
+        line
+        for line in order.lines.select_related("sku").filter(status=LineStatus.RESERVED, shipped_quantity=0)
+        if line.route_version != version
+    ]
+    if not stale:
+        return
+    routes = hooks.route([(order, stale)])
+    for line in stale:
+        r = routes.get(line.pk)
+        if r is None or r.warehouse_id is None:
+            continue
+        if r.warehouse_id != line.warehouse_id and line.warehouse_id is not None:
+            old_id = line.warehouse_id
+            stock.release_reservation(
+                source_key=line.reservation_key, reason=f"routed again (rules v{version})"
+            )
+            try:
+                stock.reserve_stock(
+                    source_key=line.reservation_key,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    warehouse=Warehouse.objects.get(pk=r.warehouse_id),
+                )
+            except stock.InsufficientStock:  # what was just released is still there for the old route
+                stock.reserve_stock(
+                    source_key=line.reservation_key,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    warehouse=Warehouse.objects.get(pk=old_id),
+                )
+                continue
+            _event(
+                order,
+                "rerouted",
+                source="rule",
+                message=f"line {line.platform_line_id}: {r.note}"[:500],
+                before={"warehouse": old_id},
+                after={"warehouse": r.warehouse_id},
+            )
+        elif line.warehouse_id is None:
+            continue
+        line.route_note, line.route_version, line.route_rule_id = r.note[:300], r.version, r.rule_id
+        line.warehouse_id = r.warehouse_id
+        line.save(update_fields=_ROUTE_FIELDS)
+
+
 def _open_fulfilment(order: Order) -> Fulfilment:
-    """Approved order → its lines in one open fulfilment (merged with a waiting one of the same
-    shop and receiver when the auto-merge rule is on)."""
+    """Approved order → its lines in open fulfilments, one per warehouse that ships them (own or
+    a supplier's: ``OrderLine.warehouse``), each merged with a waiting one of the same shop,
+    receiver and warehouse when the auto-merge rule is on. Returns the first."""
     existing = Fulfilment.objects.filter(
         lines__order_line__order=order, status=Fulfilment.Status.OPEN
     ).first()
     if existing:
         return existing
-    fulfilment = None
+    groups: dict[int | None, list[OrderLine]] = defaultdict(list)
+    for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
+        groups[line.warehouse_id].append(line)
     merge = review.active_rules()[ReviewRule.Kind.AUTO_MERGE].enabled
     if merge and not order.receiver_fingerprint:
         _event(order, NOT_MERGED, source="rule")
-    elif merge:
-        since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
-        candidates = list(
-            Fulfilment.objects.filter(
-                store=order.store,
-                receiver_fingerprint=order.receiver_fingerprint,
-                status=Fulfilment.Status.OPEN,
-                created_at__gte=since,
-                lines__order_line__order__status=S.APPROVED,
+    opened: list[Fulfilment] = []
+    for warehouse_id, lines in sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0)):
+        fulfilment = None
+        if merge and order.receiver_fingerprint:
+            since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
+            candidates = list(
+                Fulfilment.objects.filter(
+                    store=order.store,
+                    receiver_fingerprint=order.receiver_fingerprint,
+                    warehouse_id=warehouse_id,
+                    status=Fulfilment.Status.OPEN,
+                    created_at__gte=since,
+                    lines__order_line__order__status=S.APPROVED,
+                )
+                .exclude(receiver_fingerprint="")
+                .order_by("id")
+                .distinct()[:10]
             )
-            .exclude(receiver_fingerprint="")
-            .order_by("id")
-            .distinct()[:10]
+            blocked = hooks.frozen(f.pk for f in candidates)  # a parcel with a waybill takes no more lines
+            fulfilment = next((f for f in candidates if f.pk not in blocked), None)
+        if fulfilment is None:
+            fulfilment = Fulfilment.objects.create(
+                store=order.store, receiver_fingerprint=order.receiver_fingerprint, warehouse_id=warehouse_id
+            )
+        else:
+            fulfilment.is_merged = True
+            fulfilment.save(update_fields=["is_merged"])
+            _event(order, "merged", source="rule", message=f"merged into fulfilment {fulfilment.pk}")
+        FulfilmentLine.objects.bulk_create(
+            FulfilmentLine(fulfilment=fulfilment, order_line=line, quantity=line.quantity) for line in lines
         )
-        blocked = hooks.frozen(f.pk for f in candidates)  # a parcel with a waybill takes no more lines
-        fulfilment = next((f for f in candidates if f.pk not in blocked), None)
-    if fulfilment is None:
-        fulfilment = Fulfilment.objects.create(
-            store=order.store, receiver_fingerprint=order.receiver_fingerprint
+        opened.append(fulfilment)
+    if not opened:  # nothing left to ship (every line cancelled or refunded): an empty placeholder
+        opened.append(
+            Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
         )
-    else:
-        fulfilment.is_merged = True
-        fulfilment.save(update_fields=["is_merged"])
-        _event(order, "merged", source="rule", message=f"merged into fulfilment {fulfilment.pk}")
-    for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
-        FulfilmentLine.objects.create(fulfilment=fulfilment, order_line=line, quantity=line.quantity)
-    hooks.after({fulfilment.pk})
-    return fulfilment
+    hooks.after({f.pk for f in opened})
+    return opened[0]
 
 
 def _close_open_fulfilment(order: Order, *, reason: str = "cancel", by_platform: bool = True) -> None:
@@ -1259,9 +1415,15 @@ def merge(*, orders: list[Order], actor) -> Fulfilment:
             order_line__order__in=locked, fulfilment__status=Fulfilment.Status.OPEN
         ).values_list("fulfilment_id", flat=True)
     )
+    shippers = set(Fulfilment.objects.filter(pk__in=holding).values_list("warehouse_id", flat=True))
+    if len(shippers) > 1:
+        raise ValidationError(gettext("merged orders must ship from one warehouse or supplier"))
     hooks.before(holding, reason="merge", by_platform=False)
     target = Fulfilment.objects.create(
-        store=locked[0].store, receiver_fingerprint=locked[0].receiver_fingerprint, is_merged=True
+        store=locked[0].store,
+        receiver_fingerprint=locked[0].receiver_fingerprint,
+        is_merged=True,
+        warehouse_id=shippers.pop() if shippers else None,
     )
     # A split order has a line in several open fulfilments: one target line per order line,
     # with the quantities summed (the line's total is unchanged).
@@ -1311,7 +1473,11 @@ def unmerge(*, fulfilment: Fulfilment, actor) -> list[Fulfilment]:
     order_ids = sorted(set(fulfilment.lines.values_list("order_line__order_id", flat=True)))
     for order_id in order_ids[1:]:
         order = Order.objects.get(pk=order_id)
-        own = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
+        own = Fulfilment.objects.create(
+            store=order.store,
+            receiver_fingerprint=order.receiver_fingerprint,
+            warehouse_id=fulfilment.warehouse_id,
+        )
         fulfilment.lines.filter(order_line__order_id=order_id).update(fulfilment=own)
         _event(order, "unmerged", source="user", actor=actor, message=f"own fulfilment {own.pk}")
         result.append(own)
@@ -1327,10 +1493,24 @@ def split(*, order: Order, parts: dict[int, int], actor) -> Fulfilment:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.APPROVED:
         raise ValidationError(gettext("only orders waiting to ship can be split"))
-    source = _open_fulfilment(order)
+    _open_fulfilment(order)
+    # The lines split off come out of one fulfilment (an order routed to several shippers has one each).
+    source = (
+        Fulfilment.objects.filter(
+            status=Fulfilment.Status.OPEN,
+            lines__order_line__order=order,
+            lines__order_line_id__in=[pk for pk, qty in parts.items() if qty > 0],
+        )
+        .order_by("pk")
+        .first()
+    )
+    if source is None:
+        raise ValidationError(gettext("choose at least one line and quantity to split off"))
     hooks.before({source.pk}, reason="split", by_platform=False)
     moved = 0
-    new = Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
+    new = Fulfilment.objects.create(
+        store=order.store, receiver_fingerprint=order.receiver_fingerprint, warehouse_id=source.warehouse_id
+    )
     for line_id, qty in parts.items():
         if qty <= 0:
             continue

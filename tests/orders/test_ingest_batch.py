@@ -93,9 +93,11 @@ def every_field(obj) -> dict:
             continue
         value = getattr(obj, field.name)
         if field.is_relation and value is not None:
-            value = {"store": lambda x: x.platform_shop_id, "sku": lambda x: x.merchant_code}.get(
-                field.name, lambda x: (x.platform_product_id, x.platform_sku_id)
-            )(value)
+            value = {
+                "store": lambda x: x.platform_shop_id,
+                "sku": lambda x: x.merchant_code,
+                "warehouse": lambda x: x.code,
+            }.get(field.name, lambda x: (x.platform_product_id, x.platform_sku_id))(value)
         result[field.name] = value
     return result
 
