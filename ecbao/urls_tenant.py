@@ -41,6 +41,8 @@ urlpatterns = [
     path("inventory/", include("inventory.urls")),
     path("orders/", include("orders.urls")),
     path("shipping/", include("logistics.urls")),
+    path("suppliers/", include("suppliers.urls")),
+    path("supplier/", include("suppliers.portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),
