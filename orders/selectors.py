@@ -360,6 +360,7 @@ def order_fulfilments(order: Order) -> list[Fulfilment]:
         Fulfilment.objects.filter(
             pk__in=FulfilmentLine.objects.filter(order_line__order=order).values("fulfilment_id")
         )
+        .select_related("warehouse")
         .prefetch_related(Prefetch("lines", queryset=lines))
         .order_by("id")
     )

@@ -180,7 +180,7 @@ def order_detail(request, order_id):
         "orders/detail.html",
         {
             "order": order,
-            "lines": list(order.lines.all()),
+            "lines": list(order.lines.select_related("warehouse")),
             "events": selectors.order_events(order),
             # raw platform versions only for those who hold orders.snapshots
             "snapshots": selectors.order_snapshots(order)
