@@ -28,6 +28,7 @@ from channels.connectors import display_payload
 from channels.models import OrderSnapshot
 from ecbao import paging
 from ecbao.templatetags.ecbao import fen
+from orders.hooks import ROUTING_HOLD
 from orders.models import Fulfilment, FulfilmentLine, Order, OrderEvent, OrderLine, OrderStatus, ReviewRule
 
 S = OrderStatus
@@ -66,6 +67,7 @@ HOLD_REASON_LABELS = {
     ReviewRule.Kind.STOCK_SHORT.value: _("Out of stock"),
     ReviewRule.Kind.UNMATCHED.value: _("Unmatched SKU"),
     "manual": _("Held by hand"),
+    ROUTING_HOLD: _("No shipper"),
 }
 
 #: timeline event kinds (as the services write them) → labels
@@ -86,6 +88,7 @@ EVENT_LABELS = {
     "line_refunded": _("Line refunded"),
     "line_matched": _("SKU matched"),
     "refund_after_shipment": _("Refund after shipment"),
+    "rerouted": _("Routed again"),
 }
 
 #: fields the timeline shows changes of → labels
