@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils.translation import gettext
 
 from inventory import services as stock
-from inventory.models import Sku, Warehouse
+from inventory.models import Sku, StockLevel, Warehouse
 from suppliers.models import Supplier, SupplierSku
 
 _SUPPLIER_FIELDS = {
@@ -98,11 +98,24 @@ def report_stock(*, supplier: Supplier, sku: Sku, on_hand: int, user=None, reaso
             gettext("%(supplier)s does not supply %(code)s")
             % {"supplier": supplier.name, "code": sku.merchant_code}
         )
-    entry = stock.count_stock(
-        sku=sku,
-        counted=on_hand,
-        warehouse=supplier.warehouse,
-        user=user,
-        reason=reason or f"reported by supplier {supplier.code}",
-    )
+    if isinstance(on_hand, bool) or not isinstance(on_hand, int) or on_hand < 0:
+        raise ValidationError(gettext("stock must be a whole number, 0 or more"))
+    try:
+        entry = stock.count_stock(
+            sku=sku,
+            counted=on_hand,
+            warehouse=supplier.warehouse,
+            user=user,
+            reason=reason or f"reported by supplier {supplier.code}",
+        )
+    except stock.InsufficientStock as exc:
+        raise ValidationError(
+            gettext("%(code)s: %(reserved)s are already reserved for orders; stock cannot go below that")
+            % {"code": sku.merchant_code, "reserved": _reserved(supplier, sku)}
+        ) from exc
     return entry is not None
+
+
+def _reserved(supplier: Supplier, sku: Sku) -> int:
+    level = StockLevel.objects.filter(sku=sku, warehouse=supplier.warehouse).first()
+    return level.reserved if level else 0
