@@ -239,6 +239,7 @@ def cmd_run() -> int:
         # The local platform sandbox: register its apps, connect one shop per platform to the demo.
         _manage("sandbox_demo", "--tenant", "demo", "--data", str(DATA / "sandbox.sqlite3"))
         _manage("demo_catalog", "--tenant", "demo", "--data", str(DATA / "sandbox.sqlite3"))
+        _manage("demo_suppliers", "--tenant", "demo")
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         return _run_foreground([honcho, "-f", str(ROOT / "Procfile"), "start"])
 
