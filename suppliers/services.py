@@ -54,6 +54,64 @@ def create_supplier(*, name: str, code: str, **fields) -> Supplier:
     return supplier
 
 
+_EDITABLE = _SUPPLIER_FIELDS | {"name"}
+
+
+@transaction.atomic
+def update_supplier(*, supplier: Supplier, **fields) -> Supplier:
+    """Change a supplier's fields (the code stays: it names the supplier's warehouse).
+    Validated as a whole; a ``ValidationError`` (by field, zh-Hans) leaves it unchanged."""
+    unknown = set(fields) - _EDITABLE
+    if unknown:
+        raise TypeError(f"unknown supplier fields: {sorted(unknown)}")
+    supplier = Supplier.objects.select_for_update().get(pk=supplier.pk)
+    for name, value in fields.items():
+        setattr(supplier, name, value.strip() if isinstance(value, str) else value)
+    if not supplier.name:
+        raise ValidationError({"name": gettext("a supplier needs a name and a code")})
+    supplier.full_clean()
+    supplier.save()
+    if "name" in fields and supplier.warehouse.name != supplier.name[:100]:
+        supplier.warehouse.name = supplier.name[:100]
+        supplier.warehouse.save(update_fields=["name"])
+    return supplier
+
+
+def set_status(*, supplier: Supplier, status: str) -> Supplier:
+    """Pause (no new lines are routed to it; its open dispatches go on) or activate."""
+    if status not in Supplier.Status.values:
+        raise ValidationError({"status": gettext("Unknown status.")})
+    Supplier.objects.filter(pk=supplier.pk).update(status=status)
+    supplier.status = status
+    return supplier
+
+
+@transaction.atomic
+def remove_supplier(*, supplier: Supplier) -> str:
+    """Delete a supplier that never shipped and no rule names; otherwise pause it (its history
+    stays). Returns ``"deleted"`` or ``"paused"``. Its users are deactivated on deletion."""
+    from django.contrib.auth import get_user_model
+
+    from inventory.models import StockLedgerEntry
+    from suppliers.models import Dispatch, RouteRule
+
+    supplier = Supplier.objects.select_for_update().get(pk=supplier.pk)
+    used = (
+        Dispatch.objects.filter(supplier=supplier).exists()
+        or RouteRule.objects.filter(supplier=supplier).exists()
+        or StockLedgerEntry.objects.filter(warehouse=supplier.warehouse).exists()
+    )
+    if used:
+        set_status(supplier=supplier, status=Supplier.Status.PAUSED)
+        return "paused"
+    warehouse = supplier.warehouse
+    get_user_model().objects.filter(supplier_id=supplier.pk).update(is_active=False)
+    supplier.delete()
+    StockLevel.objects.filter(warehouse=warehouse).delete()
+    warehouse.delete()
+    return "deleted"
+
+
 @transaction.atomic
 def set_supplier_sku(
     *,
@@ -74,6 +132,27 @@ def set_supplier_sku(
         )
     if cost_fen < 0 or freight_fen < 0:
         raise ValidationError(gettext("cost and freight cannot be negative"))
+    if freight not in SupplierSku.Freight.values:
+        raise ValidationError({"freight": gettext("Unknown freight rule.")})
+    if freight == SupplierSku.Freight.FREE:
+        freight_fen = 0
+    supplier_code = (supplier_code or "").strip()
+    if len(supplier_code) > 64:
+        raise ValidationError({"supplier_code": gettext("The supplier's code is at most 64 characters.")})
+    if priority < 0:
+        raise ValidationError({"priority": gettext("The priority is a whole number, 0 or more.")})
+    if (
+        supplier_code
+        and SupplierSku.objects.filter(supplier=supplier, supplier_code=supplier_code)
+        .exclude(sku=sku)
+        .exists()
+    ):
+        raise ValidationError(
+            {
+                "supplier_code": gettext("%(supplier)s already uses code %(code)s for another SKU")
+                % {"supplier": supplier.name, "code": supplier_code}
+            }
+        )
     item, _ = SupplierSku.objects.update_or_create(
         supplier=supplier,
         sku=sku,
@@ -87,6 +166,30 @@ def set_supplier_sku(
         },
     )
     return item
+
+
+@transaction.atomic
+def remove_supplier_sku(*, supplier: Supplier, sku: Sku, user=None) -> None:
+    """The supplier no longer supplies ``sku``: the binding goes and its stock in the supplier's
+    warehouse is counted to 0 through the ledger. Refused while orders hold stock there."""
+    item = SupplierSku.objects.select_for_update().filter(supplier=supplier, sku=sku).first()
+    if item is None:
+        return
+    level = StockLevel.objects.filter(sku=sku, warehouse=supplier.warehouse).first()
+    if level and level.reserved:
+        raise ValidationError(
+            gettext("%(code)s: %(reserved)s are reserved for orders at this supplier; pause the SKU instead")
+            % {"code": sku.merchant_code, "reserved": level.reserved}
+        )
+    if level and level.on_hand:
+        stock.count_stock(
+            sku=sku,
+            counted=0,
+            warehouse=supplier.warehouse,
+            user=user,
+            reason=f"supplier {supplier.code} no longer supplies it",
+        )
+    item.delete()
 
 
 @transaction.atomic
