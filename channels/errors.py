@@ -33,3 +33,7 @@ class TemporarilyUnavailable(ChannelError):
 
 class BadPushMessage(ChannelError):
     """A push failed verification or could not be decoded."""
+
+
+class NotSupported(ChannelError):
+    """The platform has no API for this (e.g. Douyin has no dropship-assignment API)."""

@@ -42,3 +42,14 @@ class TrackingPushed(Event):
     carrier_code: str
     tracking_no: str
     events: tuple[tuple[str, str, str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class DropshipChanged(Event):
+    """The platform says an order's native dropship assignments changed (WeChat
+    ``channels_ec_order_ext_info_update`` type 14 assigned / 15 cancelled); subscribers read the
+    assignments again through the connector (the push names only the order)."""
+
+    store_id: int
+    platform_order_id: str
+    change: str  # "assigned" | "cancelled" | "" (unknown)

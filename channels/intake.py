@@ -161,6 +161,7 @@ CONSUMED_KINDS = (
     "order",
     "after_sale",
     "logistics",
+    "dropship",
 )  # what ``_act_on`` stores; other kinds are kept as ignored
 
 
@@ -342,6 +343,10 @@ def _act_on(message: InboxMessage) -> None:
         services.store_order_version(store=message.store, order=order, payload=order.raw, source="push")
     elif kind == "logistics":  # the events are in the message: handed up as they are
         services.publish_tracking(store=message.store, payload=message.payload.get("data") or {})
+    elif kind == "dropship":  # an order's native dropship changed (WeChat ext_info_update 14/15)
+        services.publish_dropship_change(
+            store=message.store, platform_order_id=object_id, payload=message.payload.get("data") or {}
+        )
     else:  # "after_sale" (CONSUMED_KINDS)
         after_sale = services.connector_for(message.store).get_after_sale(object_id)
         services.store_after_sale_version(store=message.store, after_sale=after_sale, source="push")

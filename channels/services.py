@@ -430,6 +430,16 @@ RETURNING snapshot_id
 _AFTER_SALE_RANKS = [s.value for s in AfterSaleStatus]
 
 
+def publish_dropship_change(*, store: Store, platform_order_id: str, payload: dict) -> None:
+    """Hand a pushed dropship change up (``DropshipChanged``): the subscriber reads the order's
+    assignments through the connector."""
+    body = payload.get("order_info") or {}
+    change = {"14": "assigned", "15": "cancelled"}.get(str(body.get("type") or ""), "")
+    events.publish(
+        channel_events.DropshipChanged(store_id=store.pk, platform_order_id=platform_order_id, change=change)
+    )
+
+
 def publish_tracking(*, store: Store, payload: dict) -> int:
     """Hand a pushed logistics message's events up (``TrackingPushed``); returns how many."""
     decoded = push_tracking(store.platform, payload)

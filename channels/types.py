@@ -462,3 +462,60 @@ def channel_order_from_json(data: dict[str, Any]) -> ChannelOrder:
             for p in data.get("packages", [])
         ),
     )
+
+
+# --- platform-native dropship (代发: WeChat 代发管理, Kuaishou open.dropshipping) ---------------
+
+
+class DropshipState(enum.StrEnum):
+    """An assignment of order lines to a supplier on the platform, in neutral terms."""
+
+    ASSIGNED = "assigned"  # the supplier has it and has not shipped
+    SHIPPED = "shipped"  # the supplier shipped (the order's lines are shipped on the platform)
+    CANCELLED = "cancelled"  # withdrawn by the merchant before the supplier shipped
+    UNKNOWN = "unknown"  # a platform state this connector does not know
+
+
+@dataclass(frozen=True)
+class DropshipLine:
+    """Platform-SKU units: what the listing sells (a combo SKU counts as one)."""
+
+    platform_product_id: str
+    platform_sku_id: str
+    quantity: int
+    shipped_quantity: int = 0
+    delivery_deadline: datetime | None = None  # the platform's per-line ship-by
+
+
+@dataclass(frozen=True)
+class DropshipParcel:
+    carrier_code: str  # the platform's code
+    tracking_no: str
+    shipped_at: datetime | None = None
+    lines: tuple[tuple[str, str, int], ...] = ()  # (platform_product_id, platform_sku_id, quantity)
+
+
+@dataclass(frozen=True)
+class DropshipAssignment:
+    platform: Platform
+    native_id: str  # WeChat ds_order_id; Kuaishou allocateOrderCode
+    platform_order_id: str
+    supplier_id: str  # WeChat supplier_appid; Kuaishou factoryCode
+    state: DropshipState
+    platform_state: str
+    lines: tuple[DropshipLine, ...] = ()
+    parcels: tuple[DropshipParcel, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def same_lines(self, lines: list[tuple[str, str, int]] | tuple[tuple[str, str, int], ...]) -> bool:
+        """Whether this assignment holds exactly ``lines`` ((product, sku, quantity), any order)."""
+        mine: dict[tuple[str, str], int] = {}
+        for line in self.lines:
+            key = (line.platform_product_id, line.platform_sku_id)
+            mine[key] = mine.get(key, 0) + line.quantity
+        wanted: dict[tuple[str, str], int] = {}
+        for product_id, sku_id, quantity in lines:
+            wanted[(str(product_id), str(sku_id))] = wanted.get((str(product_id), str(sku_id)), 0) + quantity
+        return mine == wanted

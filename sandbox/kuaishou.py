@@ -49,7 +49,7 @@ from typing import Any
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import pushes, traces, untidy
+from . import dropship, pushes, traces, untidy
 from .faults import DEFAULT_QPS
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
@@ -97,7 +97,12 @@ REFUND_SPAN_MAX_MS = 86400 * 1000
 REFUND_PAGE_MAX = 100
 BILL_PAGE_MAX = 100  # [choice]
 BILL_SPAN_MAX = 31 * 86400  # [choice]
-EBILL_BATCH_MAX = 10  # [choice]
+EBILL_BATCH_MAX = 10  # [choice]; dropshipping ebill.batch.get: "最多10个" (KS-PHP)
+DS_BATCH_MAX = 50  # [GUESS] dropshippingOrderCodeList per allocate / cancel call
+DS_PAGE_MAX = 100  # [GUESS]
+DS_STATUS = {"assigned": 1, "shipped": 2, "cancelled": 3}  # [GUESS] dropshippingStatus / allocateStatus
+DS_NOT_BOUND, DS_ALREADY, DS_STATE, DS_NOT_ALLOCATED, DS_SHIPPED = (
+    800101, 800102, 800103, 800104, 800105)  # [GUESS] per-code error numbers  # fmt: skip
 DECRYPT_BATCH_LIMIT = 100
 DECRYPT_REFUSE_AFTER = 14 * 86400  # KS-DOC K5005: no decrypt 14 days after completion
 STOCK_LIMIT = 9_999_999
@@ -1055,6 +1060,15 @@ class KuaishouApp(PlatformGateway):
             ("open.express.ebill.append", self.ebill_append),
             ("open.express.subscribe.query", self.express_subscribe_query),
             ("open.logistics.trace.query", self.logistics_trace_query),
+            ("open.dropshipping.relation.merchant.batch.apply", self.ds_relation_apply),
+            ("open.dropshipping.order.batch.allocate", self.ds_allocate),
+            ("open.dropshipping.order.batch.allocate.cancel", self.ds_allocate_cancel),
+            ("open.dropshipping.order.merchant.list", self.ds_merchant_list),
+            ("open.dropshipping.order.merchant.detail", self.ds_merchant_detail),
+            ("open.dropshipping.order.list", self.ds_factory_list),
+            ("open.dropshipping.ebill.batch.get", self.ds_ebill_batch_get),
+            ("open.dropshipping.order.deliver", self.ds_deliver),
+            ("open.dropshipping.order.logistics.update", self.ds_logistics_update),
         ):
             r(path_of(method), handler, methods=both, auth="token")
 
@@ -2150,6 +2164,236 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         if len(set(ids)) != len(ids):
             raise param_error("批量取号时requestId不能重复")
         return self.ok([self._ebill_one(ctx, r) for r in requests])
+
+    # ------------------------------------------------------------------ dropshipping (sandbox/dropship.py)
+    # Merchant side: relation, allocate (whole oid, as Kuaishou orders are one SKU each), cancel,
+    # list/detail. Factory side (the factory's own token; its shop id is its ``factoryCode``
+    # [choice]): order list with a masked receiver, e-waybills (≤ 10 a call), deliver, update.
+    # Parameter names from the SDKs (KS-PY models); replies and status numbers are [GUESS].
+
+    def _ds_record(self, ds: dropship.Dropship, *, factory: bool = False) -> dict[str, Any]:
+        sparse = untidy.hit(self.world, "kuaishou.dropship_sparse", ds.ds_id)
+        line = ds.lines[0]
+        out: dict[str, Any] = {
+            "dropshippingOrderCode": int(line.line_id) if not sparse else line.line_id,
+            "allocateOrderCode": ds.ds_id,
+            "factoryCode": ds.supplier,
+            "dropshippingStatus": DS_STATUS[ds.status],
+            "allocateTime": self.renderer_ms(ds.create_time),
+            "updateTime": self.renderer_ms(ds.update_time),
+            "promiseDeliveryTime": self.renderer_ms(line.delivery_deadline),
+        }
+        if not sparse:
+            out["itemList"] = [{"itemId": int(x.product_id), "skuId": int(x.sku_id), "num": x.qty,
+                                "deliveredNum": x.shipped_qty} for x in ds.lines]  # fmt: skip
+        if ds.waybills or not sparse:
+            out["logisticsList"] = [{"waybillCode": w.tracking_no, "expressCompanyCode": EBILL_CODES.get(w.carrier, w.carrier),
+                                     "deliverTime": self.renderer_ms(w.ship_time)} for w in ds.waybills]  # fmt: skip
+        if factory:
+            view = dropship.supplier_view(self.world, ds)
+            out["receiverInfo"] = view["receiver"]  # masked: the factory never sees plaintext
+            out["ewaybillOrderCode"] = view["ewaybill_order_code"]
+        return out
+
+    def renderer_ms(self, ts: int) -> int:
+        return ms(ts) if ts else 0
+
+    @staticmethod
+    def _codes(p: dict[str, Any], name: str) -> list[str]:
+        codes = p.get(name)
+        if not isinstance(codes, list) or not codes:
+            raise param_error(f"缺少参数{name}")
+        if len(codes) > DS_BATCH_MAX:
+            raise param_error(f"{name}每次最多{DS_BATCH_MAX}条")
+        return [str(c) for c in codes]
+
+    def ds_relation_apply(self, request: Request, ctx: CallContext) -> Response:
+        """``relation.merchant.batch.apply`` ``{applyRequestList[{requestId, factoryCode, applyContent}]}``;
+        the simulated factory accepts at once [choice]."""
+        wanted = ctx.params.get("applyRequestList")
+        if not isinstance(wanted, list) or not wanted:
+            raise param_error("缺少参数applyRequestList")
+        results = []
+        for entry in wanted:
+            code = str((entry or {}).get("factoryCode") or "")
+            ok = bool(code) and code != ctx.shop_id
+            if ok:
+                dropship.bind_supplier(self.world, ctx.shop_id, code, f"厂家{code}")
+            results.append({"requestId": str((entry or {}).get("requestId") or ""), "factoryCode": code,
+                            "success": ok, "errorMsg": "" if ok else "厂家不存在"})  # fmt: skip
+        return self.ok({"applyResultList": results})
+
+    def ds_allocate(self, request: Request, ctx: CallContext) -> Response:
+        """``order.batch.allocate`` ``{dropshippingOrderCodeList, factoryCode}``: each oid wholly,
+        one result per code (a failing code does not fail the others)."""
+        p = ctx.params
+        factory = str(p.get("factoryCode") or "")
+        if not factory:
+            raise param_error("缺少参数factoryCode")
+        results = []
+        for code in self._codes(p, "dropshippingOrderCodeList"):
+            result: dict[str, Any] = {"dropshippingOrderCode": code, "success": False}
+            try:
+                order, line = self._resolve(ctx, code)
+                items = [(line.line_id, line.qty - line.refunded_qty - line.shipped_qty)]
+                items += [(g.line_id, g.qty - g.refunded_qty - g.shipped_qty) for g in order.lines
+                          if g.is_gift and g.master_line_id == line.line_id]  # fmt: skip
+                ds = dropship.assign(self.world, shop_id=ctx.shop_id, order_id=order.order_id, supplier=factory,
+                                     items=[i for i in items if i[1] > 0] or items)  # fmt: skip
+                result.update(success=True, allocateOrderCode=ds.ds_id)
+            except ApiError as exc:
+                result.update(errorCode=exc.fields.get("result"), errorMsg=exc.fields.get("error_msg", ""))
+            except dropship.NotBound:
+                result.update(errorCode=DS_NOT_BOUND, errorMsg="未与该厂家建立代发关系")
+            except dropship.OverAssigned:
+                result.update(errorCode=DS_ALREADY, errorMsg="订单已分配")
+            except (Conflict, InvalidArgument):
+                result.update(errorCode=DS_STATE, errorMsg="订单状态不允许分配")
+            results.append(result)
+        return self.ok({"allocateResultList": results})
+
+    def _live_ds(self, ctx: CallContext, code: str) -> dropship.Dropship | None:
+        order, line = self._resolve(ctx, code)
+        live = [d for d in dropship.of_order(self.world, order.order_id)
+                if d.status in dropship.LIVE and any(x.line_id == line.line_id for x in d.lines)]  # fmt: skip
+        return live[-1] if live else None
+
+    def ds_allocate_cancel(self, request: Request, ctx: CallContext) -> Response:
+        p = ctx.params
+        results = []
+        for code in self._codes(p, "dropshippingOrderCodeList"):
+            result: dict[str, Any] = {"dropshippingOrderCode": code, "success": False}
+            try:
+                ds = self._live_ds(ctx, code)
+                if ds is None:
+                    result.update(errorCode=DS_NOT_ALLOCATED, errorMsg="订单未分配")
+                else:
+                    dropship.cancel(self.world, ds.ds_id, reason=str(p.get("cancelAllocateReason") or ""))
+                    result["success"] = True
+            except ApiError as exc:
+                result.update(errorCode=exc.fields.get("result"), errorMsg=exc.fields.get("error_msg", ""))
+            except Conflict:
+                result.update(errorCode=DS_SHIPPED, errorMsg="厂家已发货，不能取消")
+            results.append(result)
+        return self.ok({"cancelResultList": results})
+
+    def _ds_page(self, found: list[dropship.Dropship], p: dict[str, Any], *, factory: bool) -> Response:
+        size = _int(p, "pageSize", 20) or 20
+        if size < 1 or size > DS_PAGE_MAX:
+            raise param_error(f"pageSize不能超过{DS_PAGE_MAX}")
+        cursor = str(p.get("cursor") or "")
+        if cursor == "nomore":
+            return self.ok({"cursor": "nomore", "dropshippingOrderList": []})
+        offset = int(cursor) if cursor.isdigit() else 0
+        page = found[offset : offset + size]
+        end = offset + len(page)
+        return self.ok({"cursor": str(end) if end < len(found) else "nomore",
+                        "dropshippingOrderList": [self._ds_record(d, factory=factory) for d in page]})  # fmt: skip
+
+    def ds_merchant_list(self, request: Request, ctx: CallContext) -> Response:
+        p = ctx.params
+        status = _int(p, "dropshippingStatus", 0) or 0
+        names = {v: k for k, v in DS_STATUS.items()}
+        begin, end = _int(p, "beginTime", 0) or 0, _int(p, "endTime", 0) or 0
+        span = (begin // 1000, end // 1000) if begin and end else None
+        found = dropship.query(self.world, ctx.shop_id, supplier=str(p.get("factoryCode") or ""),
+                               status=names.get(status, ""), updated=span)  # fmt: skip
+        return self._ds_page(found, p, factory=False)
+
+    def ds_merchant_detail(self, request: Request, ctx: CallContext) -> Response:
+        code = str(ctx.params.get("dropshippingOrderCode") or "")
+        if not code:
+            raise param_error("缺少参数dropshippingOrderCode")
+        order, line = self._resolve(ctx, code)
+        mine = [
+            d
+            for d in dropship.of_order(self.world, order.order_id)
+            if any(x.line_id == line.line_id for x in d.lines)
+        ]
+        if not mine:
+            raise ks_error(DS_NOT_ALLOCATED, "订单未分配", "DROPSHIPPING_ORDER_NOT_FOUND")
+        return self.ok(self._ds_record(mine[-1]))
+
+    def _factory_ds(self, ctx: CallContext, code: Any) -> dropship.Dropship:
+        ds = dropship.get(self.world, str(code or ""))
+        if ds is None or ds.supplier != ctx.shop_id or ds.platform != PLATFORM:
+            raise ks_error(R_REJECT, "代发订单不存在", "ALLOCATE_ORDER_NOT_FOUND")
+        return ds
+
+    def ds_factory_list(self, request: Request, ctx: CallContext) -> Response:
+        p = ctx.params
+        status = _int(p, "allocateStatus", 0) or 0
+        names = {v: k for k, v in DS_STATUS.items()}
+        rows = self.world.read(
+            "SELECT shop_id FROM dropships WHERE supplier=? GROUP BY shop_id", (ctx.shop_id,)
+        )
+        found = [d for (shop,) in rows for d in dropship.query(self.world, shop, supplier=ctx.shop_id,
+                                                              status=names.get(status, ""))]  # fmt: skip
+        return self._ds_page(found, p, factory=True)
+
+    def ds_ebill_batch_get(self, request: Request, ctx: CallContext) -> Response:
+        """``ebill.batch.get`` ``{dsOrderGetReq[{allocateOrderCode, expressCompanyCode, requestId, …}]}``:
+        at most 10 a call (KS-PHP: "最多10个"); a number per request, idempotent by requestId."""
+        wanted = ctx.params.get("dsOrderGetReq")
+        if not isinstance(wanted, list) or not wanted:
+            raise param_error("缺少参数dsOrderGetReq")
+        if len(wanted) > EBILL_BATCH_MAX:
+            raise param_error("dsOrderGetReq每次最多10条")
+        out = []
+        for req in wanted:
+            req = req if isinstance(req, dict) else {}
+            request_id = str(req.get("requestId") or "")
+            entry: dict[str, Any] = {"requestId": request_id}
+            carrier = EBILL_TO_CARRIER.get(str(req.get("expressCompanyCode") or ""))
+            try:
+                ds = self._factory_ds(ctx, req.get("allocateOrderCode"))
+                if not request_id or carrier is None:
+                    raise param_error("缺少参数requestId或快递公司编码不存在")
+                scope = f"kuaishou:ds-ebill:{ctx.shop_id}"
+                with self.world.write():
+                    number = self.world.idempotent_get(scope, request_id)
+                    if number is None:
+                        number = self.world.new_tracking_no(carrier)
+                        self.world.idempotent_put(scope, request_id, number)
+                entry.update(baseResponse={"result": R_OK, "success": True, "message": ""},
+                             data=[{"waybillCode": number, "allocateOrderCode": ds.ds_id,
+                                    "printData": json.dumps({"ewaybillOrderCode": dropship.ewaybill_order_code(self.world, ds)}),
+                                    "signature": _stable_int(number, digits=16), "key": "sandbox", "version": "1"}])  # fmt: skip
+            except ApiError as exc:
+                entry.update(baseResponse={"result": exc.fields.get("result"), "success": False,
+                                           "message": exc.fields.get("error_msg", "")}, data=[])  # fmt: skip
+            out.append(entry)
+        return self.ok(out)
+
+    def ds_deliver(self, request: Request, ctx: CallContext) -> Response:
+        p = ctx.params
+        ds = self._factory_ds(ctx, p.get("allocateOrderCode"))
+        carrier = EBILL_TO_CARRIER.get(str(p.get("expressCompanyCode") or ""))
+        number = str(p.get("waybillCode") or "")
+        if carrier is None or not number:
+            raise param_error("缺少参数waybillCode或expressCompanyCode")
+        if ds.status == dropship.SHIPPED and any(w.tracking_no == number for w in ds.waybills):
+            return self.ok()  # the same delivery again
+        if ds.status != dropship.ASSIGNED:
+            raise ks_error(R_REJECT, "代发订单状态不允许发货", "ALLOCATE_ORDER_STATUS_INVALID")
+        if dropship.supplier_ship(self.world, ds.ds_id, carrier=carrier, tracking_no=number) is None:
+            raise ks_error(R_REJECT, "代发订单状态不允许发货", "ALLOCATE_ORDER_STATUS_INVALID")
+        return self.ok()
+
+    def ds_logistics_update(self, request: Request, ctx: CallContext) -> Response:
+        p = ctx.params
+        ds = self._factory_ds(ctx, p.get("allocateOrderCode"))
+        carrier = EBILL_TO_CARRIER.get(str(p.get("expressCompanyCode") or ""))
+        number = str(p.get("waybillCode") or "")
+        if ds.status != dropship.SHIPPED or not ds.waybills or carrier is None or not number:
+            raise ks_error(R_REJECT, "代发订单未发货", "ALLOCATE_ORDER_STATUS_INVALID")
+        order = self.world.get_order(ds.order_id)
+        old = ds.waybills[-1].tracking_no
+        package = next((pk for pk in (order.packages if order else []) if pk.tracking_no == old), None)
+        self.world.edit_shipping(ds.order_id, carrier=carrier, tracking_no=number,
+                                 package_id=package.package_id if package else "")  # fmt: skip
+        dropship.replace_waybill(self.world, ds.ds_id, carrier=carrier, tracking_no=number)
+        return self.ok()
 
     # ------------------------------------------------------------------ logistics traces
 

@@ -95,6 +95,8 @@ class EventKind(StrEnum):
     AFTERSALE_EXCHANGE_DONE = "aftersale_exchange_done"
     PRODUCT_CHANGED = "product_changed"
     LOGISTICS_UPDATED = "logistics_updated"  # a parcel's carrier trace has new nodes (traces.py)
+    DROPSHIP_ASSIGNED = "dropship_assigned"  # lines assigned to a dropship supplier (dropship.py)
+    DROPSHIP_CANCELLED = "dropship_cancelled"  # an assignment withdrawn before the supplier shipped
     # App-level events (no order): pushed to the app's ``auth_event_url``, not its ``webhook_url``.
     APP_VERIFY_TICKET = "app_verify_ticket"  # WeChat third-party platform: component_verify_ticket
     APP_UNAUTHORIZED = "app_unauthorized"  # a merchant withdrew the app's authorisation

@@ -27,7 +27,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-from . import untidy
+from . import dropship, untidy
 from .clock import is_advanceable
 from .model import AfterSaleStatus, AfterSaleType, EventKind, Order, OrderStatus
 from .seed import BUYER_REMARKS, random_receiver
@@ -305,6 +305,9 @@ class BuyerSimulator:
             elif kind == EventKind.AFTERSALE_EXCHANGE_SHIPPED:
                 a = event.data["aftersale"]
                 self._schedule(self._later(1 * DAY, 3 * DAY), "exchange_receive", a["aftersale_id"])
+            elif kind == EventKind.DROPSHIP_ASSIGNED:  # the supplier / factory ships it later
+                ds = event.data["dropship"]
+                self._schedule(ds["ship_due"], "dropship_ship", ds["ds_id"])
         self.world.meta_set("sim_cursor", str(events[-1].event_id))
         return len(events)
 
@@ -425,6 +428,9 @@ class BuyerSimulator:
                 self.world.close_aftersale(aftersale_id, "商家超时未处理换货")
 
     # ------------------------------------------------------------------ the merchant bot (demo only)
+
+    def _do_dropship_ship(self, ds_id: str) -> None:
+        dropship.supplier_ship(self.world, ds_id)
 
     def _do_merchant_ship(self, order_id: str) -> None:
         order = self.world.get_order(order_id)

@@ -66,6 +66,10 @@ VARIATIONS: dict[str, tuple[float, str]] = {
         "trace nodes with operateTime as Beijing-time text 'yyyy-MM-dd HH:mm:ss' instead of epoch ms",
     ),
     "kuaishou.trace_no_city": (0.3, "trace nodes without city"),
+    "kuaishou.dropship_sparse": (
+        0.5,
+        "dropship orders without the optional logistics list / itemList fields",
+    ),
     # WeChat (keys: order id, event id, line id)
     "wechat.string_ids": (0.5, "order_id and pay_time as strings (else numbers) in events and order/get"),
     "wechat.no_hash_code": (0.5, "orders without address_info.hash_code (as in the published samples)"),
@@ -74,6 +78,8 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     "wechat.plaintext_address": (0.05, "older orders with doc-sample style plaintext address_info"),
     "wechat.missing_optional": (0.3, "orders without the optional ext_info / settle_info / refund_info"),
     "wechat.trace_string_times": (0.5, "logistics path items (and pushes) with action_time as a string"),
+    "wechat.dropship_numbers": (0.5, "dropship orders with ds_order_id / order_id / sku ids as numbers"),
+    "wechat.dropship_sparse": (0.3, "dropship orders without the optional supplier_name / delivery_deadline"),
 }
 # Variations a test can switch off for a tidy world (none: every variation is served by default;
 # the connectors and their tests meet each one).

@@ -46,7 +46,7 @@ from urllib.parse import urlencode
 import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import pushes, traces, untidy
+from . import dropship, pushes, traces, untidy
 from .gateway import ApiError, CallContext, PlatformGateway, Route
 from .http import Request, Response, html_response, json_response, redirect
 from .model import (
@@ -165,6 +165,20 @@ ERR_REFUND_PENDING = 10021005
 ERR_DELIVER_TYPE = 10021006
 ERR_DECODE_REFUSED = 10021101
 ERR_DECODE_QUOTA = 10021102
+# [GUESS] dropship (代发) business codes: the reference and the SDKs name none
+ERRMSG.update(
+    {
+        10021201: "供货商未绑定",
+        10021202: "分配数量超过可分配数量",
+        10021203: "代发单不存在",
+        10021204: "代发单已发货，不能取消",
+        10021205: "订单状态不允许分配代发",
+    }
+)
+ERR_DS_NOT_BOUND, ERR_DS_OVER, ERR_DS_NOT_FOUND, ERR_DS_SHIPPED, ERR_DS_ORDER_STATE = (
+    10021201, 10021202, 10021203, 10021204, 10021205)  # fmt: skip
+DS_STATUS = {"assigned": 1, "shipped": 2, "cancelled": 3}  # [GUESS] dropship status numbers
+DS_LIST_MAX = 100  # SKIT: page_info.limit defaults to 100
 
 _RID = itertools.count(1)
 
@@ -902,6 +916,10 @@ class WechatApp(PlatformGateway):
             "/channels/ec/logistics/ewaybill/biz/print/get": self.ewaybill_print_get,
             "/channels/ec/logistics/ewaybill/biz/order/print": self.ewaybill_order_print,
             "/channels/ec/logistics/path/get": self.logistics_path_get,
+            "/channels/ec/order/dropship/assign": self.dropship_assign,
+            "/channels/ec/order/dropship/cancel": self.dropship_cancel,
+            "/channels/ec/order/dropship/get": self.dropship_get,
+            "/channels/ec/order/dropship/list": self.dropship_list,
         }
         for path, handler in business.items():
             # GET reaches the handler pipeline so that it can answer 43002 like WeChat does.
@@ -1485,6 +1503,152 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
         except InvalidArgument as exc:
             raise wx_error(ERR_SHIP_ITEMS, f"{ERRMSG[ERR_SHIP_ITEMS]}: {exc}") from None
         return self.ok()
+
+    # ------------------------------------------------------------------ 代发管理 (dropship, sandbox/dropship.py)
+
+    def _ds_id(self, value: Any, key: str) -> int | str:
+        """ids in dropship replies: numbers for some records, strings for others (as WeChat's samples)."""
+        return (
+            int(value)
+            if untidy.hit(self.world, "wechat.dropship_numbers", key) and str(value).isdigit()
+            else str(value)
+        )
+
+    def render_dropship(self, ds: dropship.Dropship) -> dict[str, Any]:
+        """``dropship_order`` as ``/dropship/get`` answers it. Fields beyond the SKIT model
+        (ds_order_id, order_id, supplier_appid, supplier_name, status, create/update_time) are
+        [GUESS]: the lines (``product_infos`` with ``delivery_deadline``, operations §1) and the
+        supplier's parcels (``delivery_info.delivery_product_info``, the order's own shape)."""
+        sparse = untidy.hit(self.world, "wechat.dropship_sparse", ds.ds_id)
+        lines = []
+        for line in ds.lines:
+            info: dict[str, Any] = {
+                "product_id": self._ds_id(line.product_id, ds.ds_id),
+                "sku_id": self._ds_id(line.sku_id, ds.ds_id),
+                "product_cnt": line.qty,
+                "shipped_cnt": line.shipped_qty,
+            }
+            if not sparse:
+                info["delivery_deadline"] = line.delivery_deadline
+            lines.append(info)
+        by_line = {line.line_id: line for line in ds.lines}
+        parcels = [
+            {"waybill_id": w.tracking_no, "delivery_id": DELIVERY_IDS.get(w.carrier, w.carrier),
+             "delivery_time": w.ship_time, "ewaybill_order_code": w.ewaybill_order_code,
+             "product_infos": [{"product_id": str(by_line[i["line_id"]].product_id), "sku_id": str(by_line[i["line_id"]].sku_id),
+                                "product_cnt": i["qty"]} for i in w.items]}
+            for w in ds.waybills
+        ]  # fmt: skip
+        out: dict[str, Any] = {
+            "ds_order_id": self._ds_id(ds.ds_id, ds.ds_id),
+            "order_id": self._ds_id(ds.order_id, ds.ds_id),
+            "supplier_appid": ds.supplier,
+            "status": DS_STATUS[ds.status],
+            "create_time": ds.create_time,
+            "update_time": ds.update_time,
+            "product_infos": lines,
+            "delivery_info": {"delivery_product_info": parcels},
+        }
+        if not sparse:
+            out["supplier_name"] = dropship.supplier_name(self.world, ds.shop_id, ds.supplier) or ""
+        return out
+
+    def _shop_dropship(self, ctx: CallContext, ds_id: str) -> dropship.Dropship:
+        ds = dropship.get(self.world, ds_id) if ds_id else None
+        if ds is None or ds.shop_id != ctx.shop_id:
+            raise wx_error(ERR_DS_NOT_FOUND)
+        return ds
+
+    def dropship_assign(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/order/dropship/assign`` ``{order_id, supplier_appid,
+        dropship_product_list[]{spu_id, sku_id, product_cnt}}`` (operations §1, WX-SKIT): by line
+        and quantity; the reply carries no ds_order_id (read it back with ``/dropship/list``)."""
+        p = ctx.params
+        order = self._shop_order(ctx, _id(p, "order_id"))
+        supplier = str(p.get("supplier_appid") or "")
+        wanted = p.get("dropship_product_list") or []
+        if not supplier or not isinstance(wanted, list) or not wanted:
+            raise invalid_args("supplier_appid and dropship_product_list are required")
+        held = dropship.assigned_quantities(self.world, order.order_id)
+        items: list[tuple[str, int]] = []
+        for entry in wanted:
+            if not isinstance(entry, dict):
+                raise invalid_args("dropship_product_list")
+            pid, sid = (
+                str(entry.get("spu_id") or entry.get("product_id") or ""),
+                str(entry.get("sku_id") or ""),
+            )
+            cnt = _int(entry, "product_cnt", 0) or 0
+            if cnt <= 0:
+                raise wx_error(ERR_DS_OVER, f"{ERRMSG[ERR_DS_OVER]}: product_cnt must be positive")
+            lines = [ln for ln in order.lines if ln.product_id == pid and ln.sku_id == sid]
+            if not lines:
+                raise wx_error(ERR_SHIP_ITEMS, f"{ERRMSG[ERR_SHIP_ITEMS]}: {pid}/{sid} is not in the order")
+            for line in lines:  # several lines of one SKU: fill them in order
+                planned = sum(q for lid, q in items if lid == line.line_id)
+                left = line.qty - line.refunded_qty - line.shipped_qty - held.get(line.line_id, 0) - planned
+                take = min(left, cnt)
+                if take > 0:
+                    items.append((line.line_id, take))
+                    cnt -= take
+            if cnt:
+                raise wx_error(ERR_DS_OVER, f"{ERRMSG[ERR_DS_OVER]}: {pid}/{sid}")
+        try:
+            dropship.assign(
+                self.world, shop_id=ctx.shop_id, order_id=order.order_id, supplier=supplier, items=items
+            )
+        except dropship.NotBound:
+            raise wx_error(ERR_DS_NOT_BOUND) from None
+        except dropship.OverAssigned:
+            raise wx_error(ERR_DS_OVER) from None
+        except Conflict:
+            raise wx_error(ERR_DS_ORDER_STATE) from None
+        return self.ok()
+
+    def dropship_cancel(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/order/dropship/cancel`` ``{ds_order_id, order_id}``: the whole dropship
+        [choice: the SDK's optional ``dropship_product_list`` (partial cancel) is refused]."""
+        p = ctx.params
+        ds = self._shop_dropship(ctx, _id(p, "ds_order_id"))
+        if p.get("order_id") not in (None, "") and _id(p, "order_id") != ds.order_id:
+            raise wx_error(ERR_DS_NOT_FOUND)
+        if p.get("dropship_product_list"):
+            raise invalid_args("partial cancellation is not supported; cancel the whole ds_order_id")
+        try:
+            dropship.cancel(self.world, ds.ds_id, reason="商家取消分配")
+        except Conflict:
+            raise wx_error(ERR_DS_SHIPPED) from None
+        return self.ok()
+
+    def dropship_get(self, request: Request, ctx: CallContext) -> Response:
+        ds = self._shop_dropship(ctx, _id(ctx.params, "ds_order_id"))
+        return self.ok({"dropship_order": self.render_dropship(ds)})
+
+    def dropship_list(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/order/dropship/list``: ids only (``ds_order_id_list``), ``total``,
+        ``has_more``, ``next_page{offset, limit, next_key}``; filters ``order_id``,
+        ``supplier_appid``, ``status``, ``create_time_range`` / ``update_time_range`` (≤ 7 days)."""
+        p = ctx.params
+        page = p.get("page_info") or {}
+        if not isinstance(page, dict):
+            raise invalid_args("page_info")
+        limit = _int(page, "limit", DS_LIST_MAX) or DS_LIST_MAX
+        offset = _int(page, "offset", 0) or 0
+        if limit < 1 or limit > DS_LIST_MAX or offset < 0:
+            raise invalid_args(f"page_info.limit must be 1..{DS_LIST_MAX}")
+        status = _int(p, "status", 0) or 0
+        names = {v: k for k, v in DS_STATUS.items()}
+        if status and status not in names:
+            raise invalid_args("status")
+        order_id = _id(p, "order_id") if p.get("order_id") not in (None, "") else ""
+        found = dropship.query(
+            self.world, ctx.shop_id, supplier=str(p.get("supplier_appid") or ""), status=names.get(status, ""),
+            order_id=order_id, updated=self._range(p, "update_time_range"), created=self._range(p, "create_time_range"),
+        )  # fmt: skip
+        ids = [ds.ds_id for ds in found[offset : offset + limit]]
+        more = offset + len(ids) < len(found)
+        return self.ok({"ds_order_id_list": ids, "total": len(found), "has_more": more,
+                        "next_page": {"offset": offset + len(ids), "limit": limit, "next_key": str(offset + len(ids))}})  # fmt: skip
 
     def sensitive_decode(self, request: Request, ctx: CallContext) -> Response:
         """``/channels/ec/order/sensitiveinfo/decode``: the whole ``address_info`` in plain text,
@@ -2147,7 +2311,12 @@ def path_items(world: World, waybill_id: str, nodes: list[traces.TraceNode]) -> 
 # [GUESS] cancel_type: 1 buyer cancelled, 2 payment timed out, 3 every item refunded.
 CANCEL_TYPE = {"buyer": 1, "unpaid_timeout": 2, "refund": 3}
 # [GUESS] channels_ec_order_ext_info_update type: 1 address changed, 2 merchant notes changed.
-EXT_INFO_TYPE = {EventKind.ORDER_ADDRESS_CHANGED: 1, EventKind.ORDER_REMARK: 2}
+EXT_INFO_TYPE = {
+    EventKind.ORDER_ADDRESS_CHANGED: 1,
+    EventKind.ORDER_REMARK: 2,
+    EventKind.DROPSHIP_ASSIGNED: 14,  # operations §1: type 14/15 = dropship assigned/cancelled
+    EventKind.DROPSHIP_CANCELLED: 15,
+}
 
 
 def push_message(world: World, event: Any) -> dict[str, Any] | None:

@@ -119,6 +119,7 @@ DEFAULT_TIMERS = {
     "auto_receive": 10 * 24 * 3600,  # platform confirms receipt after shipping
     "settle_after_receive": 7 * 24 * 3600,  # after-sale window before the order completes and settles
     "oauth_code": 10 * 60,  # Douyin: "code 的有效期为10分钟"
+    "dropship_ship": 6 * 3600,  # a dropship supplier/factory ships this long after assignment [choice]
 }
 
 SERVICE_FEE_PERMILLE = 50  # 5 % platform fee on settled goods (sandbox choice)
@@ -255,12 +256,18 @@ CREATE TABLE IF NOT EXISTS traces (
     extra TEXT NOT NULL, cut REAL NOT NULL, emitted INTEGER NOT NULL, ahead REAL NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS traces_due ON traces (done, platform, start);
+CREATE TABLE IF NOT EXISTS dropships (
+    ds_id TEXT PRIMARY KEY, platform TEXT NOT NULL, shop_id TEXT NOT NULL, order_id TEXT NOT NULL,
+    supplier TEXT NOT NULL, status TEXT NOT NULL, create_time INTEGER NOT NULL, update_time INTEGER NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dropships_order ON dropships (order_id);
+CREATE INDEX IF NOT EXISTS dropships_update ON dropships (shop_id, update_time, ds_id);
 """
 
 _TABLES = (
     "meta counters settings apps shops authorizations oauth_codes tokens products skus buyers orders "
     "order_lines aftersales settlements waybill_accounts waybills decrypt_usage idempotency events "
-    "push_outbox call_log print_log sim_agenda traces"
+    "push_outbox call_log print_log sim_agenda traces dropships"
 ).split()
 
 

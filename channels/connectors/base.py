@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 
 import httpx
 
-from channels.errors import AuthExpired, ChannelError, RateLimited, TemporarilyUnavailable
+from channels.errors import AuthExpired, ChannelError, NotSupported, RateLimited, TemporarilyUnavailable
 from channels.types import (
     AfterSale,
     Carrier,
     ChannelOrder,
+    DropshipAssignment,
     Listing,
     Platform,
     PublishedProduct,
@@ -301,6 +302,43 @@ class Connector(ABC):
         is not idempotent: a create whose answer was lost is never re-sent (``request_id`` is
         passed where the platform takes an idempotency key)."""
         raise NotImplementedError(f"{self.platform} cannot publish products")
+
+    # --- platform-native dropship (代发) ---------------------------------------------------------
+    # WeChat 代发管理 (by line and quantity to a ``supplier_appid``) and Kuaishou's merchant↔factory
+    # dropshipping (a whole oid to a ``factoryCode``). Douyin has none: these raise NotSupported.
+
+    def assign_dropship(
+        self,
+        *,
+        platform_order_id: str,
+        supplier_id: str,
+        lines: list[tuple[str, str, int]],
+        known_ids: tuple[str, ...] = (),
+    ) -> DropshipAssignment:
+        """Assign ``lines`` ((platform_product_id, platform_sku_id, quantity) in platform-SKU units)
+        of an order to the supplier. Idempotent: the order's assignments are read first, and a live
+        one to this supplier with exactly these lines (whose id is not in ``known_ids``, the ids
+        the caller already holds for other work) is returned instead of assigning again — a
+        repeat after a lost reply never assigns twice. Raises PlatformRejected when refused."""
+        raise NotSupported(f"{self.platform} has no dropship-assignment API")
+
+    def cancel_dropship(self, *, platform_order_id: str, native_id: str) -> DropshipAssignment:
+        """Withdraw an assignment the supplier has not shipped; cancelling a cancelled one is not
+        an error. Raises PlatformRejected when the supplier has shipped."""
+        raise NotSupported(f"{self.platform} has no dropship-assignment API")
+
+    def get_dropship(self, *, platform_order_id: str, native_id: str) -> DropshipAssignment:
+        """One assignment, fresh from the platform (state, per-line deadlines, parcels)."""
+        raise NotSupported(f"{self.platform} has no dropship-assignment API")
+
+    def list_dropships(self, *, platform_order_id: str) -> list[DropshipAssignment]:
+        """Every assignment of one order (live and cancelled)."""
+        raise NotSupported(f"{self.platform} has no dropship-assignment API")
+
+    def bind_dropship_supplier(self, *, supplier_id: str, request_id: str) -> None:
+        """Ask for the dropship relation with a supplier / factory where the platform has an API
+        for it (Kuaishou); WeChat's invitation is accepted in the supplier's own back-office."""
+        raise NotSupported(f"{self.platform} has no dropship-relation API")
 
     # --- mechanics -----------------------------------------------------------------------
     def ensure_fresh_token(self) -> None:

@@ -18,6 +18,7 @@ from channels.connectors.kuaishou.aftersales import AfterSalesMixin
 from channels.connectors.kuaishou.api import api_path, check_oauth, check_result, ms, param_json, sign_params
 from channels.connectors.kuaishou.auth import AuthMixin
 from channels.connectors.kuaishou.buyer import BuyerDataMixin
+from channels.connectors.kuaishou.dropship import DropshipMixin
 from channels.connectors.kuaishou.orders import OrdersMixin
 from channels.connectors.kuaishou.shipping import ShippingMixin
 from channels.connectors.kuaishou.stock import StockMixin
@@ -38,6 +39,7 @@ class KuaishouConnector(
     StockMixin,
     AfterSalesMixin,
     BuyerDataMixin,
+    DropshipMixin,
     Connector,
 ):
     """Kuaishou shop open-platform API (快手电商开放平台, §2)."""

@@ -21,6 +21,7 @@ from channels.connectors.wechat.aftersales import AfterSalesMixin
 from channels.connectors.wechat.api import AUTH_ERRORS, SHANGHAI, TOKEN_ERRORS
 from channels.connectors.wechat.auth import AuthMixin, ComponentTokenCache, TokenRejected
 from channels.connectors.wechat.buyer import BuyerDataMixin
+from channels.connectors.wechat.dropship import DropshipMixin
 from channels.connectors.wechat.orders import OrdersMixin
 from channels.connectors.wechat.shipping import ShippingMixin
 from channels.connectors.wechat.stock import StockMixin
@@ -44,6 +45,7 @@ class WechatConnector(
     StockMixin,
     AfterSalesMixin,
     BuyerDataMixin,
+    DropshipMixin,
     Connector,
 ):
     """微信小店 over ``api.weixin.qq.com`` (only ``base_url`` differs for the sandbox)."""

@@ -90,6 +90,9 @@ def _xml_fields(data: bytes, what: str) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in root}
 
 
+DROPSHIP_TYPES = ("14", "15")  # channels_ec_order_ext_info_update types: dropship assigned / cancelled
+
+
 @dataclass(frozen=True)
 class ComponentEvent:
     """One decrypted push to a third-party platform's authorisation-event URL (授权事件接收URL).
@@ -201,6 +204,8 @@ class WechatPushCodec(PushCodec):
             body = message.get("order_info") or {}
             kind, object_id = "order", _str_id(body.get("order_id") or message.get("order_id"))
             payload.setdefault("order_id", object_id)
+            if event == "channels_ec_order_ext_info_update" and str(body.get("type")) in DROPSHIP_TYPES:
+                kind = "dropship"  # 代发: assigned (14) / cancelled (15), operations §1
         else:
             body, kind, object_id = {}, "other", ""
         own_id = message.get("MsgId") or message.get("msg_id")
