@@ -8,4 +8,6 @@ class SuppliersConfig(AppConfig):
         # Registers the router (orders.hooks.register_router) and the fulfilment hook that keeps
         # dispatches in step with fulfilments (orders.hooks.register): see suppliers.routing and
         # suppliers.dispatches once they exist.
-        pass
+        from suppliers import dispatches, tasks  # noqa: F401  (tasks: the beat entry)
+
+        dispatches.register()
