@@ -47,6 +47,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),
     path("api/v1/auth/token/", accounts_api.obtain_token, name="api-token"),
+    path("api/v1/supplier/", include("suppliers.portal.api")),  # the supplier API (suppliers.portal)
     path("api/v1/", include(router.urls)),
     # The schema and its docs are for this tenant's staff (token or session), not for anyone.
     path(

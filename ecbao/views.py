@@ -12,7 +12,7 @@ def root(request):
     if not request.user.is_authenticated:
         return redirect("accounts:login")
     if has_capability(request.user, "supplier.portal"):
-        return redirect("accounts:supplier_home")
+        return redirect("supplier_portal:list")
     return home(request)
 
 

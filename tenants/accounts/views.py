@@ -165,4 +165,5 @@ def api_token_revoke(request, digest):
 
 @capability_required("supplier.portal")
 def supplier_home(request):
-    return render(request, "accounts/supplier_home.html")
+    """Kept for old links and the login redirect: the supplier portal lives at /supplier/."""
+    return redirect("supplier_portal:list")

@@ -73,6 +73,7 @@ PARAM_OBJECT = {
     "sender_id": "sender",
     "batch_id": "ship_batch",
     "parcel_id": "parcel",
+    "dispatch_id": "dispatch",
 }
 BASENAME_OBJECT = {
     "user": "user",

@@ -145,6 +145,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             ship_batch=ShipBatch.objects.create(kind=ShipBatch.Kind.IMPORT_TRACKING, status="done").pk,
             **_shipping_objects(store, co),
         )
+        world.ids.update(dispatch=_supplier_dispatch(store, world.users[Role.SUPPLIER]))
     connection.set_schema_to_public()
     return world
 
@@ -153,6 +154,20 @@ def delete_world(slug: str) -> None:
     connection.set_schema_to_public()
     if Tenant.objects.filter(slug=slug).exists():
         tenant_services.delete_tenant(slug=slug)
+
+
+def _supplier_dispatch(store, supplier_user_id: int) -> int:
+    """A supplier (the SUPPLIER user works for it) with a dispatch: what the portal addresses."""
+    from django.contrib.auth import get_user_model
+
+    from orders.models import Fulfilment
+    from suppliers.models import Dispatch
+    from suppliers.services import create_supplier
+
+    supplier = create_supplier(name="世界供应商", code="W1")
+    get_user_model().objects.filter(pk=supplier_user_id).update(supplier_id=supplier.pk)
+    fulfilment = Fulfilment.objects.create(store=store, warehouse=supplier.warehouse)
+    return Dispatch.objects.create(supplier=supplier, fulfilment=fulfilment, store=store).pk
 
 
 def _shipping_objects(store, co) -> dict:

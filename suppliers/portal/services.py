@@ -1,0 +1,305 @@
+"""What a supplier does in the portal and through the supplier API, always inside its
+:class:`~suppliers.portal.scope.Scope`, and always through logistics' own path:
+
+- ``enter_tracking``: a tracking number for one dispatch (optionally for some of its lines:
+  the rest stays in a parcel of its own) → ``logistics.manual.enter_tracking`` on the
+  dispatch's own parcel → ``logistics.shipping.ship_parcels`` (stock out, order shipped, one
+  write-back per (parcel, order)). Never the order's other parcels: an order split between
+  the merchant's warehouse and suppliers has parcels the supplier must not touch.
+- ``import_tracking``: the same per row of an xlsx workbook (``logistics.manual``'s layout and
+  reader), rows naming an order the supplier has no dispatch of are row errors like unknown ones.
+- ``reveal_receiver``: one receiver field in plain text, only where the merchant granted it
+  (``Supplier.may_reveal_receiver``): one audited decrypt through the channel layer and a
+  ``ReceiverReveal`` row (the outflow record). The text is returned, never stored or logged.
+- API tokens of the supplier user (the foundation's knox tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from channels import services as channel_services
+from logistics import manual
+from logistics import services as parcel_services
+from logistics.models import Parcel
+from orders.models import Order
+from suppliers.models import Dispatch, DispatchLine, ReceiverReveal
+from suppliers.portal.scope import Scope
+from tenants.accounts import selectors as account_selectors
+from tenants.accounts import services as account_services
+
+logger = logging.getLogger(__name__)
+P = Parcel.Status
+S = Dispatch.Status
+SHIPPABLE = (S.NEW, S.ACKNOWLEDGED, S.PARTIALLY_SHIPPED)
+UNSHIPPED = (P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED)
+RECEIVER_FIELDS = ("name", "phone", "address")
+
+
+def _lifecycle(name: str):
+    """h-dispatch's lifecycle action ``suppliers.dispatches.<name>`` when it exists."""
+    try:
+        from suppliers import dispatches
+    except ImportError:
+        return None
+    return getattr(dispatches, name, None)
+
+
+# --- shipping a dispatch -------------------------------------------------------------------------------
+
+
+def open_parcels(dispatch: Dispatch) -> list[Parcel]:
+    """The dispatch's parcels waiting to ship (made first where the fulfilment has none)."""
+
+    def waiting() -> list[Parcel]:
+        return list(
+            Parcel.objects.filter(fulfilment_id=dispatch.fulfilment_id, status__in=UNSHIPPED).order_by("seq")
+        )
+
+    parcels = waiting()
+    if not parcels and dispatch.status in SHIPPABLE:
+        parcel_services.ensure_parcels(fulfilments=[dispatch.fulfilment_id])
+        parcels = waiting()
+    return parcels
+
+
+def parcel_ids(scope: Scope, dispatch_ids) -> list[int]:
+    """The unshipped parcels of these dispatches (only the supplier's own), made where missing."""
+    ids = scope.dispatch_ids(dispatch_ids)
+    result = []
+    for dispatch in scope.dispatches().filter(pk__in=ids, status__in=SHIPPABLE + (S.SHIPPED,)):
+        result += [p.pk for p in open_parcels(dispatch)]
+    return result
+
+
+def _plan(dispatch: Dispatch, lines: dict[int, int]) -> Parcel:
+    """The parcel that carries exactly ``lines`` ({order line id: quantity}) of the dispatch;
+    planned (these lines in one parcel, the rest in another) when none does."""
+    open_parcels(dispatch)
+    fulfilment_id = dispatch.fulfilment_id
+    wanted = parcel_services.open_quantities(dispatch.fulfilment)
+    own_lines = set(DispatchLine.objects.filter(dispatch=dispatch).values_list("order_line_id", flat=True))
+    for line_id, qty in lines.items():
+        if line_id not in own_lines:
+            raise ValidationError(_("Line %(line)s is not part of this dispatch.") % {"line": line_id})
+        if qty < 1 or qty > wanted.get(line_id, 0):
+            raise ValidationError(
+                _("Line %(line)s: %(qty)s cannot ship, %(left)s left to ship.")
+                % {"line": line_id, "qty": qty, "left": wanted.get(line_id, 0)}
+            )
+    for parcel in Parcel.objects.filter(fulfilment_id=fulfilment_id, status__in=UNSHIPPED).prefetch_related(
+        "lines"
+    ):
+        if {pl.order_line_id: pl.quantity for pl in parcel.lines.all()} == lines:
+            return parcel
+    rest = {k: v - lines.get(k, 0) for k, v in wanted.items() if v - lines.get(k, 0) > 0}
+    plans = [lines, rest] if rest else [lines]
+    created = parcel_services.plan_parcels(fulfilment=fulfilment_id, parcels=plans)
+    return created[0]
+
+
+@dataclass
+class Entry:
+    parcel: Parcel
+    changed: bool
+    shipped: bool
+    ship_error: str = ""
+
+
+def _already(dispatch: Dispatch, carrier: str, tracking_no: str) -> Parcel | None:
+    key = manual.resolve_carrier(carrier, platform=dispatch.store.platform)
+    if not key:
+        return None
+    try:
+        number = manual.clean_tracking_no(key, tracking_no)
+    except ValidationError:
+        return None
+    return (
+        Parcel.objects.filter(fulfilment_id=dispatch.fulfilment_id, carrier=key, tracking_no=number)
+        .exclude(status=P.CANCELLED)
+        .first()
+    )
+
+
+def enter_tracking(
+    *,
+    scope: Scope,
+    dispatch: Dispatch,
+    carrier: str,
+    tracking_no: str,
+    actor,
+    lines: dict[int, int] | None = None,
+) -> Entry:
+    """A tracking number for ``dispatch`` (the supplier's own, checked again here), entered on its
+    parcel and shipped through logistics. ``lines``: ship only these order lines/quantities now.
+    Entering a number that is already on the dispatch's parcel changes nothing."""
+    dispatch = scope.dispatch(dispatch.pk)
+    same = _already(dispatch, carrier, tracking_no)
+    if same is not None:
+        entry = manual.enter_tracking(same, carrier, tracking_no, actor=actor)
+        return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
+    if dispatch.status not in SHIPPABLE:
+        raise ValidationError(
+            _("This dispatch is “%(status)s”: it cannot ship.") % {"status": dispatch.get_status_display()}
+        )
+    if lines:
+        parcel = _plan(dispatch, {int(k): int(v) for k, v in lines.items()})
+    else:
+        parcels = open_parcels(dispatch)
+        if not parcels:
+            raise ValidationError(_("This dispatch has nothing left to ship."))
+        free = [p for p in parcels if not p.tracking_no]
+        parcel = (free or parcels)[0]
+    entry = manual.enter_tracking(parcel, carrier, tracking_no, actor=actor)
+    return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
+
+
+# --- xlsx import ---------------------------------------------------------------------------------------------
+
+
+def _dispatches_by_order(scope: Scope, order_ids: list[str]) -> dict[str, list[Dispatch]]:
+    found: dict[str, list[Dispatch]] = {}
+    lines = (
+        DispatchLine.objects.filter(
+            dispatch__in=scope.dispatches(), order_line__order__platform_order_id__in=order_ids
+        )
+        .select_related("dispatch__store", "order_line__order")
+        .order_by("dispatch_id")
+    )
+    for line in lines:
+        mine = found.setdefault(line.order_line.order.platform_order_id, [])
+        if line.dispatch not in mine:
+            mine.append(line.dispatch)
+    return found
+
+
+def import_tracking(*, scope: Scope, file, actor) -> manual.ImportReport:
+    """Enter and ship the tracking numbers of a workbook (``logistics.manual``'s layout: 平台订单号,
+    快递公司, 运单号, optional 店铺) for the supplier's dispatches only. Every bad row is reported
+    with its row, column and reason; a row naming another's order reads like an unknown order.
+    Importing the same file again changes nothing."""
+    report = manual.ImportReport()
+    labels = {c.key: str(c.label) for c in manual.COLUMNS}
+    try:
+        rows = manual.read_rows(file)
+    except manual.FileError as exc:
+        report.error_count += 1
+        report.errors.append(manual.RowError(0, "", str(exc), []))
+        return report
+    report.rows = len(rows)
+    by_order = _dispatches_by_order(scope, [values[0] for _n, values in rows if values[0]])
+
+    def error(number, column, message, values):
+        report.error_count += 1
+        if len(report.errors) < manual.MAX_KEPT_ERRORS:
+            report.errors.append(manual.RowError(number, column, message, values))
+
+    for number, values in rows:
+        order_id, carrier, tracking_no, shop = values
+        if not order_id:
+            error(number, labels["platform_order_id"], _("Enter the platform order number."), values)
+            continue
+        matches = by_order.get(order_id, [])
+        if shop:
+            matches = [d for d in matches if shop in (d.store.name, d.store.platform_shop_id)]
+        open_ones = [d for d in matches if d.status in SHIPPABLE] or matches
+        if not open_ones:
+            error(number, labels["platform_order_id"], _("You have no dispatch of this order."), values)
+            continue
+        if len({d.store_id for d in open_ones}) > 1:
+            error(
+                number,
+                labels["platform_order_id"],
+                _("Several shops have an order with this number: say which shop."),
+                values,
+            )
+            continue
+        if not carrier:
+            error(number, labels["carrier"], _("Enter the carrier."), values)
+            continue
+        try:
+            entry = enter_tracking(
+                scope=scope, dispatch=open_ones[0], carrier=carrier, tracking_no=tracking_no, actor=actor
+            )
+        except ValidationError as exc:
+            error(number, "", "；".join(exc.messages), values)
+            continue
+        if entry.changed:
+            report.entered += 1
+        else:
+            report.unchanged += 1
+        if entry.shipped:
+            report.shipped += 1
+        elif entry.ship_error:
+            report.not_shipped.append(manual.RowError(number, "", entry.ship_error, values))
+    return report
+
+
+# --- receiver reveal -------------------------------------------------------------------------------------------
+
+
+def receiver_order(dispatch: Dispatch) -> Order:
+    """The order whose receiver the dispatch ships to (a merged fulfilment: one receiver)."""
+    return (
+        Order.objects.select_related("store")
+        .filter(lines__dispatch_lines__dispatch=dispatch)
+        .order_by("pk")
+        .distinct()
+        .first()
+    )
+
+
+def reveal_receiver(*, scope: Scope, dispatch: Dispatch, field: str, user, ip: str | None) -> str:
+    """One receiver field in plain text for this supplier user (see the module docstring).
+    PermissionDenied without the merchant's grant (and then nothing is decrypted)."""
+    if field not in RECEIVER_FIELDS:
+        raise ValidationError(_("Unknown receiver field."))
+    dispatch = scope.dispatch(dispatch.pk)
+    if not scope.supplier.may_reveal_receiver:
+        raise PermissionDenied(_("The merchant has not allowed you to see full receiver data."))
+    order = receiver_order(dispatch)
+    if order is None:
+        raise ValidationError(_("This dispatch has no order."))
+    cipher = {
+        "name": order.receiver_name_cipher,
+        "phone": order.receiver_phone_cipher,
+        "address": order.receiver_address_cipher,
+    }[field]
+    text = channel_services.decrypt_receiver_field(
+        store=order.store,
+        platform_order_id=order.platform_order_id,
+        field=field,
+        cipher=cipher,
+        user=user,
+        ip=ip,
+    )
+    ReceiverReveal.objects.create(supplier=scope.supplier, dispatch=dispatch, user=user, field=field, ip=ip)
+    return text
+
+
+# --- API tokens ------------------------------------------------------------------------------------------------
+
+
+def tokens(*, user):
+    return account_selectors.api_tokens().filter(user=user)
+
+
+def issue_token(*, user, name: str, days: int | None = None):
+    """A supplier API token (key shown once). Only for a user linked to a supplier."""
+    if Scope.of(user) is None:  # pragma: no cover - Scope.of raises
+        raise PermissionDenied
+    return account_services.issue_api_token(user=user, name=name, days=days)
+
+
+@transaction.atomic
+def revoke_token(*, user, digest: str):
+    """Revoke one of the user's own tokens (a supplier never revokes anyone else's)."""
+    token = tokens(user=user).filter(digest=digest).first()
+    if token is None:
+        raise PermissionDenied(_("No such token."))
+    return account_services.revoke_api_token(actor=user, digest=digest)

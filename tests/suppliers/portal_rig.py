@@ -1,0 +1,130 @@
+"""Dispatches for the portal tests: orders ingested with a stand-in router that sends some
+merchant codes to a supplier's warehouse (so an order splits between the merchant's own
+warehouse and the supplier), the supplier's fulfilment's Dispatch (made here unless the
+suppliers' fulfilment hook made it already) and its parcels; supplier users and clients."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from inventory import services as stock
+from logistics import services as parcel_services
+from orders import hooks
+from orders import services as order_services
+from orders.models import Fulfilment, Order
+from suppliers.models import Dispatch, DispatchLine, Supplier
+from suppliers.services import create_supplier
+from tenants.accounts.models import Role
+from tests.conftest import make_user, tenant_client
+from tests.orders.conftest import channel_order, line, receiver
+
+PASSWORD = "Staff-pass-2026"
+
+
+class Router:
+    """Routes merchant codes to warehouses: {code: warehouse id}; others → the default."""
+
+    def __init__(self, table: dict[str, int]):
+        self.table = table
+        self.hook = hooks.RouteHook(route=self.route, version=lambda: 1)
+
+    def route(self, pairs):
+        from inventory.models import Sku
+
+        codes = dict(Sku.objects.values_list("pk", "merchant_code"))
+        return {
+            ln.id: hooks.LineRoute(warehouse_id=self.table[codes[ln.sku_id]], note="test route", version=1)
+            for _, lines in pairs
+            for ln in lines
+            if codes.get(ln.sku_id) in self.table
+        }
+
+
+@contextmanager
+def routing(table: dict[str, int]):
+    router = Router(table)
+    hooks.register_router(router.hook)
+    try:
+        yield router
+    finally:
+        hooks._routers.remove(router.hook)
+
+
+def supplier(code: str, skus, **fields) -> Supplier:
+    made = create_supplier(name=f"{code} 供应商", code=code, **fields)
+    for sku in skus:
+        stock.receive_stock(sku=sku, quantity=50, warehouse=made.warehouse, reason="reported")
+    return made
+
+
+def order_for(
+    store, sup: Supplier, oid: str, *lines, ship_by_hours: int | None = 24
+) -> tuple[Order, Dispatch]:
+    """An order (lines ``(n, code, qty)``) whose CAP-RED / TS-BLK-M lines go to ``sup``; its dispatch."""
+    codes = {"CAP-RED": sup.warehouse_id, "TS-BLK-M": sup.warehouse_id}
+    with routing(codes):
+        order = order_services.ingest_channel_order(
+            store=store,
+            co=channel_order(
+                oid=oid,
+                receiver=receiver(f"r-{oid}"),
+                lines=tuple(line(n, code, qty) for n, code, qty in lines),
+                ship_by=timezone.now() + timedelta(hours=ship_by_hours)
+                if ship_by_hours is not None
+                else None,
+            ),
+        )
+    return order, dispatch_of(order, sup)
+
+
+def dispatch_of(order: Order, sup: Supplier) -> Dispatch:
+    fulfilment = (
+        Fulfilment.objects.filter(lines__order_line__order=order, warehouse=sup.warehouse).distinct().get()
+    )
+    dispatch = Dispatch.objects.filter(fulfilment=fulfilment).first()
+    if dispatch is None:
+        dispatch = Dispatch.objects.create(
+            supplier=sup, fulfilment=fulfilment, store=fulfilment.store, ship_by=order.ship_by,
+            goods_cost_fen=1200, freight_fen=500, amount_fen=order.paid_fen,
+        )  # fmt: skip
+        for fl in fulfilment.lines.select_related("order_line"):
+            DispatchLine.objects.create(
+                dispatch=dispatch, order_line=fl.order_line, sku_id=fl.order_line.sku_id,
+                supplier_code=f"SUP-{fl.order_line.merchant_code}", quantity=fl.quantity, unit_cost_fen=600,
+            )  # fmt: skip
+    parcel_services.ensure_parcels(fulfilments=[fulfilment.pk])
+    return dispatch
+
+
+def supplier_user(tenant, username: str, sup: Supplier | None, role: str = Role.SUPPLIER):
+    user = make_user(tenant, username, role)
+    with schema_context(tenant.schema_name):
+        get_user_model().objects.filter(pk=user.pk).update(supplier_id=sup.pk if sup else None)
+        user.refresh_from_db()
+    return user
+
+
+def client_for(tenant, user):
+    client = tenant_client(tenant)
+    response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, response.content.decode()[:300]
+    return client
+
+
+def two_suppliers(tenant, store, skus, *lines_a) -> dict:
+    """Suppliers A (CAP-RED, TS-BLK-M) and B (CAP-RED) of ``tenant``, each with a dispatch (A's of an
+    order with ``lines_a``, B's of order B1) and a user each."""
+    a = supplier("SA", [skus["CAP-RED"], skus["TS-BLK-M"]])
+    b = supplier("SB", [skus["CAP-RED"]])
+    order_a, dispatch_a = order_for(store, a, "A1", *lines_a)
+    order_b, dispatch_b = order_for(store, b, "B1", (1, "CAP-RED", 1))
+    return {
+        "a": a, "b": b, "order_a": order_a, "order_b": order_b, "dispatch_a": dispatch_a,
+        "dispatch_b": dispatch_b, "user_a": supplier_user(tenant, "sup-a", a),
+        "user_b": supplier_user(tenant, "sup-b", b),
+    }  # fmt: skip
