@@ -15,7 +15,6 @@ from django.urls import include, path
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
@@ -187,10 +186,7 @@ class DispatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def acknowledge(self, request, pk=None):
         def run():
             dispatch = self._dispatch(pk)
-            acknowledge = services._lifecycle("acknowledge")
-            if acknowledge is None:
-                raise NotFound()
-            acknowledge(dispatches=[dispatch], actor=request.user)
+            services.acknowledge(scope=request.scope, dispatch_ids=[dispatch.pk], actor=request.user)
             return Response(self._answer(dispatch))
 
         return idempotent(request, run)
@@ -245,11 +241,11 @@ class DispatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             dispatch = self._dispatch(pk)
             serializer = ConfirmCancelSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            confirm = services._lifecycle("confirm_cancel")
-            if confirm is None:
-                raise NotFound()
-            confirm(
-                dispatch=dispatch, intercepted=serializer.validated_data["intercepted"], actor=request.user
+            services.confirm_cancel(
+                scope=request.scope,
+                dispatch=dispatch,
+                intercepted=serializer.validated_data["intercepted"],
+                actor=request.user,
             )
             return Response(self._answer(dispatch))
 

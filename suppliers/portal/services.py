@@ -24,10 +24,11 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from channels import services as channel_services
-from logistics import manual
+from logistics import manual, shipping
 from logistics import services as parcel_services
 from logistics.models import Parcel
 from orders.models import Order
+from suppliers import dispatches as lifecycle
 from suppliers.models import Dispatch, DispatchLine, ReceiverReveal
 from suppliers.portal.scope import Scope
 from tenants.accounts import selectors as account_selectors
@@ -39,15 +40,6 @@ S = Dispatch.Status
 SHIPPABLE = (S.NEW, S.ACKNOWLEDGED, S.PARTIALLY_SHIPPED)
 UNSHIPPED = (P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED)
 RECEIVER_FIELDS = ("name", "phone", "address")
-
-
-def _lifecycle(name: str):
-    """h-dispatch's lifecycle action ``suppliers.dispatches.<name>`` when it exists."""
-    try:
-        from suppliers import dispatches
-    except ImportError:
-        return None
-    return getattr(dispatches, name, None)
 
 
 # --- shipping a dispatch -------------------------------------------------------------------------------
@@ -103,6 +95,26 @@ def _plan(dispatch: Dispatch, lines: dict[int, int]) -> Parcel:
     return created[0]
 
 
+def ship(*, scope: Scope, dispatch_ids, actor):
+    """发货: the unshipped parcels of these dispatches (the supplier's own) through
+    ``logistics.shipping.ship_parcels``; the dispatches follow. Returns the ShipResult."""
+    ids = parcel_ids(scope, dispatch_ids)
+    result = shipping.ship_parcels(ids, actor=actor)
+    lifecycle.refresh_fulfilments(scope.parcels().filter(pk__in=ids).values_list("fulfilment_id", flat=True))
+    return ids, result
+
+
+def acknowledge(*, scope: Scope, dispatch_ids, actor) -> int:
+    """接单 on the supplier's own dispatches among ``dispatch_ids`` (新单 only)."""
+    return lifecycle.acknowledge(dispatches=scope.dispatch_ids(dispatch_ids), actor=actor)
+
+
+def confirm_cancel(*, scope: Scope, dispatch: Dispatch, intercepted: bool, actor) -> Dispatch:
+    return lifecycle.confirm_cancel(
+        dispatch=scope.dispatch(dispatch.pk), intercepted=intercepted, actor=actor
+    )
+
+
 @dataclass
 class Entry:
     parcel: Parcel
@@ -142,6 +154,7 @@ def enter_tracking(
     same = _already(dispatch, carrier, tracking_no)
     if same is not None:
         entry = manual.enter_tracking(same, carrier, tracking_no, actor=actor)
+        lifecycle.refresh(dispatch)
         return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
     if dispatch.status not in SHIPPABLE:
         raise ValidationError(
@@ -156,6 +169,7 @@ def enter_tracking(
         free = [p for p in parcels if not p.tracking_no]
         parcel = (free or parcels)[0]
     entry = manual.enter_tracking(parcel, carrier, tracking_no, actor=actor)
+    lifecycle.refresh(dispatch)
     return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
 
 

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST
 from channels import carriers
 from channels import services as channel_services
 from channels.types import Platform
-from logistics import manual, printing, shipping, waybills
+from logistics import manual, printing, waybills
 from logistics.models import Parcel, PrintRecord, ShipBatch
 from suppliers.portal import queries, services
 from suppliers.portal.scope import supplier_view
@@ -98,7 +98,6 @@ def dispatch_list(request):
         "filter_query": _query(tab=tab, **fq),
         "paged": bool(params.get("after") or params.get("before")),
         "stores": queries.stores(scope),
-        "can_acknowledge": services._lifecycle("acknowledge") is not None,
         "batch": batch,
         "print_config": json.dumps(_components()),
         "platform_names": json.dumps({p.value: str(p.label) for p in Platform}, ensure_ascii=False),
@@ -127,15 +126,8 @@ def bulk(request):
         messages.error(request, _("Tick at least one dispatch first."))
         return _back_to_list(request)
     if action == "acknowledge":
-        acknowledge = services._lifecycle("acknowledge")
-        if acknowledge is None:
-            raise Http404
-        try:
-            acknowledge(dispatches=list(scope.dispatches().filter(pk__in=ids)), actor=request.user)
-        except ValidationError as exc:
-            messages.error(request, _explain(exc))
-        else:
-            messages.success(request, _("%(n)d dispatch(es) acknowledged.") % {"n": len(ids)})
+        n = services.acknowledge(scope=scope, dispatch_ids=ids, actor=request.user)
+        messages.success(request, _("%(n)d dispatch(es) acknowledged.") % {"n": n})
         return _back_to_list(request)
     parcel_ids = services.parcel_ids(scope, ids)
     if not parcel_ids:
@@ -158,7 +150,7 @@ def bulk(request):
         batch = printing.start_pdf(numbered, actor=request.user)
         return _back_to_list(request, batch=batch.pk)
     if action == "ship":
-        result = shipping.ship_parcels(parcel_ids, actor=request.user)
+        parcel_ids, result = services.ship(scope=scope, dispatch_ids=ids, actor=request.user)
         shipped = set(result.shipped) | set(result.already)
         if shipped:
             messages.success(request, _("%(n)d parcel(s) shipped.") % {"n": len(shipped)})
@@ -256,10 +248,8 @@ def _detail_context(request, dispatch_id, **extra) -> dict:
         ],
         "may_reveal": request.scope.supplier.may_reveal_receiver,
         "can_ship": row.dispatch.status in services.SHIPPABLE,
-        "can_acknowledge": row.dispatch.status == queries.S.NEW
-        and services._lifecycle("acknowledge") is not None,
-        "can_confirm_cancel": row.dispatch.status == queries.S.CANCELLING
-        and services._lifecycle("confirm_cancel") is not None,
+        "can_acknowledge": row.dispatch.status == queries.S.NEW,
+        "can_confirm_cancel": row.dispatch.status == queries.S.CANCELLING,
         "carriers": [(key, c.name) for key, c in carriers.CARRIERS.items()],
         **extra,
     }
@@ -303,14 +293,7 @@ def dispatch_tracking(request, dispatch_id):
 @supplier_view
 def dispatch_acknowledge(request, dispatch_id):
     dispatch = request.scope.dispatch(dispatch_id)
-    acknowledge = services._lifecycle("acknowledge")
-    if acknowledge is None:
-        raise Http404
-    try:
-        acknowledge(dispatches=[dispatch], actor=request.user)
-    except ValidationError as exc:
-        messages.error(request, _explain(exc))
-    else:
+    if services.acknowledge(scope=request.scope, dispatch_ids=[dispatch.pk], actor=request.user):
         messages.success(request, _("Dispatch acknowledged."))
     return redirect("supplier_portal:detail", dispatch.pk)
 
@@ -320,15 +303,14 @@ def dispatch_acknowledge(request, dispatch_id):
 def dispatch_confirm_cancel(request, dispatch_id):
     """The supplier's answer to a cancellation: intercepted (not sent) yes / no."""
     dispatch = request.scope.dispatch(dispatch_id)
-    confirm = services._lifecycle("confirm_cancel")
     answer = request.POST.get("intercepted", "")
-    if confirm is None:
-        raise Http404
     if answer not in ("1", "0"):
         messages.error(request, _("Say whether the parcel was intercepted."))
     else:
         try:
-            confirm(dispatch=dispatch, intercepted=answer == "1", actor=request.user)
+            services.confirm_cancel(
+                scope=request.scope, dispatch=dispatch, intercepted=answer == "1", actor=request.user
+            )
         except ValidationError as exc:
             messages.error(request, _explain(exc))
         else:

@@ -1,7 +1,7 @@
 """Dispatches for the portal tests: orders ingested with a stand-in router that sends some
 merchant codes to a supplier's warehouse (so an order splits between the merchant's own
-warehouse and the supplier), the supplier's fulfilment's Dispatch (made here unless the
-suppliers' fulfilment hook made it already) and its parcels; supplier users and clients."""
+warehouse and the supplier), the supplier's Dispatch (made by suppliers.dispatches' fulfilment
+hook) and its parcels; supplier users and clients."""
 
 from __future__ import annotations
 
@@ -12,16 +12,15 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from inventory import services as stock
 from logistics import services as parcel_services
 from orders import hooks
 from orders import services as order_services
-from orders.models import Fulfilment, Order
-from suppliers.models import Dispatch, DispatchLine, Supplier
-from suppliers.services import create_supplier
+from orders.models import Order
+from suppliers.models import Dispatch, Supplier, SupplierSku
 from tenants.accounts.models import Role
 from tests.conftest import make_user, tenant_client
 from tests.orders.conftest import channel_order, line, receiver
+from tests.suppliers.factories import bind, make_supplier
 
 PASSWORD = "Staff-pass-2026"
 
@@ -56,9 +55,12 @@ def routing(table: dict[str, int]):
 
 
 def supplier(code: str, skus, **fields) -> Supplier:
-    made = create_supplier(name=f"{code} 供应商", code=code, **fields)
+    """A supplier of these SKUs (cost 6 元 each, its own code SUP-<merchant code>, 5 元 freight per
+    dispatch), each with 50 in stock."""
+    made = make_supplier(code, name=f"{code} 供应商", **fields)
     for sku in skus:
-        stock.receive_stock(sku=sku, quantity=50, warehouse=made.warehouse, reason="reported")
+        bind(made, sku, cost_fen=600, stock=50, supplier_code=f"SUP-{sku.merchant_code}",
+             freight=SupplierSku.Freight.PER_DISPATCH, freight_fen=500)  # fmt: skip
     return made
 
 
@@ -83,21 +85,11 @@ def order_for(
 
 
 def dispatch_of(order: Order, sup: Supplier) -> Dispatch:
-    fulfilment = (
-        Fulfilment.objects.filter(lines__order_line__order=order, warehouse=sup.warehouse).distinct().get()
+    """The supplier's dispatch of ``order`` (made by the suppliers' fulfilment hook) with its parcels."""
+    dispatch = (
+        Dispatch.objects.filter(fulfilment__lines__order_line__order=order, supplier=sup).distinct().get()
     )
-    dispatch = Dispatch.objects.filter(fulfilment=fulfilment).first()
-    if dispatch is None:
-        dispatch = Dispatch.objects.create(
-            supplier=sup, fulfilment=fulfilment, store=fulfilment.store, ship_by=order.ship_by,
-            goods_cost_fen=1200, freight_fen=500, amount_fen=order.paid_fen,
-        )  # fmt: skip
-        for fl in fulfilment.lines.select_related("order_line"):
-            DispatchLine.objects.create(
-                dispatch=dispatch, order_line=fl.order_line, sku_id=fl.order_line.sku_id,
-                supplier_code=f"SUP-{fl.order_line.merchant_code}", quantity=fl.quantity, unit_cost_fen=600,
-            )  # fmt: skip
-    parcel_services.ensure_parcels(fulfilments=[fulfilment.pk])
+    parcel_services.ensure_parcels(fulfilments=[dispatch.fulfilment_id])
     return dispatch
 
 

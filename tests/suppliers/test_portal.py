@@ -11,6 +11,7 @@ import pytest
 from channels import services as channel_services
 from channels.models import DecryptAudit
 from logistics.models import Parcel, WriteBack
+from orders import services as order_services
 from orders.models import Order, OrderStatus
 from suppliers.models import Dispatch, ReceiverReveal
 from tests.logistics.test_manual import workbook
@@ -178,6 +179,9 @@ def test_tracking_entry_ships_the_suppliers_parcel_through_logistics_once(alpha,
     assert own.exists() and not own.filter(status=P.SHIPPED).exists()
     order.refresh_from_db()
     assert order.status == OrderStatus.PARTIALLY_SHIPPED
+    dispatch.refresh_from_db()
+    assert dispatch.status == Dispatch.Status.SHIPPED  # the dispatch follows its parcels
+    assert "已发货" in client.get(f"/supplier/dispatches/{dispatch.pk}/").content.decode()
     # the same number again: nothing new
     client.post(url, {"carrier": "中通", "tracking_no": "73100000000001"})
     assert list(WriteBack.objects.filter(parcel=parcel).values_list("order_id", flat=True)) == [order.pk]
@@ -232,3 +236,26 @@ def test_statement_sums_the_months_shipped_dispatches(alpha, world):
     assert 'data-testid="statement-count">1<' in html  # B's is not A's
     assert "¥12.00" in html and "¥5.00" in html and "¥17.00" in html
     assert "对账" in html
+
+
+def test_acknowledge_and_confirm_a_cancellation(alpha, store, world):
+    client = client_for(alpha, world["user_a"])
+    da, db = world["dispatch_a"], world["dispatch_b"]
+    client.post("/supplier/bulk/", {"action": "acknowledge", "ids": [da.pk, db.pk]})
+    da.refresh_from_db(), db.refresh_from_db()
+    assert (da.status, db.status) == (Dispatch.Status.ACKNOWLEDGED, Dispatch.Status.NEW)  # B's untouched
+    assert 'data-testid="tab-to_ship"' in client.get("/supplier/?tab=to_ship").content.decode()
+    # the buyer cancels another order before it ships: the supplier must confirm the interception
+    order, dispatch = order_for(store, world["a"], "A3", (1, "CAP-RED", 1))
+    order_services.cancel(order=order, actor=None, reason="买家取消")
+    dispatch.refresh_from_db()
+    assert dispatch.status == Dispatch.Status.CANCELLING
+    listing = client.get("/supplier/")
+    assert 'data-testid="cancelling-notice"' in listing.content.decode()
+    html = client.get("/supplier/?tab=cancelled").content.decode()
+    assert 'data-testid="awaiting-table"' in html and f'data-dispatch-id="{dispatch.pk}"' in html
+    assert "请确认拦截" in html
+    assert client.post(f"/supplier/dispatches/{db.pk}/cancel/", {"intercepted": "1"}).status_code == 404
+    client.post(f"/supplier/dispatches/{dispatch.pk}/cancel/", {"intercepted": "1"})
+    dispatch.refresh_from_db()
+    assert (dispatch.status, dispatch.intercepted) == (Dispatch.Status.CANCELLED, True)

@@ -80,6 +80,7 @@ def test_pushed_tracking_ships_some_lines_then_the_rest_with_one_write_back_each
     first = api.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="push-1")
     assert first.status_code == 200, first.content
     assert first.json()["shipped"] and first.json()["changed"]
+    assert first.json()["dispatch"]["status"] == "partially_shipped"
     again = api.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="push-1")
     assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
     shipped = Parcel.objects.get(pk=first.json()["parcel"])
@@ -97,6 +98,8 @@ def test_pushed_tracking_ships_some_lines_then_the_rest_with_one_write_back_each
     assert repeat.json()["changed"] is False
     order.refresh_from_db()
     assert order.status == OrderStatus.SHIPPED
+    assert repeat.json()["dispatch"]["status"] == "shipped"
+    assert [x["shipped_quantity"] for x in repeat.json()["dispatch"]["lines"]] == [2, 1]
     assert sorted(WriteBack.objects.values_list("parcel_id", "order_id")) == sorted(
         (p.pk, order.pk) for p in Parcel.objects.filter(fulfilment=dispatch.fulfilment, status=P.SHIPPED)
     )
