@@ -31,8 +31,9 @@ A dispatch that is cancelled (``CANCELLING``) is withdrawn on the platform (``ca
 → the interception is confirmed (``CANCELLED``, ``intercepted``); the supplier already shipped
 → ``intercepted`` False, ``native_error`` says so.
 
-Hooks: ``on_dispatch_created(dispatch_ids)`` and ``on_dispatch_cancelling(dispatch_id)`` enqueue
-the tasks after the transaction commits; the dispatch lifecycle calls them.
+Hooks: ``dispatches.fulfilments_changed`` calls ``on_dispatch_created(ids)`` and
+``on_dispatch_cancelling(ids)``; they enqueue ``assign_task`` / ``cancel_task`` after the commit
+for the dispatches that concern the platform (one query per batch).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from channels import services as channel_services
 from channels.errors import TemporarilyUnavailable
 from channels.models import InboxMessage
 from channels.routing.models import PushReceipt
+from inventory.models import Sku
+from orders import hooks
 from orders.models import LineStatus, OrderStatus
 from sandbox import dropship
 from sandbox.model import EventKind
@@ -23,7 +25,7 @@ from sandbox.wechat import WechatPushCodec, create_self_use_app
 from suppliers import native
 from suppliers.models import Dispatch, DispatchLine, ReceiverReveal
 from tests.logistics.waybill_world import Shops, connect_shops, fulfilment_of, world_order_id
-from tests.suppliers.factories import make_supplier
+from tests.suppliers.factories import bind, make_supplier
 
 APPID = "wxds0000supplier1"
 
@@ -79,8 +81,25 @@ def test_a_wechat_dispatch_is_assigned_natively_and_the_supplier_ships_without_p
     world, shop_id = shops.world, shops.shop_ids["wechat"]
     dropship.bind_supplier(world, shop_id, APPID, "杭州茶厂")
     supplier = make_supplier("NWX", wechat_supplier_appid=APPID)
-    order = shops.order("wechat", 2, 1)
-    dispatch = native.assign(dispatch=dispatch_for(order, supplier))
+    for sku in Sku.objects.all():  # the supplier supplies every SKU; a router sends lines to it
+        bind(supplier, sku, cost_fen=1000, stock=100)
+    router = hooks.RouteHook(
+        route=lambda pairs: {ln.id: hooks.LineRoute(supplier.warehouse_id, note="native test")
+                             for _, lines in pairs for ln in lines},
+        version=lambda: None,
+    )  # fmt: skip
+    hooks.register_router(router)
+    assigns: list[int] = []
+    monkeypatch.setattr(native.assign_task, "delay", assigns.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            order = shops.order("wechat", 2, 1)  # routed → fulfilment → the lifecycle's dispatch
+    finally:
+        hooks._routers.remove(router)
+    created = Dispatch.objects.filter(lines__order_line__order=order.pk, supplier=supplier).distinct().get()
+    assert assigns == [created.pk] and created.lines.count() == 2
+    assert native.assign_task.run(created.pk) == "assigned"  # the task's body, as a worker runs it
+    dispatch = Dispatch.objects.get(pk=created.pk)
     assert (dispatch.native, dispatch.native_state, dispatch.native_error) == ("wechat", "assigned", "")
     [assigned] = dropship.of_order(world, world_order_id(shops, order))
     assert assigned.ds_id == dispatch.native_id and sorted(x.qty for x in assigned.lines) == [1, 2]
