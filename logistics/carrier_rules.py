@@ -4,8 +4,9 @@
 whose every set condition matches the parcel, and whose carrier the parcel's shop has an active
 account with, chooses. Conditions (an empty one matches anything):
 
-- shop (``store_ids``), warehouse (where the parcel's order lines are reserved; else the default
-  warehouse), receiver province (the first order's), weight range (the parcel's weight when
+- shop (``store_ids``), warehouse (the parcel's fulfilment's: ``orders.Fulfilment.warehouse``, an
+  own warehouse or a supplier's; for a fulfilment without one, where its lines are reserved,
+  else the default own warehouse), receiver province (the first order's), weight range (the parcel's weight when
   weighed, else its SKUs' weights × quantities), merchant codes (any line's 商家编码);
 
 otherwise the shop's first active account. ``Choice.reason`` says which, in the active language
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 
-from inventory.models import Reservation, Warehouse
+from inventory.models import Reservation
+from logistics import scope
 from logistics.models import CarrierRule, Parcel, ParcelLine, WaybillAccount
+from orders.models import Fulfilment
 
 
 @dataclass(frozen=True)
@@ -48,19 +51,17 @@ def parcel_facts(parcel: Parcel) -> ParcelFacts:
         .select_related("order_line__order", "order_line__sku")
         .order_by("order_line__order_id", "order_line_id")
     )
-    keys = [pl.order_line.reservation_key for pl in lines]
-    held = Counter(
-        Reservation.objects.filter(source_key__in=keys)
-        .exclude(status=Reservation.Status.RELEASED)
-        .values_list("warehouse_id", flat=True)
+    warehouse_id = (
+        Fulfilment.objects.filter(pk=parcel.fulfilment_id).values_list("warehouse_id", flat=True).first()
     )
-    if held:
-        warehouse_id = held.most_common(1)[0][0]
-    else:
-        warehouse_id = (
-            Warehouse.objects.filter(is_default=True).values_list("pk", flat=True).first()
-            or Warehouse.objects.filter(is_active=True).values_list("pk", flat=True).first()
+    if warehouse_id is None:
+        keys = [pl.order_line.reservation_key for pl in lines]
+        held = Counter(
+            Reservation.objects.filter(source_key__in=keys)
+            .exclude(status=Reservation.Status.RELEASED)
+            .values_list("warehouse_id", flat=True)
         )
+        warehouse_id = held.most_common(1)[0][0] if held else scope.default_warehouse_id()
     province = next((pl.order_line.order.province for pl in lines if pl.order_line.order.province), "")
     weight = parcel.weight_g or sum(
         (pl.order_line.sku.weight_g if pl.order_line.sku else 0) * pl.quantity for pl in lines

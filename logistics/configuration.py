@@ -8,7 +8,9 @@ refuse the same things with the same messages:
   "浙江" are completed), and an account only when it is an active account *of the same carrier
   of a shop the rule names* (an e-waybill account belongs to one shop);
 - there is at most one default sender address (the database says so too); the first address
-  becomes the default, and deleting the default makes the oldest remaining one the default.
+  becomes the default, and deleting the default makes the oldest remaining one the default. A
+  dropship supplier's address (its ``warehouse`` is the supplier's) is never the default: it is
+  that supplier's ship-from address only (``logistics.scope.sender_for``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from channels import carriers
 from channels.models import Store
+from inventory.models import Warehouse
 from logistics.models import CarrierRule, SenderAddress
 
 MAX_WEIGHT_G = 1_000_000  # 1000 kg: beyond any parcel a carrier takes
@@ -204,14 +207,33 @@ def save_sender(
         setattr(sender, field, value)
     validate_sender(sender)
     sender.full_clean(exclude=["is_default"])
+    if _is_suppliers(sender):
+        if make_default:
+            raise ValidationError(_("A supplier's sender address cannot be the default."))
+        sender.is_default = False
     sender.save()
+    if sender.is_default is False and not SenderAddress.objects.filter(is_default=True).exists():
+        _promote_oldest()
     if make_default and not sender.is_default:
         return set_default_sender(sender=sender)
     return sender
 
 
+def _is_suppliers(sender: SenderAddress) -> bool:
+    return bool(sender.warehouse_id) and sender.warehouse.kind == Warehouse.Kind.SUPPLIER
+
+
+def _promote_oldest() -> None:
+    """The oldest of the merchant's own addresses becomes the default (a supplier's never does)."""
+    first = SenderAddress.objects.exclude(warehouse__kind=Warehouse.Kind.SUPPLIER).order_by("id").first()
+    if first is not None:
+        SenderAddress.objects.filter(pk=first.pk).update(is_default=True)
+
+
 @transaction.atomic
 def set_default_sender(*, sender: SenderAddress) -> SenderAddress:
+    if _is_suppliers(sender):
+        raise ValidationError(_("A supplier's sender address cannot be the default."))
     list(SenderAddress.objects.select_for_update().order_by("id").values_list("pk", flat=True))
     SenderAddress.objects.filter(is_default=True).exclude(pk=sender.pk).update(is_default=False)
     SenderAddress.objects.filter(pk=sender.pk).update(is_default=True)
@@ -225,9 +247,7 @@ def delete_sender(*, sender: SenderAddress) -> None:
     was_default = SenderAddress.objects.filter(pk=sender.pk, is_default=True).exists()
     SenderAddress.objects.filter(pk=sender.pk).delete()
     if was_default:
-        first = SenderAddress.objects.order_by("id").first()
-        if first is not None:
-            SenderAddress.objects.filter(pk=first.pk).update(is_default=True)
+        _promote_oldest()
 
 
 def default_sender() -> SenderAddress | None:

@@ -12,6 +12,11 @@ there), entered one at a time or imported from an xlsx workbook.
   every bad row is reported with its row number, column and a reason in the user's language, and
   nothing is lost — entered + unchanged + errors = rows. Importing the same file again changes
   nothing; fixing the bad rows and importing the whole file again enters just those.
+
+Scope (``logistics.scope``): with ``warehouse=`` (the supplier portal) only parcels that ship
+from that warehouse take numbers; an order with none there is refused ("不是你的代发单") — for
+an import, as that row's error, whether the order exists elsewhere or not at all. Without it
+(the merchant), an order's own-warehouse parcels take a number before a supplier's.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from channels import carriers
 from channels.types import Platform
-from logistics import services, shipping
+from logistics import scope, services, shipping
 from logistics.models import Parcel, ShipBatch
 from orders.models import Fulfilment, Order, OrderEvent, OrderStatus
 
@@ -117,20 +122,47 @@ class ManualEntry:
     ship_error: str = ""
 
 
-def _open_parcels(order: Order) -> list[Parcel]:
-    """The order's parcels waiting to ship (locked), made first where a fulfilment has none."""
+def _not_yours() -> ValidationError:
+    return ValidationError(_("This order is not one of your dispatches."), code="out_of_scope")
+
+
+def _fulfilments(warehouse):
+    qs = Fulfilment.objects.all()
+    return qs if warehouse is None else qs.filter(scope.warehouse_q(warehouse, prefix=""))
+
+
+def orders_in_scope(order_ids, warehouse) -> set[int]:
+    """Which of these orders have lines shipped from ``warehouse`` (all of them when None)."""
+    ids = {int(i) for i in order_ids}
+    if warehouse is None:
+        return ids
+    return set(
+        _fulfilments(warehouse)
+        .filter(lines__order_line__order_id__in=ids)
+        .values_list("lines__order_line__order_id", flat=True)
+    )
+
+
+def _open_parcels(order: Order, warehouse=None) -> list[Parcel]:
+    """The order's parcels waiting to ship (locked), made first where a fulfilment has none;
+    only ``warehouse``'s when given, else the own warehouses' first."""
     fulfilment_ids = list(
-        Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN)
+        _fulfilments(warehouse)
+        .filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN)
         .values_list("pk", flat=True)
         .distinct()
     )
+    own = set(
+        Fulfilment.objects.filter(scope.own_q(prefix=""), pk__in=fulfilment_ids).values_list("pk", flat=True)
+    )
 
     def waiting() -> list[Parcel]:
-        return list(
+        parcels = list(
             Parcel.objects.select_for_update()
             .filter(fulfilment_id__in=fulfilment_ids, status__in=(P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED))
             .order_by("fulfilment_id", "seq")
         )
+        return sorted(parcels, key=lambda p: p.fulfilment_id not in own)  # stable: own first
 
     parcels = waiting()
     if order.status in WAITING_TO_SHIP and set(fulfilment_ids) - {p.fulfilment_id for p in parcels}:
@@ -139,8 +171,11 @@ def _open_parcels(order: Order) -> list[Parcel]:
     return parcels
 
 
-def _parcels_of(order: Order):
-    return Parcel.objects.filter(lines__order_line__order=order).distinct()
+def _parcels_of(order: Order, warehouse=None):
+    qs = Parcel.objects.filter(lines__order_line__order=order)
+    if warehouse is not None:
+        qs = qs.filter(scope.warehouse_q(warehouse))
+    return qs.distinct()
 
 
 def _status_refusal(order: Order) -> str:
@@ -149,10 +184,14 @@ def _status_refusal(order: Order) -> str:
     }
 
 
-def _enter(target: Order | Parcel, carrier: str, number: str, *, actor, correct: bool = False) -> ManualEntry:
+def _enter(
+    target: Order | Parcel, carrier: str, number: str, *, actor, correct: bool = False, warehouse=None
+) -> ManualEntry:
     """Put the number on a parcel (inside the caller's transaction). ``correct``: a single
-    unshipped parcel whose number was typed by hand takes the new number instead."""
+    unshipped parcel whose number was typed by hand takes the new number instead.
+    ``warehouse``: only a parcel that ships from it (``logistics.scope``)."""
     if isinstance(target, Parcel):
+        scope.check_parcels([target.pk], warehouse)
         parcel = Parcel.objects.select_for_update().get(pk=target.pk)
         orders = services.orders_of_parcel(parcel)
         if parcel.carrier == carrier and parcel.tracking_no == number and parcel.status != P.CANCELLED:
@@ -167,16 +206,21 @@ def _enter(target: Order | Parcel, carrier: str, number: str, *, actor, correct:
             if order.status not in WAITING_TO_SHIP:
                 raise ValidationError(_status_refusal(order))
     else:
+        if not orders_in_scope([target.pk], warehouse):
+            raise _not_yours()
         order = Order.objects.select_for_update().get(pk=target.pk)
         orders = [order]
         same = (
-            _parcels_of(order).filter(carrier=carrier, tracking_no=number).exclude(status=P.CANCELLED).first()
+            _parcels_of(order, warehouse)
+            .filter(carrier=carrier, tracking_no=number)
+            .exclude(status=P.CANCELLED)
+            .first()
         )
         if same is not None:
             return ManualEntry(same, changed=False)
         if order.status not in WAITING_TO_SHIP:
             raise ValidationError(_status_refusal(order))
-        candidates = _open_parcels(order)
+        candidates = _open_parcels(order, warehouse)
         if not candidates:
             raise ValidationError(_("The order has no parcel waiting to ship."))
 
@@ -240,13 +284,13 @@ def _enter(target: Order | Parcel, carrier: str, number: str, *, actor, correct:
     return ManualEntry(parcel, changed=True)
 
 
-def _ship(parcel_ids: list[int], *, actor) -> tuple[set[int], dict[int, str]]:
+def _ship(parcel_ids: list[int], *, actor, warehouse=None) -> tuple[set[int], dict[int, str]]:
     """Ship the parcels through the shipping service: (shipped ids, {parcel id: error} for those
     it could not ship — they keep their numbers and can be shipped from the workbench)."""
     if not parcel_ids:
         return set(), {}
     try:
-        result = shipping.ship_parcels(parcel_ids, actor=actor)
+        result = shipping.ship_parcels(parcel_ids, actor=actor, warehouse=warehouse)
     except Exception as exc:  # noqa: BLE001 - the numbers are kept; the error is shown, retryable
         logger.exception("shipping manually entered parcels %s failed", parcel_ids[:10])
         return set(), dict.fromkeys(parcel_ids, str(exc)[:300])
@@ -256,10 +300,11 @@ def _ship(parcel_ids: list[int], *, actor) -> tuple[set[int], dict[int, str]]:
 
 
 def enter_tracking(
-    order_or_parcel: Order | Parcel, carrier: str, tracking_no: str, *, actor=None
+    order_or_parcel: Order | Parcel, carrier: str, tracking_no: str, *, actor=None, warehouse=None
 ) -> ManualEntry:
     """Record a parcel shipped outside ecbao and ship it (see the module docstring).
-    ``carrier``: a carrier key, name or platform code. ValidationError when it cannot be done."""
+    ``carrier``: a carrier key, name or platform code. ValidationError when it cannot be done
+    (or, with ``warehouse``, when the order or parcel does not ship from there)."""
     platform = getattr(order_or_parcel, "platform", "") or getattr(
         getattr(order_or_parcel, "store", None), "platform", ""
     )
@@ -269,13 +314,13 @@ def enter_tracking(
     number = clean_tracking_no(key, tracking_no)
     try:
         with transaction.atomic():
-            entry = _enter(order_or_parcel, key, number, actor=actor, correct=True)
+            entry = _enter(order_or_parcel, key, number, actor=actor, correct=True, warehouse=warehouse)
     except IntegrityError as exc:  # a concurrent entry took the number first
         raise ValidationError(
             _("%(no)s is already the tracking number of another parcel.") % {"no": number}
         ) from exc
     if entry.parcel.status != P.SHIPPED:
-        _shipped, errors = _ship([entry.parcel.pk], actor=actor)
+        _shipped, errors = _ship([entry.parcel.pk], actor=actor, warehouse=warehouse)
         entry.parcel.refresh_from_db()
         entry.shipped = entry.parcel.status == P.SHIPPED
         entry.ship_error = errors.get(entry.parcel.pk, "")
@@ -493,13 +538,21 @@ def _error(report: ImportReport, number: int, column: str, message: str, values:
         report.errors.append(RowError(number, column, message, values))
 
 
-def _import_row(number, values, *, orders, report: ImportReport, labels, actor, to_ship) -> None:
-    """One row of an import (inside the chunk's transaction; the entry in a savepoint)."""
+def _import_row(
+    number, values, *, orders, report: ImportReport, labels, actor, to_ship, warehouse=None, allowed=None
+) -> None:
+    """One row of an import (inside the chunk's transaction; the entry in a savepoint).
+    ``allowed``: with a ``warehouse``, the ids of the chunk's orders that ship from it."""
     order_id, carrier_text, tracking_no, shop = values
     if not order_id:
         _error(report, number, labels["platform_order_id"], _("Enter the platform order number."), values)
         return
     matches = orders.get(order_id, [])
+    if warehouse is not None:
+        matches = [o for o in matches if o.pk in allowed]
+        if not matches:  # the same answer whether the order exists elsewhere or not at all
+            _error(report, number, labels["platform_order_id"], str(_not_yours().messages[0]), values)
+            return
     if not matches:
         _error(report, number, labels["platform_order_id"], _("No order has this number."), values)
         return
@@ -534,7 +587,7 @@ def _import_row(number, values, *, orders, report: ImportReport, labels, actor, 
         return
     try:
         with transaction.atomic():
-            entry = _enter(order, carrier, cleaned, actor=actor)
+            entry = _enter(order, carrier, cleaned, actor=actor, warehouse=warehouse)
     except ValidationError as exc:
         _error(report, number, "", exc.messages[0], values)
         return
@@ -555,12 +608,16 @@ def _import_row(number, values, *, orders, report: ImportReport, labels, actor, 
         to_ship.setdefault(entry.parcel.pk, []).append((number, values))
 
 
-def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportReport:
+def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None, warehouse=None) -> ImportReport:
     """Enter and ship the tracking numbers of a workbook (see the module docstring). Progress
-    and the report (counts and row errors) are kept on ``batch`` (made when not given)."""
+    and the report (counts and row errors) are kept on ``batch`` (made when not given).
+    ``warehouse``: only orders that ship from it; any other row is an error ("不是你的代发单")."""
     if batch is None:
         batch = ShipBatch.objects.create(
-            kind=ShipBatch.Kind.IMPORT_TRACKING, status=ShipBatch.Status.RUNNING, created_by=actor
+            kind=ShipBatch.Kind.IMPORT_TRACKING,
+            status=ShipBatch.Status.RUNNING,
+            created_by=actor,
+            params=scope.batch_params(warehouse),
         )
     else:
         ShipBatch.objects.filter(pk=batch.pk).update(status=ShipBatch.Status.RUNNING)
@@ -581,13 +638,15 @@ def import_xlsx(file, *, actor=None, batch: ShipBatch | None = None) -> ImportRe
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         orders = _orders_by_id([values[0] for _n, values in chunk if values[0]])
+        allowed = orders_in_scope([o.pk for found in orders.values() for o in found], warehouse)
         to_ship: dict[int, list[tuple[int, list[str]]]] = {}
         with transaction.atomic():  # one commit per chunk; each row in a savepoint of its own
             for number, values in chunk:
                 _import_row(
-                    number, values, orders=orders, report=report, labels=labels, actor=actor, to_ship=to_ship
-                )
-        shipped, failures = _ship(sorted(to_ship), actor=actor)
+                    number, values, orders=orders, report=report, labels=labels, actor=actor, to_ship=to_ship,
+                    warehouse=warehouse, allowed=allowed,
+                )  # fmt: skip
+        shipped, failures = _ship(sorted(to_ship), actor=actor, warehouse=warehouse)
         report.shipped += len(shipped)
         for parcel_id, error in failures.items():
             for number, values in to_ship[parcel_id]:
@@ -608,9 +667,10 @@ def _upload_path(batch: ShipBatch) -> str:
     return f"imports/tracking/{batch.pk}.xlsx"
 
 
-def start_import(file, *, actor=None) -> ShipBatch:
+def start_import(file, *, actor=None, warehouse=None) -> ShipBatch:
     """Import a workbook: at most INLINE_ROWS rows right away, a larger one by a Celery worker
-    (the file is kept in the tenant's storage until it ran; progress on the batch)."""
+    (the file is kept in the tenant's storage until it ran; progress on the batch).
+    ``warehouse``: see ``import_xlsx`` (kept on the batch for the worker)."""
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
@@ -620,13 +680,13 @@ def start_import(file, *, actor=None) -> ShipBatch:
     except FileError:
         rows = 0  # import_xlsx reports the problem
     if rows <= INLINE_ROWS:
-        report = import_xlsx(BytesIO(data), actor=actor)
+        report = import_xlsx(BytesIO(data), actor=actor, warehouse=warehouse)
         return report.batch
     batch = ShipBatch.objects.create(
         kind=ShipBatch.Kind.IMPORT_TRACKING,
         total=rows,
         created_by=actor,
-        params={"name": getattr(file, "name", "")[:100]},
+        params={"name": getattr(file, "name", "")[:100], **scope.batch_params(warehouse)},
     )
     default_storage.save(_upload_path(batch), ContentFile(data))
     batch.params = {**batch.params, "file": _upload_path(batch)}
@@ -655,6 +715,8 @@ def run_import(batch_id: int) -> dict:
         return {"batch": batch_id, "failed": True}
     actor = get_user_model().objects.filter(pk=batch.created_by_id).first()
     with default_storage.open(path, "rb") as fh:
-        report = import_xlsx(BytesIO(fh.read()), actor=actor, batch=batch)
+        report = import_xlsx(
+            BytesIO(fh.read()), actor=actor, batch=batch, warehouse=batch.params.get("warehouse_id")
+        )
     default_storage.delete(path)
     return {"batch": batch_id, "rows": report.rows, "entered": report.entered, "errors": report.error_count}

@@ -5,8 +5,9 @@ ShipBatch): one row per item and warehouse, summed over the parcels, sorted by t
 location (库位, ``inventory.StockLevel.location``; "A-2" before "A-10", items without a
 location last) so a picker walks the aisles once. An item is what sits on a shelf: a plain SKU,
 or each component of a combination SKU (组合装) times its count per set; a line that matches no
-SKU shows its merchant code. The warehouse is the one the line's stock is reserved in (the
-default warehouse when there is no reservation).
+SKU shows its merchant code. The warehouse is the parcel's shipper (its fulfilment's warehouse,
+``logistics.scope``); for a fulfilment without one, where the line's stock is reserved (else the
+default own warehouse).
 
 **Verify** — at the packing bench a barcode scanner types a code and Enter. The packer scans
 the parcel's waybill (``verify_lookup``: a parcel's number or a child number of a multi-piece
@@ -32,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from inventory.models import Reservation, Sku, StockLevel, Warehouse
-from logistics import services
+from logistics import scope, services
 from logistics.models import Parcel, ParcelLine, ShipBatch, VerifyScan, Waybill
 from orders.models import LineStatus, OrderStatus
 
@@ -64,16 +65,6 @@ class _Item:
     warehouse_id: int | None
 
 
-def _default_warehouse_id() -> int | None:
-    warehouse = (
-        Warehouse.objects.filter(is_active=True)
-        .order_by("-is_default", "id")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    return warehouse
-
-
 def _items(parcel_ids: Iterable[int]) -> list[_Item]:
     """The shelf items of these parcels, one per (parcel, order line, stock SKU)."""
     lines = list(
@@ -99,16 +90,30 @@ def _items(parcel_ids: Iterable[int]) -> list[_Item]:
         .exclude(status=Reservation.Status.RELEASED)
         .values_list("source_key", "sku_id", "warehouse_id")
     }
-    default_wh = _default_warehouse_id() if lines else None
+    default_wh = scope.default_warehouse_id() if lines else None
+    shipper = dict(
+        Parcel.objects.filter(pk__in={pl.parcel_id for pl in lines}).values_list(
+            "pk", "fulfilment__warehouse_id"
+        )
+    )
     items = []
     for pl in lines:
         ol = pl.order_line
         key = ol.reservation_key
+        fixed = shipper.get(pl.parcel_id)
         if ol.sku is None:
             code = ol.merchant_code
             items.append(
                 _Item(
-                    pl.parcel_id, f"code:{code}", None, code, "", ol.title, ol.spec, pl.quantity, default_wh
+                    pl.parcel_id,
+                    f"code:{code}",
+                    None,
+                    code,
+                    "",
+                    ol.title,
+                    ol.spec,
+                    pl.quantity,
+                    fixed or default_wh,
                 )
             )
             continue
@@ -124,7 +129,7 @@ def _items(parcel_ids: Iterable[int]) -> list[_Item]:
                     title=sku.name or ol.title,
                     spec=sku.spec or ("" if ol.sku.is_combo else ol.spec),
                     quantity=pl.quantity * per,
-                    warehouse_id=reserved_in.get((key, sku.pk), default_wh),
+                    warehouse_id=fixed or reserved_in.get((key, sku.pk), default_wh),
                 )
             )
     return items
@@ -182,15 +187,15 @@ class PickList:
         return sum(r.quantity for r in self.rows)
 
 
-def pick_list(parcel_ids: Iterable[int]) -> list[PickRow]:
+def pick_list(parcel_ids: Iterable[int], *, warehouse=None) -> list[PickRow]:
     """The contract: rows summed per item and warehouse over these parcels, sorted by location."""
-    return build_pick_list(parcel_ids).rows
+    return build_pick_list(parcel_ids, warehouse=warehouse).rows
 
 
-def build_pick_list(parcel_ids: Iterable[int]) -> PickList:
+def build_pick_list(parcel_ids: Iterable[int], *, warehouse=None) -> PickList:
     """``pick_list`` with the parcels it counted and those it left off (shipped or cancelled
-    parcels are not picked)."""
-    wanted = sorted({int(i) for i in parcel_ids})
+    parcels are not picked). ``warehouse``: every parcel must ship from it (``logistics.scope``)."""
+    wanted = sorted(scope.check_parcels(parcel_ids, warehouse))
     parcels = {p.pk: p for p in Parcel.objects.filter(pk__in=wanted)}
     skipped = []
     for pk in wanted:
@@ -461,6 +466,7 @@ def _parcels_of_order(code: str) -> list[Parcel]:
     exactly one that waits to ship; refused when it has several (scan the waybill then)."""
     parcels = list(
         Parcel.objects.filter(lines__order_line__order__platform_order_id=code)
+        .filter(scope.own_q())  # a supplier's parcels of the order are not at this bench
         .exclude(status__in=[P.CANCELLED, P.SHIPPED])
         .distinct()
         .order_by("seq")
@@ -476,8 +482,19 @@ def _parcels_of_order(code: str) -> list[Parcel]:
 def verify_lookup(tracking_no: str) -> VerifyTicket:
     """A scanned waybill → its parcel's ticket. Refused (``VerifyRefused``) for an unknown
     number, a cancelled parcel, one without a number yet, one that shipped, and one whose order
-    was cancelled or is being refunded. A verified parcel comes back as it is (``verified``)."""
+    was cancelled or is being refunded, and a supplier's parcel (the bench is the own warehouses').
+    A verified parcel comes back as it is (``verified``)."""
     parcel = find_parcel(tracking_no)
+    supplier = (
+        Parcel.objects.filter(pk=parcel.pk, fulfilment__warehouse__kind=scope.SUPPLIER)
+        .values_list("fulfilment__warehouse__name", flat=True)
+        .first()
+    )
+    if supplier is not None:
+        raise VerifyRefused(
+            gettext("Parcel %(no)s is shipped by supplier %(name)s, not from this warehouse.")
+            % {"no": parcel_label(parcel), "name": supplier}
+        )
     if parcel.status != P.VERIFIED:
         why = _why_not_verifiable(parcel)
         if why:

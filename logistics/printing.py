@@ -45,6 +45,7 @@ from channels import carriers
 from channels import printing as channel_printing
 from channels.errors import ChannelError
 from channels.types import WaybillPrint
+from logistics import scope
 from logistics.labels import LabelData, LabelError, LabelItem, mask_numbers, render_labels
 from logistics.models import Parcel, ParcelLine, PrintRecord, SenderAddress, ShipBatch, Waybill
 
@@ -211,7 +212,7 @@ def _parcels(ids: Iterable[int]) -> list[Parcel]:
                 PrintRecord.objects.filter(parcel=OuterRef("pk"), status=PrintRecord.Status.PRINTED)
             )
         )
-        .select_related("store")
+        .select_related("store", "fulfilment")
         .prefetch_related(
             Prefetch("lines", queryset=ParcelLine.objects.select_related("order_line__order").order_by("id")),
             Prefetch("waybills", queryset=Waybill.objects.select_related("parent").order_by("id")),
@@ -246,6 +247,7 @@ def print_jobs(
     reprint_reason: str = "",
     custom_template_url: str = "",
     connect: Connect | None = None,
+    warehouse=None,
 ) -> list[dict]:
     """One entry per document to print, in the order of ``parcel_ids``::
 
@@ -256,7 +258,9 @@ def print_jobs(
     and one ``{"parcel_id", "tracking_no", "error"}`` per parcel that cannot be printed now (not
     numbered yet, cancelled, entered by hand, printed before without a reprint reason, no print
     data from the platform) — the others go ahead. Each document is journaled as
-    ``PrintRecord(SENT)`` with its task id before it is returned."""
+    ``PrintRecord(SENT)`` with its task id before it is returned. ``warehouse``: every parcel
+    must ship from it, else nothing is returned (ValidationError; ``logistics.scope``)."""
+    parcel_ids = scope.check_parcels(parcel_ids, warehouse)
     reason = (reprint_reason or "").strip()[:200]
     template = custom_template_url or _default_template_url()
     now = timezone.now()
@@ -330,14 +334,26 @@ def _default_template_url() -> str:
 # --- results ------------------------------------------------------------------------------------------
 
 
-def print_result(task_id: str, ok: bool, error: str = "", *, printer: str = "") -> PrintRecord | None:
-    """Record what the component said about task ``task_id`` (None: no such task here).
+def print_result(
+    task_id: str, ok: bool, error: str = "", *, printer: str = "", warehouse=None
+) -> PrintRecord | None:
+    """Record what the component said about task ``task_id`` (None: no such task here;
+    ValidationError: ``warehouse`` given and the task's parcel does not ship from it).
 
     Idempotent and never undone: PRINTED is final (a late "failed" for a printed task is
     ignored); FAILED may still become PRINTED (the component's word after a reconnect). A
     printed parcel's own number → the parcel is PRINTED (if it was NUMBERED), its print count
     and time move, and the platform is told (``report_printed``, after commit)."""
     S = PrintRecord.Status
+    if warehouse is not None:
+        parcel_id = (
+            PrintRecord.objects.filter(task_id=task_id, kind=PrintRecord.Kind.COMPONENT)
+            .values_list("parcel_id", flat=True)
+            .first()
+        )
+        if parcel_id is None:
+            return None
+        scope.check_parcels([parcel_id], warehouse)
     with transaction.atomic():
         record = (
             PrintRecord.objects.select_for_update(of=("self",))
@@ -413,11 +429,15 @@ def report_failed(record_id: int, error: str) -> None:
 # --- reads --------------------------------------------------------------------------------------------
 
 
-def printed_not_shipped(hours: float = 24) -> QuerySet[Parcel]:
-    """Parcels printed more than ``hours`` ago that have not shipped (an alert)."""
+def printed_not_shipped(hours: float = 24, *, warehouse=None) -> QuerySet[Parcel]:
+    """Parcels printed more than ``hours`` ago that have not shipped (an alert) — of the own
+    warehouses (``warehouse=None``) or of one warehouse (``logistics.scope``)."""
     since = timezone.now() - timedelta(hours=hours)
-    return Parcel.objects.filter(
-        status__in=(P.PRINTED, P.VERIFIED), printed_at__isnull=False, printed_at__lt=since
+    return scope.scoped(
+        Parcel.objects.filter(
+            status__in=(P.PRINTED, P.VERIFIED), printed_at__isnull=False, printed_at__lt=since
+        ),
+        warehouse,
     ).order_by("printed_at", "id")
 
 
@@ -430,14 +450,15 @@ def print_history(parcel: Parcel | int) -> QuerySet[PrintRecord]:
 # --- the PDF path -------------------------------------------------------------------------------------
 
 
-def start_pdf(parcel_ids: Iterable[int], *, actor=None, size: str = "76x130") -> ShipBatch:
+def start_pdf(parcel_ids: Iterable[int], *, actor=None, size: str = "76x130", warehouse=None) -> ShipBatch:
     """Queue one PDF with a label per parcel (in the order given) as a batch with progress.
-    Parcels without a tracking number are left out and counted as failed."""
-    ids = list(dict.fromkeys(int(i) for i in parcel_ids))[:MAX_PDF_LABELS]
+    Parcels without a tracking number are left out and counted as failed. ``warehouse``: every
+    parcel must ship from it (``logistics.scope``)."""
+    ids = scope.check_parcels(parcel_ids, warehouse)[:MAX_PDF_LABELS]
     batch = ShipBatch.objects.create(
         kind=ShipBatch.Kind.LABELS,
         total=len(ids),
-        params={"parcel_ids": ids, "size": size},
+        params={"parcel_ids": ids, "size": size, **scope.batch_params(warehouse)},
         created_by=actor if getattr(actor, "pk", None) else None,
     )
     batch_id = batch.pk
@@ -451,8 +472,16 @@ def start_pdf(parcel_ids: Iterable[int], *, actor=None, size: str = "76x130") ->
     return batch
 
 
-def _sender() -> SenderAddress | None:
-    return SenderAddress.objects.order_by("-is_default", "id").first()
+def _sender(parcel: Parcel, cache: dict) -> SenderAddress | None:
+    """The ship-from address of the parcel's warehouse (none printed for a supplier without one:
+    never the merchant's address on a supplier's label)."""
+    wid = scope.parcel_warehouse_id(parcel)
+    if wid not in cache:
+        try:
+            cache[wid] = scope.sender_for(wid)
+        except scope.SenderMissing:
+            cache[wid] = None
+    return cache[wid]
 
 
 def label_data(parcel: Parcel, *, sender: SenderAddress | None = None, at=None) -> LabelData:
@@ -507,7 +536,8 @@ def render_pdf(batch_id: int) -> ShipBatch:
     size = batch.params.get("size", "76x130")
     batch.status, batch.done, batch.failed, batch.error = ShipBatch.Status.RUNNING, 0, 0, ""
     batch.save(update_fields=["status", "done", "failed", "error"])
-    sender, now = _sender(), timezone.now()
+    senders: dict = {}
+    now = timezone.now()
     found = _parcels(ids)
     labels, included, failed = [], [], len(ids) - len(found)
     for parcel in found:
@@ -515,7 +545,7 @@ def render_pdf(batch_id: int) -> ShipBatch:
             failed += 1
             continue
         try:
-            labels.append(label_data(parcel, sender=sender, at=now))
+            labels.append(label_data(parcel, sender=_sender(parcel, senders), at=now))
         except LabelError as exc:
             logger.warning("label of parcel %s not rendered: %s", parcel.pk, exc)
             failed += 1

@@ -1,6 +1,11 @@
 """Reads behind the shipping workbench: the tabs 待打单 / 待发货 / 已发货 with counts, a page of
 parcels at a time (keyset, newest first, through ``ecbao.paging``; the ``parcel_status``
-index (status, id desc) serves every tab)."""
+index (status, id desc) serves every tab).
+
+Whose parcels (``logistics.scope``): ``warehouse=None`` is the merchant's workbench — parcels
+of the own warehouses only (a supplier's parcels are worked in the supplier portal);
+``warehouse=`` one warehouse (an own one as the workbench's filter, or a supplier's for the
+portal)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from ecbao import paging
+from logistics import scope
 from logistics.models import Parcel, ParcelLine, ShipBatch, WriteBack
 from orders.models import Fulfilment, FulfilmentLine, OrderStatus
 
@@ -24,13 +30,14 @@ TAB_STATES = {value: states for value, _label, states in TABS}
 KEYSET = paging.Keyset("-id")
 
 
-def tab_parcels(tab: str, *, store_id: int | None = None) -> QuerySet[Parcel]:
-    """The parcels of one tab. Before shipping, only parcels of open fulfilments whose every
-    order waits to ship (approved or partly shipped): a held or cancelled order's parcel is
-    never offered for printing or shipping."""
+def tab_parcels(tab: str, *, store_id: int | None = None, warehouse=None) -> QuerySet[Parcel]:
+    """The parcels of one tab, of the own warehouses (``warehouse=None``) or of one warehouse.
+    Before shipping, only parcels of open fulfilments whose every order waits to ship
+    (approved or partly shipped): a held or cancelled order's parcel is never offered for
+    printing or shipping."""
     if tab not in TAB_STATES:
         raise ValueError(f"unknown tab {tab!r}")
-    qs = Parcel.objects.filter(status__in=TAB_STATES[tab])
+    qs = scope.scoped(Parcel.objects.filter(status__in=TAB_STATES[tab]), warehouse)
     if tab != SHIPPED:
         not_ready = FulfilmentLine.objects.filter(fulfilment=OuterRef("fulfilment_id")).exclude(
             order_line__order__status__in=(OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED)
@@ -41,14 +48,25 @@ def tab_parcels(tab: str, *, store_id: int | None = None) -> QuerySet[Parcel]:
     return qs
 
 
-def tab_counts(*, store_id: int | None = None) -> dict[str, int]:
-    return {value: tab_parcels(value, store_id=store_id).count() for value, _label, _states in TABS}
+def tab_counts(*, store_id: int | None = None, warehouse=None) -> dict[str, int]:
+    return {
+        value: tab_parcels(value, store_id=store_id, warehouse=warehouse).count()
+        for value, _label, _states in TABS
+    }
 
 
-def parcel_page(tab: str, *, after: str = "", before: str = "", size: int = 50, store_id: int | None = None):
+def parcel_page(
+    tab: str,
+    *,
+    after: str = "",
+    before: str = "",
+    size: int = 50,
+    store_id: int | None = None,
+    warehouse=None,
+):
     """One page of a tab's parcels, newest first, with lines (and their orders) and write-backs."""
     qs = (
-        tab_parcels(tab, store_id=store_id)
+        tab_parcels(tab, store_id=store_id, warehouse=warehouse)
         .select_related("store", "fulfilment")
         .prefetch_related(
             Prefetch("lines", queryset=ParcelLine.objects.select_related("order_line__order")),

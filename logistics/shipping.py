@@ -38,7 +38,7 @@ from django.utils.translation import gettext
 
 from channels import carriers
 from inventory import services as stock
-from logistics import selectors
+from logistics import scope, selectors
 from logistics.models import Parcel, ParcelLine, ShipBatch, Waybill, WriteBack
 from logistics.services import NUMBERED_STATES, UNSHIPPED_STATES
 from orders import services as order_services
@@ -69,13 +69,14 @@ def write_back_key(parcel_id: int, order_id: int) -> str:
     return f"ship-{tenant}-{parcel_id}-{order_id}"
 
 
-def ship_parcels(parcel_ids, *, actor=None) -> ShipResult:
+def ship_parcels(parcel_ids, *, actor=None, warehouse=None) -> ShipResult:
     """Ship these parcels (see the module docstring). Returns what shipped, what had shipped
-    before and, per refused parcel, why. Parcels go in chunks of ``CHUNK`` (by id), one
+    before and, per refused parcel, why. ``warehouse``: every parcel must ship from it, else
+    nothing ships (ValidationError; ``logistics.scope``). Parcels go in chunks of ``CHUNK`` (by id), one
     transaction each, so a large selection never holds the stock rows for long; a deadlock
     (another transaction took the same rows in an unusual order) is retried; nothing is
     applied twice."""
-    ids = sorted({int(pk) for pk in parcel_ids})
+    ids = sorted(scope.check_parcels(parcel_ids, warehouse))
     result = ShipResult()
     for start in range(0, len(ids), CHUNK):
         part = _ship_chunk(ids[start : start + CHUNK], actor=actor)
@@ -252,18 +253,23 @@ def _ship_one(
 # --- a batch with progress (the workbench's 发货 on many parcels) -------------------------------------------
 
 
-def start_ship(parcel_ids, *, actor=None) -> ShipBatch:
+def start_ship(parcel_ids, *, actor=None, warehouse=None) -> ShipBatch:
     """Queue shipping ``parcel_ids`` as a batch (a Celery task runs ``ship_parcels`` in chunks,
     counting progress on the batch; refusals stay on the parcels). A retry is a new batch of
-    the refused ids; shipped ones count as done at once."""
-    ids = sorted({int(i) for i in parcel_ids})
+    the refused ids; shipped ones count as done at once. ``warehouse``: every parcel must ship
+    from it (``logistics.scope``)."""
+    ids = sorted(scope.check_parcels(parcel_ids, warehouse))
     if not ids:
         raise ValidationError(gettext("choose at least one parcel"))
     with transaction.atomic():
         batch = ShipBatch.objects.create(
             kind=ShipBatch.Kind.SHIP,
             total=len(ids),
-            params={"parcel_ids": ids, "actor_id": getattr(actor, "pk", None)},
+            params={
+                "parcel_ids": ids,
+                "actor_id": getattr(actor, "pk", None),
+                **scope.batch_params(warehouse),
+            },
             created_by=actor if getattr(actor, "pk", None) else None,
         )
         from logistics import tasks

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -41,8 +41,9 @@ from channels.models import Store
 from channels.services import connector_for
 from channels.types import TrackingEvent as ChannelTrackingEvent
 from channels.types import TrackingStatus
+from logistics import scope
 from logistics.models import Intercept, Parcel, TrackingEvent, WriteBack
-from orders.models import Order, OrderLine, OrderStatus
+from orders.models import LineStatus, Order, OrderLine, OrderStatus
 
 logger = logging.getLogger(__name__)
 T = Parcel.Tracking
@@ -232,11 +233,21 @@ def record_pushed(
 # --- ship-by countdown --------------------------------------------------------------------------------------
 
 
-def overdue(*, hours: float = 0, now: datetime | None = None):
-    """Orders not yet (fully) shipped whose ship-by time is past or within ``hours``, soonest first."""
+def overdue(*, hours: float = 0, now: datetime | None = None, warehouse=None):
+    """Orders not yet (fully) shipped whose ship-by time is past or within ``hours``, soonest
+    first — those with a line still to ship from an own warehouse (``warehouse=None``; a
+    supplier's lateness is the dispatches' SLA) or from ``warehouse``."""
     now = now or timezone.now()
+    open_lines = OrderLine.objects.filter(order=OuterRef("pk")).exclude(
+        status__in=(LineStatus.SHIPPED, LineStatus.CANCELLED, LineStatus.REFUNDED)
+    )
+    if warehouse is None:
+        open_lines = open_lines.filter(scope.own_q(prefix=""))
+    else:
+        open_lines = open_lines.filter(scope.warehouse_q(warehouse, prefix=""))
     return (
-        Order.objects.filter(
+        Order.objects.filter(Exists(open_lines))
+        .filter(
             status__in=(
                 OrderStatus.APPROVED,
                 OrderStatus.PARTIALLY_SHIPPED,

@@ -6,6 +6,10 @@ results).
 
 Thin: reads through ``selectors``, writes through ``printing``, ``waybills`` (取号) and
 ``shipping`` (发货). Reading needs dashboard.view; acting shipping.manage.
+
+The workbench is the merchant's own warehouses' (``logistics.scope``): a dropship supplier's
+parcels are not listed, counted or acted on by a whole-tab action here (the supplier works them
+in the portal). With several own warehouses, a warehouse filter narrows the page to one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from django.views.decorators.http import require_POST
 from channels import carriers
 from channels.models import Store
 from channels.types import Platform
+from inventory.models import Warehouse
 from logistics import printing, selectors, tracking
 from logistics import services as parcel_services
 from logistics.models import Parcel, ShipBatch
@@ -38,6 +43,22 @@ TAB_VALUES = [value for value, _label, _states in selectors.TABS]
 def _store_id(params: QueryDict) -> int | None:
     value = params.get("store", "")
     return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+def _own_warehouses() -> list[Warehouse]:
+    return list(
+        Warehouse.objects.filter(kind=Warehouse.Kind.OWN, is_active=True).order_by("-is_default", "id")
+    )
+
+
+def _warehouse_id(params: QueryDict) -> int | None:
+    """The filter's own warehouse (a supplier's warehouse is never taken from the query)."""
+    value = params.get("warehouse", "")
+    if not (value.isdigit() and len(value) < 19):
+        return None
+    return (
+        Warehouse.objects.filter(pk=int(value), kind=Warehouse.Kind.OWN).values_list("pk", flat=True).first()
+    )
 
 
 def _tab(params: QueryDict) -> str:
@@ -74,26 +95,34 @@ def _rows(parcels: list[Parcel]) -> list[dict]:
 
 def _workbench(params: QueryDict, **extra) -> dict:
     """The page's context for ``params`` (the GET query): tab, shop, one keyset page, counts."""
-    tab, store_id = _tab(params), _store_id(params)
+    tab, store_id, warehouse_id = _tab(params), _store_id(params), _warehouse_id(params)
     page = selectors.parcel_page(
-        tab, after=params.get("after", ""), before=params.get("before", ""), size=PAGE_SIZE, store_id=store_id
+        tab,
+        after=params.get("after", ""),
+        before=params.get("before", ""),
+        size=PAGE_SIZE,
+        store_id=store_id,
+        warehouse=warehouse_id,
     )
-    counts = selectors.tab_counts(store_id=store_id)
-    store = str(store_id or "")
-    lying = printing.printed_not_shipped(hours=PRINTED_NOT_SHIPPED_HOURS)
+    counts = selectors.tab_counts(store_id=store_id, warehouse=warehouse_id)
+    store, warehouse = str(store_id or ""), str(warehouse_id or "")
+    lying = printing.printed_not_shipped(hours=PRINTED_NOT_SHIPPED_HOURS, warehouse=warehouse_id)
     if store_id:
         lying = lying.filter(store_id=store_id)
+    warehouses = _own_warehouses()
     return {
         "tab": tab,
         "store_id": store,
         "stores": list(Store.objects.order_by("platform", "name")),
+        "warehouse_id": warehouse,
+        "warehouses": warehouses if len(warehouses) > 1 else [],
         "tabs": [
-            (value, label, counts[value], _query(tab=value, store=store))
+            (value, label, counts[value], _query(tab=value, store=store, warehouse=warehouse))
             for value, label, _s in selectors.TABS
         ],
         "rows": _rows(page.rows),
         "page": page,
-        "filter_query": _query(tab=tab, store=store),
+        "filter_query": _query(tab=tab, store=store, warehouse=warehouse),
         "page_query": params.urlencode(),
         "paged": bool(params.get("after") or params.get("before")),
         "printed_not_shipped": lying.count(),
@@ -131,7 +160,9 @@ def _selected(request) -> list[int]:
     post = request.POST
     if post.get("all_tab") == "1":
         params = QueryDict(post.get("filter_query", ""))
-        qs = selectors.tab_parcels(_tab(params), store_id=_store_id(params)).order_by("-id")
+        qs = selectors.tab_parcels(
+            _tab(params), store_id=_store_id(params), warehouse=_warehouse_id(params)
+        ).order_by("-id")
         return list(qs.values_list("pk", flat=True)[:MAX_BULK])
     ids = [int(v) for v in post.getlist("ids") if v.isdigit() and len(v) < 19]
     return list(dict.fromkeys(ids))[:MAX_BULK]

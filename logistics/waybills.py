@@ -49,10 +49,10 @@ from channels import types as ct
 from channels.connectors.base import Connector
 from channels.errors import AuthExpired, ChannelError, PlatformRejected, RateLimited
 from channels.models import Store
-from logistics import selectors
+from logistics import scope, selectors
 from logistics import services as parcel_services
 from logistics.carrier_rules import Choice, choose_carrier, parcel_facts
-from logistics.models import Parcel, ParcelLine, SenderAddress, ShipBatch, Waybill, WaybillAccount
+from logistics.models import Parcel, ParcelLine, ShipBatch, Waybill, WaybillAccount
 from orders.models import Order, OrderEvent
 
 logger = logging.getLogger(__name__)
@@ -164,11 +164,12 @@ def _recorded_choice(parcel: Parcel) -> Choice | None:
 
 
 def _sender(warehouse_id: int | None) -> ct.ShipFrom:
-    sender = (
-        (SenderAddress.objects.filter(warehouse_id=warehouse_id).order_by("-is_default", "id").first() if warehouse_id else None)
-        or SenderAddress.objects.filter(is_default=True).first()
-        or SenderAddress.objects.order_by("id").first()
-    )  # fmt: skip
+    """The ship-from address of the parcel's warehouse (``scope.sender_for``): a supplier's
+    warehouse without an address of its own is a retryable error, never the merchant's address."""
+    try:
+        sender = scope.sender_for(warehouse_id)
+    except scope.SenderMissing as exc:
+        raise WaybillError(str(exc)) from None
     if sender is None:
         raise WaybillError(gettext("no sender address: add one under shipping settings, then retry"))
     return ct.ShipFrom(
@@ -394,10 +395,12 @@ def _record_failure(plan: _Plan, message: str, *, refused: bool) -> None:
         )
 
 
-def take_for_parcel(parcel: Parcel | int, *, connect: Connect | None = None) -> Waybill:
+def take_for_parcel(parcel: Parcel | int, *, connect: Connect | None = None, warehouse=None) -> Waybill:
     """Take (or find) the parcel's number; see the module docstring. Raises WaybillError (its
-    message also on ``Parcel.error``) when no number could be had now."""
+    message also on ``Parcel.error``) when no number could be had now; ValidationError when
+    ``warehouse`` is given and the parcel does not ship from it (``logistics.scope``)."""
     parcel_id = parcel if isinstance(parcel, int) else parcel.pk
+    scope.check_parcels([parcel_id], warehouse)
     try:
         plan = _prepare(parcel_id)
     except WaybillError as exc:
@@ -454,17 +457,17 @@ def take_for_parcel(parcel: Parcel | int, *, connect: Connect | None = None) -> 
 # --- batches ------------------------------------------------------------------------------------------------
 
 
-def start_take(parcel_ids: Iterable[int], *, actor=None) -> ShipBatch:
+def start_take(parcel_ids: Iterable[int], *, actor=None, warehouse=None) -> ShipBatch:
     """Queue taking numbers for ``parcel_ids`` (a Celery task runs the batch). A retry is a new
-    batch of the failed ids."""
-    ids = sorted({int(i) for i in parcel_ids})
+    batch of the failed ids. ``warehouse``: every parcel must ship from it (``logistics.scope``)."""
+    ids = sorted(scope.check_parcels(parcel_ids, warehouse))
     if not ids:
         raise ValidationError(gettext("choose at least one parcel"))
     with transaction.atomic():
         batch = ShipBatch.objects.create(
             kind=ShipBatch.Kind.TAKE_WAYBILLS,
             total=len(ids),
-            params={"parcel_ids": ids},
+            params={"parcel_ids": ids, **scope.batch_params(warehouse)},
             created_by=actor if getattr(actor, "pk", None) else None,
         )
         Parcel.objects.filter(pk__in=ids).update(batch=batch)
@@ -474,15 +477,16 @@ def start_take(parcel_ids: Iterable[int], *, actor=None) -> ShipBatch:
     return batch
 
 
-def start_take_tab(*, store_id: int | None = None, actor=None) -> ShipBatch:
-    """Take numbers for every parcel of the 待打单 tab that has none yet (one shop, or all)."""
+def start_take_tab(*, store_id: int | None = None, actor=None, warehouse=None) -> ShipBatch:
+    """Take numbers for every parcel of the 待打单 tab that has none yet (one shop, or all) — of
+    the own warehouses (``warehouse=None``: never a supplier's parcels) or of ``warehouse``."""
     parcel_services.ensure_parcels()
     ids = list(
-        selectors.tab_parcels(selectors.TO_PRINT, store_id=store_id)
+        selectors.tab_parcels(selectors.TO_PRINT, store_id=store_id, warehouse=warehouse)
         .filter(status=P.NEW, tracking_no="")
         .values_list("pk", flat=True)
     )
-    return start_take(ids, actor=actor)
+    return start_take(ids, actor=actor, warehouse=warehouse)
 
 
 def _count(batch_id: int, field: str) -> None:
@@ -625,12 +629,14 @@ def batch_progress(batch: ShipBatch | int) -> dict[str, Any]:
 
 
 def cancel_parcel_waybill(
-    parcel: Parcel | int, *, actor=None, reason: str = "", connect: Connect | None = None
+    parcel: Parcel | int, *, actor=None, reason: str = "", connect: Connect | None = None, warehouse=None
 ) -> None:
     """Cancel the parcel's unused number at the platform (recycled to the account) and put the
     parcel back to NEW (a cancelled parcel stays cancelled; its number is recycled). Refused
-    once the parcel shipped. A parent/child group is cancelled as a whole."""
+    once the parcel shipped. A parent/child group is cancelled as a whole. ``warehouse``: the
+    parcel must ship from it (``logistics.scope``)."""
     parcel_id = parcel if isinstance(parcel, int) else parcel.pk
+    scope.check_parcels([parcel_id], warehouse)
     with transaction.atomic():
         parcel = Parcel.objects.select_for_update().select_related("store").get(pk=parcel_id)
         if parcel.status == P.SHIPPED:
@@ -700,10 +706,13 @@ def cancel_parcel_waybill(
         )  # fmt: skip
 
 
-def assign_carrier(parcel_ids: Iterable[int], *, account: WaybillAccount, actor=None) -> int:
+def assign_carrier(parcel_ids: Iterable[int], *, account: WaybillAccount, actor=None, warehouse=None) -> int:
     """Choose the carrier by hand for parcels without a number (same shop as the account)."""
     updated = Parcel.objects.filter(
-        pk__in=list(parcel_ids), status=P.NEW, tracking_no="", store_id=account.store_id
+        pk__in=scope.check_parcels(parcel_ids, warehouse),
+        status=P.NEW,
+        tracking_no="",
+        store_id=account.store_id,
     ).update(
         carrier=account.carrier,
         account=account,
