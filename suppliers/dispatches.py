@@ -249,6 +249,11 @@ def fulfilments_changed(fulfilment_ids: set[int]) -> None:
         _cancel_events(cancelled)
     _notify_on_commit([d.pk for d in created if _wants_notice(d.supplier)], CREATED)
     _notify_on_commit([d.pk for d in cancelled if _wants_notice(d.supplier)], CANCELLED)
+    if created or cancelled:  # platform-native dropship (h-native): assign / withdraw on the platform
+        from suppliers import native  # native imports this module
+
+        native.on_dispatch_created([d.pk for d in created])
+        native.on_dispatch_cancelling([d.pk for d in cancelled])
 
 
 def _wants_notice(supplier: Supplier) -> bool:
