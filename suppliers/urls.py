@@ -5,6 +5,27 @@ exception queue (views_rules), dispatches and performance (views_dispatch)."""
 
 from django.urls import path  # noqa: F401
 
+from suppliers import views_admin
+
 app_name = "suppliers"
 
 urlpatterns: list = []
+urlpatterns += [  # views_admin: suppliers, their SKUs, stock and users; the public invitation page
+    path("", views_admin.supplier_list, name="list"),
+    path("new/", views_admin.supplier_create, name="create"),
+    path("<int:pk>/", views_admin.supplier_detail, name="detail"),
+    path("<int:pk>/edit/", views_admin.supplier_edit, name="edit"),
+    path("<int:pk>/status/", views_admin.supplier_status, name="status"),
+    path("<int:pk>/skus/", views_admin.sku_save, name="sku_save"),
+    path("<int:pk>/skus/<int:sku_id>/remove/", views_admin.sku_remove, name="sku_remove"),
+    path("<int:pk>/skus/import/", views_admin.sku_import, name="sku_import"),
+    path("<int:pk>/skus/export.xlsx", views_admin.sku_export, name="sku_export"),
+    path("<int:pk>/stock/", views_admin.stock_report, name="stock_report"),
+    path("<int:pk>/stock/import/", views_admin.stock_import_view, name="stock_import"),
+    path("<int:pk>/invitations/", views_admin.invite_create, name="invite_create"),
+    path("<int:pk>/invitations/<int:invitation_id>/cancel/", views_admin.invite_cancel, name="invite_cancel"),
+    path("<int:pk>/users/<int:user_id>/", views_admin.user_active, name="user_active"),
+    path("templates/skus.xlsx", views_admin.sku_template, name="sku_template"),
+    path("templates/stock.xlsx", views_admin.stock_template, name="stock_template"),
+    path("invite/<str:token>/", views_admin.accept_invite, name="accept_invite"),
+]
