@@ -1479,7 +1479,12 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
             raise invalid_args("delivery_list is required")
         if order_status(order) not in (STATUS_PAID, STATUS_PART_SHIPPED):
             raise wx_error(ERR_ORDER_STATE)
+        # [GUESS] lines a live dropship holds are the supplier's to ship, not the merchant's
         planned: dict[str, int] = {}
+        for ds in dropship.of_order(self.world, order.order_id):
+            if ds.status == dropship.ASSIGNED:
+                for line in ds.lines:
+                    planned[line.line_id] = planned.get(line.line_id, 0) + line.qty - line.shipped_qty
         parcels = []
         for delivery in deliveries:
             if not isinstance(delivery, dict):

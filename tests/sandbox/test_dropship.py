@@ -79,6 +79,15 @@ def test_wechat_endpoints_answer_like_wechat(world: World, call) -> None:
     assert str(got["ds_order_id"]) == ds_id and got["status"] == 1 and got["supplier_appid"] == SUPPLIER
     assert [(str(p["sku_id"]), p["product_cnt"]) for p in got["product_infos"]] == [(line.sku_id, 1)]
     assert call("get", {"ds_order_id": "999"})["errcode"] == 10021203
+    # the merchant cannot ship what the supplier holds: 1 of 2 units is left to it
+    token = ensure_token(world, order.shop_id)
+    with httpx.Client(transport=httpx.WSGITransport(app=WechatApp(world)), base_url="http://wx") as client:
+        both = {"order_id": order.order_id, "delivery_list": [{"delivery_id": "ZTO", "waybill_id": "7300000000001",
+                "deliver_type": 1, "product_infos": [{"product_id": line.product_id, "sku_id": line.sku_id, "product_cnt": 2}]}]}  # fmt: skip
+        refused = client.post(
+            "/channels/ec/order/delivery/send", params={"access_token": token}, json=both
+        ).json()
+    assert refused["errcode"] == 10021003
     dropship.supplier_ship(world, ds_id)
     assert call("cancel", {"ds_order_id": ds_id, "order_id": order.order_id})["errcode"] == 10021204
     assert world.get_order(order.order_id).status == OrderStatus.PART_SHIPPED  # 1 of 2 units shipped
