@@ -1511,6 +1511,10 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         )
 
     def _check_shippable(self, render: Renderer, order: Order, line: OrderLine) -> None:
+        held = [d for d in dropship.of_order(self.world, order.order_id) if d.status == dropship.ASSIGNED
+                and any(x.line_id == line.line_id for x in d.lines)]  # fmt: skip
+        if held:  # [GUESS] an oid allocated to a factory is the factory's to ship
+            raise ks_error(R_REJECT, "订单已分配给厂家代发，不允许商家发货", "DROPSHIPPING_ALLOCATED")
         codes, _ = render.holds(order, line)
         if codes:
             raise ks_error(

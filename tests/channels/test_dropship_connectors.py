@@ -17,7 +17,7 @@ from channels.connectors.douyin import DouyinConnector
 from channels.connectors.kuaishou import KuaishouConnector
 from channels.connectors.wechat import WechatConnector, WechatPushCodec
 from channels.errors import NotSupported, PlatformRejected
-from channels.types import DropshipState
+from channels.types import DropshipState, ShipmentParcel
 from sandbox import dropship
 from sandbox.clock import FakeClock
 from sandbox.faults import Faults
@@ -279,6 +279,10 @@ def test_kuaishou_allocates_whole_orders_once_and_cancels(ks, world: World) -> N
         and len(dropship.of_order(world, world.order_id_of_line(oid))) == 1
     )
     assert got.lines[0].delivery_deadline is not None
+    with pytest.raises(PlatformRejected) as own:  # the factory's to ship now, not the merchant's
+        merchant.ship(platform_order_id=oid, parcels=[ShipmentParcel(carrier_code="9", tracking_no="75300000000001")],
+                      request_id="own-1")  # fmt: skip
+    assert "厂家" in str(own.value)
     assert (
         merchant.cancel_dropship(platform_order_id=oid, native_id=got.native_id).state
         == DropshipState.CANCELLED
