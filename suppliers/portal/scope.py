@@ -46,6 +46,11 @@ class Scope:
             raise PermissionDenied(CAPABILITY)
         return cls(supplier)
 
+    @property
+    def warehouse_id(self) -> int:
+        """The supplier's warehouse: the ``warehouse=`` scope every logistics call gets."""
+        return self.supplier.warehouse_id
+
     def dispatches(self) -> QuerySet[Dispatch]:
         return Dispatch.objects.filter(supplier=self.supplier)
 

@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from channels import services as channel_services
 from logistics import manual, shipping
 from logistics import services as parcel_services
-from logistics.models import Parcel
+from logistics.models import Parcel, ShipBatch
 from orders.models import Order
 from suppliers import dispatches as lifecycle
 from suppliers.models import Dispatch, DispatchLine, ReceiverReveal
@@ -99,7 +99,7 @@ def ship(*, scope: Scope, dispatch_ids, actor):
     """发货: the unshipped parcels of these dispatches (the supplier's own) through
     ``logistics.shipping.ship_parcels``; the dispatches follow. Returns the ShipResult."""
     ids = parcel_ids(scope, dispatch_ids)
-    result = shipping.ship_parcels(ids, actor=actor)
+    result = shipping.ship_parcels(ids, actor=actor, warehouse=scope.warehouse_id)
     lifecycle.refresh_fulfilments(scope.parcels().filter(pk__in=ids).values_list("fulfilment_id", flat=True))
     return ids, result
 
@@ -153,7 +153,7 @@ def enter_tracking(
     dispatch = scope.dispatch(dispatch.pk)
     same = _already(dispatch, carrier, tracking_no)
     if same is not None:
-        entry = manual.enter_tracking(same, carrier, tracking_no, actor=actor)
+        entry = manual.enter_tracking(same, carrier, tracking_no, actor=actor, warehouse=scope.warehouse_id)
         lifecycle.refresh(dispatch)
         return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
     if dispatch.status not in SHIPPABLE:
@@ -168,7 +168,7 @@ def enter_tracking(
             raise ValidationError(_("This dispatch has nothing left to ship."))
         free = [p for p in parcels if not p.tracking_no]
         parcel = (free or parcels)[0]
-    entry = manual.enter_tracking(parcel, carrier, tracking_no, actor=actor)
+    entry = manual.enter_tracking(parcel, carrier, tracking_no, actor=actor, warehouse=scope.warehouse_id)
     lifecycle.refresh(dispatch)
     return Entry(entry.parcel, entry.changed, entry.shipped, entry.ship_error)
 
@@ -176,82 +176,42 @@ def enter_tracking(
 # --- xlsx import ---------------------------------------------------------------------------------------------
 
 
-def _dispatches_by_order(scope: Scope, order_ids: list[str]) -> dict[str, list[Dispatch]]:
-    found: dict[str, list[Dispatch]] = {}
-    lines = (
-        DispatchLine.objects.filter(
-            dispatch__in=scope.dispatches(), order_line__order__platform_order_id__in=order_ids
-        )
-        .select_related("dispatch__store", "order_line__order")
-        .order_by("dispatch_id")
-    )
-    for line in lines:
-        mine = found.setdefault(line.order_line.order.platform_order_id, [])
-        if line.dispatch not in mine:
-            mine.append(line.dispatch)
-    return found
+def start_import(*, scope: Scope, file, actor):
+    """Enter and ship a workbook's tracking numbers (``logistics.manual``'s layout: 平台订单号,
+    快递公司, 运单号, optional 店铺) through ``logistics.manual.start_import`` scoped to the
+    supplier's warehouse: a row naming an order the supplier ships nothing of is that row's error
+    ("不是你的代发单"), whether the order exists or not. Small files run now, large ones in a worker."""
+    return manual.start_import(file, actor=actor, warehouse=scope.warehouse_id)
 
 
-def import_tracking(*, scope: Scope, file, actor) -> manual.ImportReport:
-    """Enter and ship the tracking numbers of a workbook (``logistics.manual``'s layout: 平台订单号,
-    快递公司, 运单号, optional 店铺) for the supplier's dispatches only. Every bad row is reported
-    with its row, column and reason; a row naming another's order reads like an unknown order.
-    Importing the same file again changes nothing."""
-    report = manual.ImportReport()
-    labels = {c.key: str(c.label) for c in manual.COLUMNS}
+def import_batch(*, scope: Scope, batch_id: int, actor):
+    """One of this user's import batches (the supplier's scope), or None; once it finished, the
+    dispatches it shipped follow their parcels."""
+    from logistics import scope as shipping_scope
+
+    batch = ShipBatch.objects.filter(
+        pk=batch_id, kind=ShipBatch.Kind.IMPORT_TRACKING, created_by=actor
+    ).first()
+    if batch is None:
+        return None
     try:
-        rows = manual.read_rows(file)
-    except manual.FileError as exc:
-        report.error_count += 1
-        report.errors.append(manual.RowError(0, "", str(exc), []))
-        return report
-    report.rows = len(rows)
-    by_order = _dispatches_by_order(scope, [values[0] for _n, values in rows if values[0]])
+        shipping_scope.check_batch(batch, scope.warehouse_id)
+    except ValidationError:
+        return None
+    if batch.status == ShipBatch.Status.DONE:
+        follow_shipped(scope)
+    return batch
 
-    def error(number, column, message, values):
-        report.error_count += 1
-        if len(report.errors) < manual.MAX_KEPT_ERRORS:
-            report.errors.append(manual.RowError(number, column, message, values))
 
-    for number, values in rows:
-        order_id, carrier, tracking_no, shop = values
-        if not order_id:
-            error(number, labels["platform_order_id"], _("Enter the platform order number."), values)
-            continue
-        matches = by_order.get(order_id, [])
-        if shop:
-            matches = [d for d in matches if shop in (d.store.name, d.store.platform_shop_id)]
-        open_ones = [d for d in matches if d.status in SHIPPABLE] or matches
-        if not open_ones:
-            error(number, labels["platform_order_id"], _("You have no dispatch of this order."), values)
-            continue
-        if len({d.store_id for d in open_ones}) > 1:
-            error(
-                number,
-                labels["platform_order_id"],
-                _("Several shops have an order with this number: say which shop."),
-                values,
-            )
-            continue
-        if not carrier:
-            error(number, labels["carrier"], _("Enter the carrier."), values)
-            continue
-        try:
-            entry = enter_tracking(
-                scope=scope, dispatch=open_ones[0], carrier=carrier, tracking_no=tracking_no, actor=actor
-            )
-        except ValidationError as exc:
-            error(number, "", "；".join(exc.messages), values)
-            continue
-        if entry.changed:
-            report.entered += 1
-        else:
-            report.unchanged += 1
-        if entry.shipped:
-            report.shipped += 1
-        elif entry.ship_error:
-            report.not_shipped.append(manual.RowError(number, "", entry.ship_error, values))
-    return report
+def follow_shipped(scope: Scope) -> int:
+    """Refresh the supplier's open dispatches that have shipped parcels (``dispatches.refresh``)."""
+    fulfilments = (
+        scope.dispatches()
+        .filter(status__in=lifecycle.ACTIVE, fulfilment__parcels__status=P.SHIPPED)
+        .values_list("fulfilment_id", flat=True)
+        .distinct()
+    )
+    return lifecycle.refresh_fulfilments(list(fulfilments))
 
 
 # --- receiver reveal -------------------------------------------------------------------------------------------

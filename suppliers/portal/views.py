@@ -28,6 +28,7 @@ from channels import carriers
 from channels import services as channel_services
 from channels.types import Platform
 from logistics import manual, printing, waybills
+from logistics import scope as shipping_scope
 from logistics.models import Parcel, PrintRecord, ShipBatch
 from suppliers.portal import queries, services
 from suppliers.portal.scope import supplier_view
@@ -63,10 +64,14 @@ def _allow_components(response: HttpResponse) -> HttpResponse:
 
 
 def _own_batch(request, batch_id: int) -> ShipBatch:
-    """A batch this supplier user started (take numbers / labels), or 404."""
+    """A batch this supplier user started in the supplier's scope (take numbers / labels), or 404."""
     batch = ShipBatch.objects.filter(pk=batch_id, created_by=request.user).first()
     if batch is None:
         raise Http404
+    try:
+        shipping_scope.check_batch(batch, request.scope.warehouse_id)
+    except ValidationError:
+        raise Http404 from None
     return batch
 
 
@@ -84,7 +89,10 @@ def dispatch_list(request):
     fq = filters.query()
     batch = None
     if params.get("batch", "").isdigit() and len(params["batch"]) < 19:
-        batch = ShipBatch.objects.filter(pk=int(params["batch"]), created_by=request.user).first()
+        try:
+            batch = _own_batch(request, int(params["batch"]))
+        except Http404:
+            batch = None
     context = {
         "tab": tab,
         "filters": fq,
@@ -135,7 +143,7 @@ def bulk(request):
         return _back_to_list(request)
     if action == "take":
         try:
-            batch = waybills.start_take(parcel_ids, actor=request.user)
+            batch = waybills.start_take(parcel_ids, actor=request.user, warehouse=scope.warehouse_id)
         except ValidationError as exc:
             messages.error(request, _explain(exc))
             return _back_to_list(request)
@@ -147,10 +155,18 @@ def bulk(request):
         if not numbered:
             messages.error(request, _("Take the waybill numbers first."))
             return _back_to_list(request)
-        batch = printing.start_pdf(numbered, actor=request.user)
+        try:
+            batch = printing.start_pdf(numbered, actor=request.user, warehouse=scope.warehouse_id)
+        except ValidationError as exc:
+            messages.error(request, _explain(exc))
+            return _back_to_list(request)
         return _back_to_list(request, batch=batch.pk)
     if action == "ship":
-        parcel_ids, result = services.ship(scope=scope, dispatch_ids=ids, actor=request.user)
+        try:
+            parcel_ids, result = services.ship(scope=scope, dispatch_ids=ids, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, _explain(exc))
+            return _back_to_list(request)
         shipped = set(result.shipped) | set(result.already)
         if shipped:
             messages.success(request, _("%(n)d parcel(s) shipped.") % {"n": len(shipped)})
@@ -200,14 +216,22 @@ def print_jobs(request):
         return JsonResponse(
             {"jobs": [], "errors": [], "message": _("Tick at least one dispatch first.")}, status=400
         )
-    entries = printing.print_jobs(
+    try:
+        entries = _print_jobs(request, parcel_ids)
+    except ValidationError as exc:
+        return JsonResponse({"jobs": [], "errors": [], "message": _explain(exc)}, status=400)
+    return JsonResponse(
+        {"jobs": [e for e in entries if "error" not in e], "errors": [e for e in entries if "error" in e]}
+    )
+
+
+def _print_jobs(request, parcel_ids: list[int]) -> list[dict]:
+    return printing.print_jobs(
         parcel_ids,
         actor=request.user,
         reprint_reason=request.POST.get("reason", ""),
         custom_template_url=request.build_absolute_uri(static(printing.CUSTOM_TEMPLATE_PATH)),
-    )
-    return JsonResponse(
-        {"jobs": [e for e in entries if "error" not in e], "errors": [e for e in entries if "error" in e]}
+        warehouse=request.scope.warehouse_id,
     )
 
 
@@ -218,12 +242,23 @@ def print_result(request):
     if not PrintRecord.objects.filter(task_id=task_id, parcel__in=request.scope.parcels()).exists():
         return JsonResponse({"error": _("No such print task.")}, status=404)
     ok = request.POST.get("ok", "") in ("1", "true")
-    record = printing.print_result(
-        task_id, ok, request.POST.get("error", "")[:300], printer=request.POST.get("printer", "")[:200]
-    )
+    try:
+        record = _print_result(request, task_id, ok)
+    except ValidationError:
+        record = None
     if record is None:
         return JsonResponse({"error": _("No such print task.")}, status=404)
     return JsonResponse({"task_id": record.task_id, "status": record.status, "parcel": record.parcel_id})
+
+
+def _print_result(request, task_id: str, ok: bool):
+    return printing.print_result(
+        task_id,
+        ok,
+        request.POST.get("error", "")[:300],
+        printer=request.POST.get("printer", "")[:200],
+        warehouse=request.scope.warehouse_id,
+    )
 
 
 # --- one dispatch ------------------------------------------------------------------------------------------------
@@ -351,7 +386,8 @@ def receiver_reveal(request, dispatch_id, field):
 
 @supplier_view
 def import_tracking(request):
-    report = None
+    """导入运单号: upload (logistics.manual, scoped to the supplier's warehouse), then the batch's
+    report — row errors with row, column and reason — polled while a worker runs a large file."""
     if request.method == "POST":
         upload = request.FILES.get("file")
         if upload is None:
@@ -359,8 +395,17 @@ def import_tracking(request):
         elif upload.size > 5 * 1024 * 1024:
             messages.error(request, _("The file is too large (at most 5 MB)."))
         else:
-            report = services.import_tracking(scope=request.scope, file=upload, actor=request.user)
-    return render(request, "suppliers/portal/import.html", {"report": report})
+            batch = services.start_import(scope=request.scope, file=upload, actor=request.user)
+            return redirect(reverse("supplier_portal:import") + f"?batch={batch.pk}")
+        return redirect("supplier_portal:import")
+    batch = report = None
+    value = request.GET.get("batch", "")
+    if value.isdigit() and len(value) < 19:
+        batch = services.import_batch(scope=request.scope, batch_id=int(value), actor=request.user)
+        if batch is None:
+            raise Http404
+        report = manual.ImportReport.from_batch(batch)
+    return render(request, "suppliers/portal/import.html", {"batch": batch, "report": report})
 
 
 @supplier_view

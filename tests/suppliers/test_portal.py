@@ -10,7 +10,7 @@ import pytest
 
 from channels import services as channel_services
 from channels.models import DecryptAudit
-from logistics.models import Parcel, WriteBack
+from logistics.models import Parcel, ShipBatch, WriteBack
 from orders import services as order_services
 from orders.models import Order, OrderStatus
 from suppliers.models import Dispatch, ReceiverReveal
@@ -205,11 +205,11 @@ def test_xlsx_import_ships_own_dispatches_and_reports_every_bad_row(alpha, store
         ("A2", "中通快递", "12"),  # row 5: bad number
         ("A2", "", "73100000000014"),  # row 6: no carrier
     ]
-    response = client.post("/supplier/import/", {"file": workbook(rows)})
+    response = client.post("/supplier/import/", {"file": workbook(rows)}, follow=True)
     html = response.content.decode()
     assert response.status_code == 200 and 'data-testid="import-report"' in html
-    report_rows = html.count('data-testid="import-error"')
-    assert report_rows == 4
+    assert html.count('data-testid="import-error"') == 4
+    assert html.count("不是你的代发单") == 2  # another supplier's order reads like an unknown one
     for row in ("3", "4", "5", "6"):
         assert f'<td data-label="行">{row}</td>' in html or f">{row}</td>" in html
     assert (
@@ -219,7 +219,8 @@ def test_xlsx_import_ships_own_dispatches_and_reports_every_bad_row(alpha, store
     assert not Parcel.objects.filter(fulfilment=world["dispatch_b"].fulfilment, status=P.SHIPPED).exists()
     assert not Parcel.objects.filter(fulfilment=second.fulfilment, status=P.SHIPPED).exists()
     # the same file again changes nothing
-    client.post("/supplier/import/", {"file": workbook(rows[:1])})
+    again = client.post("/supplier/import/", {"file": workbook(rows[:1])}, follow=True).content.decode()
+    assert "未变 1" in again
     assert WriteBack.objects.count() == 1
 
 
@@ -259,3 +260,29 @@ def test_acknowledge_and_confirm_a_cancellation(alpha, store, world):
     client.post(f"/supplier/dispatches/{dispatch.pk}/cancel/", {"intercepted": "1"})
     dispatch.refresh_from_db()
     assert (dispatch.status, dispatch.intercepted) == (Dispatch.Status.CANCELLED, True)
+
+
+def test_bulk_ship_pdf_and_print_jobs_act_on_the_suppliers_parcels_only(alpha, world):
+    client = client_for(alpha, world["user_a"])
+    da, db = world["dispatch_a"], world["dispatch_b"]
+    for d in (da, db):  # as if numbers were taken (取号 is logistics.waybills' own test)
+        Parcel.objects.filter(fulfilment=d.fulfilment).update(
+            status=P.NUMBERED, carrier="zto", tracking_no=f"7310000000{d.pk:04d}"
+        )
+    # print jobs: another supplier's ticked dispatch yields nothing to print
+    assert client.post("/supplier/print/jobs/", {"ids": [db.pk]}).status_code == 400
+    # 打印PDF: a labels batch of A's parcel only, remembered as A's scope
+    response = client.post("/supplier/bulk/", {"action": "pdf", "ids": [da.pk, db.pk]})
+    batch_id = int(response["Location"].rsplit("batch=", 1)[1])
+    batch = ShipBatch.objects.get(pk=batch_id)
+    assert batch.params["parcel_ids"] == [Parcel.objects.get(fulfilment=da.fulfilment).pk]
+    assert client.get(f"/supplier/batches/{batch_id}/").status_code == 200
+    other = client_for(alpha, world["user_b"])
+    assert other.get(f"/supplier/batches/{batch_id}/").status_code == 404
+    # 发货 on both ticked: A's ships, B's is not touched
+    client.post("/supplier/bulk/", {"action": "ship", "ids": [da.pk, db.pk]})
+    assert Parcel.objects.get(fulfilment=da.fulfilment).status == P.SHIPPED
+    assert Parcel.objects.get(fulfilment=db.fulfilment).status == P.NUMBERED
+    da.refresh_from_db()
+    assert da.status == Dispatch.Status.SHIPPED
+    assert list(WriteBack.objects.values_list("order_id", flat=True)) == [world["order_a"].pk]
