@@ -9,6 +9,7 @@ from ecbao import views
 from inventory import api as inventory_api
 from logistics import api as logistics_api
 from orders import api as orders_api
+from suppliers import api_rules as suppliers_rules_api
 from tenants.accounts import api as accounts_api
 from tenants.accounts.permissions import TenantStaffAPIPermission
 
@@ -31,6 +32,8 @@ router.register("shipments", logistics_api.ShipmentViewSet, basename="shipment")
 router.register("shipping-batches", logistics_api.ShipBatchViewSet, basename="shipping-batch")
 router.register("write-backs", logistics_api.WriteBackViewSet, basename="write-back")
 router.register("carrier-rules", logistics_api.CarrierRuleViewSet, basename="carrier-rule")
+router.register("rule-sets", suppliers_rules_api.RuleSetViewSet, basename="rule-set")
+router.register("route-rules", suppliers_rules_api.RouteRuleViewSet, basename="route-rule")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 

@@ -48,11 +48,15 @@ def _ids(key: str, values, model) -> list[int]:
         raise ValidationError({key: gettext("%(key)s must be a non-empty list") % {"key": key}})
     if len(values) > MAX_LIST:
         raise ValidationError({key: gettext("at most %(n)d items") % {"n": MAX_LIST}})
-    try:
-        ids = sorted({int(v) for v in values if not isinstance(v, bool)})
-    except (TypeError, ValueError):
-        raise ValidationError({key: gettext("%(key)s must list ids") % {"key": key}}) from None
-    if len(ids) != len(set(values)) or any(i <= 0 for i in ids):
+    ids = sorted(
+        {
+            int(v)
+            for v in values
+            if (isinstance(v, int) and not isinstance(v, bool))
+            or (isinstance(v, str) and v.isdigit() and len(v) < 19)
+        }
+    )
+    if len(ids) != len({str(v) for v in values}) or any(not 0 < i < 2**63 for i in ids):
         raise ValidationError({key: gettext("%(key)s must list ids") % {"key": key}})
     found = set(model.objects.filter(pk__in=ids).values_list("pk", flat=True))
     missing = [i for i in ids if i not in found]

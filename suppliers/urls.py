@@ -3,9 +3,9 @@
 Each part adds its own lines: suppliers and their SKUs (views_admin), routing rules and the
 exception queue (views_rules), dispatches and performance (views_dispatch)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-from suppliers import views_admin
+from suppliers import views_admin, views_rules
 
 app_name = "suppliers"
 
@@ -28,4 +28,18 @@ urlpatterns += [  # views_admin: suppliers, their SKUs, stock and users; the pub
     path("templates/skus.xlsx", views_admin.sku_template, name="sku_template"),
     path("templates/stock.xlsx", views_admin.stock_template, name="stock_template"),
     path("invite/<str:token>/", views_admin.accept_invite, name="accept_invite"),
+]
+urlpatterns += [  # views_rules: routing rules, dry run, the routing exception queue
+    path("rules/", views_rules.rule_sets, name="rules"),
+    path("rules/new/", views_rules.rule_set_new, name="rule_set_new"),
+    path("rules/<int:pk>/", views_rules.rule_set, name="rule_set"),
+    path("rules/<int:pk>/activate/", views_rules.rule_set_activate, name="rule_set_activate"),
+    path("rules/<int:pk>/delete/", views_rules.rule_set_delete, name="rule_set_delete"),
+    path("rules/<int:pk>/dry-run/", views_rules.rule_set_dry_run, name="rule_set_dry_run"),
+    path("rules/<int:pk>/rules/new/", views_rules.rule_new, name="rule_new"),
+    path("rules/<int:pk>/rules/<int:rule_id>/", views_rules.rule_edit, name="rule_edit"),
+    path("rules/<int:pk>/rules/<int:rule_id>/delete/", views_rules.rule_delete, name="rule_delete"),
+    path("rules/<int:pk>/rules/<int:rule_id>/move/", views_rules.rule_move, name="rule_move"),
+    path("exceptions/", views_rules.exceptions, name="exceptions"),
+    path("exceptions/reroute/", views_rules.exceptions_reroute, name="exceptions_reroute"),
 ]
