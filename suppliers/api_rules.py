@@ -22,7 +22,21 @@ from logistics.api import IDEMPOTENCY_PARAMETER, idempotent
 from suppliers import routing, rules
 from suppliers.models import RouteRule, RuleSet
 
-_ERRORS = {400: OpenApiResponse(ERROR_ENVELOPE, description="Refused (code `invalid`, reasons in details).")}
+_ERRORS = {
+    400: OpenApiResponse(ERROR_ENVELOPE, description="Refused (code `invalid`, reasons in details)."),
+    409: OpenApiResponse(ERROR_ENVELOPE, description="The rule set is not a draft (code `not_draft`)."),
+}
+
+
+class _NotDraftAs409:
+    """A write to a rule set that is no longer a draft is a conflict with its state (409)."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, rules.NotDraft):
+            return api.error_response(
+                code="not_draft", message="；".join(exc.messages), http_status=status.HTTP_409_CONFLICT
+            )
+        return super().handle_exception(exc)
 
 
 class RouteRuleSerializer(api.ModelSerializer):
@@ -35,7 +49,7 @@ class RouteRuleSerializer(api.ModelSerializer):
         max_value=1_000_000,
         help_text="Smaller first; absent: after the last rule.",
     )
-    name = api.StrictCharField(max_length=60)
+    name = api.StrictCharField(min_length=1, max_length=60)
     conditions = serializers.JSONField(
         required=False,
         help_text="All must hold: stores, platforms, skus, goods (ids); brands, categories, provinces, cities, "
@@ -140,6 +154,7 @@ class ReorderSerializer(serializers.Serializer):
     destroy=extend_schema(responses={204: None, **_ERRORS}, summary="Delete a draft"),
 )
 class RuleSetViewSet(
+    _NotDraftAs409,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -239,7 +254,7 @@ class RuleSetViewSet(
     ),
     destroy=extend_schema(responses={204: None, **_ERRORS}, summary="Delete a rule of a draft"),
 )
-class RouteRuleViewSet(viewsets.ModelViewSet):
+class RouteRuleViewSet(_NotDraftAs409, viewsets.ModelViewSet):
     """The rules of rule sets; only a DRAFT's rules can be written."""
 
     serializer_class = RouteRuleSerializer

@@ -3,8 +3,8 @@ the world, then hands neutral facts to the pure engine (``suppliers.routing``). 
 
 One ``route(pairs)`` call costs a fixed number of queries, whatever the number of lines:
 
-1. the active rule set's enabled rules (with their version; a second small query only when
-   the active set has no rules, for its version);
+1. the active rule set's id, version and rule count (its compiled rules are cached per
+   process: an activated set never changes; the enabled rules are read once per version);
 2. the supplier SKUs (bindings) of the SKUs involved, with their suppliers — plus the suppliers
    that rules name (for their refusals), when not among them;
 3. the active own warehouses (the default one: ``is_default``, else the first by id — as
@@ -41,7 +41,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, time
 
-from django.db.models import Count, F
+from django.db import connection
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from inventory import services as stock
@@ -77,23 +78,40 @@ def order_tags(order) -> frozenset[str]:
 _RULE_FIELDS = ("id", "priority", "name", "enabled", "action", "conditions", "supplier_id", "warehouse_id")
 
 
-def load_book(rule_set: RuleSet | None = None) -> routing.RuleBook:
-    """The compiled rules of ``rule_set`` (a draft, for a dry run), or of the active set."""
-    if rule_set is not None:
-        rows = list(rule_set.rules.filter(enabled=True).values(*_RULE_FIELDS))
-        return routing.compile_rules(rule_set.version, rows)
-    rows = list(
-        RouteRule.objects.filter(rule_set__status=RuleSet.Status.ACTIVE, enabled=True).values(
-            *_RULE_FIELDS, "rule_set__version"
-        )
-    )
-    if rows:
-        version = rows[0]["rule_set__version"]
-    else:
-        version = (
-            RuleSet.objects.filter(status=RuleSet.Status.ACTIVE).values_list("version", flat=True).first()
-        )
+#: compiled rule books of activated sets: (schema, rule set id, version, rules, last rule id) →
+#: RuleBook. An activated set never changes (``suppliers.rules`` refuses it), so its compiled
+#: rules are kept per process; the rule count and last id in the key notice a set whose rows
+#: were written around the services (fixtures, data repairs).
+_BOOKS: dict[tuple, routing.RuleBook] = {}
+_BOOKS_MAX = 64
+
+
+def _compile(rule_set_id: int, version: int) -> routing.RuleBook:
+    rows = list(RouteRule.objects.filter(rule_set_id=rule_set_id, enabled=True).values(*_RULE_FIELDS))
     return routing.compile_rules(version, rows)
+
+
+def load_book(rule_set: RuleSet | None = None) -> routing.RuleBook:
+    """The compiled rules of ``rule_set`` (a draft, for a dry run: read afresh), or of the active
+    set (one small query while its compiled rules are cached)."""
+    if rule_set is not None:
+        return _compile(rule_set.pk, rule_set.version)
+    row = (
+        RuleSet.objects.filter(status=RuleSet.Status.ACTIVE)
+        .annotate(n=Count("rules"), last=Max("rules__id"))
+        .values_list("pk", "version", "n", "last")
+        .first()
+    )
+    if row is None:
+        return routing.RuleBook(version=None)
+    key = (connection.schema_name, *row)
+    book = _BOOKS.get(key)
+    if book is None:
+        book = _compile(row[0], row[1])
+        if len(_BOOKS) >= _BOOKS_MAX:
+            _BOOKS.clear()
+        _BOOKS[key] = book
+    return book
 
 
 def active_version() -> int | None:

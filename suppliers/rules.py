@@ -199,10 +199,14 @@ def _clean_rule(
     }
 
 
+class NotDraft(ValidationError):
+    """The rule set is active or retired: only a draft changes (the API answers 409)."""
+
+
 def _draft(rule_set: RuleSet) -> RuleSet:
     rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
     if rule_set.status != RuleSet.Status.DRAFT:
-        raise ValidationError(
+        raise NotDraft(
             gettext("only a draft rule set can be changed (v%(v)d is %(s)s)")
             % {"v": rule_set.version, "s": rule_set.get_status_display()}
         )

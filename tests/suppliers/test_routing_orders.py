@@ -220,9 +220,10 @@ def test_routing_costs_a_fixed_number_of_queries(store, world):
             built.append((o, lines))
         return built
 
+    router.route(pairs(1))  # compiles the active rules once (cached per version)
     with CaptureQueriesContext(connection) as few:
         router.route(pairs(2))
     with CaptureQueriesContext(connection) as many:
         routes = router.route(pairs(40))
-    assert len(many) == len(few) <= 7
+    assert len(many) == len(few) <= 6
     assert len(routes) == 120

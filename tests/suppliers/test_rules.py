@@ -166,7 +166,9 @@ def test_api_writes_a_draft_dry_runs_and_activates_it(api, store, skus, tea):
     assert activated.status_code == 200 and activated.json()["status"] == "active"
     assert [r["name"] for r in activated.json()["rules"]] == ["茶叶"]
     refused = owner("patch", f"/api/v1/route-rules/{rule.json()['id']}/", {"name": "x"})
-    assert refused.status_code == 400  # an active set's rules never change
+    assert (
+        refused.status_code == 409 and refused.json()["error"]["code"] == "not_draft"
+    )  # active: never changes
     order = Order.objects.get()
     orders.approve(order=order, actor=None)
     assert order.lines.get().warehouse_id == tea.warehouse_id  # where the dry run said
