@@ -9,8 +9,9 @@ key), so a partial shipment is a first-class state there (part_shipped). Kuaisho
 this (one line per order; its split-deliver is per oid) and WeChat names no lines back to the
 seller; tests/logistics/test_writeback.py covers their write-backs.
 
-Sandbox over real HTTP (e-waybill, write-back, order reads), the tenant's real schema; the
-three shippers:
+Routing is the merchant's real rule set (suppliers.rules / suppliers.router, registered at start-up):
+one SKU to each supplier, the third line to the own warehouse. Sandbox over real HTTP (e-waybill,
+write-back, order reads), the tenant's real schema; the three shippers:
 
 - supplier A takes a waybill in a batch (``waybills.start_take(..., warehouse=A)``), prints
   it through the print-component path (``printing.print_jobs``/``print_result``, scoped) and
@@ -31,32 +32,13 @@ from openpyxl import Workbook
 from logistics import printing, shipping, waybills, writeback
 from logistics import services as parcel_services
 from logistics.models import CarrierRule, Parcel, SenderAddress, WriteBack
-from orders import hooks
 from orders.models import LineStatus, OrderStatus
+from suppliers import routing, rules
 from tests.logistics.waybill_world import connect_shops, start_sandbox, world_order_id
 from tests.suppliers.factories import bind, make_supplier
 
 pytestmark = pytest.mark.django_db
 P = Parcel.Status
-
-
-class CodeRouter:
-    """A tiny router: merchant code → warehouse (others: the default own warehouse)."""
-
-    def __init__(self, table: dict[str, int]):
-        self.table = table
-        self.hook = hooks.RouteHook(route=self.route, version=lambda: 1)
-
-    def route(self, pairs):
-        from inventory.models import Sku
-
-        codes = dict(Sku.objects.values_list("pk", "merchant_code"))
-        return {
-            ln.id: hooks.LineRoute(warehouse_id=self.table[codes[ln.sku_id]], note="dropship test", version=1)
-            for _, lines in pairs
-            for ln in lines
-            if codes.get(ln.sku_id) in self.table
-        }
 
 
 @pytest.fixture
@@ -91,12 +73,15 @@ def test_one_order_ships_from_two_suppliers_and_the_own_warehouse(server, in_alp
     SenderAddress.objects.create(name="茶厂发货部", mobile="0571-80000001", province="浙江省", city="杭州市",
                                  detail="茶园路 8 号", warehouse=a.warehouse)  # fmt: skip
     CarrierRule.objects.create(name="抖店中通", priority=1, store_ids=[store.pk], carrier="zto")
-    router = CodeRouter({codes[1]: a.warehouse_id, codes[2]: b.warehouse_id})
-    hooks.register_router(router.hook)
-    try:
-        order = shops.order("douyin", 1, 1, 1)  # three lines: codes[0], codes[1], codes[2]
-    finally:
-        hooks._routers.remove(router.hook)
+    # the merchant's routing rules (分流, suppliers.rules): one SKU to each supplier, the rest own
+    draft = rules.create_draft(note="dropship e2e")
+    for sku_code, sup in ((codes[1], a), (codes[2], b)):
+        rules.add_rule(rule_set=draft, name=f"{sku_code} → {sup.name}", action=routing.SUPPLIER,
+                       conditions={"skus": [Sku.objects.get(merchant_code=sku_code).pk]}, supplier=sup)  # fmt: skip
+    rules.activate(rule_set=draft)
+    order = shops.order("douyin", 1, 1, 1)  # three lines: codes[0], codes[1], codes[2]
+    routed = {ln.merchant_code: (ln.warehouse_id, ln.route_rule_id is not None) for ln in order.lines.all()}
+    assert routed[codes[1]] == (a.warehouse_id, True) and routed[codes[2]] == (b.warehouse_id, True)
     assert order.status == OrderStatus.APPROVED
     parcel_services.ensure_parcels()
     parcels = {p.fulfilment.warehouse_id: p for p in Parcel.objects.select_related("fulfilment")}
