@@ -139,6 +139,16 @@ def _own_warehouses() -> tuple[dict[int, str], int]:
     return {pk: name for pk, name, _ in rows}, default
 
 
+def _supplier_info(row: dict, prefix: str = "") -> routing.SupplierInfo:
+    return routing.SupplierInfo(
+        id=row["supplier_id"],
+        name=row[prefix + "name"],
+        warehouse_id=row[prefix + "warehouse_id"],
+        active=row[prefix + "status"] == Supplier.Status.ACTIVE,
+        daily_capacity=row[prefix + "daily_capacity"],
+    )
+
+
 def build_world(book: routing.RuleBook, lines: list) -> tuple[routing.World, dict[int, tuple], int]:
     """The world for routing ``lines`` (order lines or rows: ``id``, ``sku_id``, ``quantity``,
     ``status``, ``warehouse_id``) and the SKUs' goods facts {SKU id: (goods id, brand,
@@ -170,25 +180,13 @@ def build_world(book: routing.RuleBook, lines: list) -> tuple[routing.World, dic
                 active=b["is_active"],
             )
         )
-        suppliers[b["supplier_id"]] = routing.SupplierInfo(
-            id=b["supplier_id"],
-            name=b["supplier__name"],
-            warehouse_id=b["supplier__warehouse_id"],
-            active=b["supplier__status"] == Supplier.Status.ACTIVE,
-            daily_capacity=b["supplier__daily_capacity"],
-        )
+        suppliers[b["supplier_id"]] = _supplier_info(b, "supplier__")
     named = {r.supplier_id for r in book.rules if r.supplier_id is not None} - set(suppliers)
     if named:
         for s in Supplier.objects.filter(pk__in=named).values(
             "id", "name", "status", "warehouse_id", "daily_capacity"
         ):
-            suppliers[s["id"]] = routing.SupplierInfo(
-                id=s["id"],
-                name=s["name"],
-                warehouse_id=s["warehouse_id"],
-                active=s["status"] == Supplier.Status.ACTIVE,
-                daily_capacity=s["daily_capacity"],
-            )
+            suppliers[s["id"]] = _supplier_info({"supplier_id": s["id"], **s})
     own, default_id = _own_warehouses()
     available: dict[tuple[int, int], int] = {}
     if book.rules or bindings:

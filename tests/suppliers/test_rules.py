@@ -4,7 +4,6 @@ run, activate, idempotency, capabilities) and the pages (editor, dry run, except
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils import translation
 
@@ -14,8 +13,8 @@ from suppliers import rules
 from suppliers import services as suppliers
 from suppliers.models import RouteRule, RuleSet
 from tenants.accounts.models import Role
-from tenants.accounts.services import issue_api_token
-from tests.conftest import OWNER_PASSWORD, make_user
+from tests.conftest import OWNER_PASSWORD
+from tests.logistics.test_api import api  # noqa: F401  (token calls of any role, with headers)
 from tests.orders.conftest import channel_order, line
 
 pytestmark = pytest.mark.django_db
@@ -102,33 +101,16 @@ def test_a_warehouse_rule_needs_an_own_warehouse_and_only_drafts_change(skus, te
 # --- API ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def api(in_alpha, alpha_client):
-    def as_role(role: str = Role.OWNER):
-        if role == Role.OWNER:
-            user = get_user_model().objects.get(username="alpha-owner")
-        else:
-            user = make_user(in_alpha, f"api-{role}", role)
-        auth = {"HTTP_AUTHORIZATION": f"Token {issue_api_token(user=user)[1]}"}
-
-        def call(method: str, path: str, data=None, **headers):
-            send = getattr(alpha_client, method)
-            if method in ("post", "put", "patch"):
-                return send(path, data or {}, content_type="application/json", **auth, **headers)
-            return send(path, data or {}, **auth, **headers)
-
-        return call
-
-    return as_role
-
-
-def test_api_writes_a_draft_dry_runs_and_activates_it(api, store, skus, tea):
+def test_api_writes_a_draft_dry_runs_and_activates_it(api, in_alpha, store, skus, tea):  # noqa: F811
     orders.set_rule(kind=ReviewRule.Kind.AUTO_APPROVE, enabled=False)
     orders.ingest_channel_order(store=store, co=channel_order("D1", lines=(line(1, "CAP-RED", 2),)))
-    owner = api()
-    made = owner("post", "/api/v1/rule-sets/", {"note": "茶叶走茶厂"}, HTTP_IDEMPOTENCY_KEY="draft-1")
+
+    def owner(method, path, data=None, **headers):
+        return api(method, path, {} if data is None and method == "post" else data, headers=headers)
+
+    made = owner("post", "/api/v1/rule-sets/", {"note": "茶叶走茶厂"}, **{"Idempotency-Key": "draft-1"})
     assert made.status_code == 201, made.content
-    again = owner("post", "/api/v1/rule-sets/", {"note": "茶叶走茶厂"}, HTTP_IDEMPOTENCY_KEY="draft-1")
+    again = owner("post", "/api/v1/rule-sets/", {"note": "茶叶走茶厂"}, **{"Idempotency-Key": "draft-1"})
     assert again.json() == made.json() and RuleSet.objects.count() == 1  # the repeat made nothing
     draft = made.json()["id"]
     bad = owner(
@@ -159,10 +141,9 @@ def test_api_writes_a_draft_dry_runs_and_activates_it(api, store, skus, tea):
     assert body["summary"][0]["to_warehouse"] == tea.warehouse_id and body["summary"][0]["lines"] == 1
     assert body["lines"][0]["note"] == "规则 10「茶叶」：SKU 在清单 → 供应商 杭州茶厂，成本 ¥12.00，库存 50"
     assert owner("post", f"/api/v1/rule-sets/{draft}/dry-run/", {"days": 0}).status_code == 400
-    viewer = api(Role.VIEWER)
-    assert viewer("post", f"/api/v1/rule-sets/{draft}/activate/").status_code == 403
-    assert viewer("get", f"/api/v1/rule-sets/{draft}/").status_code == 200
-    activated = owner("post", f"/api/v1/rule-sets/{draft}/activate/", HTTP_IDEMPOTENCY_KEY="act-1")
+    assert api("post", f"/api/v1/rule-sets/{draft}/activate/", {}, role=Role.VIEWER).status_code == 403
+    assert api("get", f"/api/v1/rule-sets/{draft}/", role=Role.VIEWER).status_code == 200
+    activated = owner("post", f"/api/v1/rule-sets/{draft}/activate/", **{"Idempotency-Key": "act-1"})
     assert activated.status_code == 200 and activated.json()["status"] == "active"
     assert [r["name"] for r in activated.json()["rules"]] == ["茶叶"]
     refused = owner("patch", f"/api/v1/route-rules/{rule.json()['id']}/", {"name": "x"})
