@@ -10,7 +10,10 @@ are routed again only while their order is still reviewed — at approval
 ``dry_run`` shows what activating a draft would do to the last N days' lines that can still
 move, using the router's own code (``suppliers.router.build_world`` and the engine), lines in
 payment order, each line's own reservation counted as available to it — what approval then
-does, order by order.
+does, order by order. Where approval keeps a reserved line's old route (the new route holds it;
+shown so here too) or cannot reserve it in a new own warehouse short of stock (approval keeps
+the old route; the dry run shows the move), and where orders are approved in another order
+than their payments, the two can differ in what stock is left for later lines.
 """
 
 from __future__ import annotations
