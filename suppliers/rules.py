@@ -480,6 +480,10 @@ def dry_run(*, rule_set: RuleSet, days: int = 7) -> DryRun:
 # --- the exception queue ----------------------------------------------------------------------------------
 
 
+def routing_exception_count() -> int:
+    return Order.objects.filter(status=OrderStatus.HELD, hold_reasons__contains=[ROUTING_HOLD]).count()
+
+
 def routing_exceptions(*, limit: int = 500) -> list:
     """Orders held because a line has no shipper (hold reason ``routing``), oldest payment first,
     each with ``unrouted``: its lines waiting for a shipper, with why (``route_note``)."""

@@ -213,7 +213,11 @@ def rule_sets(request):
     )
     for s in sets:
         s.rule_count = counts.get(s.pk, 0)
-    return render(request, "suppliers/rules.html", {"rule_sets": sets})
+    return render(
+        request,
+        "suppliers/rules.html",
+        {"rule_sets": sets, "exception_count": rules.routing_exception_count()},
+    )
 
 
 @require_POST
@@ -382,7 +386,8 @@ def rule_set_dry_run(request, pk):
 
 @capability_required("dashboard.view")
 def exceptions(request):
-    return render(request, "suppliers/exceptions.html", {"orders": rules.routing_exceptions()})
+    waiting = rules.routing_exceptions()
+    return render(request, "suppliers/exceptions.html", {"orders": waiting, "exception_count": len(waiting)})
 
 
 @require_POST

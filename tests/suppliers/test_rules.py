@@ -175,6 +175,7 @@ def test_pages_edit_a_draft_dry_run_activate_and_reroute_exceptions(owner_client
         and "E1" in page.content.decode()
         and "无供应商可接单" in page.content.decode()
     )
+    assert 'data-testid="exception-tab-count">1<' in owner_client.get("/suppliers/rules/").content.decode()
     assert owner_client.post("/suppliers/rules/new/").status_code == 302
     draft = RuleSet.objects.get()
     form = {
