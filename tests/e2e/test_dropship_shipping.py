@@ -24,40 +24,23 @@ write-back, order reads), the tenant's real schema; the three shippers:
 from __future__ import annotations
 
 from collections import Counter
-from io import BytesIO
 
 import pytest
-from openpyxl import Workbook
 
 from logistics import printing, shipping, waybills, writeback
 from logistics import services as parcel_services
 from logistics.models import CarrierRule, Parcel, SenderAddress, WriteBack
 from orders.models import LineStatus, OrderStatus
 from suppliers import routing, rules
-from tests.logistics.waybill_world import connect_shops, start_sandbox, world_order_id
+from tests.logistics import test_waybills
+from tests.logistics.test_manual import workbook
+from tests.logistics.waybill_world import connect_shops, world_order_id
 from tests.suppliers.factories import bind, make_supplier
 
 pytestmark = pytest.mark.django_db
 P = Parcel.Status
 
-
-@pytest.fixture
-def server(tmp_path):
-    server = start_sandbox(tmp_path / "world.sqlite3", buyers=10)
-    yield server
-    server.stop()
-    server.world.close()
-
-
-def workbook(rows) -> BytesIO:
-    book = Workbook()
-    book.active.append(["平台订单号", "快递公司", "运单号"])
-    for row in rows:
-        book.active.append(list(row))
-    out = BytesIO()
-    book.save(out)
-    out.seek(0)
-    return out
+server = test_waybills.server  # the same fixture: the sandbox over real HTTP
 
 
 def test_one_order_ships_from_two_suppliers_and_the_own_warehouse(server, in_alpha, settings):

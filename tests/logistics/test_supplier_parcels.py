@@ -11,45 +11,25 @@ test_waybills.py and tests/e2e/test_dropship_shipping.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from io import BytesIO
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
-from openpyxl import Workbook
 
 from channels.errors import ChannelError
 from inventory import services as stock
 from logistics import manual, packing, printing, scope, selectors, shipping, waybills
 from logistics import services as parcels
 from logistics.models import CarrierRule, Parcel, SenderAddress, ShipBatch, WaybillAccount
-from orders import hooks
 from orders import services as order_services
 from orders.models import OrderStatus
+from tests.logistics.test_manual import workbook
 from tests.orders.conftest import channel_order, line
 from tests.suppliers.factories import bind, make_supplier
+from tests.suppliers.portal_rig import routing
 
 pytestmark = pytest.mark.django_db
 P = Parcel.Status
-
-
-class Router:
-    """Stand-in router: by merchant code → warehouse id (others: the default own warehouse)."""
-
-    def __init__(self, table: dict[str, int]):
-        self.table = table
-        self.hook = hooks.RouteHook(route=self.route, version=lambda: 1)
-
-    def route(self, pairs):
-        from inventory.models import Sku
-
-        codes = dict(Sku.objects.values_list("pk", "merchant_code"))
-        return {
-            ln.id: hooks.LineRoute(warehouse_id=self.table[codes[ln.sku_id]], note="test", version=1)
-            for _, lines in pairs
-            for ln in lines
-            if codes.get(ln.sku_id) in self.table
-        }
 
 
 class Recorder:
@@ -72,9 +52,7 @@ def world(store, skus):
     bind(a, skus["CAP-RED"], stock=50)
     bind(b, skus["TS-BLK-M"], stock=50)
     stock.receive_stock(sku=skus["TS-WHT-L"], quantity=20, reason="more")
-    router = Router({"CAP-RED": a.warehouse_id, "TS-BLK-M": b.warehouse_id})
-    hooks.register_router(router.hook)
-    try:
+    with routing({"CAP-RED": a.warehouse_id, "TS-BLK-M": b.warehouse_id}):
         # order 1: one own line and one of supplier A; order 2: supplier B's only
         mixed = order_services.ingest_channel_order(
             store=store,
@@ -83,19 +61,17 @@ def world(store, skus):
         b_only = order_services.ingest_channel_order(
             store=store, co=channel_order("6920000000000000002", lines=(line(3, "TS-BLK-M"),))
         )
-        assert mixed.status == b_only.status == OrderStatus.APPROVED
-        parcels.ensure_parcels()
-        yield {
-            "a": a,
-            "b": b,
-            "mixed": mixed,
-            "b_only": b_only,
-            "own": Parcel.objects.get(fulfilment__warehouse__kind="own"),
-            "pa": Parcel.objects.get(fulfilment__warehouse=a.warehouse),
-            "pb": Parcel.objects.get(fulfilment__warehouse=b.warehouse),
-        }
-    finally:
-        hooks._routers.remove(router.hook)
+    assert mixed.status == b_only.status == OrderStatus.APPROVED
+    parcels.ensure_parcels()
+    return {
+        "a": a,
+        "b": b,
+        "mixed": mixed,
+        "b_only": b_only,
+        "own": Parcel.objects.get(fulfilment__warehouse__kind="own"),
+        "pa": Parcel.objects.get(fulfilment__warehouse=a.warehouse),
+        "pb": Parcel.objects.get(fulfilment__warehouse=b.warehouse),
+    }
 
 
 def sender(name: str, warehouse=None, **kw) -> SenderAddress:
@@ -191,18 +167,6 @@ def test_the_merchant_workbench_leaves_supplier_parcels_out(world, alpha_client)
     }
 
 
-def xlsx(rows) -> BytesIO:
-    book = Workbook()
-    sheet = book.active
-    sheet.append(["平台订单号", "快递公司", "运单号"])
-    for row in rows:
-        sheet.append(list(row))
-    out = BytesIO()
-    book.save(out)
-    out.seek(0)
-    return out
-
-
 def test_scoped_services_refuse_parcels_and_orders_outside_the_scope(world):
     a_wh, own, pa, pb = world["a"].warehouse, world["own"], world["pa"], world["pb"]
     foreign = [[own.pk], [pb.pk], [pb.pk, pa.pk], [987654]]  # single-parcel calls try the first
@@ -242,7 +206,7 @@ def test_scoped_services_refuse_parcels_and_orders_outside_the_scope(world):
     assert refused.value.messages == ["不是你的代发单"]
     with translation.override("zh-hans"):
         report = manual.import_xlsx(
-            xlsx(
+            workbook(
                 [
                     ("6920000000000000001", "zto", "75300000000003"),
                     ("6920000000000000002", "zto", "75300000000004"),
