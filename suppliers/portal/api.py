@@ -106,7 +106,9 @@ class DispatchSerializer(serializers.ModelSerializer):
         return ParcelBriefSerializer(list(dispatch.fulfilment.parcels.all()), many=True).data
 
     def get_receiver(self, dispatch) -> dict:
-        """Masks only (a plain receiver is never in the API)."""
+        """Masks only (a plain receiver is never in the API); none for a platform-native dispatch."""
+        if dispatch.native:
+            return {}
         lines = list(dispatch.lines.all())
         order = lines[0].order_line.order if lines else None
         return ReceiverMaskSerializer(order).data if order else {}

@@ -42,6 +42,10 @@ UNSHIPPED = (P.NEW, P.NUMBERED, P.PRINTED, P.VERIFIED)
 RECEIVER_FIELDS = ("name", "phone", "address")
 
 
+def _native_refusal() -> str:
+    return _("This dispatch is shipped on the platform (platform dropship): ship it there.")
+
+
 # --- shipping a dispatch -------------------------------------------------------------------------------
 
 
@@ -64,7 +68,8 @@ def parcel_ids(scope: Scope, dispatch_ids) -> list[int]:
     """The unshipped parcels of these dispatches (only the supplier's own), made where missing."""
     ids = scope.dispatch_ids(dispatch_ids)
     result = []
-    for dispatch in scope.dispatches().filter(pk__in=ids, status__in=SHIPPABLE + (S.SHIPPED,)):
+    shippable = scope.dispatches().filter(pk__in=ids, status__in=SHIPPABLE + (S.SHIPPED,), native="")
+    for dispatch in shippable:  # a platform-native dispatch ships on the platform, never here
         result += [p.pk for p in open_parcels(dispatch)]
     return result
 
@@ -151,6 +156,8 @@ def enter_tracking(
     parcel and shipped through logistics. ``lines``: ship only these order lines/quantities now.
     Entering a number that is already on the dispatch's parcel changes nothing."""
     dispatch = scope.dispatch(dispatch.pk)
+    if dispatch.native:
+        raise ValidationError(_native_refusal())
     same = _already(dispatch, carrier, tracking_no)
     if same is not None:
         entry = manual.enter_tracking(same, carrier, tracking_no, actor=actor, warehouse=scope.warehouse_id)
@@ -234,7 +241,7 @@ def reveal_receiver(*, scope: Scope, dispatch: Dispatch, field: str, user, ip: s
     if field not in RECEIVER_FIELDS:
         raise ValidationError(_("Unknown receiver field."))
     dispatch = scope.dispatch(dispatch.pk)
-    if not scope.supplier.may_reveal_receiver:
+    if not scope.supplier.may_reveal_receiver or dispatch.native:
         raise PermissionDenied(_("The merchant has not allowed you to see full receiver data."))
     order = receiver_order(dispatch)
     if order is None:

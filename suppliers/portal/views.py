@@ -281,8 +281,8 @@ def _detail_context(request, dispatch_id, **extra) -> dict:
             ("phone", _("Phone"), receiver.receiver_phone_mask if receiver else ""),
             ("address", _("Address"), receiver.receiver_address_mask if receiver else ""),
         ],
-        "may_reveal": request.scope.supplier.may_reveal_receiver,
-        "can_ship": row.dispatch.status in services.SHIPPABLE,
+        "may_reveal": request.scope.supplier.may_reveal_receiver and not row.dispatch.native,
+        "can_ship": row.dispatch.status in services.SHIPPABLE and not row.dispatch.native,
         "can_acknowledge": row.dispatch.status == queries.S.NEW,
         "can_confirm_cancel": row.dispatch.status == queries.S.CANCELLING,
         "carriers": [(key, c.name) for key, c in carriers.CARRIERS.items()],
@@ -361,7 +361,7 @@ def receiver_reveal(request, dispatch_id, field):
     if field not in services.RECEIVER_FIELDS:
         raise Http404
     dispatch = request.scope.dispatch(dispatch_id)
-    if not request.scope.supplier.may_reveal_receiver:
+    if not request.scope.supplier.may_reveal_receiver or dispatch.native:
         raise PermissionDenied("receiver reveal not granted")
     context = {"field": field}
     try:

@@ -37,6 +37,7 @@ SELF_SERVICE = {
     "accounts:password_change": "one's own password",
     "accounts:password_change_done": "one's own password",
     "accounts:accept_invitation": "an invitation link: the token in it is the authorisation",
+    "suppliers:accept_invite": "a supplier user's invitation link: the token in it is the authorisation",
     "accounts:api_tokens": "one's own API tokens",
     "accounts:api_token_revoke": "one's own API token (others' only with staff.manage, checked inside)",
     "inventory:home": "redirects to the SKU list (which checks)",

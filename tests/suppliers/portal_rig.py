@@ -20,38 +20,28 @@ from suppliers.models import Dispatch, Supplier, SupplierSku
 from tenants.accounts.models import Role
 from tests.conftest import make_user, tenant_client
 from tests.orders.conftest import channel_order, line, receiver
+from tests.suppliers.dispatch_rig import _router as stand_in_router
 from tests.suppliers.factories import bind, make_supplier
 
 PASSWORD = "Staff-pass-2026"
 
 
-class Router:
-    """Routes merchant codes to warehouses: {code: warehouse id}; others → the default."""
-
-    def __init__(self, table: dict[str, int]):
-        self.table = table
-        self.hook = hooks.RouteHook(route=self.route, version=lambda: 1)
-
-    def route(self, pairs):
-        from inventory.models import Sku
-
-        codes = dict(Sku.objects.values_list("pk", "merchant_code"))
-        return {
-            ln.id: hooks.LineRoute(warehouse_id=self.table[codes[ln.sku_id]], note="test route", version=1)
-            for _, lines in pairs
-            for ln in lines
-            if codes.get(ln.sku_id) in self.table
-        }
-
-
 @contextmanager
 def routing(table: dict[str, int]):
-    router = Router(table)
-    hooks.register_router(router.hook)
+    """Lines of these merchant codes go to these warehouses ({code: warehouse id}) while inside
+    (the dispatch tests' stand-in router, registered last so that it decides)."""
+    from inventory.models import Sku
+
+    by_sku = {
+        pk: table[code]
+        for pk, code in Sku.objects.filter(merchant_code__in=table).values_list("pk", "merchant_code")
+    }
+    hook = stand_in_router(by_sku)
+    hooks.register_router(hook)
     try:
-        yield router
+        yield hook
     finally:
-        hooks._routers.remove(router.hook)
+        hooks._routers.remove(hook)
 
 
 def supplier(code: str, skus, **fields) -> Supplier:

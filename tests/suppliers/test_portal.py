@@ -286,3 +286,21 @@ def test_bulk_ship_pdf_and_print_jobs_act_on_the_suppliers_parcels_only(alpha, w
     da.refresh_from_db()
     assert da.status == Dispatch.Status.SHIPPED
     assert list(WriteBack.objects.values_list("order_id", flat=True)) == [world["order_a"].pk]
+
+
+def test_a_platform_native_dispatch_shows_no_receiver_and_never_ships_here(alpha, world):
+    dispatch = world["dispatch_a"]
+    Dispatch.objects.filter(pk=dispatch.pk).update(native=Dispatch.Native.WECHAT)
+    world["a"].may_reveal_receiver = True
+    world["a"].save()
+    client = client_for(alpha, world["user_a"])
+    detail = client.get(f"/supplier/dispatches/{dispatch.pk}/").content.decode()
+    assert 'data-testid="native-notice"' in detail and "138****8888" not in detail
+    assert 'data-testid="tracking-form"' not in detail
+    assert "138****8888" not in client.get("/supplier/").content.decode()
+    assert client.post(f"/supplier/dispatches/{dispatch.pk}/reveal/phone/").status_code == 403
+    client.post(
+        f"/supplier/dispatches/{dispatch.pk}/tracking/", {"carrier": "zto", "tracking_no": "73100000000077"}
+    )
+    client.post("/supplier/bulk/", {"action": "ship", "ids": [dispatch.pk]})
+    assert not Parcel.objects.filter(fulfilment=dispatch.fulfilment).exclude(tracking_no="").exists()
