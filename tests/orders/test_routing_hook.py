@@ -144,5 +144,5 @@ def test_merging_refuses_orders_that_ship_from_different_places(store, skus, sup
     router({"CAP-RED": supplier_wh.pk})
     services.ingest_channel_order(store=store, co=channel_order("A1", lines=(line(1, "CAP-RED"),)))
     services.ingest_channel_order(store=store, co=channel_order("A2", lines=(line(1, "TS-WHT-L"),)))
-    with pytest.raises(ValidationError, match="one warehouse or supplier"):
+    with pytest.raises(ValidationError, match="同一个仓库或供应商"):
         services.merge(orders=list(Order.objects.all()), actor=None)
