@@ -9,6 +9,7 @@ from ecbao import views
 from inventory import api as inventory_api
 from logistics import api as logistics_api
 from orders import api as orders_api
+from suppliers import api as suppliers_api
 from suppliers import api_rules as suppliers_rules_api
 from tenants.accounts import api as accounts_api
 from tenants.accounts.permissions import TenantStaffAPIPermission
@@ -34,6 +35,9 @@ router.register("write-backs", logistics_api.WriteBackViewSet, basename="write-b
 router.register("carrier-rules", logistics_api.CarrierRuleViewSet, basename="carrier-rule")
 router.register("rule-sets", suppliers_rules_api.RuleSetViewSet, basename="rule-set")
 router.register("route-rules", suppliers_rules_api.RouteRuleViewSet, basename="route-rule")
+router.register("suppliers", suppliers_api.SupplierViewSet, basename="supplier")
+router.register("supplier-skus", suppliers_api.SupplierSkuViewSet, basename="supplier-sku")
+router.register("supplier-stock", suppliers_api.SupplierStockViewSet, basename="supplier-stock")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 

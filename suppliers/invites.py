@@ -94,8 +94,12 @@ def open_invitations(supplier: Supplier):
 
 
 @transaction.atomic
-def cancel_invitation(*, supplier: Supplier, invitation_id: int) -> None:
-    SupplierInvitation.objects.filter(supplier=supplier, pk=invitation_id, accepted_at__isnull=True).delete()
+def cancel_invitation(*, supplier: Supplier, invitation_id: int) -> bool:
+    """Withdraw an unused invitation of ``supplier``; False when there is none with this id."""
+    deleted, _detail = SupplierInvitation.objects.filter(
+        supplier=supplier, pk=invitation_id, accepted_at__isnull=True
+    ).delete()
+    return bool(deleted)
 
 
 def users_of(supplier: Supplier):

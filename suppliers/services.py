@@ -15,7 +15,7 @@ from inventory import services as stock
 from inventory.models import Sku, StockLevel, Warehouse
 from suppliers.models import Supplier, SupplierSku
 
-_SUPPLIER_FIELDS = {
+SUPPLIER_FIELDS = (  # what create_supplier / update_supplier take besides name (and code)
     "contact_name",
     "contact_phone",
     "contact_email",
@@ -31,7 +31,8 @@ _SUPPLIER_FIELDS = {
     "may_reveal_receiver",
     "wechat_supplier_appid",
     "kuaishou_factory_code",
-}
+)
+_SUPPLIER_FIELDS = set(SUPPLIER_FIELDS)
 
 
 @transaction.atomic

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -270,8 +271,8 @@ def supplier_create(request):
 
 
 @capability_required(EDIT)
-def supplier_edit(request, pk: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def supplier_edit(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     initial = {name: getattr(supplier, name) for name in SupplierForm.base_fields}
     form = SupplierForm(request.POST or None, initial=initial, supplier=supplier)
     if request.method == "POST" and form.is_valid():
@@ -287,8 +288,8 @@ def supplier_edit(request, pk: int):
 
 @require_POST
 @capability_required(EDIT)
-def supplier_status(request, pk: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def supplier_status(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     try:
         services.set_status(supplier=supplier, status=request.POST.get("status", ""))
     except ValidationError as exc:
@@ -302,7 +303,10 @@ def supplier_status(request, pk: int):
             )
         else:
             messages.success(request, _("%(name)s is active again.") % {"name": supplier.name})
-    return redirect(request.POST.get("next") or reverse("suppliers:detail", args=[supplier.pk]))
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("suppliers:detail", args=[supplier.pk])
+    return redirect(back)
 
 
 # --- a supplier's page ---------------------------------------------------------------------------
@@ -360,8 +364,8 @@ def _detail(request, supplier: Supplier, tab: str, *, status: int = 200, **extra
 
 
 @capability_required(READ)
-def supplier_detail(request, pk: int):
-    supplier = get_object_or_404(Supplier.objects.select_related("warehouse"), pk=pk)
+def supplier_detail(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier.objects.select_related("warehouse"), pk=supplier_id)
     tab = request.GET.get("tab", "skus")
     if tab not in dict(TABS):
         tab = "skus"
@@ -370,8 +374,8 @@ def supplier_detail(request, pk: int):
 
 @require_POST
 @capability_required(EDIT)
-def sku_save(request, pk: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def sku_save(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     form = SupplierSkuForm(request.POST)
     if form.is_valid():
         try:
@@ -380,14 +384,14 @@ def sku_save(request, pk: int):
             _apply_errors(form, exc)
         else:
             messages.success(request, _("%(code)s saved.") % {"code": form.sku.merchant_code})
-            return redirect(f"{reverse('suppliers:detail', args=[pk])}?tab=skus")
+            return redirect(f"{reverse('suppliers:detail', args=[supplier_id])}?tab=skus")
     return _detail(request, supplier, "skus", status=400, sku_form=form, form_open=True)
 
 
 @require_POST
 @capability_required(EDIT)
-def sku_remove(request, pk: int, sku_id: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def sku_remove(request, supplier_id: int, sku_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     item = get_object_or_404(SupplierSku.objects.select_related("sku"), supplier=supplier, sku_id=sku_id)
     try:
         services.remove_supplier_sku(supplier=supplier, sku=item.sku, user=request.user)
@@ -398,11 +402,11 @@ def sku_remove(request, pk: int, sku_id: int):
         messages.success(
             request, _("%(code)s removed from this supplier.") % {"code": item.sku.merchant_code}
         )
-    return redirect(f"{reverse('suppliers:detail', args=[pk])}?tab=skus")
+    return redirect(f"{reverse('suppliers:detail', args=[supplier_id])}?tab=skus")
 
 
-def _import(request, pk: int, tab: str, run):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def _import(request, supplier_id: int, tab: str, run):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     form = ImportForm(request.POST, request.FILES)
     if not form.is_valid():
         return _detail(request, supplier, tab, status=400, import_form=form)
@@ -413,23 +417,26 @@ def _import(request, pk: int, tab: str, run):
 
 @require_POST
 @capability_required(EDIT)
-def sku_import(request, pk: int):
-    return _import(request, pk, "skus", lambda f, s: stock_import.import_skus(f, supplier=s))
+def sku_import(request, supplier_id: int):
+    return _import(request, supplier_id, "skus", lambda f, s: stock_import.import_skus(f, supplier=s))
 
 
 @require_POST
 @capability_required(EDIT)
-def stock_import_view(request, pk: int):
+def stock_import_view(request, supplier_id: int):
     return _import(
-        request, pk, "stock", lambda f, s: stock_import.import_stock(f, supplier=s, user=request.user)
+        request,
+        supplier_id,
+        "stock",
+        lambda f, s: stock_import.import_stock(f, supplier=s, user=request.user),
     )
 
 
 @require_POST
 @capability_required(EDIT)
-def stock_report(request, pk: int):
+def stock_report(request, supplier_id: int):
     """The 库存 tab's form: one number per SKU (blank = unchanged) → report_stock each."""
-    supplier = get_object_or_404(Supplier, pk=pk)
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     items = {
         str(item.sku_id): item for item in SupplierSku.objects.filter(supplier=supplier).select_related("sku")
     }
@@ -453,7 +460,7 @@ def stock_report(request, pk: int):
     for message in errors:
         messages.error(request, message)
     messages.success(request, _("Stock saved: %(n)d changed.") % {"n": changed})
-    return redirect(f"{reverse('suppliers:detail', args=[pk])}?tab=stock")
+    return redirect(f"{reverse('suppliers:detail', args=[supplier_id])}?tab=stock")
 
 
 def _download(content: bytes, filename: str) -> HttpResponse:
@@ -473,8 +480,8 @@ def stock_template(request):
 
 
 @capability_required(READ)
-def sku_export(request, pk: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def sku_export(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     return _download(stock_import.sku_workbook(supplier), f"supplier-{supplier.code}-skus.xlsx")
 
 
@@ -483,8 +490,8 @@ def sku_export(request, pk: int):
 
 @require_POST
 @capability_required(EDIT)
-def invite_create(request, pk: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def invite_create(request, supplier_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     form = InviteSupplierForm(request.POST)
     if not form.is_valid():
         return _detail(request, supplier, "users", status=400, invite_form=form)
@@ -500,17 +507,18 @@ def invite_create(request, pk: int):
 
 @require_POST
 @capability_required(EDIT)
-def invite_cancel(request, pk: int, invitation_id: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
-    invites.cancel_invitation(supplier=supplier, invitation_id=invitation_id)
+def invite_cancel(request, supplier_id: int, invitation_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
+    if not invites.cancel_invitation(supplier=supplier, invitation_id=invitation_id):
+        raise Http404(_("This invitation is invalid, used or expired."))
     messages.success(request, _("Invitation cancelled."))
-    return redirect(f"{reverse('suppliers:detail', args=[pk])}?tab=users")
+    return redirect(f"{reverse('suppliers:detail', args=[supplier_id])}?tab=users")
 
 
 @require_POST
 @capability_required(EDIT)
-def user_active(request, pk: int, user_id: int):
-    supplier = get_object_or_404(Supplier, pk=pk)
+def user_active(request, supplier_id: int, user_id: int):
+    supplier = get_object_or_404(Supplier, pk=supplier_id)
     active = request.POST.get("action") == "activate"
     try:
         user = invites.set_user_active(supplier=supplier, user_id=user_id, active=active)
@@ -522,7 +530,7 @@ def user_active(request, pk: int, user_id: int):
         messages.success(
             request, _("%(user)s is deactivated and can no longer sign in.") % {"user": user.username}
         )
-    return redirect(f"{reverse('suppliers:detail', args=[pk])}?tab=users")
+    return redirect(f"{reverse('suppliers:detail', args=[supplier_id])}?tab=users")
 
 
 def accept_invite(request, token: str):

@@ -47,6 +47,7 @@ SELF_SERVICE = {
     "api-me": "the signed-in user about themselves",
     "api-schema": "the API schema, for signed-in staff",
     "api-docs": "the API docs, for signed-in staff",
+    "suppliers:accept_invite": "a supplier invitation link: the token in it is the authorisation",
     "api-root": "the list of API endpoints",
 }
 STR_VALUES = {
@@ -75,6 +76,8 @@ PARAM_OBJECT = {
     "batch_id": "ship_batch",
     "parcel_id": "parcel",
     "dispatch_id": "dispatch",
+    "supplier_id": "supplier",
+    "invitation_id": "supplier_invitation",
 }
 BASENAME_OBJECT = {
     "user": "user",
@@ -92,6 +95,8 @@ BASENAME_OBJECT = {
     "write-back": "write_back",
     "shipping-batch": "ship_batch",
     "carrier-rule": "carrier_rule",
+    "supplier": "supplier",
+    "supplier-sku": "supplier_sku",
 }
 
 

@@ -146,6 +146,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
             **_shipping_objects(store, co),
         )
         world.ids.update(dispatch=_supplier_dispatch(store, world.users[Role.SUPPLIER]))
+        world.ids.update(_supplier_objects(sku, world.users[Role.OWNER]))
     connection.set_schema_to_public()
     return world
 
@@ -168,6 +169,21 @@ def _supplier_dispatch(store, supplier_user_id: int) -> int:
     get_user_model().objects.filter(pk=supplier_user_id).update(supplier_id=supplier.pk)
     fulfilment = Fulfilment.objects.create(store=store, warehouse=supplier.warehouse)
     return Dispatch.objects.create(supplier=supplier, fulfilment=fulfilment, store=store).pk
+
+
+def _supplier_objects(sku, owner_id: int) -> dict:
+    """The world supplier's SKU binding and an open invitation (the merchant's supplier pages)."""
+    from django.contrib.auth import get_user_model
+
+    from suppliers import invites, services
+    from suppliers.models import Supplier
+
+    supplier = Supplier.objects.get(code="W1")
+    binding = services.set_supplier_sku(supplier=supplier, sku=sku, cost_fen=800)
+    invitation, _token = invites.invite(
+        supplier=supplier, invited_by=get_user_model().objects.get(pk=owner_id)
+    )
+    return {"supplier": supplier.pk, "supplier_sku": binding.pk, "supplier_invitation": invitation.pk}
 
 
 def _shipping_objects(store, co) -> dict:

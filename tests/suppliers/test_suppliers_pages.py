@@ -218,6 +218,11 @@ def test_invitation_makes_a_supplier_user_once(as_role, alpha, beta, skus):
         second, {"username": "hz-li", "password1": "Tea-pass-2026x", "password2": "Tea-pass-2026x"}
     )
     assert set(invites.users_of(supplier).values_list("username", flat=True)) == {"hz-wang", "hz-li"}
+    cancelled = _invite_link(owner, supplier)
+    pending = SupplierInvitation.objects.get(accepted_at__isnull=True)
+    assert owner.post(f"/suppliers/{other.pk}/invitations/{pending.pk}/cancel/").status_code == 404
+    assert owner.post(f"/suppliers/{supplier.pk}/invitations/{pending.pk}/cancel/").status_code == 302
+    assert tenant_client(alpha).get(cancelled).status_code == 404
     expired = _invite_link(owner, supplier)
     SupplierInvitation.objects.filter(accepted_at__isnull=True).update(
         expires_at=timezone.now() - timedelta(seconds=1)
