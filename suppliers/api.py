@@ -66,7 +66,12 @@ class SupplierSerializer(api.ModelSerializer):
                 "write_only": True,
                 "help_text": "HMAC-SHA256 key of the webhook (never read back).",
             },
-            "code": {"help_text": "Unique; cannot be changed after creation.", "validators": []},
+            "code": {
+                "help_text": "Unique; cannot be changed after creation.",
+                "validators": [],
+                "min_length": 1,
+            },
+            "name": {"min_length": 1},
             "daily_capacity": {"min_value": 1},
         }
 
