@@ -141,8 +141,14 @@ def default_warehouse() -> Warehouse:
     warehouse = own.filter(is_default=True).first()
     if warehouse is None:
         warehouse = own.order_by("id").first()
-    if warehouse is None:
-        warehouse = Warehouse.objects.create(name=_("Main warehouse"), code="MAIN", is_default=True)
+    if warehouse is None:  # none yet, or every own one switched off: the main one, active again
+        warehouse = Warehouse.objects.filter(code="MAIN", kind=Warehouse.Kind.OWN).first()
+        if warehouse is None:
+            default = not Warehouse.objects.filter(is_default=True).exists()
+            warehouse = Warehouse.objects.create(name=_("Main warehouse"), code="MAIN", is_default=default)
+        else:
+            warehouse.is_active = True
+            warehouse.save(update_fields=["is_active"])
     return warehouse
 
 

@@ -7,6 +7,8 @@ see it like any other warehouse.
 
 from __future__ import annotations
 
+import secrets
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext
@@ -50,9 +52,17 @@ def create_supplier(*, name: str, code: str, **fields) -> Supplier:
         name=name.strip()[:100], code=f"SUP-{code}"[:32], kind=Warehouse.Kind.SUPPLIER, is_default=False
     )
     supplier = Supplier(name=name.strip(), code=code, warehouse=warehouse, **fields)
+    _webhook_secret(supplier)
     supplier.full_clean()
     supplier.save()
     return supplier
+
+
+def _webhook_secret(supplier: Supplier) -> None:
+    """A supplier with a webhook gets a signing key of its own (shown to the merchant on the
+    supplier's page, to hand to the supplier): webhooks are never signed with an empty key."""
+    if supplier.webhook_url and not supplier.webhook_secret:
+        supplier.webhook_secret = secrets.token_hex(32)
 
 
 _EDITABLE = _SUPPLIER_FIELDS | {"name"}
@@ -70,6 +80,7 @@ def update_supplier(*, supplier: Supplier, **fields) -> Supplier:
         setattr(supplier, name, value.strip() if isinstance(value, str) else value)
     if not supplier.name:
         raise ValidationError({"name": gettext("a supplier needs a name and a code")})
+    _webhook_secret(supplier)
     supplier.full_clean()
     supplier.save()
     if "name" in fields and supplier.warehouse.name != supplier.name[:100]:
