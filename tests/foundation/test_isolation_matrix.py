@@ -47,7 +47,6 @@ SELF_SERVICE = {
     "api-me": "the signed-in user about themselves",
     "api-schema": "the API schema, for signed-in staff",
     "api-docs": "the API docs, for signed-in staff",
-    "suppliers:accept_invite": "a supplier invitation link: the token in it is the authorisation",
     "api-root": "the list of API endpoints",
 }
 STR_VALUES = {
