@@ -153,6 +153,14 @@ def test_the_merchant_workbench_leaves_supplier_parcels_out(world, alpha_client)
     assert [row["parcel"].pk for row in response.context["rows"]] == [own.pk]
     assert {v: n for v, _l, n, _q in response.context["tabs"]} == {"to_print": 0, "to_ship": 1, "shipped": 0}
     assert response.context["printed_not_shipped"] == 1
+    # several own warehouses: a filter narrows to one; a supplier's warehouse is not taken from it
+    from inventory.models import Warehouse
+
+    second = Warehouse.objects.create(name="二号仓", code="W2")
+    response = client.get(f"/shipping/?tab=to_ship&warehouse={second.pk}")
+    assert 'data-testid="warehouse-filter"' in response.content.decode() and response.context["rows"] == []
+    response = client.get(f"/shipping/?tab=to_ship&warehouse={world['a'].warehouse_id}")
+    assert [row["parcel"].pk for row in response.context["rows"]] == [own.pk]
     # the whole-tab bulk action ships the own parcel only
     response = client.post(
         "/shipping/bulk/",
