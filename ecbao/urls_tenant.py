@@ -10,6 +10,7 @@ from inventory import api as inventory_api
 from logistics import api as logistics_api
 from orders import api as orders_api
 from suppliers import api as suppliers_api
+from suppliers import api_dispatch as dispatch_api
 from suppliers import api_rules as suppliers_rules_api
 from tenants.accounts import api as accounts_api
 from tenants.accounts.permissions import TenantStaffAPIPermission
@@ -38,6 +39,7 @@ router.register("route-rules", suppliers_rules_api.RouteRuleViewSet, basename="r
 router.register("suppliers", suppliers_api.SupplierViewSet, basename="supplier")
 router.register("supplier-skus", suppliers_api.SupplierSkuViewSet, basename="supplier-sku")
 router.register("supplier-stock", suppliers_api.SupplierStockViewSet, basename="supplier-stock")
+router.register("dispatches", dispatch_api.DispatchViewSet, basename="dispatch")
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 

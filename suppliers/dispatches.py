@@ -326,8 +326,9 @@ def _costs(supplier_ids: set[int], sku_ids: set[int]) -> dict[tuple[int, int], t
 
 
 def _line_deadline(line: OrderLine) -> datetime | None:
-    """The platform's per-line delivery deadline where orders keep one, else the order's ship-by."""
-    return getattr(line, "delivery_deadline", None) or line.order.ship_by
+    """The line's SLA: the order's ship-by (orders keep no per-line deadline; native dropship,
+    ``suppliers.native``, sets the platform's per-line ``delivery_deadline`` on its lines)."""
+    return line.order.ship_by
 
 
 def _line_rows(dispatch: Dispatch, lines: list[FulfilmentLine], costs, shares) -> dict[int, DispatchLine]:
@@ -414,17 +415,15 @@ def _follow(dispatches: list[Dispatch], lines_of: dict[int, list[FulfilmentLine]
         if gone:
             DispatchLine.objects.filter(pk__in=gone).delete()
         DispatchLine.objects.bulk_create(row for pk, row in wanted.items() if pk not in have)
-        for pk, row in wanted.items():
+        for pk, row in wanted.items():  # the deadline stays as set (native dropship gives the platform's)
             old = have.get(pk)
-            if old is not None and (old.quantity, old.paid_fen, old.unit_cost_fen, old.delivery_deadline) != (
+            if old is not None and (old.quantity, old.paid_fen, old.unit_cost_fen) != (
                 row.quantity,
                 row.paid_fen,
                 row.unit_cost_fen,
-                row.delivery_deadline,
             ):
-                old.quantity, old.paid_fen = row.quantity, row.paid_fen
-                old.unit_cost_fen, old.delivery_deadline = row.unit_cost_fen, row.delivery_deadline
-                old.save(update_fields=["quantity", "paid_fen", "unit_cost_fen", "delivery_deadline"])
+                old.quantity, old.paid_fen, old.unit_cost_fen = row.quantity, row.paid_fen, row.unit_cost_fen
+                old.save(update_fields=["quantity", "paid_fen", "unit_cost_fen"])
         before = (dispatch.goods_cost_fen, dispatch.freight_fen, dispatch.amount_fen, dispatch.ship_by)
         _totals(dispatch, lines, costs, shares)
         if before != (dispatch.goods_cost_fen, dispatch.freight_fen, dispatch.amount_fen, dispatch.ship_by):

@@ -5,7 +5,7 @@ exception queue (views_rules), dispatches and performance (views_dispatch)."""
 
 from django.urls import path
 
-from suppliers import views_admin, views_rules
+from suppliers import views_admin, views_dispatch, views_rules
 
 app_name = "suppliers"
 
@@ -46,4 +46,9 @@ urlpatterns += [  # views_rules: routing rules, dry run, the routing exception q
     path("rules/<int:pk>/rules/<int:rule_id>/move/", views_rules.rule_move, name="rule_move"),
     path("exceptions/", views_rules.exceptions, name="exceptions"),
     path("exceptions/reroute/", views_rules.exceptions_reroute, name="exceptions_reroute"),
+]
+urlpatterns += [  # views_dispatch: dispatches and supplier performance
+    path("dispatches/", views_dispatch.dispatch_list, name="dispatches"),
+    path("dispatches/<int:dispatch_id>/", views_dispatch.dispatch_detail, name="dispatch_detail"),
+    path("performance/", views_dispatch.performance, name="performance"),
 ]

@@ -124,3 +124,44 @@ def test_an_acknowledged_dispatch_refuses_changes_by_hand_but_follows_the_platfo
     orders.ingest_channel_order(store=world.store, co=later(co, status=CS.CANCELLED, platform_status="4"))
     dispatch.refresh_from_db()
     assert dispatch.status == D.CANCELLING
+
+
+def test_refresh_follows_the_supplier_parcels_partial_then_whole(world):
+    from logistics import services as parcels
+    from logistics.models import Parcel
+    from logistics.shipping import ship_parcels
+
+    order = world.order("D5", line(1, "TEA-1", qty=2, price=3000), line(2, "TEA-2", qty=1, price=2000))
+    dispatch = Dispatch.objects.get()
+    tea1, tea2 = (dispatch.lines.get(sku__merchant_code=c) for c in ("TEA-1", "TEA-2"))
+    first, second = parcels.plan_parcels(
+        fulfilment=dispatch.fulfilment_id,
+        parcels=[{tea1.order_line_id: 1}, {tea1.order_line_id: 1, tea2.order_line_id: 1}],
+    )
+    dispatches.acknowledge(dispatches=[dispatch], actor=None)
+    for n, parcel in enumerate((first, second)):
+        Parcel.objects.filter(pk=parcel.pk).update(
+            status=Parcel.Status.NUMBERED, tracking_no=f"SF{n}", carrier="sf"
+        )
+
+    assert ship_parcels([first.pk]).ok
+    assert dispatches.refresh(dispatch).status == D.PARTIALLY_SHIPPED
+    assert [r.shipped_quantity for r in dispatch.lines.order_by("id")] == [1, 0]  # one of two in parcel 1
+    assert dispatches.refresh(dispatch.pk).status == D.PARTIALLY_SHIPPED  # a repeat: the same
+    assert ship_parcels([second.pk]).ok
+    assert dispatches.refresh_open() == 1  # the sweep finds it too
+    dispatch.refresh_from_db()
+    second.refresh_from_db()
+    assert dispatch.status == D.SHIPPED and dispatch.shipped_at == second.shipped_at
+    assert [r.shipped_quantity for r in dispatch.lines.order_by("id")] == [2, 1]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SHIPPED
+    assert dispatches.refresh_open() == 0
+
+
+def test_shipped_on_the_platform_ships_the_dispatch(world):
+    co = channel_order(oid="D6", lines=(line(1, "CUP-1", qty=2, price=4000),))
+    orders.ingest_channel_order(store=world.store, co=co)
+    orders.ingest_channel_order(store=world.store, co=later(co, status=CS.SHIPPED, platform_status="3"))
+    dispatch = Dispatch.objects.get()
+    assert dispatch.status == D.SHIPPED and dispatch.lines.get().shipped_quantity == 2
