@@ -59,7 +59,12 @@ def dispatches(
     supplier and shop. ``tab`` one of ``TABS`` (unknown: all); ``search`` an order id (exact
     or its beginning) or a dispatch id."""
     qs = Dispatch.objects.select_related("supplier", "store").annotate(
-        order_ids=ArrayAgg("lines__order_line__order__platform_order_id", distinct=True, default=[])
+        order_ids=ArrayAgg(
+            "lines__order_line__order__platform_order_id",
+            distinct=True,
+            filter=Q(lines__isnull=False),
+            default=[],
+        )
     )
     qs = scoped(qs, supplier)
     if tab in TAB_STATUSES:

@@ -84,6 +84,12 @@ def test_lists_tabs_and_sla(world):
     assert selectors.sla(Dispatch.objects.get(pk=made[4].pk), now=now).seconds_left < 0
     assert selectors.sla(Dispatch.objects.get(pk=made[3].pk), now=now).late
     assert selectors.dispatches(supplier=world.tea).count() == 1
+    from orders.models import Fulfilment
+
+    empty = Dispatch.objects.create(
+        supplier=world.tea, fulfilment=Fulfilment.objects.create(store=world.store), store=world.store
+    )
+    assert selectors.dispatches().get(pk=empty.pk).order_ids == []  # no [None] for a dispatch without lines
 
 
 def test_merchant_pages_and_api(world, alpha):
