@@ -123,6 +123,8 @@ def _check_url(url: str) -> None:
 
 def send_webhook(dispatch: Dispatch, event: str) -> None:
     supplier = dispatch.supplier
+    if not supplier.webhook_secret:
+        raise NotifyError(gettext("the webhook has no signing key"))
     _check_url(supplier.webhook_url)
     body = json.dumps(payload(dispatch, event), ensure_ascii=False, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))

@@ -90,6 +90,11 @@ def test_a_failing_webhook_leaves_its_error_visible(world, hook_server, settings
     dispatch.refresh_from_db()
     assert dispatch.notified_at is None and "500" in dispatch.notify_error
     assert tasks.backoff(0) < tasks.backoff(3) <= 1800
+    world.cup.webhook_secret = ""  # never unsigned
+    world.cup.save()
+    with pytest.raises(notify.NotifyError):
+        notify.notify(dispatch.pk, dispatches.CREATED)
+    assert len(received) == 1
 
 
 def test_private_addresses_are_refused_and_cancellation_emails_are_masked(world, hook_server):
