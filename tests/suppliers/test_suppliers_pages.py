@@ -58,6 +58,17 @@ def test_list_tabs_search_and_nav(as_role, skus):
     assert re.search(r'tab-paused">已暂停 <span class="count">1', html)
     assert "杭州茶厂" in html and "义乌百货" in html
     assert 'data-testid="supplier-new"' not in html  # a viewer reads, does not edit
+    # the dropship pages reach each other: suppliers, dispatches, performance, rules, exceptions
+    for url in ("/suppliers/", "/suppliers/dispatches/", "/suppliers/performance/"):
+        nav = client.get(url).content.decode()
+        nav = nav[nav.index('data-testid="dropship-nav"') :]
+        for target in (
+            "/suppliers/dispatches/",
+            "/suppliers/performance/",
+            "/suppliers/rules/",
+            "/suppliers/exceptions/",
+        ):
+            assert f'href="{target}"' in nav[: nav.index("</nav>")], (url, target)
     paused = client.get("/suppliers/?tab=paused").content.decode()
     assert "义乌百货" in paused and "杭州茶厂" not in paused
     found = client.get("/suppliers/?q=王五").content.decode()
