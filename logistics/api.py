@@ -505,6 +505,9 @@ _IDEMPOTENCY_ERRORS = {
     ),
 }
 
+#: for other apps' write endpoints that take an Idempotency-Key (their OpenAPI responses)
+REFUSED, IDEMPOTENCY_ERRORS = _REFUSED, _IDEMPOTENCY_ERRORS
+
 
 class ShippingAPI:
     read_capability = "dashboard.view"

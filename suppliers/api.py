@@ -23,7 +23,7 @@ from ecbao import api
 from ecbao.api import error_response
 from inventory.api import ERROR_ENVELOPE
 from inventory.models import Sku, StockLevel
-from logistics.api import IDEMPOTENCY_PARAMETER, StrictIntegerField, idempotent
+from logistics.api import IDEMPOTENCY_ERRORS, IDEMPOTENCY_PARAMETER, REFUSED, StrictIntegerField, idempotent
 from suppliers import services
 from suppliers.models import Supplier, SupplierSku
 
@@ -117,7 +117,10 @@ class SupplierViewSet(viewsets.ModelViewSet):
     def _answer(self, supplier: Supplier, http_status: int) -> Response:
         return Response(self.get_serializer(_suppliers().get(pk=supplier.pk)).data, status=http_status)
 
-    @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
+    @extend_schema(
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: SupplierSerializer, 400: REFUSED, **IDEMPOTENCY_ERRORS},
+    )
     def create(self, request, *args, **kwargs):
         def run():
             serializer = self.get_serializer(data=request.data)
@@ -237,7 +240,15 @@ class SupplierSkuViewSet(viewsets.ModelViewSet):
         item = services.set_supplier_sku(supplier=supplier, sku=sku, **values)
         return _bindings().get(pk=item.pk), existed
 
-    @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
+    @extend_schema(
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: SupplierSkuSerializer,
+            201: SupplierSkuSerializer,
+            400: REFUSED,
+            **IDEMPOTENCY_ERRORS,
+        },
+    )
     def create(self, request, *args, **kwargs):
         def run():
             serializer = self.get_serializer(data=request.data)
@@ -317,6 +328,7 @@ class SupplierStockViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
             400: OpenApiResponse(
                 ERROR_ENVELOPE, description="Invalid items (details.items by index); nothing written"
             ),
+            **IDEMPOTENCY_ERRORS,
         },
     )
     def create(self, request, *args, **kwargs):
