@@ -152,6 +152,21 @@ def default_warehouse() -> Warehouse:
     return warehouse
 
 
+@transaction.atomic
+def set_warehouse_active(*, warehouse: Warehouse, active: bool) -> bool:
+    """Open or close a warehouse for selling: a closed one's stock is offered to no shop (see
+    ``selectors.available_by_sku``); every SKU it holds is pushed again. Returns True on a change."""
+    from inventory.models import StockChange
+
+    changed = Warehouse.objects.filter(pk=warehouse.pk).exclude(is_active=active).update(is_active=active)
+    warehouse.is_active = active
+    if changed:
+        sku_ids = StockLevel.objects.filter(warehouse=warehouse).values_list("sku_id", flat=True)
+        StockChange.objects.bulk_create(StockChange(sku_id=pk) for pk in sku_ids)
+        transaction.on_commit(sync.schedule_stock_sync)
+    return bool(changed)
+
+
 LOCATION_MAX = 32
 
 

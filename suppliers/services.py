@@ -89,12 +89,15 @@ def update_supplier(*, supplier: Supplier, **fields) -> Supplier:
     return supplier
 
 
+@transaction.atomic
 def set_status(*, supplier: Supplier, status: str) -> Supplier:
-    """Pause (no new lines are routed to it; its open dispatches go on) or activate."""
+    """Pause (no new lines are routed to it, its stock is offered to no shop any more; its open
+    dispatches go on) or activate."""
     if status not in Supplier.Status.values:
         raise ValidationError({"status": gettext("Unknown status.")})
     Supplier.objects.filter(pk=supplier.pk).update(status=status)
     supplier.status = status
+    stock.set_warehouse_active(warehouse=supplier.warehouse, active=status == Supplier.Status.ACTIVE)
     return supplier
 
 

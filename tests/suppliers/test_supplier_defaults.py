@@ -32,3 +32,25 @@ def test_with_every_own_warehouse_off_orders_still_reserve_in_the_main_one(in_al
     Warehouse.objects.filter(kind=Warehouse.Kind.OWN).update(is_active=False)
     again = stock.default_warehouse()
     assert again.pk == main.pk and again.is_active and again.kind == Warehouse.Kind.OWN
+
+
+def test_a_paused_suppliers_stock_is_offered_to_no_shop_until_it_works_again(in_alpha, store, skus):
+    from inventory import selectors
+    from inventory.models import StockChange
+    from inventory.sync import ensure_listing, listing_quantity
+    from suppliers.models import Supplier
+    from tests.suppliers.factories import bind
+
+    tea = make_supplier(code="T1")
+    sku = skus["CAP-RED"]  # 5 in the own warehouse
+    bind(tea, sku, cost_fen=500, stock=40)
+    listing = ensure_listing(
+        store=store, platform_product_id="P-CAP", platform_sku_id="S-CAP", merchant_code="CAP-RED"
+    )
+    assert selectors.available(sku) == 45 and listing_quantity(listing) == 45
+    StockChange.objects.all().delete()
+    services.set_status(supplier=tea, status=Supplier.Status.PAUSED)
+    assert selectors.available(sku) == 5 and listing_quantity(listing) == 5
+    assert StockChange.objects.filter(sku=sku).exists()  # pushed again
+    services.set_status(supplier=tea, status=Supplier.Status.ACTIVE)
+    assert selectors.available(sku) == 45 and listing_quantity(listing) == 45
