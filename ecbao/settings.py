@@ -268,6 +268,9 @@ SPECTACULAR_SETTINGS = {
         "WaybillStatusEnum": "logistics.models.Waybill.Status",
         "WriteBackStatusEnum": "logistics.models.WriteBack.Status",
         "ShipBatchStatusEnum": "logistics.models.ShipBatch.Status",
+        "DispatchStatusEnum": "suppliers.models.Dispatch.Status",
+        "SupplierStatusEnum": "suppliers.models.Supplier.Status",
+        "RuleSetStatusEnum": "suppliers.models.RuleSet.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

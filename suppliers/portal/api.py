@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import django_filters
 from django.urls import include, path
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -26,6 +31,7 @@ from suppliers.portal.scope import CAPABILITY, SupplierScopePermission
 from tenants.accounts.permissions import TenantStaffAPIPermission
 
 
+@extend_schema_serializer(component_name="SupplierDispatchLine")
 class DispatchLineSerializer(serializers.ModelSerializer):
     order_line = serializers.IntegerField(source="order_line_id", read_only=True)
     platform_order_id = serializers.CharField(source="order_line.order.platform_order_id", read_only=True)
@@ -52,6 +58,7 @@ class DispatchLineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_serializer(component_name="SupplierParcelBrief")
 class ParcelBriefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     seq = serializers.IntegerField()
@@ -71,6 +78,9 @@ class ReceiverMaskSerializer(serializers.Serializer):
     district = serializers.CharField()
 
 
+@extend_schema_serializer(
+    component_name="SupplierDispatch"
+)  # the supplier's view; "Dispatch" is the merchant's
 class DispatchSerializer(serializers.ModelSerializer):
     store_name = serializers.CharField(source="store.name", read_only=True)
     platform = serializers.CharField(source="store.platform", read_only=True)
