@@ -683,11 +683,8 @@ def _open_fulfilments(
     unmerged: list[_OrderRow] = []  # the platform gives no receiver identity: never merged automatically
     new: list[_FulfilmentRow] = []
     for order, lines in approved:
-        groups: dict[int | None, list[_LineRow]] = defaultdict(list)
-        for line in lines:
-            groups[line.warehouse_id].append(line)
         joined_one = False
-        for warehouse_id, group in sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0)):
+        for warehouse_id, group in _by_warehouse(lines):
             key = (order.receiver_fingerprint, warehouse_id)
             target = waiting.get(key) if merge and order.receiver_fingerprint else None
             if target is None:
@@ -1283,78 +1280,68 @@ def _reroute_stale(order: Order) -> None:
     routes = hooks.route([(order, stale)])
     for line in stale:
         r = routes.get(line.pk)
-        if r is None or r.warehouse_id is None:
-            continue
-        if r.warehouse_id != line.warehouse_id and line.warehouse_id is not None:
-            old_id = line.warehouse_id
-            stock.release_reservation(
-                source_key=line.reservation_key, reason=f"routed again (rules v{version})"
-            )
-            try:
-                stock.reserve_stock(
-                    source_key=line.reservation_key,
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    warehouse=Warehouse.objects.get(pk=r.warehouse_id),
-                )
-            except stock.InsufficientStock:  # what was just released is still there for the old route
-                stock.reserve_stock(
-                    source_key=line.reservation_key,
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    warehouse=Warehouse.objects.get(pk=old_id),
-                )
+        if r is None or r.warehouse_id is None or line.warehouse_id is None:
+            continue  # no answer, a hold (a route that ships stays), or a line from before routing
+        if r.warehouse_id != line.warehouse_id:
+            if not _move_reservation(line, r.warehouse_id, reason=f"routed again (rules v{version})"):
                 continue
             _event(
                 order,
                 "rerouted",
                 source="rule",
                 message=f"line {line.platform_line_id}: {r.note}"[:500],
-                before={"warehouse": old_id},
+                before={"warehouse": line.warehouse_id},
                 after={"warehouse": r.warehouse_id},
             )
-        elif line.warehouse_id is None:
-            continue
         line.route_note, line.route_version, line.route_rule_id = r.note[:300], r.version, r.rule_id
         line.warehouse_id = r.warehouse_id
         line.save(update_fields=_ROUTE_FIELDS)
 
 
-def _open_fulfilment(order: Order) -> Fulfilment:
+def _move_reservation(line: OrderLine, warehouse_id: int, *, reason: str) -> bool:
+    """Reserve ``line`` in another warehouse instead; False (the old reservation back) when that
+    one lacks the stock — what was just released is still there in this transaction."""
+
+    def reserve_in(pk: int) -> None:
+        stock.reserve_stock(
+            source_key=line.reservation_key,
+            sku=line.sku,
+            quantity=line.quantity,
+            warehouse=Warehouse.objects.get(pk=pk),
+        )
+
+    stock.release_reservation(source_key=line.reservation_key, reason=reason)
+    try:
+        reserve_in(warehouse_id)
+    except stock.InsufficientStock:
+        reserve_in(line.warehouse_id)
+        return False
+    return True
+
+
+def _by_warehouse(lines) -> list[tuple[int | None, list]]:
+    """Lines grouped by the warehouse that ships them, in a stable order (unrouted first, then by id)."""
+    groups: dict[int | None, list] = defaultdict(list)
+    for line in lines:
+        groups[line.warehouse_id].append(line)
+    return sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0))
+
+
+def _open_fulfilment(order: Order) -> None:
     """Approved order → its lines in open fulfilments, one per warehouse that ships them (own or
     a supplier's: ``OrderLine.warehouse``), each merged with a waiting one of the same shop,
-    receiver and warehouse when the auto-merge rule is on. Returns the first."""
-    existing = Fulfilment.objects.filter(
-        lines__order_line__order=order, status=Fulfilment.Status.OPEN
-    ).first()
-    if existing:
-        return existing
-    groups: dict[int | None, list[OrderLine]] = defaultdict(list)
-    for line in order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED]):
-        groups[line.warehouse_id].append(line)
+    receiver and warehouse when the auto-merge rule is on."""
+    if Fulfilment.objects.filter(lines__order_line__order=order, status=Fulfilment.Status.OPEN).exists():
+        return
+    lines = order.lines.exclude(status__in=[LineStatus.CANCELLED, LineStatus.REFUNDED])
     merge = review.active_rules()[ReviewRule.Kind.AUTO_MERGE].enabled
     if merge and not order.receiver_fingerprint:
         _event(order, NOT_MERGED, source="rule")
-    opened: list[Fulfilment] = []
-    for warehouse_id, lines in sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0)):
-        fulfilment = None
-        if merge and order.receiver_fingerprint:
-            since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
-            candidates = list(
-                Fulfilment.objects.filter(
-                    store=order.store,
-                    receiver_fingerprint=order.receiver_fingerprint,
-                    warehouse_id=warehouse_id,
-                    status=Fulfilment.Status.OPEN,
-                    created_at__gte=since,
-                    lines__order_line__order__status=S.APPROVED,
-                )
-                .exclude(receiver_fingerprint="")
-                .order_by("id")
-                .distinct()[:10]
-            )
-            blocked = hooks.frozen(f.pk for f in candidates)  # a parcel with a waybill takes no more lines
-            fulfilment = next((f for f in candidates if f.pk not in blocked), None)
+    opened: set[int] = set()
+    for warehouse_id, group in _by_warehouse(lines):
+        fulfilment = (
+            _waiting_fulfilment(order, warehouse_id) if merge and order.receiver_fingerprint else None
+        )
         if fulfilment is None:
             fulfilment = Fulfilment.objects.create(
                 store=order.store, receiver_fingerprint=order.receiver_fingerprint, warehouse_id=warehouse_id
@@ -1364,15 +1351,31 @@ def _open_fulfilment(order: Order) -> Fulfilment:
             fulfilment.save(update_fields=["is_merged"])
             _event(order, "merged", source="rule", message=f"merged into fulfilment {fulfilment.pk}")
         FulfilmentLine.objects.bulk_create(
-            FulfilmentLine(fulfilment=fulfilment, order_line=line, quantity=line.quantity) for line in lines
+            FulfilmentLine(fulfilment=fulfilment, order_line=line, quantity=line.quantity) for line in group
         )
-        opened.append(fulfilment)
-    if not opened:  # nothing left to ship (every line cancelled or refunded): an empty placeholder
-        opened.append(
-            Fulfilment.objects.create(store=order.store, receiver_fingerprint=order.receiver_fingerprint)
+        opened.add(fulfilment.pk)
+    hooks.after(opened)
+
+
+def _waiting_fulfilment(order: Order, warehouse_id: int | None) -> Fulfilment | None:
+    """An open fulfilment of the last 48 hours to the same receiver, shipped from the same place,
+    that can still take lines (no parcel with a waybill)."""
+    since = timezone.now() - timedelta(hours=MERGE_WINDOW_HOURS)
+    candidates = list(
+        Fulfilment.objects.filter(
+            store=order.store,
+            receiver_fingerprint=order.receiver_fingerprint,
+            warehouse_id=warehouse_id,
+            status=Fulfilment.Status.OPEN,
+            created_at__gte=since,
+            lines__order_line__order__status=S.APPROVED,
         )
-    hooks.after({f.pk for f in opened})
-    return opened[0]
+        .exclude(receiver_fingerprint="")
+        .order_by("id")
+        .distinct()[:10]
+    )
+    blocked = hooks.frozen(f.pk for f in candidates)  # a parcel with a waybill takes no more lines
+    return next((f for f in candidates if f.pk not in blocked), None)
 
 
 def _close_open_fulfilment(order: Order, *, reason: str = "cancel", by_platform: bool = True) -> None:

@@ -146,3 +146,22 @@ def test_merging_refuses_orders_that_ship_from_different_places(store, skus, sup
     services.ingest_channel_order(store=store, co=channel_order("A2", lines=(line(1, "TS-WHT-L"),)))
     with pytest.raises(ValidationError, match="同一个仓库或供应商"):
         services.merge(orders=list(Order.objects.all()), actor=None)
+
+
+def test_a_reroute_to_a_warehouse_short_of_stock_keeps_the_old_route(store, skus, supplier_wh, router):
+    services.set_rule(kind=ReviewRule.Kind.AUTO_APPROVE, enabled=False)
+    r = router({}, version=1)
+    services.ingest_channel_order(store=store, co=channel_order(lines=(line(1, "CAP-RED", 3),)))
+    order = Order.objects.get()
+    ln = order.lines.get()
+    default = stock.default_warehouse()
+    stock.count_stock(sku=skus["CAP-RED"], counted=2, warehouse=supplier_wh)  # 2 there, 3 wanted
+    r.table["CAP-RED"], r.current = supplier_wh.pk, 2
+    services.approve(order=order, actor=None)
+    ln.refresh_from_db()
+    assert ln.warehouse_id == default.pk and _reserved_in(ln.pk) == default.pk
+    assert Reservation.objects.get(source_key=ln.reservation_key).status == Reservation.Status.ACTIVE
+    assert StockLevel.objects.get(sku=skus["CAP-RED"], warehouse=default).reserved == 3
+    assert StockLevel.objects.get(sku=skus["CAP-RED"], warehouse=supplier_wh).reserved == 0
+    assert not order.events.filter(kind="rerouted").exists()
+    assert Fulfilment.objects.get(status=Fulfilment.Status.OPEN).warehouse_id == default.pk
