@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import models
 from django.db.models import Q, QuerySet
+from django.http import QueryDict
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -154,3 +155,12 @@ class Keyset:
             next_key=self.key(rows[-1]) if more else None,
             prev_key=self.key(rows[0]) if position is not None and rows else None,
         )
+
+
+def query_string(**params) -> str:
+    """A URL query of the parameters that have a value (a link to the same list with other filters)."""
+    q = QueryDict(mutable=True)
+    for key, value in params.items():
+        if value not in (None, ""):
+            q[key] = value
+    return q.urlencode()

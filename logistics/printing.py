@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
@@ -586,3 +587,14 @@ def render_pdf(batch_id: int) -> ShipBatch:
             for parcel in included
         )
     return batch
+
+
+def component_urls() -> dict[str, str]:
+    """{platform: URL} of the print components a warehouse PC runs (settings.PRINT_COMPONENT_URLS)."""
+    return dict(getattr(settings, "PRINT_COMPONENT_URLS", {}) or {})
+
+
+def allow_components(response):
+    """Let a page's script reach the print components (WebSocket on the PC: the CSP's connect-src)."""
+    response._csp_update = {"connect-src": sorted(set(component_urls().values()))}
+    return response

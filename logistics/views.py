@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
+from django.http import FileResponse, Http404, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.templatetags.static import static
 from django.utils.translation import gettext as _
@@ -28,6 +27,7 @@ from django.views.decorators.http import require_POST
 from channels import carriers
 from channels.models import Store
 from channels.types import Platform
+from ecbao.paging import query_string
 from inventory.models import Warehouse
 from logistics import printing, selectors, tracking
 from logistics import services as parcel_services
@@ -64,14 +64,6 @@ def _warehouse_id(params: QueryDict) -> int | None:
 def _tab(params: QueryDict) -> str:
     tab = params.get("tab", "")
     return tab if tab in TAB_VALUES else selectors.TO_PRINT
-
-
-def _query(**params) -> str:
-    q = QueryDict(mutable=True)
-    for key, value in params.items():
-        if value not in (None, ""):
-            q[key] = value
-    return q.urlencode()
 
 
 def _rows(parcels: list[Parcel]) -> list[dict]:
@@ -117,12 +109,12 @@ def _workbench(params: QueryDict, **extra) -> dict:
         "warehouse_id": warehouse,
         "warehouses": warehouses if len(warehouses) > 1 else [],
         "tabs": [
-            (value, label, counts[value], _query(tab=value, store=store, warehouse=warehouse))
+            (value, label, counts[value], query_string(tab=value, store=store, warehouse=warehouse))
             for value, label, _s in selectors.TABS
         ],
         "rows": _rows(page.rows),
         "page": page,
-        "filter_query": _query(tab=tab, store=store, warehouse=warehouse),
+        "filter_query": query_string(tab=tab, store=store, warehouse=warehouse),
         "page_query": params.urlencode(),
         "paged": bool(params.get("after") or params.get("before")),
         "printed_not_shipped": lying.count(),
@@ -133,26 +125,18 @@ def _workbench(params: QueryDict, **extra) -> dict:
     }
 
 
-def _component_urls() -> dict[str, str]:
-    return dict(getattr(settings, "PRINT_COMPONENT_URLS", {}) or {})
-
-
-def _allow_components(response: HttpResponse) -> HttpResponse:
-    """The page's script reaches the print components (WebSocket on the warehouse PC)."""
-    response._csp_update = {"connect-src": sorted(set(_component_urls().values()))}
-    return response
-
-
 @capability_required("dashboard.view")
 def workbench(request):
     # Parcels follow fulfilments: every shippable fulfilment has its parcel before listing.
     parcel_services.ensure_parcels()
     context = _workbench(request.GET, can_act=has_capability(request.user, "shipping.manage"))
     if request.htmx and not request.htmx.boosted:
-        return _allow_components(render(request, "logistics/_workbench.html", {**context, "partial": True}))
-    context["print_config"] = json.dumps(_component_urls())
+        return printing.allow_components(
+            render(request, "logistics/_workbench.html", {**context, "partial": True})
+        )
+    context["print_config"] = json.dumps(printing.component_urls())
     context["platform_names"] = json.dumps({p.value: str(p.label) for p in Platform}, ensure_ascii=False)
-    return _allow_components(render(request, "logistics/workbench.html", context))
+    return printing.allow_components(render(request, "logistics/workbench.html", context))
 
 
 def _selected(request) -> list[int]:
@@ -210,7 +194,7 @@ def bulk_action(request):
         messages.error(request, _("Unknown action."))
     params = QueryDict(request.POST.get("filter_query", ""))
     context = _workbench(params, results=results, batch=batch, partial=True, can_act=True)
-    return _allow_components(render(request, "logistics/_workbench.html", context))
+    return printing.allow_components(render(request, "logistics/_workbench.html", context))
 
 
 @capability_required("shipping.manage")

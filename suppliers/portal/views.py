@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
@@ -27,6 +26,7 @@ from django.views.decorators.http import require_POST
 from channels import carriers
 from channels import services as channel_services
 from channels.types import Platform
+from ecbao.paging import query_string
 from logistics import manual, printing, waybills
 from logistics import scope as shipping_scope
 from logistics.models import Parcel, PrintRecord, ShipBatch
@@ -44,23 +44,6 @@ def _explain(exc: Exception) -> str:
 def _tab(params) -> str:
     tab = params.get("tab", "")
     return tab if tab in queries.TAB_VALUES else queries.NEW
-
-
-def _query(**params) -> str:
-    q = QueryDict(mutable=True)
-    for key, value in params.items():
-        if value not in (None, ""):
-            q[key] = value
-    return q.urlencode()
-
-
-def _components() -> dict[str, str]:
-    return dict(getattr(settings, "PRINT_COMPONENT_URLS", {}) or {})
-
-
-def _allow_components(response: HttpResponse) -> HttpResponse:
-    response._csp_update = {"connect-src": sorted(set(_components().values()))}
-    return response
 
 
 def _own_batch(request, batch_id: int) -> ShipBatch:
@@ -96,21 +79,23 @@ def dispatch_list(request):
     context = {
         "tab": tab,
         "filters": fq,
-        "tabs": [(value, label, counts[value], _query(tab=value, **fq)) for value, label, _s in queries.TABS],
+        "tabs": [
+            (value, label, counts[value], query_string(tab=value, **fq)) for value, label, _s in queries.TABS
+        ],
         "cancelling": counts["cancelling"],
         "awaiting": queries.rows(queries.awaiting_interception(scope, filters))
         if tab == queries.CANCELLED
         else [],
         "rows": queries.rows(page.rows),
         "page": page,
-        "filter_query": _query(tab=tab, **fq),
+        "filter_query": query_string(tab=tab, **fq),
         "paged": bool(params.get("after") or params.get("before")),
         "stores": queries.stores(scope),
         "batch": batch,
-        "print_config": json.dumps(_components()),
+        "print_config": json.dumps(printing.component_urls()),
         "platform_names": json.dumps({p.value: str(p.label) for p in Platform}, ensure_ascii=False),
     }
-    return _allow_components(render(request, "suppliers/portal/list.html", context))
+    return printing.allow_components(render(request, "suppliers/portal/list.html", context))
 
 
 def _back_to_list(request, **extra):
