@@ -23,23 +23,20 @@ from __future__ import annotations
 
 import logging
 import re
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from openpyxl import Workbook, load_workbook
-from openpyxl.styles import Font
-from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl import Workbook
 
 from channels import carriers
 from channels.types import Platform
+from ecbao import sheets
+from ecbao.sheets import Column, FileError
 from logistics import scope, services, shipping
 from logistics.models import Parcel, ShipBatch
 from orders.models import Fulfilment, Order, OrderEvent, OrderStatus
@@ -332,13 +329,6 @@ def enter_tracking(
 # --- xlsx import -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int
-
-
 COLUMNS = (
     Column("platform_order_id", gettext_lazy("Platform order no."), 26),
     Column("carrier", gettext_lazy("Carrier"), 14),
@@ -346,7 +336,6 @@ COLUMNS = (
     Column("shop", gettext_lazy("Shop"), 16),  # optional: when two shops have the same order number
 )
 REQUIRED = ("platform_order_id", "carrier", "tracking_no")
-_LABELS = {c.key: c.label for c in COLUMNS}
 _ALIASES = {  # other headers people type
     "订单号": "platform_order_id",
     "平台订单号": "platform_order_id",
@@ -410,94 +399,24 @@ class ImportReport:
         )
 
 
-class FileError(ValueError):
-    pass
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value).strip()
-
-
-def _normalise(header) -> str:
-    return re.sub(r"\s+", "", _text(header)).lower()
-
-
-def _header_keys() -> dict[str, str]:
-    keys = {c.key: c.key for c in COLUMNS} | dict(_ALIASES)
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            for c in COLUMNS:
-                keys[_normalise(str(c.label))] = c.key
-    return keys
-
-
 def read_rows(file) -> list[tuple[int, list[str]]]:
-    """[(row number, [order id, carrier, tracking no])] of the first sheet; FileError when the
+    """[(row number, [order id, carrier, tracking no, shop])] of the first sheet; FileError when the
     file is no workbook, has no header with the three columns, or is too long."""
-    try:
-        workbook = load_workbook(file, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileError(_("The file is not a readable xlsx workbook.")) from exc
-    try:
-        sheet = workbook.worksheets[0]
-        sheet.reset_dimensions()
-        lines: Iterator = (
-            (n, values)
-            for n, values in enumerate(sheet.iter_rows(values_only=True), start=1)
-            if any(v not in (None, "") for v in values)
-        )
-        header = next(lines, None)
-        if header is None:
-            raise FileError(_("The workbook is empty."))
-        keys, columns = _header_keys(), {}
-        for index, value in enumerate(header[1]):
-            key = keys.get(_normalise(value))
-            if key and key not in columns:
-                columns[key] = index
-        missing = [str(_LABELS[key]) for key in REQUIRED if key not in columns]
-        if missing:
-            raise FileError(
-                _("Columns missing in row %(row)d: %(columns)s.")
-                % {"row": header[0], "columns": "、".join(missing)}
-            )
-        rows = []
-        for number, values in lines:
-            if len(rows) >= MAX_ROWS:
-                raise FileError(_("At most %(n)d rows can be imported at once.") % {"n": MAX_ROWS})
-            rows.append(
-                (
-                    number,
-                    [
-                        _text(values[columns[c.key]]) if columns.get(c.key, len(values)) < len(values) else ""
-                        for c in COLUMNS
-                    ],
-                )
-            )
-        return rows
-    finally:
-        workbook.close()
+    rows = sheets.read_table(
+        file, COLUMNS, required=REQUIRED, aliases=_ALIASES, max_rows=MAX_ROWS, allow_csv=False
+    )
+    return [(number, [sheets.cell_text(cells.get(c.key)) for c in COLUMNS]) for number, cells in rows]
 
 
 def template_workbook() -> bytes:
-    """The import layout: the header row and one example row."""
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = _("Tracking numbers")
-    sheet.append([str(c.label) for c in COLUMNS])
-    for index, c in enumerate(COLUMNS):
-        sheet.cell(row=1, column=index + 1).font = Font(bold=True)
-        sheet.column_dimensions[chr(ord("A") + index)].width = c.width
-    sheet.append(["6920000000000000001", "中通快递", "73100000000001"])
-    for row in sheet.iter_rows(min_row=2, max_row=2):
-        for cell in row:
-            cell.number_format = "@"  # text: long order ids keep every digit
-    buffer = BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    """The import layout: the header row and one example row (long order ids stored as text)."""
+    return sheets.workbook_bytes(
+        _("Tracking numbers"),
+        [str(c.label) for c in COLUMNS],
+        [["6920000000000000001", "中通快递", "73100000000001"]],
+        widths=[c.width for c in COLUMNS],
+        text_columns=len(COLUMNS),
+    )
 
 
 def errors_workbook(report: ImportReport) -> bytes:

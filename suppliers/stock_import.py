@@ -18,37 +18,22 @@ what is stored are counted as unchanged and write nothing.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import re
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from openpyxl import Workbook, load_workbook
-from openpyxl.styles import Font
-from openpyxl.utils.exceptions import InvalidFileException
 
-from ecbao import money
+from ecbao import money, sheets
+from ecbao.sheets import Column, FileError
+from ecbao.sheets import cell_text as _text
+from ecbao.sheets import normalise_header as _normalise
 from inventory.models import Sku
 from suppliers import services
 from suppliers.models import Supplier, SupplierSku
 
 MAX_ROWS = 20_000
 MAX_STOCK = 10**9
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int
 
 
 SKU_COLUMNS = (
@@ -120,112 +105,18 @@ class ImportReport:
         }
 
 
-class FileError(ValueError):
-    pass
-
-
 class CellError(ValueError):
     def __init__(self, message: str, column: str = "") -> None:
         super().__init__(message)
         self.column = column  # the key of the column at fault, when not the one being read
 
 
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value).strip()
-
-
-def _normalise(header) -> str:
-    text = _text(header).replace("（", "(").replace("）", ")")
-    return re.sub(r"\s+", "", text).lower()
-
-
-def _header_keys(columns: tuple[Column, ...]) -> dict[str, str]:
-    wanted = {c.key for c in columns}
-    keys = {c.key: c.key for c in columns} | {k: v for k, v in _ALIASES.items() if v in wanted}
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            for c in columns:
-                keys[_normalise(str(c.label))] = c.key
-    return keys
-
-
-def _xlsx_lines(file) -> Iterator[tuple[int, tuple]]:
-    try:
-        workbook = load_workbook(file, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileError(_("The file is not a readable xlsx workbook.")) from exc
-    try:
-        sheet = workbook.worksheets[0]
-        sheet.reset_dimensions()
-        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-            if any(v not in (None, "") for v in values):
-                yield number, values
-    finally:
-        workbook.close()
-
-
-def _csv_lines(file) -> Iterator[tuple[int, tuple]]:
-    raw = file.read()
-    if isinstance(raw, str):
-        text = raw
-    else:
-        for encoding in ("utf-8-sig", "gb18030"):
-            try:
-                text = raw.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-        else:
-            raise FileError(_("The csv file is neither UTF-8 nor GB18030 text."))
-    for number, values in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if any(v.strip() for v in values):
-            yield number, tuple(values)
-
-
-def _is_csv(file) -> bool:
-    name = (getattr(file, "name", "") or "").lower()
-    if name.endswith(".csv"):
-        return True
-    if name.endswith(".xlsx"):
-        return False
-    head = file.read(4)
-    file.seek(0)
-    if isinstance(head, str):
-        return True
-    return not head.startswith(b"PK") and not head.startswith(codecs.BOM_UTF8 + b"PK")
-
-
 def read_rows(file, columns: tuple[Column, ...], *, required_any: tuple[str, ...], required: tuple[str, ...]):
     """[(row number, {key: cell})] of the first sheet (or the csv); FileError when the file is
     unreadable, the header lacks a required column, or it is too long."""
-    lines = _csv_lines(file) if _is_csv(file) else _xlsx_lines(file)
-    header = next(lines, None)
-    if header is None:
-        raise FileError(_("The workbook is empty."))
-    keys, found = _header_keys(columns), {}
-    for index, value in enumerate(header[1]):
-        key = keys.get(_normalise(value))
-        if key and key not in found:
-            found[key] = index
-    labels = {c.key: str(c.label) for c in columns}
-    missing = [labels[k] for k in required if k not in found]
-    if required_any and not any(k in found for k in required_any):
-        missing.append(_(" or ").join(labels[k] for k in required_any))
-    if missing:
-        raise FileError(
-            _("Columns missing in row %(row)d: %(columns)s.")
-            % {"row": header[0], "columns": "、".join(missing)}
-        )
-    rows = []
-    for number, values in lines:
-        if len(rows) >= MAX_ROWS:
-            raise FileError(_("At most %(n)d rows can be imported at once.") % {"n": MAX_ROWS})
-        rows.append((number, {k: values[i] if i < len(values) else None for k, i in found.items()}))
-    return rows
+    return sheets.read_table(
+        file, columns, required=required, required_any=required_any, aliases=_ALIASES, max_rows=MAX_ROWS
+    )
 
 
 def _whole(value, *, default: int | None = None, maximum: int = MAX_STOCK) -> int:
@@ -445,18 +336,5 @@ def stock_template() -> bytes:
 
 
 def _workbook(title: str, columns: tuple[Column, ...], rows: list[list]) -> bytes:
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = title[:31]
-    sheet.append([str(c.label) for c in columns])
-    for index, c in enumerate(columns):
-        sheet.cell(row=1, column=index + 1).font = Font(bold=True)
-        sheet.column_dimensions[chr(ord("A") + index)].width = c.width
-    for row in rows:
-        sheet.append(row)
-    for cells in sheet.iter_rows(min_row=2, max_col=2):
-        for cell in cells:
-            cell.number_format = "@"  # codes keep every digit
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    header = [str(c.label) for c in columns]
+    return sheets.workbook_bytes(title, header, rows, widths=[c.width for c in columns], text_columns=2)
