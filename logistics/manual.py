@@ -38,7 +38,7 @@ from channels.types import Platform
 from ecbao import sheets
 from ecbao.sheets import Column, FileError
 from logistics import scope, services, shipping
-from logistics.models import Parcel, ShipBatch
+from logistics.models import Parcel, ParcelLine, ShipBatch
 from orders.models import Fulfilment, Order, OrderEvent, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,22 @@ def _enter(
     ``warehouse``: only a parcel that ships from it (``logistics.scope``)."""
     if isinstance(target, Parcel):
         scope.check_parcels([target.pk], warehouse)
-        parcel = Parcel.objects.select_for_update().get(pk=target.pk)
+        # The orders first, then the parcel: the lock order of every order action (a buyer's
+        # cancellation drops or cancels this parcel under its order's lock).
+        order_ids = ParcelLine.objects.filter(parcel_id=target.pk).values("order_line__order_id")
+        list(
+            Order.objects.select_for_update()
+            .filter(pk__in=order_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        parcel = Parcel.objects.select_for_update().filter(pk=target.pk).first()
+        if parcel is None:
+            raise ValidationError(
+                _(
+                    "This parcel is gone: its order changed meanwhile (cancelled, held or split). Reload the page."
+                )
+            )
         orders = services.orders_of_parcel(parcel)
         if parcel.carrier == carrier and parcel.tracking_no == number and parcel.status != P.CANCELLED:
             return ManualEntry(parcel, changed=False)

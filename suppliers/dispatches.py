@@ -445,6 +445,17 @@ def _scoped(dispatches, actor):
     return qs
 
 
+def _lock_orders_of(dispatch_ids) -> None:
+    """Lock the orders of these dispatches first, in id order: the lock order of every order
+    action (ingestion, hold, ship: order, then what hangs on it — through the fulfilment hook,
+    the dispatch). A dispatch action that locked its dispatch first and then touched the order
+    (an order event) deadlocked with a buyer's cancellation arriving at the same moment."""
+    order_ids = DispatchLine.objects.filter(dispatch_id__in=list(dispatch_ids)).values("order_line__order_id")
+    list(
+        Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk").values_list("pk", flat=True)
+    )
+
+
 def _order_events(dispatches: list[Dispatch], kind: str, message: str, actor) -> None:
     rows = DispatchLine.objects.filter(dispatch__in=dispatches).values_list(
         "dispatch_id", "order_line__order_id"
@@ -466,7 +477,9 @@ def acknowledge(*, dispatches: Iterable[Dispatch | int], actor=None) -> int:
     """The supplier accepts these dispatches (新单 → 待发货). Only NEW ones change; others
     (already acknowledged, shipped, cancelled, another supplier's) are left as they are.
     Returns how many changed."""
-    picked = list(_scoped(list(dispatches), actor).select_for_update().filter(status=D.NEW).order_by("pk"))
+    scoped = _scoped(list(dispatches), actor)
+    _lock_orders_of(scoped.values_list("pk", flat=True))
+    picked = list(scoped.select_for_update().filter(status=D.NEW).order_by("pk"))
     if not picked:
         return 0
     now = timezone.now()
@@ -481,7 +494,9 @@ def acknowledge(*, dispatches: Iterable[Dispatch | int], actor=None) -> int:
 def confirm_cancel(*, dispatch: Dispatch | int, intercepted: bool, actor=None) -> Dispatch:
     """The supplier answers a cancellation: the parcel was stopped (``intercepted``) or had
     already left. CANCELLING → CANCELLED; a repeat with the same answer changes nothing."""
-    found = _scoped([dispatch], actor).select_for_update().first()
+    scoped = _scoped([dispatch], actor)
+    _lock_orders_of(scoped.values_list("pk", flat=True))
+    found = scoped.select_for_update().first()
     if found is None:
         raise ValidationError(gettext("no such dispatch"))
     if found.status == D.CANCELLED and found.intercepted == intercepted:
@@ -518,6 +533,7 @@ def refresh(dispatch: Dispatch | int) -> Dispatch:
     writes only what changed. Dispatches cancelled (or being cancelled) are left alone."""
     pk = dispatch if isinstance(dispatch, int) else dispatch.pk
     with transaction.atomic():
+        _lock_orders_of([pk])
         dispatch = Dispatch.objects.select_for_update().get(pk=pk)
         if dispatch.status not in (*ACTIVE, D.SHIPPED):
             return dispatch
