@@ -169,6 +169,18 @@ class ChannelOrder:
 
 
 @dataclass(frozen=True)
+class AfterSaleItem:
+    """One order line an after-sale covers (Douyin ``related_order_info``; Kuaishou and WeChat
+    name one line)."""
+
+    platform_line_id: str
+    quantity: int = 0  # 0 = the platform does not say
+    refund_fen: int = 0
+    merchant_code: str = ""
+    platform_sku_id: str = ""
+
+
+@dataclass(frozen=True)
 class AfterSale:
     platform: Platform
     platform_shop_id: str
@@ -184,9 +196,46 @@ class AfterSale:
     created_at: datetime
     updated_at: datetime
     return_tracking_no: str = ""
+    return_carrier: str = ""
+    #: the platform's live deadline of the current step (Douyin ``status_deadline``, Kuaishou
+    #: ``expireTime``, WeChat ``deadline``): auto-approval / auto-close when the merchant is silent
+    deadline: datetime | None = None
+    #: the version to send back with an answer (Douyin ``update_time`` guard); "" elsewhere
+    version: str = ""
+    platform_type: str = ""  # the platform's own type code / word
+    reason_code: str = ""
+    refund_status: str = ""  # the platform's refund state, as given
+    #: did the goods ship before the buyer applied, as the platform says (Douyin types 1/2); None: unsaid
+    shipped: bool | None = None
+    evidence: tuple[str, ...] = ()  # the buyer's images, as links
+    items: tuple[AfterSaleItem, ...] = ()  # the lines covered (empty: ``platform_line_id`` alone)
+    exchange_sku_code: str = ""  # the replacement asked for (exchange)
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class InterceptResult:
+    """The platform's answer to a parcel intercept request."""
+
+    accepted: bool
+    cost_fen: int = 0  # what the carrier charges for it
+    reason: str = ""  # why not, when refused
+
+
+@dataclass(frozen=True)
+class RejectReason:
+    code: str
+    text: str
+    needs_evidence: bool = False
+
+
+@dataclass(frozen=True)
+class ReturnAddress:
+    id: str
+    text: str  # as the platform shows it (the merchant's own address, not buyer data)
+    is_default: bool = False
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ TENANT_APPS = [
     "orders",
     "suppliers",
     "logistics",
+    "aftersales",
     "finance",
     "scrm",
 ]

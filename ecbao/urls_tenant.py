@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from aftersales import api as aftersales_api
 from channels import api as channels_api
 from ecbao import views
 from inventory import api as inventory_api
@@ -40,6 +41,7 @@ router.register("suppliers", suppliers_api.SupplierViewSet, basename="supplier")
 router.register("supplier-skus", suppliers_api.SupplierSkuViewSet, basename="supplier-sku")
 router.register("supplier-stock", suppliers_api.SupplierStockViewSet, basename="supplier-stock")
 router.register("dispatches", dispatch_api.DispatchViewSet, basename="dispatch")
+aftersales_api.register(router)
 
 dashboard_patterns = ([path("", views.root, name="home")], "dashboard")
 
@@ -51,11 +53,14 @@ urlpatterns = [
     path("orders/", include("orders.urls")),
     path("shipping/", include("logistics.urls")),
     path("suppliers/", include("suppliers.urls")),
+    path("aftersales/", include("aftersales.urls")),
+    path("supplier/aftersales/", include("aftersales.portal.urls")),
     path("supplier/", include("suppliers.portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/me/", accounts_api.me, name="api-me"),
     path("api/v1/auth/token/", accounts_api.obtain_token, name="api-token"),
+    path("api/v1/supplier/after-sales/", include("aftersales.portal.api")),
     path("api/v1/supplier/", include("suppliers.portal.api")),  # the supplier API (suppliers.portal)
     path("api/v1/", include(router.urls)),
     # The schema and its docs are for this tenant's staff (token or session), not for anyone.

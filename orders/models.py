@@ -27,6 +27,12 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class OrderOrigin(models.TextChoices):
+    PLATFORM = "platform", _("Platform order")
+    EXCHANGE = "exchange", _("Exchange replacement")  # 换货: ships the replacement of an after-sale
+    REISSUE = "reissue", _("Reissue")  # 补寄: zero-price order for a missing / broken piece
+
+
 class Order(models.Model):
     store = models.ForeignKey("channels.Store", on_delete=models.PROTECT, related_name="orders")
     platform = models.CharField(max_length=16)
@@ -72,6 +78,14 @@ class Order(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     platform_updated_at = models.DateTimeField()
     snapshot_id = models.BigIntegerField(null=True, blank=True)  # channels.OrderSnapshot applied last
+    # Where the order comes from: the platform, or ecbao itself for an after-sale's replacement
+    # (exchange) or reissue. Such an order is never pulled or written back as a platform order:
+    # its tracking goes to the platform through the after-sale (aftersales).
+    origin = models.CharField(max_length=12, choices=OrderOrigin.choices, default=OrderOrigin.PLATFORM)
+    source_order = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replacements"
+    )
+    after_sale_ref = models.CharField(max_length=64, blank=True)  # the platform after-sale id
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -34,10 +34,13 @@ from channels.types import (
     Carrier,
     ChannelOrder,
     DropshipAssignment,
+    InterceptResult,
     Listing,
     Platform,
     PublishedProduct,
     PublishSku,
+    RejectReason,
+    ReturnAddress,
     SettlementLine,
     ShipmentParcel,
     TokenGrant,
@@ -237,6 +240,54 @@ class Connector(ABC):
     def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
         """One after-sale, fresh from the platform (a push names it)."""
         raise NotImplementedError(f"{self.platform} connector cannot fetch one after-sale")
+
+    # answers to after-sales (售后处理), through the platform's API. ``version`` is the
+    # after-sale's ``AfterSale.version`` as last read (Douyin refuses a stale one: the caller
+    # reads the after-sale again). Refusals raise PlatformRejected with the platform's code.
+    def approve_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        return_address_id: str = "",
+    ) -> None:  # fmt: skip
+        """First approval: a refund is paid; a return / exchange waits for the buyer's parcel
+        (``return_address_id``: where it goes, from ``return_addresses``)."""
+        raise NotSupported(f"{self.platform} connector cannot approve after-sales")
+
+    def reject_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        reason_code: str, reason: str = "", evidence: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """Refuse (first or, after the goods came back, second refusal) with one of the
+        platform's reason codes (``after_sale_reject_reasons``)."""
+        raise NotSupported(f"{self.platform} connector cannot refuse after-sales")
+
+    def confirm_return_received(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = ""
+    ) -> None:
+        """The returned goods arrived: second approval, the refund is paid."""
+        raise NotSupported(f"{self.platform} connector cannot confirm returns")
+
+    def ship_exchange(
+        self, *, platform_after_sale_id: str, platform_order_id: str, carrier_code: str, tracking_no: str,
+        version: str = "",
+    ) -> None:  # fmt: skip
+        """Send an exchange's (or reissue's) replacement parcel's tracking number."""
+        raise NotSupported(f"{self.platform} connector cannot ship exchanges")
+
+    def intercept_parcel(
+        self, *, platform_after_sale_id: str, carrier_code: str, tracking_no: str
+    ) -> InterceptResult:
+        """Ask the platform to stop a parcel that left (Douyin ``/afterSale/applyLogisticsIntercept``,
+        with its cost). Platforms without it raise NotSupported (the merchant asks the
+        carrier / supplier)."""
+        raise NotSupported(f"{self.platform} has no parcel intercept API")
+
+    def after_sale_reject_reasons(self) -> list[RejectReason]:
+        """The reason codes a refusal may carry."""
+        raise NotSupported(f"{self.platform} connector has no refusal reasons")
+
+    def return_addresses(self) -> list[ReturnAddress]:
+        """The shop's return addresses (the id an approval of a return names)."""
+        return []
 
     @abstractmethod
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:

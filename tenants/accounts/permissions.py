@@ -30,6 +30,9 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "inventory.export": frozenset({Role.OWNER, Role.OPERATOR}),
     "inventory.manage": frozenset({Role.OWNER, Role.OPERATOR, Role.WAREHOUSE}),
     "shipping.manage": frozenset({Role.OWNER, Role.OPERATOR, Role.WAREHOUSE}),
+    "aftersales.manage": frozenset({Role.OWNER, Role.OPERATOR}),
+    # Receiving and inspecting return parcels is warehouse work.
+    "returns.receive": frozenset({Role.OWNER, Role.OPERATOR, Role.WAREHOUSE}),
     "finance.manage": frozenset({Role.OWNER, Role.FINANCE}),
     "buyer_data.decrypt": frozenset({Role.OWNER, Role.OPERATOR}),
     "supplier.portal": frozenset({Role.SUPPLIER}),

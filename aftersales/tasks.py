@@ -1,0 +1,1 @@
+"""Celery tasks of the after-sales app (thin: they call services)."""

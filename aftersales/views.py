@@ -1,0 +1,3 @@
+"""After-sales pages (see aftersales.urls)."""
+
+urlpatterns: list = []
