@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
 from channels.connectors.base import (
     as_dict,
     as_id,
     as_int,
+    as_list,
     epoch_seconds,
     time_spans,
 )
@@ -25,6 +27,7 @@ from channels.connectors.douyin.api import (
 from channels.errors import PlatformRejected, TemporarilyUnavailable
 from channels.types import (
     AfterSale,
+    AfterSaleItem,
     AfterSaleStatus,
     AfterSaleType,
     Platform,
@@ -53,6 +56,8 @@ AFTER_SALE_STATUS_MAP = {
     29: AfterSaleStatus.REJECTED,
     28: AfterSaleStatus.CLOSED,
 }
+#: Douyin types 1 (已发货仅退款) / 2 (未发货仅退款) say whether the goods had shipped
+SHIPPED_BY_TYPE = {1: True, 2: False}
 REFUND_IN_PROGRESS = 2  # refund_status 2 = 退款中
 SETTLEMENT_KIND = {0: "settle", 1: "refund_after_settle", 2: "deposit_refund", 3: "refund_after_settle"}
 
@@ -119,8 +124,17 @@ class AfterSalesMixin:
 
     def after_sale_from_payload(self, item: dict[str, Any]) -> AfterSale:
         """Map one ``/afterSale/List`` item. ``refund_fen`` = ``refund_amount`` +
-        ``refund_post_amount`` (the SDK lists them as separate amounts)."""
+        ``refund_post_amount`` (the SDK lists them as separate amounts).
+
+        ``version`` is ``update_time`` as given (the ``/afterSale/operate`` guard); ``items``
+        come from ``order_info.related_order_info[]``; ``evidence`` from ``evidence`` (in
+        ``aftersale_info``, on the item or in ``text_part``) and ``text_part`` pictures.
+        A payload without ``aftersale_info.aftersale_id`` or apply time raises
+        TemporarilyUnavailable ("malformed")."""
+        if not isinstance(item, dict):
+            raise TemporarilyUnavailable(f"malformed after-sale: {type(item).__name__} instead of an object")
         info = as_dict(item.get("aftersale_info"))
+        aftersale_id = require(info, "aftersale_id", "after_sale_id", what="Douyin after-sale")
         order = as_dict(item.get("order_info"))
         text = as_dict(item.get("text_part"))
         kind = as_int(info.get("aftersale_type"), -1)
@@ -133,22 +147,55 @@ class AfterSalesMixin:
             status = AfterSaleStatus.REFUNDING
         applied = epoch_time(info.get("apply_time")) or epoch_time(info.get("create_time"))
         if applied is None:
-            raise TemporarilyUnavailable("after-sale without apply_time")
+            raise TemporarilyUnavailable(f"malformed Douyin after-sale {aftersale_id}: no apply_time")
+        items = tuple(
+            AfterSaleItem(
+                platform_line_id=as_id(r.get("sku_order_id")),
+                quantity=as_int(r.get("aftersale_item_num")) or as_int(r.get("item_num")),
+                refund_fen=as_int(r.get("aftersale_pay_amount")),
+                merchant_code=str(r.get("shop_sku_code") or ""),
+                platform_sku_id=as_id(r.get("sku_id")),
+            )
+            for r in as_list(order.get("related_order_info"))
+            if isinstance(r, dict) and as_id(r.get("sku_order_id"))
+        )
+        exchange = as_dict(info.get("exchange_sku_info"))
+        raw_version = info.get("update_time")
         return AfterSale(
             platform=Platform.DOUYIN,
             platform_shop_id=self.session.platform_shop_id,
-            platform_after_sale_id=as_id(info.get("aftersale_id")),
+            platform_after_sale_id=aftersale_id,
             platform_order_id=as_id(order.get("shop_order_id")),
-            platform_line_id=as_id(info.get("related_id")),
+            platform_line_id=as_id(info.get("related_id")) or (items[0].platform_line_id if items else ""),
             type=AFTER_SALE_TYPE_MAP.get(kind, AfterSaleType.OTHER),
             status=status,
             platform_status=str(status_code),
             refund_fen=as_int(info.get("refund_amount")) + as_int(info.get("refund_post_amount")),
             quantity=as_int(info.get("aftersale_num")),
-            reason=str(text.get("reason_text") or ""),
+            reason=str(text.get("reason_text") or info.get("reason") or ""),
             created_at=applied,
             updated_at=epoch_time(info.get("update_time")) or applied,
             return_tracking_no=str(info.get("return_logistics_code") or ""),
+            return_carrier=neutral_carrier(
+                Platform.DOUYIN,
+                code=info.get("return_logistics_company_code"),
+                name=info.get("return_logistics_company_name"),
+            ),
+            deadline=deadline_of(info.get("status_deadline")),
+            version="" if raw_version in (None, "") else str(raw_version),
+            platform_type="" if kind < 0 else str(kind),
+            reason_code=as_id(info.get("reason_code")),
+            refund_status=as_id(info.get("refund_status")),
+            shipped=SHIPPED_BY_TYPE.get(kind),
+            evidence=image_links(
+                info.get("evidence"),
+                item.get("evidence"),
+                text.get("evidence"),
+                text.get("pictures"),
+                text.get("evidence_pictures"),
+            ),
+            items=items,
+            exchange_sku_code=str(exchange.get("code") or ""),
         )
 
     # ------------------------------------------------------------------ settlements

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
 from channels.connectors.base import (
     as_dict,
     as_id,
@@ -27,6 +28,7 @@ from channels.connectors.kuaishou.api import (
 from channels.errors import PlatformRejected
 from channels.types import (
     AfterSale,
+    AfterSaleItem,
     AfterSaleStatus,
     AfterSaleType,
     Platform,
@@ -54,30 +56,72 @@ def after_sale_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> AfterSale:
     """One refund (list item or detail) in neutral terms.
 
     Kuaishou does not say how many pieces a refund covers (``productNum`` is for vouchers
-    only), so ``quantity`` is 0 = unknown."""
+    only), so ``quantity`` is 0 = unknown unless a count is given. One order = one line (``oid``),
+    so ``items`` holds that one line (``relSkuId``/``skuId``, ``skuNick`` = merchant code).
+    ``evidence``: ``pictures`` / ``refundPictures`` / ``picUrls`` / ``images`` (lists or
+    comma-separated links) [GUESS: §2.7 names no picture field]. ``deadline`` = ``expireTime``
+    (ms). ``shipped``: ``receiptStatus``/type do not say it reliably, so None unless the
+    refund is a return or exchange (goods necessarily shipped). A payload without ``refundId``
+    raises TemporarilyUnavailable ("malformed")."""
+    refund_id = require(raw, "refundId", what="Kuaishou refund")
     status = as_int(raw.get("status"))
     neutral = AFTER_SALE_STATUSES.get(status)
     if neutral is None:
         neutral = (
             AfterSaleStatus.REJECTED if as_int(raw.get("negotiateStatus")) == 3 else AfterSaleStatus.CLOSED
         )
+    handling = as_int(raw.get("handlingWay"), -1)
+    kind = AFTER_SALE_TYPES.get(handling, AfterSaleType.OTHER)
+    if kind == AfterSaleType.RESHIP and neutral == AfterSaleStatus.WAITING_MERCHANT_RECEIPT:
+        neutral = AfterSaleStatus.WAITING_MERCHANT  # [choice] a reissue at 40: the merchant must send it
     oid = as_id(raw.get("oid"))
     logistics = as_dict(raw.get("logisticsInfo"))
+    quantity = as_int(raw.get("refundNum")) or as_int(raw.get("productNum"))
+    fee = as_int(raw.get("refundFee"))
+    sku = as_id(raw.get("relSkuId")) or as_id(raw.get("skuId"))
+    exchange = as_dict(raw.get("exchangeInfo")) or as_dict(raw.get("exchangeSkuInfo"))
     return AfterSale(
         platform=Platform.KUAISHOU,
         platform_shop_id=shop_id,
-        platform_after_sale_id=as_id(raw.get("refundId")),
+        platform_after_sale_id=refund_id,
         platform_order_id=oid,
         platform_line_id=oid,
-        type=AFTER_SALE_TYPES.get(as_int(raw.get("handlingWay")), AfterSaleType.OTHER),
+        type=kind,
         status=neutral,
         platform_status=str(status),
-        refund_fen=as_int(raw.get("refundFee")),
-        quantity=as_int(raw.get("productNum")),
+        refund_fen=fee,
+        quantity=quantity,
         reason=str(raw.get("refundReasonDesc") or raw.get("refundDesc") or ""),
         created_at=_at(raw.get("createTime")) or _at(raw.get("submitTime")) or datetime.fromtimestamp(0, UTC),
         updated_at=_at(raw.get("updateTime")) or _at(raw.get("createTime")) or datetime.fromtimestamp(0, UTC),
         return_tracking_no=str(logistics.get("expressNo") or ""),
+        return_carrier=neutral_carrier(Platform.KUAISHOU, code=logistics.get("expressCode")),
+        deadline=deadline_of(raw.get("expireTime")),
+        platform_type="" if handling < 0 else str(handling),
+        reason_code=as_id(raw.get("refundReason")),
+        refund_status=as_id(raw.get("negotiateStatus")),
+        shipped=True if kind in (AfterSaleType.RETURN_REFUND, AfterSaleType.EXCHANGE) else None,
+        evidence=image_links(
+            raw.get("pictures"),
+            raw.get("refundPictures"),
+            raw.get("refundPicture"),
+            raw.get("picUrls"),
+            raw.get("images"),
+        ),
+        items=(
+            (
+                AfterSaleItem(
+                    platform_line_id=oid,
+                    quantity=quantity,
+                    refund_fen=fee,
+                    merchant_code=str(raw.get("skuNick") or ""),
+                    platform_sku_id=sku,
+                ),
+            )  # fmt: skip
+            if oid
+            else ()
+        ),
+        exchange_sku_code=str(exchange.get("skuNick") or exchange.get("skuCode") or ""),
     )
 
 
@@ -124,7 +168,7 @@ class AfterSalesMixin:
                           "currentPage": 1, "sort": 2, "queryType": 2, "pcursor": cursor}  # fmt: skip
                 data = as_dict(self._api("open.seller.order.refund.pcursor.list", params).get("data"))
                 for raw in as_list(data.get("refundOrderInfoList")):
-                    yield after_sale_from_kuaishou(as_dict(raw), shop_id=self.session.platform_shop_id)
+                    yield after_sale_from_kuaishou(raw, shop_id=self.session.platform_shop_id)
                 following = str(data.get("pcursor") or NOMORE)
                 if following == NOMORE:
                     break

@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
 from channels.connectors.base import as_dict, as_int, epoch_seconds
 from channels.connectors.wechat.api import AFTERSALE_WINDOW, _seconds, _shanghai_text, _str_id, logger
 from channels.connectors.wechat.orders import line_id
 from channels.errors import PlatformRejected
 from channels.types import (
     AfterSale,
+    AfterSaleItem,
     AfterSaleStatus,
     AfterSaleType,
     Platform,
@@ -42,6 +44,76 @@ AFTERSALE_STATUSES: dict[str, AfterSaleStatus] = {
     "RETURN_CLOSED": AfterSaleStatus.CLOSED,
     "MERCHANT_FAIL": AfterSaleStatus.CLOSED,
 }
+
+#: ``sub_type`` of a REFUND [GUESS: the sandbox's words; the reference names the field only]
+SHIPPED_BY_SUB_TYPE = {"REFUND_BEFORE_SHIP": False, "REFUND_AFTER_SHIP": True}
+
+
+def after_sale_from_wechat(a: Any, *, shop_id: str, now: datetime) -> AfterSale:
+    """One ``after_sale_order`` in neutral terms (§3.7).
+
+    The line is ``product_id:sku_id`` — how the order mapping names WeChat lines
+    (``orders.line_id``), so ``items[0].platform_line_id`` equals ecbao's
+    ``OrderLine.platform_line_id``. ``deadline`` = ``deadline`` (s); ``evidence`` =
+    ``details.media_id_list`` / ``prove_imgs`` as links (the platform serves media ids as URLs in
+    the sandbox; a bare media id that is no link is dropped); ``shipped`` from ``sub_type``
+    (``REFUND_BEFORE_SHIP``/``REFUND_AFTER_SHIP`` [GUESS]) and otherwise True for returns and
+    exchanges. WeChat has no reissue (补寄) type. A payload without ``after_sale_order_id``
+    raises TemporarilyUnavailable ("malformed")."""
+    aftersale_id = require(a, "after_sale_order_id", what="WeChat after-sale")
+    product = as_dict(a.get("product_info"))
+    details = as_dict(a.get("details"))
+    status = str(a.get("status") or "")
+    kind_text = str(a.get("type") or "")
+    kind = AFTERSALE_TYPES.get(kind_text, AfterSaleType.OTHER)
+    sub_type = str(a.get("sub_type") or "")
+    shipped = SHIPPED_BY_SUB_TYPE.get(sub_type)
+    if shipped is None and kind in (AfterSaleType.RETURN_REFUND, AfterSaleType.EXCHANGE):
+        shipped = True
+    line = line_id(product.get("product_id"), product.get("sku_id")) if product.get("product_id") else ""
+    refund = as_dict(a.get("refund_info"))
+    returned = as_dict(a.get("return_info"))
+    exchange = as_dict(a.get("exchange_product_info"))
+    count = as_int(product.get("count"))
+    return AfterSale(
+        platform=Platform.WECHAT,
+        platform_shop_id=shop_id,
+        platform_after_sale_id=aftersale_id,
+        platform_order_id=_str_id(a.get("order_id")),
+        platform_line_id=line,
+        type=kind,
+        status=AFTERSALE_STATUSES.get(status, AfterSaleStatus.WAITING_MERCHANT),
+        platform_status=status,
+        refund_fen=as_int(refund.get("amount")),
+        quantity=count,
+        reason=str(a.get("reason_text") or a.get("reason") or ""),
+        created_at=_seconds(a.get("create_time")) or now,
+        updated_at=_seconds(a.get("update_time")) or _seconds(a.get("create_time")) or now,
+        return_tracking_no=str(returned.get("waybill_id") or ""),
+        return_carrier=neutral_carrier(
+            Platform.WECHAT, code=returned.get("delivery_id"), name=returned.get("delivery_name")
+        ),
+        deadline=deadline_of(a.get("deadline")),
+        platform_type="/".join(p for p in (kind_text, sub_type) if p),
+        reason_code=str(a.get("reason") or "") if str(a.get("reason") or "").isupper() else "",
+        refund_status=str(as_dict(a.get("refund_resp")).get("ret", "")) if a.get("refund_resp") else "",
+        shipped=shipped,
+        evidence=image_links(details.get("media_id_list"), details.get("prove_imgs")),
+        items=(
+            (
+                AfterSaleItem(
+                    platform_line_id=line,
+                    quantity=count,
+                    refund_fen=as_int(refund.get("amount")),
+                    merchant_code=str(product.get("sku_code") or ""),
+                    platform_sku_id=_str_id(product.get("sku_id")),
+                ),
+            )  # fmt: skip
+            if line
+            else ()
+        ),
+        exchange_sku_code=str(exchange.get("sku_code") or ""),
+    )
 
 
 class AfterSalesMixin:
@@ -78,31 +150,12 @@ class AfterSalesMixin:
 
     def get_after_sale(self, platform_after_sale_id: str) -> AfterSale:
         """One after-sale from ``/aftersale/getaftersaleorder``."""
-        a = as_dict(
-            self.api(
-                "/channels/ec/aftersale/getaftersaleorder", {"after_sale_order_id": platform_after_sale_id}
-            ).get("after_sale_order")
-        )
+        a = self.api(
+            "/channels/ec/aftersale/getaftersaleorder", {"after_sale_order_id": platform_after_sale_id}
+        ).get("after_sale_order")
         if not a:
             raise PlatformRejected("answer without after_sale_order", code="aftersale")
-        product = as_dict(a.get("product_info"))
-        status = str(a.get("status") or "")
-        return AfterSale(
-            platform=Platform.WECHAT,
-            platform_shop_id=self.session.platform_shop_id,
-            platform_after_sale_id=_str_id(a.get("after_sale_order_id")),
-            platform_order_id=_str_id(a.get("order_id")),
-            platform_line_id=line_id(product.get("product_id"), product.get("sku_id")),
-            type=AFTERSALE_TYPES.get(str(a.get("type") or ""), AfterSaleType.OTHER),
-            status=AFTERSALE_STATUSES.get(status, AfterSaleStatus.WAITING_MERCHANT),
-            platform_status=status,
-            refund_fen=as_int(as_dict(a.get("refund_info")).get("amount")),
-            quantity=as_int(product.get("count")),
-            reason=str(a.get("reason_text") or a.get("reason") or ""),
-            created_at=_seconds(a.get("create_time")) or self.now(),
-            updated_at=_seconds(a.get("update_time")) or _seconds(a.get("create_time")) or self.now(),
-            return_tracking_no=str((a.get("return_info") or {}).get("waybill_id") or ""),
-        )
+        return after_sale_from_wechat(a, shop_id=self.session.platform_shop_id, now=self.now())
 
     # --- money ------------------------------------------------------------------------------------
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
