@@ -118,3 +118,19 @@ def route_version() -> int | None:
 
 #: hold reason of an order with a line no one can ship (the routing exception queue)
 ROUTING_HOLD = "routing"
+
+
+# --- open refunds (after-sales) -----------------------------------------------------------------------
+
+_refund_checks: list[Callable[[int], bool]] = []
+
+
+def register_refund_check(check: Callable[[int], bool]) -> None:
+    """A higher layer (aftersales) says whether an order has a refund open on its side: then
+    ``Order.is_refunding`` stays set whatever the order's own platform version says."""
+    if check not in _refund_checks:
+        _refund_checks.append(check)
+
+
+def refund_open(order_id: int) -> bool:
+    return any(check(order_id) for check in _refund_checks)

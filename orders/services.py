@@ -115,6 +115,11 @@ def _event(
     )
 
 
+def add_event(order: Order, kind: str, *, source: str = "platform", message: str = "", actor=None) -> None:
+    """Write an order event (the order's timeline) from a higher layer (e.g. after-sales)."""
+    _event(order, kind, source=source, message=message, actor=actor)
+
+
 # --- ingestion --------------------------------------------------------------------------------------
 
 
@@ -764,7 +769,11 @@ def _copy_fields(order: Order, co: ChannelOrder, fingerprint: str, snapshot_id: 
     order.platform_updated_at = co.updated_at
     order.ship_blocked_reason = co.ship_blocked_reason[:200]
     order.snapshot_id = snapshot_id
-    order.is_refunding = any(line.refund_state for line in co.lines)
+    # Two sources: the platform's refund marks on the lines, and an open after-sale (aftersales,
+    # through ``hooks.refund_open``) that may be ahead of the order's own version.
+    order.is_refunding = any(line.refund_state for line in co.lines) or (
+        order.pk is not None and hooks.refund_open(order.pk)
+    )
 
 
 def _upsert_lines(order: Order, co: ChannelOrder) -> list[OrderLine]:
@@ -816,18 +825,13 @@ def _apply_channel_status(
             _event(order, "refund_after_shipment", message="platform cancelled a shipped order")
             events.publish(ShippedOrderRefunded(order_id=order.pk))
         return
-    # Paid or later: lines refunded before shipment give their stock back.
-    for line in lines:
-        if line.refund_state == "refunded" and line.status in (
-            LineStatus.RESERVED,
-            LineStatus.OUT_OF_STOCK,
-            LineStatus.PENDING,
-            LineStatus.UNMATCHED,
-        ):
-            stock.release_reservation(source_key=line.reservation_key, reason="refunded before shipment")
-            line.status = LineStatus.REFUNDED
-            line.save(update_fields=["status"])
-            _event(order, "line_refunded", message=f"line {line.platform_line_id} refunded")
+    # Paid or later: lines refunded before shipment give their stock back, and their
+    # fulfilments follow (the same path as an after-sale's refund: ``refund_lines``).
+    refunded = [
+        line for line in lines if line.refund_state == "refunded" and line.status in _UNSHIPPED_LINE_STATES
+    ]
+    if refunded:
+        _refund_lines(order, refunded, reason="refund", by_platform=True)
     if order.status == S.PENDING_PAYMENT:
         _on_paid(order, lines)
     elif newly_paid and order.status in status.OPEN_STATES:
@@ -1557,3 +1561,68 @@ def line_quantities_consistent(order: Order) -> bool:
         if order.status == S.APPROVED and total != line.quantity:
             return False
     return True
+
+
+# --- refunds before shipment (after-sales) ---------------------------------------------------------
+
+#: line states in which nothing has left: a refund before shipment closes the line
+_UNSHIPPED_LINE_STATES = (
+    LineStatus.RESERVED,
+    LineStatus.OUT_OF_STOCK,
+    LineStatus.PENDING,
+    LineStatus.UNMATCHED,
+    LineStatus.UNROUTED,
+)
+
+
+def refund_lines(
+    *, order: Order, line_ids, reason: str = "refund", by_platform: bool = True, actor=None
+) -> list[OrderLine]:
+    """The platform refunded these lines of ``order`` before they shipped (a whole line: the
+    platforms refund the whole sub-order before shipment). Lines not yet shipped become
+    REFUNDED, their reservations are released, and their open fulfilments follow through
+    ``hooks`` (logistics drops an unnumbered parcel or retires a numbered one; a supplier's
+    dispatch left without lines goes CANCELLING). Locks the order as ingestion does.
+    Idempotent: lines already refunded or shipped are left alone; returns the lines refunded
+    now."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        lines = list(
+            OrderLine.objects.select_for_update()
+            .filter(order=order, pk__in=list(line_ids), status__in=_UNSHIPPED_LINE_STATES, shipped_quantity=0)
+            .order_by("pk")
+        )
+        if lines:
+            _refund_lines(order, lines, reason=reason, by_platform=by_platform, actor=actor)
+        return lines
+
+
+def _refund_lines(
+    order: Order, lines: list[OrderLine], *, reason: str, by_platform: bool, actor=None
+) -> None:
+    """``refund_lines`` with the order locked (also the order snapshot's "refunded" lines)."""
+    own = list(
+        FulfilmentLine.objects.select_for_update(of=("self",)).filter(
+            order_line__in=lines, fulfilment__status=Fulfilment.Status.OPEN
+        )
+    )
+    holding = {fl.fulfilment_id for fl in own}
+    hooks.before(holding, reason=reason, by_platform=by_platform)  # parcels / dispatches detach first
+    FulfilmentLine.objects.filter(pk__in=[fl.pk for fl in own]).delete()
+    _drop_empty_fulfilments(holding)
+    _refresh_merged(holding)
+    for line in lines:
+        stock.release_reservation(source_key=line.reservation_key, reason="refunded before shipment")
+        line.status = LineStatus.REFUNDED
+        line.save(update_fields=["status"])
+        _event(
+            order,
+            "line_refunded",
+            source="platform" if by_platform else "user",
+            actor=actor,
+            message=gettext("line %(line)s refunded before shipment") % {"line": line.platform_line_id},
+        )
+    hooks.after(holding)
+    order.is_out_of_stock = order.lines.filter(status=LineStatus.OUT_OF_STOCK).exists()
+    order.has_unmatched = order.lines.filter(status=LineStatus.UNMATCHED).exists()
+    order.save(update_fields=["is_out_of_stock", "has_unmatched", "updated_at"])

@@ -192,6 +192,7 @@ _REASONS = {
     "unmerge": gettext_lazy("unmerged"),
     "split": gettext_lazy("split by hand"),
     "platform_shipped": gettext_lazy("shipped on the platform"),
+    "refund": gettext_lazy("refunded before shipment"),
 }
 
 
