@@ -19,7 +19,8 @@ Parcels follow their fulfilment (``orders.Fulfilment``, the shipment unit):
   * a change the platform decided (cancelled, refunded, address changed, shipped elsewhere)
     cannot be refused: a numbered parcel is cancelled (``Parcel.error`` says why; its live
     waybill stays for recycling), except that a parcel whose tracking number the platform
-    lists for the order is recorded as shipped — the platform shipped it with our number.
+    lists for the order is recorded as shipped — the platform shipped it with our number
+    (``logistics.events.ParcelsShipped`` follows, as after ``shipping.ship_parcels``).
 
 ``parcels_consistent`` is the invariant (like ``orders.services.line_quantities_consistent``).
 """
@@ -36,6 +37,8 @@ from django.db.models import Exists, Max, OuterRef, ProtectedError, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from ecbao import events
+from logistics.events import ParcelsShipped
 from logistics.models import Parcel, ParcelLine, Waybill
 from orders.models import Fulfilment, FulfilmentLine, LineStatus, Order, OrderLine, OrderStatus
 
@@ -345,6 +348,7 @@ def fulfilments_changing(fulfilment_ids: set[int], *, reason: str, by_platform: 
             .distinct()
         ):
             tracking_by_fulfilment[fid].update(numbers or [])
+    shipped: list[int] = []
     for parcel in Parcel.objects.select_for_update().filter(
         fulfilment_id__in=fulfilment_ids, status__in=UNSHIPPED_STATES
     ):
@@ -356,6 +360,7 @@ def fulfilments_changing(fulfilment_ids: set[int], *, reason: str, by_platform: 
             parcel.status, parcel.shipped_at = P.SHIPPED, timezone.now()
             parcel.error = gettext("shipped according to the platform")
             parcel.save(update_fields=["status", "shipped_at", "error", "updated_at"])
+            shipped.append(parcel.pk)
         else:
             logger.info("parcel %s cancelled: fulfilment %s %s", parcel.pk, parcel.fulfilment_id, reason)
             _retire(
@@ -363,6 +368,13 @@ def fulfilments_changing(fulfilment_ids: set[int], *, reason: str, by_platform: 
                 why=gettext("cancelled: the order changed on the platform (%(reason)s); recycle its waybill")
                 % {"reason": reason},
             )
+    if shipped:  # recorded shipped because the platform says so: the layers above follow
+        order_ids = ParcelLine.objects.filter(parcel_id__in=shipped).values_list(
+            "order_line__order_id", flat=True
+        )
+        events.publish(
+            ParcelsShipped(parcel_ids=tuple(sorted(shipped)), order_ids=tuple(sorted(set(order_ids))))
+        )
 
 
 def fulfilments_changed(fulfilment_ids: set[int]) -> None:

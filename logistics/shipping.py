@@ -11,7 +11,11 @@ VERIFIED, or entered by hand (``manual``) — to SHIPPED, in one transaction:
 - one ``WriteBack`` per (parcel, order) goes into the outbox, in the same transaction: a
   merged parcel writes back to every order in it, a split order's parts and a multi-parcel
   order's parcels each write back their own lines; ``lines`` is ``[]`` when the parcel
-  carries the whole order. ``logistics.writeback`` sends them after the commit.
+  carries the whole order. ``logistics.writeback`` sends them after the commit. An order
+  ecbao made itself (``Order.origin`` exchange / reissue: an after-sale's replacement) gets
+  none — the platform has no such order; its tracking goes through the after-sale;
+- ``logistics.events.ParcelsShipped`` (every parcel and order shipped) is published once per
+  transaction, for the layers above (a supplier's dispatch, an after-sale's replacement).
 
 Idempotent: a parcel already SHIPPED is reported as such and changes nothing. Parcels whose
 order is held, cancelled, refunding or otherwise not waiting to ship are refused one by one
@@ -37,12 +41,14 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from channels import carriers
+from ecbao import events
 from inventory import services as stock
 from logistics import scope, selectors
+from logistics.events import ParcelsShipped
 from logistics.models import Parcel, ParcelLine, ShipBatch, Waybill, WriteBack
 from logistics.services import NUMBERED_STATES, UNSHIPPED_STATES
 from orders import services as order_services
-from orders.models import Fulfilment, LineStatus, Order, OrderLine
+from orders.models import Fulfilment, LineStatus, Order, OrderLine, OrderOrigin
 
 logger = logging.getLogger(__name__)
 P = Parcel.Status
@@ -179,7 +185,31 @@ def _ship(ids: list[int], *, actor) -> ShipResult:
             Fulfilment.objects.filter(pk=fid, status=Fulfilment.Status.OPEN).update(
                 status=Fulfilment.Status.SHIPPED
             )
+    if result.shipped:
+        shipped = set(result.shipped)
+        publish_shipped(shipped, {pl.order_line.order_id for pk in shipped for pl in lines_of[pk]})
     return result
+
+
+def publish_shipped(parcel_ids, order_ids) -> None:
+    """Tell the layers above, after the commit, that these parcels (of these orders) shipped
+    (``logistics.events.ParcelsShipped``); one call per transaction with every id."""
+    if parcel_ids:
+        events.publish(
+            ParcelsShipped(parcel_ids=tuple(sorted(parcel_ids)), order_ids=tuple(sorted(order_ids)))
+        )
+
+
+def carrier_code(parcel: Parcel) -> str:
+    """The platform's carrier code for a shipped parcel: the one its write-back sends (the
+    e-waybill's carrier code when the number came from the platform's e-waybill service)."""
+    code = (
+        Waybill.objects.filter(parcel=parcel, status=Waybill.Status.ISSUED, parent__isnull=True)
+        .order_by("-id")
+        .values_list("platform_carrier_code", flat=True)
+        .first()
+    )
+    return carriers.shipping_code(parcel.store.platform, parcel.carrier, ewaybill_code=code or "")
 
 
 def _refusal(parcel: Parcel, lines: list[ParcelLine], orders: dict[int, Order], fulfilment) -> str:
@@ -233,6 +263,8 @@ def _ship_one(
             source="user" if actor else "system",
             actor=actor,
         )
+        if order.origin != OrderOrigin.PLATFORM:
+            continue  # an after-sale's replacement: no platform order to write back to
         platform_lines = {line.pk: line.platform_line_id for line in order_lines}
         # The parcel is locked and was not shipped: no write-back of it exists yet.
         write_back = WriteBack.objects.create(

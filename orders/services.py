@@ -1626,3 +1626,136 @@ def _refund_lines(
     order.is_out_of_stock = order.lines.filter(status=LineStatus.OUT_OF_STOCK).exists()
     order.has_unmatched = order.lines.filter(status=LineStatus.UNMATCHED).exists()
     order.save(update_fields=["is_out_of_stock", "has_unmatched", "updated_at"])
+
+
+# --- replacement orders of after-sales (h-reship) ------------------------------------------------------------
+
+REPLACEMENT_SHIP_WITHIN = timedelta(hours=48)
+
+
+@transaction.atomic
+def create_replacement_order(
+    *, source_order: Order, items: list[tuple[int, int]], origin: str, after_sale_ref: str, actor=None
+) -> Order:
+    """The order that ships an after-sale's replacement (换货补发单, ``origin`` EXCHANGE) or a
+    missing / broken piece (补寄单, REISSUE), made by ecbao itself: same shop and receiver as
+    ``source_order`` (ciphertexts, masks, index, region, fingerprint — never plaintext), one line
+    per ``items`` entry ((SKU id, quantity)) at price 0 and ``paid_fen`` 0, ``platform_order_id``
+    ``<source id>-R<n>``, ``ship_by`` 48 hours from now.
+
+    It is reserved and routed through the same code as a paid platform order (``_reserve_lines``:
+    a supplier's SKU becomes that supplier's dispatch, an own SKU ships from the warehouse) and
+    approved at once: the merchant decided the after-sale, so the review rules (remarks, amount,
+    auto-approve off …) do not hold it. Only what makes shipping impossible holds it — stock
+    short (``stock_short``) or no one to ship a line (``routing``) — like any order.
+
+    Such an order is never pulled from the platform and never written back as a platform order
+    (logistics skips its write-back); its tracking number goes to the platform through the
+    after-sale (``aftersales.reship``). Idempotent per (source order, ``after_sale_ref``): a
+    second call returns the order the first made, whatever its items."""
+    from orders.models import OrderOrigin
+
+    if origin not in (OrderOrigin.EXCHANGE, OrderOrigin.REISSUE):
+        raise ValueError(f"a replacement order is an exchange or a reissue, not {origin!r}")
+    if not after_sale_ref:
+        raise ValueError("a replacement order needs the platform after-sale id")
+    existing = Order.objects.filter(source_order_id=source_order.pk, after_sale_ref=after_sale_ref).first()
+    if existing is not None:
+        return existing
+    wanted: dict[int, int] = defaultdict(int)
+    for sku_id, quantity in items:
+        if int(quantity) <= 0:
+            raise ValidationError(gettext("a replacement needs a positive quantity per SKU"))
+        wanted[int(sku_id)] += int(quantity)
+    if not wanted:
+        raise ValidationError(gettext("a replacement needs at least one SKU"))
+    skus = Sku.objects.in_bulk(list(wanted))
+    if len(skus) != len(wanted):
+        raise ValidationError(gettext("SKU %(id)s does not exist") % {"id": min(set(wanted) - set(skus))})
+    # Stock rows first, then the orders: the lock order of ingestion and shipping.
+    stock.lock_stock(sku_ids=set(wanted))
+    source = Order.objects.select_for_update().get(pk=source_order.pk)
+    existing = Order.objects.filter(source_order=source, after_sale_ref=after_sale_ref).first()
+    if existing is not None:  # made meanwhile (we waited for the lock)
+        return existing
+    n = Order.objects.filter(source_order=source).count() + 1
+    while Order.objects.filter(
+        store_id=source.store_id, platform_order_id=f"{source.platform_order_id}-R{n}"
+    ).exists():
+        n += 1
+    now = timezone.now()
+    order = Order.objects.create(
+        store_id=source.store_id,
+        platform=source.platform,
+        platform_order_id=f"{source.platform_order_id}-R{n}",
+        status=S.PENDING_PAYMENT,
+        channel_status=ChannelStatus.PAID.value,
+        platform_status="",
+        buyer_id=source.buyer_id,
+        receiver_name_cipher=source.receiver_name_cipher,
+        receiver_name_mask=source.receiver_name_mask,
+        receiver_phone_cipher=source.receiver_phone_cipher,
+        receiver_phone_mask=source.receiver_phone_mask,
+        receiver_phone_index=source.receiver_phone_index,
+        receiver_address_cipher=source.receiver_address_cipher,
+        receiver_address_mask=source.receiver_address_mask,
+        province=source.province,
+        city=source.city,
+        district=source.district,
+        receiver_fingerprint=source.receiver_fingerprint,
+        phone_tail=source.phone_tail,
+        placed_at=now,
+        paid_at=now,
+        ship_by=now + REPLACEMENT_SHIP_WITHIN,
+        platform_updated_at=now,
+        origin=origin,
+        source_order=source,
+        after_sale_ref=after_sale_ref,
+    )
+    source_lines = {line.sku_id: line for line in source.lines.exclude(sku__isnull=True).order_by("id")}
+    lines = []
+    for i, (sku_id, quantity) in enumerate(sorted(wanted.items()), start=1):
+        sku, like = skus[sku_id], source_lines.get(sku_id)
+        lines.append(
+            OrderLine.objects.create(
+                order=order,
+                platform_line_id=f"R{i}",
+                platform_product_id=like.platform_product_id if like else "",
+                platform_sku_id=like.platform_sku_id if like else "",
+                sku=sku,
+                merchant_code=sku.merchant_code,
+                title=(like.title if like else sku.name)[:300],
+                spec=(like.spec if like else sku.spec)[:200],
+                quantity=quantity,
+                unit_price_fen=0,
+                paid_fen=0,
+                status=LineStatus.PENDING,
+            )
+        )
+    is_exchange = origin == OrderOrigin.EXCHANGE
+    message = (
+        gettext("Exchange replacement order %(order)s created for after-sale %(ref)s")
+        if is_exchange
+        else gettext("Reissue order %(order)s created for after-sale %(ref)s")
+    ) % {"order": order.platform_order_id, "ref": after_sale_ref}
+    who = {"source": "user" if actor else "system", "actor": actor}
+    details = {"origin": origin, "after_sale": after_sale_ref, "replacement": order.platform_order_id}
+    _event(
+        order, "created", message=message, after={**details, "source_order": source.platform_order_id}, **who
+    )
+    _event(source, "replacement_created", message=message, after=details, **who)
+    _reserve_lines(order, lines)
+    holds = []
+    if order.is_out_of_stock:
+        holds.append(ReviewRule.Kind.STOCK_SHORT.value)
+    if any(line.status == LineStatus.UNROUTED for line in lines):
+        holds.append(hooks.ROUTING_HOLD)
+    if holds:
+        _hold(order, holds, message="held: " + ", ".join(holds), **who)
+    else:
+        status.transition(
+            order, S.APPROVED, message="approved: the merchant decided the after-sale (review rules do not apply)",
+            **who,
+        )  # fmt: skip
+        _open_fulfilment(order)
+    return order

@@ -581,6 +581,16 @@ def refresh_fulfilments(fulfilment_ids: Iterable[int]) -> int:
     return changed
 
 
+def follow_shipped_parcels(parcel_ids: Iterable[int]) -> int:
+    """``refresh_fulfilments`` for the fulfilments of these parcels (``ParcelsShipped``)."""
+    fulfilment_ids = set(
+        Parcel.objects.filter(
+            pk__in=list(parcel_ids), fulfilment__warehouse__kind=Warehouse.Kind.SUPPLIER
+        ).values_list("fulfilment_id", flat=True)
+    )
+    return refresh_fulfilments(fulfilment_ids) if fulfilment_ids else 0
+
+
 def refresh_open(*, limit: int = 2000) -> int:
     """Sweep: open dispatches whose fulfilment has shipped parcels or has shipped (the merchant
     shipped them from the workbench, or the platform did) are refreshed."""

@@ -35,4 +35,17 @@ def refresh_dispatches_task() -> int:
     return dispatches.refresh_open()
 
 
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def follow_shipped_parcels_task(parcel_ids: list[int]) -> int:
+    """Parcels shipped (``logistics.events.ParcelsShipped``): the dispatches of their
+    fulfilments follow at once (``dispatches.refresh_fulfilments``, idempotent) instead of
+    waiting for the sweep below. Returns how many changed status."""
+    return dispatches.follow_shipped_parcels(parcel_ids)
+
+
+def on_parcels_shipped(event) -> None:
+    """``ParcelsShipped`` (after the shipping commit): a task in this tenant's schema."""
+    follow_shipped_parcels_task.delay(list(event.parcel_ids))
+
+
 register_periodic("suppliers.refresh_dispatches", "suppliers.tasks.refresh_dispatches_task", 300.0)
