@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -25,7 +25,7 @@ from django_tenants.utils import schema_context
 from channels import intake, services, tasks
 from channels.models import AfterSaleSnapshot, ChannelAfterSaleState, InboxMessage
 from channels.routing.models import PushReceipt
-from channels.types import AfterSale, AfterSaleStatus, AfterSaleType, Platform
+from channels.types import AfterSale, AfterSaleItem, AfterSaleStatus, AfterSaleType, Platform
 from ecbao.celery import app as celery_app
 from sandbox import douyin as sandbox_douyin
 from sandbox.pushes import EncodedPush
@@ -94,19 +94,17 @@ def test_issue11_d8_an_after_sale_push_is_stored_as_a_version_before_it_counts_a
         # The older version, stored again (a late retry), is kept once and never replaces the newer.
         stale = first.normalized
         again = AfterSale(
-            platform=Platform(stale["platform"]),
-            platform_shop_id=stale["platform_shop_id"],
-            platform_after_sale_id=stale["platform_after_sale_id"],
-            platform_order_id=stale["platform_order_id"],
-            platform_line_id=stale["platform_line_id"],
-            type=AfterSaleType(stale["type"]),
-            status=AfterSaleStatus(stale["status"]),
-            platform_status=stale["platform_status"],
-            refund_fen=stale["refund_fen"],
-            quantity=stale["quantity"],
-            reason=stale["reason"],
-            created_at=first.platform_updated_at,
-            updated_at=first.platform_updated_at,
+            **{
+                **stale,
+                "platform": Platform(stale["platform"]),
+                "type": AfterSaleType(stale["type"]),
+                "status": AfterSaleStatus(stale["status"]),
+                "created_at": datetime.fromisoformat(stale["created_at"]),
+                "updated_at": first.platform_updated_at,
+                "deadline": datetime.fromisoformat(stale["deadline"]) if stale.get("deadline") else None,
+                "evidence": tuple(stale.get("evidence") or ()),
+                "items": tuple(AfterSaleItem(**i) for i in stale.get("items") or ()),
+            }
         )
         assert services.store_after_sale_version(store=store, after_sale=again, source="push") is False
         assert ChannelAfterSaleState.objects.get(pk=state.pk).snapshot_id == state.snapshot_id
