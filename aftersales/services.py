@@ -359,10 +359,14 @@ def _assign_handler(after_sale: AfterSale) -> None:
     lines = [line for line in order_lines(after_sale) if line.warehouse_id]
     if not lines:
         return
-    warehouse = Warehouse.objects.get(pk=lines[0].warehouse_id)
+    warehouses = Warehouse.objects.in_bulk({line.warehouse_id for line in lines})
+    # Lines shipped by a supplier go to that supplier (the first one, when several ship them).
+    supplied = [line for line in lines if warehouses[line.warehouse_id].kind == Warehouse.Kind.SUPPLIER]
+    warehouse = warehouses[(supplied or lines)[0].warehouse_id]
     after_sale.warehouse = warehouse
     if warehouse.kind != Warehouse.Kind.SUPPLIER:
         return
+    lines = [line for line in supplied if line.warehouse_id == warehouse.pk]
     after_sale.supplier = Supplier.objects.filter(warehouse=warehouse).first()
     dispatch_id = (
         DispatchLine.objects.filter(order_line__in=lines)
