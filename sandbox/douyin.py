@@ -159,6 +159,7 @@ BIZ_STOCK = 30002
 BIZ_AFTERSALE_NOT_FOUND = 40001
 BIZ_AFTERSALE_STATE = 40002
 BIZ_AFTERSALE_VERSION = 40003
+BIZ_INTERCEPT = 40004
 BIZ_PRODUCT_NOT_FOUND = 50001
 BIZ_WAYBILL = 60001
 
@@ -343,11 +344,13 @@ AFTERSALE_TYPE = {
     AfterSaleType.REFUND_SHIPPED: 1,
     AfterSaleType.REFUND_UNSHIPPED: 2,
     AfterSaleType.EXCHANGE: 3,
+    AfterSaleType.RESHIP: 7,
 }
-AFTERSALE_TYPE_TEXT = {0: "退货退款", 1: "已发货仅退款", 2: "未发货仅退款", 3: "换货"}
+AFTERSALE_TYPE_TEXT = {0: "退货退款", 1: "已发货仅退款", 2: "未发货仅退款", 3: "换货", 7: "补寄"}
 AFTERSALE_STATUS = {
     AfterSaleStatus.WAIT_SELLER_AGREE: 6,
     AfterSaleStatus.WAIT_BUYER_RETURN: 7,
+    AfterSaleStatus.WAIT_SELLER_SHIP: 8,  # reissue approved: the merchant must send it
     AfterSaleStatus.WAIT_SELLER_CONFIRM: 11,
     AfterSaleStatus.SUCCESS: 12,
     AfterSaleStatus.WAIT_BUYER_RECEIVE: 13,
@@ -356,8 +359,17 @@ AFTERSALE_STATUS = {
     AfterSaleStatus.CLOSED: 28,
     AfterSaleStatus.SELLER_REJECTED_SECOND: 29,
 }
-AFTERSALE_STATUS_TEXT = {6: "待商家同意", 7: "待买家退货", 11: "待商家二次同意", 12: "售后成功", 13: "换货待买家收货",
+AFTERSALE_STATUS_TEXT = {6: "待商家同意", 7: "待买家退货", 8: "待商家发货", 11: "待商家二次同意", 12: "售后成功", 13: "换货待买家收货",
                          14: "换货成功", 27: "商家一次拒绝", 28: "售后失败", 29: "商家二次拒绝"}  # fmt: skip
+# [choice] the refusal reasons (shape of /afterSale/rejectReasonCodeList; codes and texts invented)
+REJECT_REASONS: tuple[dict[str, Any], ...] = (
+    {"reject_reason_code": 1001, "reason": "买家退回商品影响二次销售", "evidence_need": "Y",
+     "evidence_description": "请上传商品影响二次销售的图片", "image": "", "order_type": -1, "pkg": 1},
+    {"reject_reason_code": 1002, "reason": "商品已发出，买家未拒收", "evidence_need": "N",
+     "evidence_description": "", "image": "", "order_type": -1, "pkg": -1},
+    {"reject_reason_code": 1003, "reason": "已与买家协商一致不退款", "evidence_need": "N",
+     "evidence_description": "", "image": "", "order_type": -1, "pkg": -1},
+)  # fmt: skip
 REFUND_STATUS = {
     RefundStatus.NONE: 0,
     RefundStatus.PENDING: 1,
@@ -636,7 +648,15 @@ class Renderer:
             "got_pkg": 1 if a.got_pkg else 0,
             "reason_second_labels": [],
             "aftersale_tags": [],
-        }
+            "reason_code": a.reason_code,
+            # [GUESS] the buyer's pictures: the operate API's EvidenceItem shape {type 1 = image, url, desc}
+            "evidence": [{"type": 1, "url": url, "desc": ""} for url in a.evidence],
+        } | (
+            {"aftersale_id": int(a.aftersale_id), "related_id": int(a.line_id)}
+            | ({} if a.evidence else {"evidence": None})
+            if untidy.hit(self.world, "douyin.aftersale_sparse", a.aftersale_id)
+            else {}
+        )
 
     def related_order_info(self, order: Order, line: OrderLine, a: AfterSale) -> dict[str, Any]:
         return {
@@ -709,7 +729,7 @@ class Renderer:
             "after_sale_type": info["aftersale_type"],
             "after_sale_type_text": AFTERSALE_TYPE_TEXT.get(info["aftersale_type"], ""),
             "reason_remark": "",
-            "evidence": [],
+            "evidence": list(a.evidence),
             "after_sale_apply_count": a.qty,
             "need_return_count": a.qty
             if a.type in (AfterSaleType.RETURN_REFUND, AfterSaleType.EXCHANGE)
@@ -1007,6 +1027,9 @@ class DouyinApp(PlatformGateway):
         r("/afterSale/List", self.aftersale_list)
         r("/afterSale/Detail", self.aftersale_detail)
         r("/afterSale/operate", self.aftersale_operate)
+        r("/afterSale/applyLogisticsIntercept", self.apply_logistics_intercept)
+        r("/afterSale/rejectReasonCodeList", self.reject_reason_code_list)
+        r("/address/list", self.address_list)
         r("/logistics/listShopNetsite", self.list_shop_netsite)
         r("/logistics/newCreateOrder", self.new_create_order)
         r("/logistics/waybillApply", self.waybill_apply)
@@ -1882,12 +1905,14 @@ button{{background:#fe2c55;color:#fff;border:0;padding:10px 28px;border-radius:4
         assert order is not None
         return self.ok(request, self.render.aftersale_detail(a, order))
 
-    # [choice] operate types (the SDK names 101/301/311 as needing logistics, 201/202 come from a PHP SDK).
+    # [choice] operate types (the SDK names 101/301/311 as needing logistics, 201/202 come from a PHP SDK;
+    # 401/402/411 for reissue 补寄 are ours: the SDK lists no code for it).
     OPERATE_AGREE = {101: (AfterSaleType.RETURN_REFUND, "agree_first"), 111: (AfterSaleType.RETURN_REFUND, "agree_second"),
                      201: (None, "agree_refund"), 301: (AfterSaleType.EXCHANGE, "agree_first"),
-                     311: (AfterSaleType.EXCHANGE, "reship")}  # fmt: skip
+                     311: (AfterSaleType.EXCHANGE, "reship"), 401: (AfterSaleType.RESHIP, "agree_first"),
+                     411: (AfterSaleType.RESHIP, "reship")}  # fmt: skip
     OPERATE_REJECT = {102: AfterSaleType.RETURN_REFUND, 112: AfterSaleType.RETURN_REFUND, 202: None,
-                      302: AfterSaleType.EXCHANGE, 312: AfterSaleType.EXCHANGE}  # fmt: skip
+                      302: AfterSaleType.EXCHANGE, 312: AfterSaleType.EXCHANGE, 402: AfterSaleType.RESHIP}  # fmt: skip
 
     def aftersale_operate(self, request: Request, ctx: CallContext) -> Response:
         p = ctx.params
@@ -1922,13 +1947,20 @@ button{{background:#fe2c55;color:#fff;border:0;padding:10px 28px;border-radius:4
                 raise biz_error(BIZ_AFTERSALE_STATE, "操作类型与售后类型不匹配")
             if not item.get("reason") and not item.get("reject_reason_code"):
                 raise param_missing("reason/reject_reason_code")
-            self.world.reject_aftersale(a.aftersale_id, str(item.get("reason") or item.get("remark") or ""))
+            code = str(item.get("reject_reason_code") or "")
+            if code and code not in {str(r["reject_reason_code"]) for r in REJECT_REASONS}:
+                raise param_invalid(f"reject_reason_code无效: {code}")
+            self.world.reject_aftersale(
+                a.aftersale_id, str(item.get("reason") or item.get("remark") or ""), reason_code=code
+            )
             return
         kind, action = self.OPERATE_AGREE[op]
         if (kind is None and a.type not in refund_only) or (kind is not None and a.type != kind):
             raise biz_error(BIZ_AFTERSALE_STATE, "操作类型与售后类型不匹配")
         expected = {"agree_first": AfterSaleStatus.WAIT_SELLER_AGREE, "agree_second": AfterSaleStatus.WAIT_SELLER_CONFIRM,
-                    "agree_refund": AfterSaleStatus.WAIT_SELLER_AGREE, "reship": AfterSaleStatus.WAIT_SELLER_CONFIRM}[action]  # fmt: skip
+                    "agree_refund": AfterSaleStatus.WAIT_SELLER_AGREE,
+                    "reship": AfterSaleStatus.WAIT_SELLER_SHIP if kind == AfterSaleType.RESHIP
+                    else AfterSaleStatus.WAIT_SELLER_CONFIRM}[action]  # fmt: skip
         if a.status != expected:
             raise biz_error(BIZ_AFTERSALE_STATE, "售后单当前状态不支持该操作")
         if action == "reship":
@@ -1941,7 +1973,58 @@ button{{background:#fe2c55;color:#fff;border:0;padding:10px 28px;border-radius:4
                 tracking_no=str(logistics["logistics_code"]),
             )
         else:
-            self.world.agree_aftersale(a.aftersale_id)
+            logistics = item.get("logistics") or {}
+            address = str(logistics.get("receiver_address_id") or "") if isinstance(logistics, dict) else ""
+            if address and address not in {x["address_id"] for x in self.world.return_addresses(a.shop_id)}:
+                raise param_invalid(f"receiver_address_id无效: {address}")
+            self.world.agree_aftersale(a.aftersale_id, return_address_id=address)
+
+    def apply_logistics_intercept(self, request: Request, ctx: CallContext) -> Response:
+        """``/afterSale/applyLogisticsIntercept`` (SDK): ``after_sale_id``, ``intercept_targets[]
+        {company_code, tracking_no}`` → ``intercept_results[]`` with ``is_success``/``can_intercept``,
+        ``intercept_cost`` (fen), ``unavailable_reason(_code)``; ``success_count``/``failed_count``."""
+        p = ctx.params
+        if not p.get("after_sale_id"):
+            raise param_missing("after_sale_id")
+        targets = p.get("intercept_targets") or []
+        if not targets or not isinstance(targets, list):
+            raise param_missing("intercept_targets")
+        a = self._shop_aftersale(ctx, p["after_sale_id"])
+        results, ok = [], 0
+        for target in targets:
+            tracking = str((target or {}).get("tracking_no") or "")
+            if not tracking:
+                raise param_missing("intercept_targets.tracking_no")
+            try:
+                r = self.world.intercept_parcel(a.aftersale_id, tracking_no=tracking)
+            except WorldError:
+                raise biz_error(BIZ_INTERCEPT, "包裹不存在或不属于该售后单") from None
+            ok += 1 if r["accepted"] else 0
+            results.append({"company_code": str(target.get("company_code") or CARRIER_CODES.get(r["carrier"], ("",))[0]),
+                            "company_name": CARRIERS.get(r["carrier"], ("",))[0], "tracking_no": tracking,
+                            "value_amount": a.refund_fen, "can_intercept": r["accepted"], "is_success": r["accepted"],
+                            "unavailable_reason_code": r["reason_code"], "unavailable_reason": r["reason"],
+                            "intercept_cost": r["cost_fen"], "settlement_mode": 0})  # fmt: skip
+        failed = len(results) - ok
+        last_failure = next((x for x in reversed(results) if not x["is_success"]), None)
+        return self.ok(request, {"intercept_results": results, "success_count": ok, "failed_count": failed,
+                                 "unavailable_reason_code": last_failure["unavailable_reason_code"] if last_failure else 0,
+                                 "unavailable_reason": last_failure["unavailable_reason"] if last_failure else "",
+                                 "refund_amount": a.refund_fen})  # fmt: skip
+
+    def reject_reason_code_list(self, request: Request, ctx: CallContext) -> Response:
+        """``/afterSale/rejectReasonCodeList`` (SDK): ``items[]{reject_reason_code, reason,
+        evidence_need Y/N, evidence_description, image, order_type, pkg}``."""
+        return self.ok(request, {"items": [dict(r) for r in REJECT_REASONS]})
+
+    def address_list(self, request: Request, ctx: CallContext) -> Response:
+        """``/address/list`` (SDK): ``address_list[]{address_id, reciever_name (sic), is_default, …}``."""
+        rows = self.world.return_addresses(ctx.shop_id)
+        out = [{"address_id": int(x["address_id"]), "reciever_name": x["name"], "is_default": 1 if x["is_default"] else 0,
+                "is_send_default": 0, "create_time": "1704038400", "update_time": "1704038400",
+                "receiver_provinc": x["province"], "receiver_city": x["city"], "receiver_district": x["district"],
+                "receiver_street": x["street"], "receiver_detail": x["detail"], "remark": ""} for x in rows]  # fmt: skip
+        return self.ok(request, {"total": len(out), "page_size": len(out), "page_no": 1, "address_list": out})
 
     # ------------------------------------------------------------------ e-waybill
 

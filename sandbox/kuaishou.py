@@ -42,7 +42,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,29 @@ R_BEFORE_90_DAYS = 300005
 R_REFUND_NOT_FOUND = 300011
 R_REFUND_NOT_YOURS = 300012
 R_RANGE_LIMIT = 300019
+R_REFUND_STATE = 300020  # [choice] the refund's state does not allow the answer
+R_REFUND_AMOUNT = 300021  # [choice] refundAmount differs from the refund's amount
+# [choice] open.refund.reject.reason entries (codes and texts invented; flags per KS-PY's reject schema)
+REJECT_REASONS: tuple[dict[str, Any], ...] = (
+    {
+        "reasonCode": 11,
+        "reasonDesc": "商品已影响二次销售",
+        "requiredRejectDesc": False,
+        "requiredRejectImage": True,
+    },
+    {
+        "reasonCode": 12,
+        "reasonDesc": "已与买家协商一致",
+        "requiredRejectDesc": True,
+        "requiredRejectImage": False,
+    },
+    {
+        "reasonCode": 13,
+        "reasonDesc": "买家未退回商品",
+        "requiredRejectDesc": False,
+        "requiredRejectImage": False,
+    },
+)
 
 OAUTH_INVALID_REQUEST = (100200100, "invalid_request")
 OAUTH_UNAUTHORIZED_CLIENT = (100200101, "unauthorized_client")
@@ -397,7 +420,7 @@ def line_status(order: Order, line: OrderLine) -> int:
 
 VIEW_STATUS = {2: {10}, 3: {30}, 4: {40}, 5: {50}, 6: {70}, 7: {80}}  # orderViewStatus → statuses
 HANDLING_WAY = {AfterSaleType.RETURN_REFUND: 1, AfterSaleType.REFUND_SHIPPED: 10, AfterSaleType.REFUND_UNSHIPPED: 10,
-                AfterSaleType.EXCHANGE: 3}  # fmt: skip
+                AfterSaleType.EXCHANGE: 3, AfterSaleType.RESHIP: 4}  # fmt: skip
 
 
 def refund_status(a: AfterSale) -> int:
@@ -408,6 +431,7 @@ def refund_status(a: AfterSale) -> int:
     return {
         AfterSaleStatus.WAIT_BUYER_RETURN: 30,
         AfterSaleStatus.WAIT_SELLER_CONFIRM: 40,
+        AfterSaleStatus.WAIT_SELLER_SHIP: 40,  # [choice] a reissue approved: the merchant's turn (no own code)
         AfterSaleStatus.WAIT_BUYER_RECEIVE: 45,
         AfterSaleStatus.SUCCESS: 60,
         AfterSaleStatus.EXCHANGE_SUCCESS: 60,  # [choice] no exchange-done code exists
@@ -846,14 +870,26 @@ class Renderer:
             "receiptStatus": 2 if a.got_pkg else 1,
             "refundReasonDesc": a.reason,
             "expireTime": self.ms(a.deadline),
-        }
+        } | (
+            {"refundId": a.aftersale_id, "oid": a.line_id}
+            if untidy.hit(self.world, "kuaishou.aftersale_sparse", a.aftersale_id)
+            else {}
+        )
+
+    def _exchange_sku(self, a: AfterSale) -> dict[str, Any] | None:
+        sku = self.world.get_sku(a.exchange_sku_id) if a.exchange_sku_id else None
+        return {"skuId": int(sku.sku_id), "skuNick": sku.code, "skuDesc": sku.spec_text} if sku else None
 
     def refund_detail(self, a: AfterSale, order: Order) -> dict[str, Any]:
         item = self.refund_item(a, order)
         for key in ("skuNick",):
             item.pop(key, None)
+        sparse = untidy.hit(self.world, "kuaishou.aftersale_sparse", a.aftersale_id)
+        if sparse:
+            item.pop("refundReason", None)
         item.update(
-            pictures="",
+            # [GUESS] the buyer's pictures, comma-separated links (§2.7 names no picture field)
+            pictures=None if sparse and not a.evidence else ",".join(a.evidence),
             validNegotiateBuyerModifyTimeStamp=0,
             sellerDisagreeImages="",
             logisticsInfo={"expressNo": a.return_tracking_no, "expressCode": CARRIER_CODES.get(a.return_carrier, (0, ""))[0]}
@@ -868,6 +904,8 @@ class Renderer:
             buyerExchangeAddress=None,
             exchangeInfo={"expressNo": a.exchange_tracking_no, "expressCode": CARRIER_CODES.get(a.exchange_carrier, (0, ""))[0]}
             if a.exchange_tracking_no else None,
+            # [GUESS] the replacement asked for (exchange): the SKU and its merchant code
+            exchangeSkuInfo=self._exchange_sku(a),
             specialRefundType=0,
             logisticsRiskInfos=[],
             returnFreightInfo=None,
@@ -1054,6 +1092,13 @@ class KuaishouApp(PlatformGateway):
             ("open.item.new", self.item_new),
             ("open.seller.order.refund.pcursor.list", self.refund_pcursor_list),
             ("open.seller.order.refund.detail", self.refund_detail),
+            ("open.seller.order.refund.approve", self.refund_approve),
+            ("open.seller.order.refund.returngoods.approve", self.refund_returngoods_approve),
+            ("open.seller.order.refund.confirm.receipt", self.refund_confirm_receipt),
+            ("open.refund.reject", self.refund_reject),
+            ("open.refund.reject.reason", self.refund_reject_reason),
+            ("open.refund.confirm.and.send", self.refund_confirm_and_send),
+            ("open.address.seller.list", self.address_seller_list),
             ("open.funds.financial.settled.bill.detail", self.settled_bill_detail),
             ("open.express.ebill.get", self.ebill_get),
             ("open.express.ebill.cancel", self.ebill_cancel),
@@ -1952,6 +1997,117 @@ button{{background:#ff4906;color:#fff;border:0;padding:10px 28px;border-radius:4
         order = self.world.get_order(a.order_id)
         assert order is not None
         return self.ok(self.renderer(ctx).refund_detail(a, order))
+
+    # ---- answers (KS-PY schemas: refundId, refundAmount, status, addressId, reasonCode, rejectDesc,
+    # rejectImages, expressNo, expressCode). Every one moves the world, which pushes
+    # kwaishop_aftersales_updateRefund.
+    def _my_refund(self, ctx: CallContext) -> AfterSale:
+        refund_id = str(ctx.params.get("refundId") or "")
+        if not refund_id:
+            raise ks_error(300006, "退款单id为空", "REFUND ID IS BLANK")
+        a = self.world.get_aftersale(refund_id) if refund_id.isdigit() else None
+        if a is None or a.platform != PLATFORM:
+            raise ks_error(R_REFUND_NOT_FOUND, "退款单不存在", "REFUND ORDER NOT FOUND")
+        if a.shop_id != ctx.shop_id:
+            raise ks_error(R_REFUND_NOT_YOURS, "不能操作他人退款单", "REFUND ORDER OPERATION REJECT")
+        status = _int(ctx.params, "status")
+        if status is not None and status != refund_status(a):
+            raise ks_error(R_REFUND_STATE, "退款单状态已变更，请刷新后重试", "REFUND STATUS CHANGED")
+        amount = ctx.params.get("refundAmount")
+        expected = (
+            0
+            if a.type in (AfterSaleType.EXCHANGE, AfterSaleType.RESHIP)
+            else a.refund_fen + a.refund_post_fen
+        )
+        if amount not in (None, "") and int(float(amount)) != expected:
+            raise ks_error(R_REFUND_AMOUNT, "退款金额与退款单不一致", "REFUND AMOUNT MISMATCH")
+        return a
+
+    def _world_step(self, step: Callable[[], Any]) -> Response:
+        try:
+            step()
+        except WorldError as exc:
+            raise ks_error(
+                R_REFUND_STATE, f"当前退款单状态不支持该操作: {exc}", "REFUND STATUS INVALID"
+            ) from None
+        return self.ok(True)
+
+    def refund_approve(self, request: Request, ctx: CallContext) -> Response:
+        """``open.seller.order.refund.approve``: refund only (and, [choice], a reissue's approval)."""
+        a = self._my_refund(ctx)
+        if a.type not in (
+            AfterSaleType.REFUND_SHIPPED,
+            AfterSaleType.REFUND_UNSHIPPED,
+            AfterSaleType.RESHIP,
+        ) or (a.status != AfterSaleStatus.WAIT_SELLER_AGREE):
+            raise ks_error(R_REFUND_STATE, "仅退款待商家处理的退款单可同意退款", "REFUND STATUS INVALID")
+        return self._world_step(lambda: self.world.agree_aftersale(a.aftersale_id))
+
+    def refund_returngoods_approve(self, request: Request, ctx: CallContext) -> Response:
+        """``open.seller.order.refund.returngoods.approve``: return or exchange, first approval;
+        ``addressId`` from ``open.address.seller.list`` (else the default)."""
+        a = self._my_refund(ctx)
+        if a.type not in (AfterSaleType.RETURN_REFUND, AfterSaleType.EXCHANGE):
+            raise ks_error(R_REFUND_STATE, "仅退货退款或换货可同意退货", "REFUND STATUS INVALID")
+        address = str(ctx.params.get("addressId") or "")
+        known = self.world.return_addresses(ctx.shop_id)
+        if address and address not in {x["address_id"] for x in known}:
+            raise param_error(f"addressId无效: {address}")
+        address = address or next(x["address_id"] for x in known if x["is_default"])
+        return self._world_step(lambda: self.world.agree_aftersale(a.aftersale_id, return_address_id=address))
+
+    def refund_confirm_receipt(self, request: Request, ctx: CallContext) -> Response:
+        """``open.seller.order.refund.confirm.receipt``: the return arrived, the refund is paid."""
+        a = self._my_refund(ctx)
+        if a.type != AfterSaleType.RETURN_REFUND or a.status != AfterSaleStatus.WAIT_SELLER_CONFIRM:
+            raise ks_error(R_REFUND_STATE, "仅退货待卖家确认收货时可确认收货", "REFUND STATUS INVALID")
+        return self._world_step(lambda: self.world.agree_aftersale(a.aftersale_id))
+
+    def refund_reject(self, request: Request, ctx: CallContext) -> Response:
+        """``open.refund.reject``: ``reasonCode`` from ``open.refund.reject.reason``; ``rejectDesc`` /
+        ``rejectImages`` when the reason requires them."""
+        a = self._my_refund(ctx)
+        code = _int(ctx.params, "reasonCode", required=True)
+        reason = next((r for r in REJECT_REASONS if r["reasonCode"] == code), None)
+        if reason is None:
+            raise param_error(f"reasonCode无效: {code}")
+        desc = str(ctx.params.get("rejectDesc") or "")
+        images = ctx.params.get("rejectImages") or []
+        if reason["requiredRejectDesc"] and not desc:
+            raise param_error("该拒绝原因需填写rejectDesc")
+        if reason["requiredRejectImage"] and not images:
+            raise param_error("该拒绝原因需上传rejectImages")
+        return self._world_step(
+            lambda: self.world.reject_aftersale(
+                a.aftersale_id, desc or reason["reasonDesc"], reason_code=str(code)
+            )
+        )
+
+    def refund_reject_reason(self, request: Request, ctx: CallContext) -> Response:
+        """``open.refund.reject.reason`` (``refundId``): the reasons a refusal may carry [GUESS shape]."""
+        self._my_refund(ctx)
+        return self.ok({"rejectReasonList": [dict(r) for r in REJECT_REASONS]})
+
+    def refund_confirm_and_send(self, request: Request, ctx: CallContext) -> Response:
+        """``open.refund.confirm.and.send``: exchange — confirm the returned goods and send the
+        replacement (``expressNo``, integer ``expressCode``); [choice] a reissue's parcel too."""
+        a = self._my_refund(ctx)
+        express_no = str(ctx.params.get("expressNo") or "")
+        if not express_no or ctx.params.get("expressCode") in (None, ""):
+            raise param_error("缺少参数expressNo/expressCode")
+        carrier = _carrier_of(ctx.params["expressCode"])
+        return self._world_step(
+            lambda: self.world.reship_exchange(a.aftersale_id, carrier=carrier, tracking_no=express_no)
+        )
+
+    def address_seller_list(self, request: Request, ctx: CallContext) -> Response:
+        """``open.address.seller.list``: the merchant's addresses [GUESS shape: addressId,
+        consignee, mobile, provinceName, cityName, districtName, townName, address, defaultAddress]."""
+        rows = self.world.return_addresses(ctx.shop_id)
+        return self.ok({"addressList": [
+            {"addressId": int(x["address_id"]), "consignee": x["name"], "mobile": x["phone"], "provinceName": x["province"],
+             "cityName": x["city"], "districtName": x["district"], "townName": x["street"], "address": x["detail"],
+             "defaultAddress": x["is_default"], "addressType": 2} for x in rows]})  # fmt: skip
 
     # ------------------------------------------------------------------ settlement
 

@@ -40,6 +40,7 @@ class AfterSaleType(StrEnum):
     REFUND_SHIPPED = "refund_shipped"  # refund only, after shipment (no goods back)
     RETURN_REFUND = "return_refund"  # goods back, then refund
     EXCHANGE = "exchange"  # goods back, replacement shipped
+    RESHIP = "reship"  # 补寄: the merchant sends what was missing (Douyin 7, Kuaishou 4; WeChat has none)
 
 
 class AfterSaleStatus(StrEnum):
@@ -47,6 +48,7 @@ class AfterSaleStatus(StrEnum):
     WAIT_BUYER_RETURN = "wait_buyer_return"  # approved, buyer must send goods back
     WAIT_SELLER_CONFIRM = "wait_seller_confirm"  # goods on their way back / arrived: second approval
     WAIT_BUYER_RECEIVE = "wait_buyer_receive"  # exchange: replacement shipped
+    WAIT_SELLER_SHIP = "wait_seller_ship"  # reissue approved: the merchant must send the parcel
     SUCCESS = "success"  # refund paid
     EXCHANGE_SUCCESS = "exchange_success"
     SELLER_REJECTED = "seller_rejected"  # first approval rejected
@@ -60,6 +62,7 @@ class AfterSaleStatus(StrEnum):
             AfterSaleStatus.WAIT_BUYER_RETURN,
             AfterSaleStatus.WAIT_SELLER_CONFIRM,
             AfterSaleStatus.WAIT_BUYER_RECEIVE,
+            AfterSaleStatus.WAIT_SELLER_SHIP,
         )
 
 
@@ -377,6 +380,10 @@ class AfterSale:
     refund_time: int = 0
     close_time: int = 0
     reject_reason: str = ""
+    reject_reason_code: str = ""
+    evidence: list[str] = field(default_factory=list)  # the buyer's images (links)
+    return_address_id: str = ""  # where the merchant asked the goods back to
+    intercepts: list[dict[str, Any]] = field(default_factory=list)  # parcel intercepts asked for
 
 
 @dataclass

@@ -49,6 +49,10 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     ),
     "douyin.trace_int_times": (0.3, "trace nodes with timestamp as a number (the SDK types it as a string)"),
     "douyin.trace_no_site": (0.3, "trace nodes without site_name"),
+    "douyin.aftersale_sparse": (
+        0.3,
+        "after-sales (key: after-sale id) with aftersale_id / related_id as numbers, no evidence / reason_code",
+    ),
     # Kuaishou (keys: oid, event id)
     "kuaishou.field_markers": (0.8, "orders whose ciphertexts use #name#…#1##, $mobile$…$1$, ~address~…~1~~"),
     "kuaishou.express_code_string": (0.5, "orderLogisticsInfo.expressCode as a string"),
@@ -66,6 +70,10 @@ VARIATIONS: dict[str, tuple[float, str]] = {
         "trace nodes with operateTime as Beijing-time text 'yyyy-MM-dd HH:mm:ss' instead of epoch ms",
     ),
     "kuaishou.trace_no_city": (0.3, "trace nodes without city"),
+    "kuaishou.aftersale_sparse": (
+        0.3,
+        "refunds (key: refund id) with refundId / oid as strings, without pictures / refundReason",
+    ),
     "kuaishou.dropship_sparse": (
         0.5,
         "dropship orders without the optional logistics list / itemList fields",
@@ -79,6 +87,10 @@ VARIATIONS: dict[str, tuple[float, str]] = {
     "wechat.missing_optional": (0.3, "orders without the optional ext_info / settle_info / refund_info"),
     "wechat.trace_string_times": (0.5, "logistics path items (and pushes) with action_time as a string"),
     "wechat.dropship_numbers": (0.5, "dropship orders with ds_order_id / order_id / sku ids as numbers"),
+    "wechat.aftersale_sparse": (
+        0.5,
+        "after-sales (key: after-sale id) with after_sale_order_id / order_id as numbers, no details",
+    ),
     "wechat.dropship_sparse": (0.3, "dropship orders without the optional supplier_name / delivery_deadline"),
 }
 # Variations a test can switch off for a tidy world (none: every variation is served by default;

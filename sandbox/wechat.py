@@ -78,6 +78,7 @@ from .world import (
     OutOfStock,
     ShipmentSpec,
     World,
+    WorldError,
 )
 
 PLATFORM = "wechat"
@@ -134,6 +135,11 @@ ERRMSG: dict[int, str] = {
     # after-sale (§3.3)
     10020000: "售后单不存在",
     10020001: "售后单状态不合法",
+    # [choice] after-sale answers (the reference names none): one refund call per order per minute
+    # (WX-ACC), an address the shop does not have, a reason type it does not know
+    10020003: "同一订单1分钟内只能调用一次退款，请稍后重试",
+    10020004: "退货地址不存在",
+    10020005: "拒绝原因类型不合法",
     # [choice] order, decode and e-waybill business codes (the reference names none)
     10021001: "订单不存在",
     10021002: "订单状态不允许发货",
@@ -453,6 +459,14 @@ def aftersale_status(a: AfterSale) -> str:
     return "RETURN_CLOSED" if "退货" in a.reject_reason and "超时" in a.reject_reason else "USER_CANCELD"
 
 
+REFUND_CALL_INTERVAL = 60  # seconds between two refund calls on one order (WX-ACC)
+# [choice] refusal reason types (the reference names ``reject_reason_type`` only)
+REJECT_REASONS: tuple[dict[str, Any], ...] = (
+    {"reject_reason_type": 1, "reject_reason_type_text": "商品已影响二次销售", "require_image": True},
+    {"reject_reason_type": 2, "reject_reason_type_text": "已与买家协商一致", "require_image": False},
+    {"reject_reason_type": 3, "reject_reason_type_text": "买家未退回商品", "require_image": False},
+)
+
 PRODUCT_STATUS = {
     "online": 5,
     "offline": 11,
@@ -740,7 +754,7 @@ class Renderer:
             sku = self.world.get_sku(a.exchange_sku_id)
             exchange = {"product_id": line.product_id, "old_sku_id": line.sku_id, "new_sku_id": a.exchange_sku_id,
                         "product_cnt": a.qty, "sku_code": sku.code if sku else ""}  # fmt: skip
-        return {
+        out = {
             "after_sale_order_id": a.aftersale_id,
             "order_id": a.order_id,
             "status": aftersale_status(a),
@@ -762,7 +776,8 @@ class Renderer:
                 "desc": a.reason,
                 "receive_product": bool(a.got_pkg),
                 "cancel_time": a.close_time,
-                "media_id_list": [],
+                # [GUESS] media ids served as links by the sandbox, so ecbao can show them
+                "media_id_list": list(a.evidence),
                 "prove_imgs": [],
             },
             "refund_info": {"amount": a.refund_fen + a.refund_post_fen, "refund_reason": a.reason},
@@ -784,6 +799,11 @@ class Renderer:
             "complete_time": a.refund_time or a.close_time,
             "deadline": a.deadline,
         }
+        if untidy.hit(self.world, "wechat.aftersale_sparse", a.aftersale_id):
+            out.update(after_sale_order_id=int(a.aftersale_id), order_id=int(a.order_id))
+            if not a.evidence:
+                del out["details"]
+        return out
 
     def product(self, p: Product) -> dict[str, Any]:
         """The ``product`` object of ``/channels/ec/product/get`` (shape from the SDK sample)."""
@@ -866,6 +886,8 @@ class WechatApp(PlatformGateway):
         self.snapshots = _Snapshots()
         self._token_lock = threading.Lock()
         self._quota_lock = threading.Lock()
+        self._refund_lock = threading.Lock()
+        self._refund_calls: dict[str, int] = {}  # order id → time of its last refund call
         self._minute_calls: dict[tuple[str, str, int], int] = {}
         self._daily_calls: dict[tuple[str, str, str], int] = {}
         self._force_refreshes: dict[tuple[str, str], list[int]] = {}
@@ -902,6 +924,11 @@ class WechatApp(PlatformGateway):
             "/channels/ec/product/stock/update": self.stock_update,
             "/channels/ec/aftersale/getaftersalelist": self.aftersale_list,
             "/channels/ec/aftersale/getaftersaleorder": self.aftersale_get,
+            "/channels/ec/aftersale/acceptapply": self.aftersale_accept,
+            "/channels/ec/aftersale/rejectapply": self.aftersale_reject,
+            "/channels/ec/aftersale/acceptexchangereship": self.aftersale_accept_exchange_reship,
+            "/channels/ec/aftersale/getrejectreason": self.aftersale_reject_reasons,
+            "/channels/ec/merchant/address/list": self.merchant_address_list,
             "/channels/ec/funds/getfundsflowlist": self.funds_flow_list,
             "/channels/ec/funds/getfundsflowdetail": self.funds_flow_detail,
             "/channels/ec/funds/getbalance": self.funds_balance,
@@ -1838,6 +1865,97 @@ button{{background:#07c160;color:#fff;border:0;padding:10px 28px;border-radius:4
 
         ids, next_key, has_more = self._page(p, scope, load, size)
         return self.ok({"after_sale_order_id_list": ids, "next_key": next_key, "has_more": has_more})
+
+    # ---- answers (§3.7 / operations §3). Each moves the world, which pushes channels_ec_aftersale_update.
+    def _my_aftersale(self, ctx: CallContext) -> AfterSale:
+        a = self.world.get_aftersale(_id(ctx.params, "after_sale_order_id"))
+        if a is None or a.shop_id != ctx.shop_id:
+            raise wx_error(10020000)
+        return a
+
+    def _refund_call(self, a: AfterSale) -> None:
+        """One refund call per order per minute (WX-ACC): a second within 60 s is refused with
+        10020003, the seconds left in ``errmsg`` ("retry after N s")."""
+        now = self.world.now()
+        with self._refund_lock:
+            last = self._refund_calls.get(a.order_id)
+            if last is not None and now - last < REFUND_CALL_INTERVAL:
+                left = REFUND_CALL_INTERVAL - (now - last)
+                raise wx_error(10020003, f"{ERRMSG[10020003]} retry after {left} s")
+            self._refund_calls[a.order_id] = now
+
+    def _step(self, step: Callable[[], Any]) -> Response:
+        try:
+            step()
+        except WorldError:
+            raise wx_error(10020001) from None
+        return self.ok()
+
+    def aftersale_accept(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/aftersale/acceptapply`` {after_sale_order_id, address_id?}: REFUND → the
+        refund is paid; RETURN/EXCHANGE first call → the buyer sends the goods back to
+        ``address_id`` (required); RETURN second call (goods received) → the refund is paid."""
+        a = self._my_aftersale(ctx)
+        status, kind = AfterSaleStatus(a.status), AfterSaleType(a.type)
+        address = str(ctx.params.get("address_id") or "")
+        if status == AfterSaleStatus.WAIT_SELLER_AGREE and kind in (
+            AfterSaleType.RETURN_REFUND,
+            AfterSaleType.EXCHANGE,
+        ):
+            if not address:
+                raise invalid_args("address_id is required to accept a return")
+            if address not in {x["address_id"] for x in self.world.return_addresses(ctx.shop_id)}:
+                raise wx_error(10020004)
+            return self._step(lambda: self.world.agree_aftersale(a.aftersale_id, return_address_id=address))
+        refunds = (status == AfterSaleStatus.WAIT_SELLER_AGREE and kind in (AfterSaleType.REFUND_SHIPPED, AfterSaleType.REFUND_UNSHIPPED)) or (
+            status == AfterSaleStatus.WAIT_SELLER_CONFIRM and kind == AfterSaleType.RETURN_REFUND)  # fmt: skip
+        if not refunds:
+            raise wx_error(10020001)
+        self._refund_call(a)
+        return self._step(lambda: self.world.agree_aftersale(a.aftersale_id))
+
+    def aftersale_reject(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/aftersale/rejectapply`` {after_sale_order_id, reject_reason_type (required),
+        reject_reason}."""
+        a = self._my_aftersale(ctx)
+        kind = _int(ctx.params, "reject_reason_type")
+        if kind is None:
+            raise invalid_args("reject_reason_type is required")
+        reason = next((r for r in REJECT_REASONS if r["reject_reason_type"] == kind), None)
+        if reason is None:
+            raise wx_error(10020005)
+        text = str(ctx.params.get("reject_reason") or reason["reject_reason_type_text"])
+        return self._step(lambda: self.world.reject_aftersale(a.aftersale_id, text, reason_code=str(kind)))
+
+    def aftersale_accept_exchange_reship(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/aftersale/acceptexchangereship`` {after_sale_order_id, waybill_id, delivery_id}:
+        the returned goods are in, the replacement leaves."""
+        a = self._my_aftersale(ctx)
+        waybill, delivery = str(ctx.params.get("waybill_id") or ""), str(ctx.params.get("delivery_id") or "")
+        if not waybill or not delivery:
+            raise invalid_args("waybill_id and delivery_id are required")
+        carrier = CARRIER_OF_DELIVERY_ID.get(delivery)
+        if carrier is None:
+            raise wx_error(10021004)
+        return self._step(
+            lambda: self.world.reship_exchange(a.aftersale_id, carrier=carrier, tracking_no=waybill)
+        )
+
+    def aftersale_reject_reasons(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/aftersale/getrejectreason`` [GUESS: name and shape; the reference names
+        ``reject_reason_type`` as required by rejectapply only]: ``reject_reason_list[]``."""
+        return self.ok({"reject_reason_list": [dict(r) for r in REJECT_REASONS]})
+
+    def merchant_address_list(self, request: Request, ctx: CallContext) -> Response:
+        """``/channels/ec/merchant/address/list`` {offset, limit} → ``address_id_list`` [GUESS: with
+        an ``address_list`` of details beside it, so one call gives the shop's return addresses]."""
+        rows = self.world.return_addresses(ctx.shop_id)
+        details = [{"address_id": x["address_id"], "name": x["name"], "address_info": {
+            "user_name": x["name"], "province_name": x["province"], "city_name": x["city"], "county_name": x["district"],
+            "detail_info": f"{x['street']}{x['detail']}", "tel_number": x["phone"]},
+            "address_type": {"same_city": 0, "pickup": 0}, "send_addr": False, "default_recv": x["is_default"],
+            "default_send": False} for x in rows]  # fmt: skip
+        return self.ok({"address_id_list": [x["address_id"] for x in rows], "address_list": details})
 
     def aftersale_get(self, request: Request, ctx: CallContext) -> Response:
         a = self.world.get_aftersale(_id(ctx.params, "after_sale_order_id"))

@@ -72,6 +72,8 @@ from .model import (
 from .pii import PiiVault
 
 SHANGHAI_OFFSET = 8 * 3600
+#: [choice] what a parcel intercept costs, by carrier (fen); "" = any other carrier
+INTERCEPT_COST_FEN = {"SF": 1500, "JD": 1200, "": 800}
 
 # (platform, kind) -> (prefix, total length). Unknown pairs fall back to ("1", 19).
 ID_SHAPES: dict[tuple[str, str], tuple[str, int]] = {
@@ -116,6 +118,7 @@ DEFAULT_TIMERS = {
     "aftersale_buyer_return": 7 * 24 * 3600,  # buyer must send the goods back
     "aftersale_seller_confirm": 7 * 24 * 3600,  # merchant must confirm the returned goods
     "aftersale_buyer_receive": 10 * 24 * 3600,  # buyer confirms the exchange parcel
+    "aftersale_seller_ship": 48 * 3600,  # [choice] merchant sends an approved reissue (补寄)
     "auto_receive": 10 * 24 * 3600,  # platform confirms receipt after shipping
     "settle_after_receive": 7 * 24 * 3600,  # after-sale window before the order completes and settles
     "oauth_code": 10 * 60,  # Douyin: "code 的有效期为10分钟"
@@ -1432,6 +1435,38 @@ class World:
         return [(r[0], from_dict(SettlementLine, json.loads(r[1]))) for r in self.read(sql, params)]
 
     # ------------------------------------------------------------------ after-sales
+    #
+    # Driving every after-sale type from a test (each call emits the platform's push:
+    # Douyin after-sale tags 200-211, Kuaishou kwaishop_aftersales_addRefund/updateRefund,
+    # WeChat channels_ec_aftersale_update). ``kind`` is ``sandbox.model.AfterSaleType``;
+    # ``line_id`` is the world's line id (Douyin sku order id, Kuaishou oid; a WeChat line is
+    # the world line whose product_id:sku_id the connector names). Merchant steps are normally
+    # taken through the platform API (the connector's answer methods); the World calls beside
+    # them do the same thing directly.
+    #
+    #   a = world.apply_aftersale(order_id, line_id, kind="refund_unshipped", reason="拍错了",
+    #                             evidence=["https://img.sandbox/ev1.jpg"])     # paid, not shipped
+    #   a = world.apply_aftersale(order_id, line_id, kind="refund_shipped", qty=1)  # shipped, no goods back
+    #   a = world.apply_aftersale(order_id, line_id, kind="return_refund", qty=1)
+    #   a = world.apply_aftersale(order_id, line_id, kind="exchange", qty=1, exchange_sku_id=other_sku_id)
+    #   a = world.apply_aftersale(order_id, line_id, kind="reship", qty=1)  # 补寄: Douyin, Kuaishou only
+    #                                                      # (WeChat: InvalidArgument, it has no reissue)
+    #   world.agree_aftersale(a.aftersale_id, return_address_id=...)   # merchant / timeout approves:
+    #       refund-only → refunded; return/exchange → waits for the buyer's parcel; return after
+    #       the goods came back → refunded; reship → waits for the merchant's parcel
+    #   world.buyer_return_goods(a.aftersale_id, carrier="ZTO", tracking_no="ZT123")  # return/exchange
+    #   world.reship_exchange(a.aftersale_id, carrier="SF", tracking_no="SF1")  # exchange (goods back)
+    #       or reissue (approved): the replacement leaves
+    #   world.buyer_receive_exchange(a.aftersale_id)      # exchange / reissue parcel received: done
+    #   world.reject_aftersale(a.aftersale_id, "理由", reason_code="1001")  # first or second refusal
+    #   world.close_aftersale(a.aftersale_id)             # buyer withdraws / buyer deadline passes
+    #   world.intercept_parcel(a.aftersale_id, tracking_no=...)   # Douyin intercept (cost, or refused
+    #       once the order was received)
+    #   world.return_addresses(shop_id)                   # the ids an approval may name
+    #
+    # Per platform: Douyin types 0/1/2/3/7 (statuses 6/7/8/11/12/13/14/27/28/29, answers through
+    # /afterSale/operate with the update_time guard); Kuaishou handlingWay 1/10/3/4; WeChat
+    # REFUND/RETURN/EXCHANGE (acceptapply refunds at most once per order per minute).
 
     def get_aftersale(self, aftersale_id: str) -> AfterSale | None:
         row = self.read("SELECT doc FROM aftersales WHERE aftersale_id=?", (aftersale_id,))
@@ -1509,11 +1544,19 @@ class World:
         reason: str = "",
         reason_code: int = 0,
         exchange_sku_id: str = "",
+        evidence: list[str] | tuple[str, ...] = (),
     ) -> AfterSale:
-        """The buyer applies for a refund, return or exchange on one line."""
+        """The buyer applies for a refund, return, exchange or reissue on one line (see the
+        after-sale section's notes above ``get_aftersale``)."""
         kind = AfterSaleType(kind)
         with self.write() as c:
             order = self._load_order(c, order_id)
+            if kind == AfterSaleType.RESHIP and order.platform == "wechat":
+                raise InvalidArgument("WeChat has no reissue (补寄) after-sale type")
+            if exchange_sku_id and kind == AfterSaleType.EXCHANGE:
+                sku_row = c.execute("SELECT 1 FROM skus WHERE sku_id=?", (exchange_sku_id,)).fetchone()
+                if sku_row is None:
+                    raise NotFound("exchange SKU not found", sku_id=exchange_sku_id)
             try:
                 line = order.line(line_id)
             except KeyError:
@@ -1532,7 +1575,9 @@ class World:
                 raise Conflict("this after-sale type needs a shipped line")
             if refund_fen is None:
                 refund_fen = (
-                    0 if kind == AfterSaleType.EXCHANGE else (line.pay_fen - line.post_fen) * qty // line.qty
+                    0
+                    if kind in (AfterSaleType.EXCHANGE, AfterSaleType.RESHIP)
+                    else (line.pay_fen - line.post_fen) * qty // line.qty
                 )
             now = self.now()
             (aftersale_id,) = self.new_id(order.platform, "aftersale")
@@ -1548,34 +1593,49 @@ class World:
                 update_time=now,
                 qty=qty,
                 refund_fen=refund_fen,
-                refund_status=RefundStatus.NONE if kind == AfterSaleType.EXCHANGE else RefundStatus.PENDING,
+                refund_status=RefundStatus.NONE
+                if kind in (AfterSaleType.EXCHANGE, AfterSaleType.RESHIP)
+                else RefundStatus.PENDING,
                 reason=reason,
                 reason_code=reason_code,
                 deadline=now + self.timer("aftersale_seller_agree"),
                 got_pkg=kind != AfterSaleType.REFUND_UNSHIPPED
                 and order.status in (OrderStatus.RECEIVED, OrderStatus.COMPLETED),
                 exchange_sku_id=exchange_sku_id or (line.sku_id if kind == AfterSaleType.EXCHANGE else ""),
+                evidence=list(evidence),
             )
             self._save_aftersale(c, a, order)
             self._emit(c, EventKind.AFTERSALE_CREATED, self._shop(order.shop_id), order=order, aftersale=a)
         return a
 
-    def agree_aftersale(self, aftersale_id: str) -> AfterSale:
+    def agree_aftersale(self, aftersale_id: str, *, return_address_id: str = "") -> AfterSale:
         """The merchant (or the platform's timeout) agrees.
 
         Refund-only: the refund is paid at once. Return/exchange, first approval: the
-        buyer must send the goods back. Return, second approval: the refund is paid.
+        buyer must send the goods back (to ``return_address_id``, one of
+        ``return_addresses(shop)``, when given). Return, second approval: the refund is paid.
+        Reissue: waits for the merchant's parcel (``reship_exchange``).
         """
         with self.write() as c:
             a = self._load_aftersale(c, aftersale_id)
             order = self._load_order(c, a.order_id)
             shop = self._shop(a.shop_id)
             status, kind = AfterSaleStatus(a.status), AfterSaleType(a.type)
-            if status == AfterSaleStatus.WAIT_SELLER_AGREE and kind in (
+            if return_address_id and return_address_id not in {
+                x["address_id"] for x in self.return_addresses(a.shop_id)
+            }:
+                raise InvalidArgument("unknown return address", address_id=return_address_id)
+            if status == AfterSaleStatus.WAIT_SELLER_AGREE and kind == AfterSaleType.RESHIP:
+                a.status = AfterSaleStatus.WAIT_SELLER_SHIP
+                a.deadline = self.now() + self.timer("aftersale_seller_ship")
+                self._save_aftersale(c, a, order)
+                self._emit(c, EventKind.AFTERSALE_AGREED, shop, order=order, aftersale=a)
+            elif status == AfterSaleStatus.WAIT_SELLER_AGREE and kind in (
                 AfterSaleType.RETURN_REFUND,
                 AfterSaleType.EXCHANGE,
             ):
                 a.status = AfterSaleStatus.WAIT_BUYER_RETURN
+                a.return_address_id = return_address_id
                 a.deadline = self.now() + self.timer("aftersale_buyer_return")
                 self._save_aftersale(c, a, order)
                 self._emit(c, EventKind.AFTERSALE_RETURN_AGREED, shop, order=order, aftersale=a)
@@ -1620,18 +1680,19 @@ class World:
         if order.status == OrderStatus.CANCELLED:
             self._emit(c, EventKind.ORDER_CANCELLED, shop, order=order)
 
-    def reject_aftersale(self, aftersale_id: str, reason: str = "") -> AfterSale:
+    def reject_aftersale(self, aftersale_id: str, reason: str = "", *, reason_code: str = "") -> AfterSale:
         """The merchant rejects (first approval, or second approval after the goods came back)."""
         with self.write() as c:
             a = self._load_aftersale(c, aftersale_id)
             order = self._load_order(c, a.order_id)
-            a = self._reject_aftersale_in(c, order, aftersale_id, reason)
+            a = self._reject_aftersale_in(c, order, aftersale_id, reason, reason_code=reason_code)
         return a
 
     def _reject_aftersale_in(
-        self, c: sqlite3.Connection, order: Order, aftersale_id: str, reason: str
+        self, c: sqlite3.Connection, order: Order, aftersale_id: str, reason: str, *, reason_code: str = ""
     ) -> AfterSale:
         a = self._load_aftersale(c, aftersale_id)
+        a.reject_reason_code = str(reason_code or "")
         if a.status == AfterSaleStatus.WAIT_SELLER_AGREE:
             a.status = AfterSaleStatus.SELLER_REJECTED
         elif a.status == AfterSaleStatus.WAIT_SELLER_CONFIRM:
@@ -1661,13 +1722,19 @@ class World:
         return a
 
     def reship_exchange(self, aftersale_id: str, *, carrier: str, tracking_no: str) -> AfterSale:
-        """The merchant confirms the returned goods and ships the replacement."""
+        """The merchant confirms the returned goods and ships the replacement (exchange), or
+        ships an approved reissue (补寄)."""
         if carrier not in CARRIERS:
             raise InvalidArgument("unknown carrier", carrier=carrier)
+        if not tracking_no:
+            raise InvalidArgument("tracking number required")
         with self.write() as c:
             a = self._load_aftersale(c, aftersale_id)
-            if a.type != AfterSaleType.EXCHANGE or a.status != AfterSaleStatus.WAIT_SELLER_CONFIRM:
-                raise Conflict("not an exchange waiting for reshipment", status=a.status)
+            if not (
+                (a.type == AfterSaleType.EXCHANGE and a.status == AfterSaleStatus.WAIT_SELLER_CONFIRM)
+                or (a.type == AfterSaleType.RESHIP and a.status == AfterSaleStatus.WAIT_SELLER_SHIP)
+            ):
+                raise Conflict("not an exchange or reissue waiting for its parcel", status=a.status)
             order = self._load_order(c, a.order_id)
             a.status = AfterSaleStatus.WAIT_BUYER_RECEIVE
             a.exchange_carrier, a.exchange_tracking_no, a.exchange_time = carrier, tracking_no, self.now()
@@ -1706,6 +1773,48 @@ class World:
             self._save_aftersale(c, a, order)
             self._emit(c, EventKind.AFTERSALE_CLOSED, self._shop(a.shop_id), order=order, aftersale=a)
         return a
+
+    def intercept_parcel(self, aftersale_id: str, *, tracking_no: str) -> dict[str, Any]:
+        """The merchant asks the platform to stop a parcel of the after-sale's order (Douyin
+        ``/afterSale/applyLogisticsIntercept``). Accepted, with a cost in fen, while the parcel is
+        on its way (the order is shipped, not yet received); refused with a reason once it was
+        delivered. Asking again for the same parcel answers the same (no second charge). The
+        after-sale's ``update_time`` is not moved (the version guard stays valid)."""
+        with self.write() as c:
+            a = self._load_aftersale(c, aftersale_id)
+            for done in a.intercepts:
+                if done["tracking_no"] == tracking_no:
+                    return dict(done)
+            order = self._load_order(c, a.order_id)
+            package = next((p for p in order.packages if p.tracking_no == tracking_no), None)
+            if package is None:
+                raise NotFound("parcel not found on this order", tracking_no=tracking_no)
+            if order.status in (OrderStatus.RECEIVED, OrderStatus.COMPLETED):
+                result = {"tracking_no": tracking_no, "carrier": package.carrier, "accepted": False,
+                          "cost_fen": 0, "reason_code": 3, "reason": "包裹已签收，无法拦截"}  # fmt: skip
+            elif not AfterSaleStatus(a.status).is_open:
+                result = {"tracking_no": tracking_no, "carrier": package.carrier, "accepted": False,
+                          "cost_fen": 0, "reason_code": 2, "reason": "售后单已完结，无法拦截"}  # fmt: skip
+            else:
+                cost = INTERCEPT_COST_FEN.get(package.carrier, INTERCEPT_COST_FEN[""])
+                result = {"tracking_no": tracking_no, "carrier": package.carrier, "accepted": True,
+                          "cost_fen": cost, "reason_code": 0, "reason": ""}  # fmt: skip
+                a.intercepts.append(result)
+                c.execute("UPDATE aftersales SET doc=? WHERE aftersale_id=?", (_j(a), a.aftersale_id))
+        return dict(result)
+
+    def return_addresses(self, shop_id: str) -> list[dict[str, Any]]:
+        """The shop's return addresses (the merchant's own warehouses, not buyer data): two,
+        the first the default; ids are digits derived from the shop id."""
+        base = int(hashlib.sha256(shop_id.encode()).hexdigest()[:8], 16) % 10**8 * 100
+        return [
+            {"address_id": str(base + 1), "name": "售后组", "phone": "0571-88880001", "province": "浙江省",
+             "city": "杭州市", "district": "余杭区", "street": "仓前街道", "detail": "文一西路1号 退货仓",
+             "is_default": True},
+            {"address_id": str(base + 2), "name": "售后组", "phone": "021-66660002", "province": "上海市",
+             "city": "上海市", "district": "嘉定区", "street": "江桥镇", "detail": "金沙江西路2号 退货仓",
+             "is_default": False},
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------ e-waybills
 

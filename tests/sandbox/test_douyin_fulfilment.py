@@ -251,7 +251,7 @@ def test_aftersale_list_detail_and_operate(
         at,
     )
     assert listing["total"] == 2 and not listing["has_more"]
-    info = {i["aftersale_info"]["aftersale_id"]: i for i in listing["items"]}
+    info = {str(i["aftersale_info"]["aftersale_id"]): i for i in listing["items"]}  # ids: numbers or strings
     assert (
         info[ret.aftersale_id]["aftersale_info"]["aftersale_type"] == 0
         and info[ret.aftersale_id]["aftersale_info"]["aftersale_status"] == 6

@@ -240,7 +240,10 @@ def test_refund_list_and_detail(env: KsEnv) -> None:
     page2 = env.data("open.seller.order.refund.pcursor.list", {**base, "pcursor": page["pcursor"]})
     assert page2["pcursor"] == "nomore"
     listed = page["refundOrderInfoList"] + page2["refundOrderInfoList"]
-    assert [r["refundId"] for r in listed] == [int(a.aftersale_id), int(b.aftersale_id)]
+    assert [int(r["refundId"]) for r in listed] == [
+        int(a.aftersale_id),
+        int(b.aftersale_id),
+    ]  # untidy: str or int
     assert [r["status"] for r in listed] == [10, 60] and [r["handlingWay"] for r in listed] == [10, 10]
     assert (
         listed[0]["oid"] == int(first.line_id)

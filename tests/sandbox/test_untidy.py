@@ -110,7 +110,9 @@ def test_douyin_exchange_sku_info_price_is_a_string(
         order.order_id, order.lines[0].line_id, kind=AfterSaleType.EXCHANGE, exchange_sku_id=skus[1].sku_id
     )
     items = client.data("/afterSale/List", {"page": 0, "size": 10}, token["access_token"])["items"]
-    info = next(i["aftersale_info"] for i in items if i["aftersale_info"]["aftersale_id"] == a.aftersale_id)
+    info = next(
+        i["aftersale_info"] for i in items if str(i["aftersale_info"]["aftersale_id"]) == a.aftersale_id
+    )
     assert info["exchange_sku_info"]["price"] == str(skus[1].price_fen)
 
 

@@ -71,7 +71,8 @@ def test_simulated_days_have_realistic_variety(tmp_path: Path) -> None:
     assert sum(bool(o.buyer_words) for o in orders) > 40 and sum(o.address_changes > 0 for o in orders) > 15
     assert sum(o.post_fen > 0 for o in orders) > 25 and any(o.stock_reduce == "pay" for o in orders)
     aftersales = world.query_aftersales(shop_id, limit=10**6)[1]
-    assert Counter(a.type for a in aftersales).keys() == set(AfterSaleType)
+    # reissues (补寄) are not simulated: tests drive them through World.apply_aftersale(kind="reship")
+    assert Counter(a.type for a in aftersales).keys() == set(AfterSaleType) - {AfterSaleType.RESHIP}
     partial = [
         o for o in orders if any(ln.refunded_qty for ln in o.lines) and o.status != OrderStatus.CANCELLED
     ]

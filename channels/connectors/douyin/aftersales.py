@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
+from channels.connectors.aftersale_fields import (
+    deadline_of,
+    image_links,
+    neutral_carrier,
+    platform_carrier,
+    require,
+)
 from channels.connectors.base import (
     as_dict,
     as_id,
@@ -21,6 +27,7 @@ from channels.connectors.douyin.api import (
     SETTLEMENT_OK,
     SETTLEMENT_SPAN,
     SHANGHAI,
+    _num_id,
     _walk_by_update_time,
     epoch_time,
 )
@@ -30,7 +37,10 @@ from channels.types import (
     AfterSaleItem,
     AfterSaleStatus,
     AfterSaleType,
+    InterceptResult,
     Platform,
+    RejectReason,
+    ReturnAddress,
     SettlementLine,
 )
 
@@ -58,7 +68,18 @@ AFTER_SALE_STATUS_MAP = {
 }
 #: Douyin types 1 (已发货仅退款) / 2 (未发货仅退款) say whether the goods had shipped
 SHIPPED_BY_TYPE = {1: True, 2: False}
-REFUND_IN_PROGRESS = 2  # refund_status 2 = 退款中
+REFUND_IN_PROGRESS = 2
+TYPE_RETURN, TYPE_REFUND_SHIPPED, TYPE_REFUND_UNSHIPPED, TYPE_EXCHANGE, TYPE_RESHIP = 0, 1, 2, 3, 7
+WAITING_APPROVAL, WAITING_SECOND_APPROVAL = 6, 11
+# /afterSale/operate type codes by after-sale type [choice: see the answers section]
+APPROVE_CODES = {TYPE_RETURN: 101, TYPE_REFUND_SHIPPED: 201, TYPE_REFUND_UNSHIPPED: 201, TYPE_EXCHANGE: 301,
+                 TYPE_RESHIP: 401}  # fmt: skip
+REJECT_CODES = {TYPE_RETURN: 102, TYPE_REFUND_SHIPPED: 202, TYPE_REFUND_UNSHIPPED: 202, TYPE_EXCHANGE: 302,
+                TYPE_RESHIP: 402}  # fmt: skip
+REJECT_SECOND_CODES = {TYPE_RETURN: 112, TYPE_EXCHANGE: 312}
+#: the business-failure number of a stale ``update_time`` (``isv.business-failed:40003``) [choice: the
+#: sandbox's; the reference names the guard, not its code]
+STALE_VERSION_BIZ_CODE = 40003  # refund_status 2 = 退款中
 SETTLEMENT_KIND = {0: "settle", 1: "refund_after_settle", 2: "deposit_refund", 3: "refund_after_settle"}
 
 
@@ -197,6 +218,185 @@ class AfterSalesMixin:
             items=items,
             exchange_sku_code=str(exchange.get("code") or ""),
         )
+
+    # ------------------------------------------------------------------ answers (售后处理)
+    #
+    # ``/afterSale/operate`` {type, items[]{aftersale_id, reason, remark, reject_reason_code,
+    # evidence[]{type,url,desc}, logistics{company_code, logistics_code, receiver_address_id},
+    # update_time}} (DD-GO ``afterSale_operate``). The SDK leaves the ``type`` enum to the API
+    # page; the codes below are the sandbox's [choice] (101/102 return first approval/refusal,
+    # 111/112 second, 201/202 refund only, 301/302 exchange, 311/312 exchange received + reship /
+    # refused, 401/402/411 reissue 补寄 approve / refuse / send). Which code applies depends on the
+    # after-sale's type and status, so each answer reads the after-sale first; ``version`` (the
+    # caller's ``AfterSale.version``) is sent as ``update_time``: a stale one is refused →
+    # ``PlatformRejected(code="stale_version")``.
+
+    def _operate(self, op_type: int, item: dict[str, Any]) -> None:
+        try:
+            data = as_dict(
+                self._api("/afterSale/operate", {"type": op_type, "items": [item]}, idempotent=False)
+            )
+        except PlatformRejected as exc:
+            if exc.sub_code.endswith(f":{STALE_VERSION_BIZ_CODE}"):
+                raise PlatformRejected(
+                    exc.platform_message, code="stale_version", sub_code=exc.sub_code
+                ) from exc
+            raise
+        for result in as_list(data.get("items")):
+            if isinstance(result, dict) and as_int(result.get("status_code")) != 0:
+                raise PlatformRejected(
+                    str(result.get("status_msg") or ""), code=str(result.get("status_code"))
+                )
+
+    def _answer_item(self, platform_after_sale_id: str, version: str) -> dict[str, Any]:
+        item: dict[str, Any] = {"aftersale_id": platform_after_sale_id}
+        if version:
+            item["update_time"] = as_int(version)
+        return item
+
+    def _current(self, platform_after_sale_id: str) -> tuple[int, int]:
+        """(type, status) codes of the after-sale as the platform has it now."""
+        current = self.get_after_sale(platform_after_sale_id)
+        return as_int(current.platform_type, -1), as_int(current.platform_status)
+
+    def approve_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        return_address_id: str = "",
+    ) -> None:  # fmt: skip
+        """First approval (101 return / 201 refund only / 301 exchange / 401 reissue), or the second
+        approval of a return whose goods came back (111); a return or exchange names
+        ``receiver_address_id`` (``return_addresses``)."""
+        kind, status = self._current(platform_after_sale_id)
+        item = self._answer_item(platform_after_sale_id, version)
+        if status == WAITING_SECOND_APPROVAL and kind == TYPE_RETURN:
+            return self._operate(111, item)
+        if status != WAITING_APPROVAL or kind not in APPROVE_CODES:
+            raise PlatformRejected(f"cannot approve type {kind} in status {status}", code="state")
+        if kind in (TYPE_RETURN, TYPE_EXCHANGE) and return_address_id:
+            item["logistics"] = {"receiver_address_id": _num_id(return_address_id)}
+        self._operate(APPROVE_CODES[kind], item)
+
+    def reject_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        reason_code: str, reason: str = "", evidence: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """First refusal (102/202/302/402) or, after the goods came back, second (112/312), with a
+        ``reject_reason_code`` from ``/afterSale/rejectReasonCodeList`` and image evidence."""
+        kind, status = self._current(platform_after_sale_id)
+        codes = REJECT_SECOND_CODES if status == WAITING_SECOND_APPROVAL else REJECT_CODES
+        if status not in (WAITING_APPROVAL, WAITING_SECOND_APPROVAL) or kind not in codes:
+            raise PlatformRejected(f"cannot refuse type {kind} in status {status}", code="state")
+        item = self._answer_item(platform_after_sale_id, version)
+        item.update(reason=reason or reason_code, remark=reason or reason_code)
+        if reason_code:
+            item["reject_reason_code"] = as_int(reason_code) or reason_code
+        if evidence:
+            item["evidence"] = [{"type": 1, "url": url, "desc": ""} for url in evidence]
+        self._operate(codes[kind], item)
+
+    def confirm_return_received(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = ""
+    ) -> None:
+        """A return's goods arrived: 111 (second approval, the refund is paid). An exchange is
+        confirmed by sending its replacement (``ship_exchange``)."""
+        kind, status = self._current(platform_after_sale_id)
+        if kind != TYPE_RETURN or status != WAITING_SECOND_APPROVAL:
+            raise PlatformRejected(f"no return to confirm (type {kind}, status {status})", code="state")
+        self._operate(111, self._answer_item(platform_after_sale_id, version))
+
+    def ship_exchange(
+        self, *, platform_after_sale_id: str, platform_order_id: str, carrier_code: str, tracking_no: str,
+        version: str = "",
+    ) -> None:  # fmt: skip
+        """The replacement's parcel: 311 for an exchange whose goods came back, 411 [choice] for
+        an approved reissue; ``carrier_code`` is Douyin's slug or ecbao's carrier key."""
+        kind, _ = self._current(platform_after_sale_id)
+        op = {TYPE_EXCHANGE: 311, TYPE_RESHIP: 411}.get(kind)
+        if op is None:
+            raise PlatformRejected(f"type {kind} has no replacement parcel", code="state")
+        item = self._answer_item(platform_after_sale_id, version)
+        item["logistics"] = {
+            "company_code": platform_carrier(Platform.DOUYIN, carrier_code),
+            "logistics_code": tracking_no,
+        }
+        self._operate(op, item)
+
+    def intercept_parcel(
+        self, *, platform_after_sale_id: str, carrier_code: str, tracking_no: str
+    ) -> InterceptResult:
+        """``/afterSale/applyLogisticsIntercept`` {after_sale_id, op_from 1 (merchant),
+        intercept_targets[]{company_code, tracking_no}} → the parcel's ``is_success`` /
+        ``can_intercept``, ``intercept_cost`` (fen) and ``unavailable_reason``."""
+        data = as_dict(
+            self._api(
+                "/afterSale/applyLogisticsIntercept",
+                {
+                    "after_sale_id": _num_id(platform_after_sale_id),
+                    "op_from": 1,
+                    "intercept_targets": [
+                        {
+                            "company_code": platform_carrier(Platform.DOUYIN, carrier_code),
+                            "tracking_no": tracking_no,
+                        }
+                    ],
+                },
+                idempotent=False,
+            )
+        )
+        results = [r for r in as_list(data.get("intercept_results")) if isinstance(r, dict)]
+        mine = next((r for r in results if str(r.get("tracking_no") or "") == tracking_no), None)
+        if mine is None:
+            accepted = as_int(data.get("success_count")) > 0
+            return InterceptResult(accepted=accepted, reason=str(data.get("unavailable_reason") or ""))
+        accepted = bool(mine.get("is_success") or mine.get("can_intercept"))
+        return InterceptResult(
+            accepted=accepted,
+            cost_fen=as_int(mine.get("intercept_cost")) if accepted else 0,
+            reason=""
+            if accepted
+            else str(mine.get("unavailable_reason") or data.get("unavailable_reason") or ""),
+        )
+
+    def after_sale_reject_reasons(self) -> list[RejectReason]:
+        """``/afterSale/rejectReasonCodeList``: ``reject_reason_code``, ``reason``, ``evidence_need`` Y/N."""
+        data = as_dict(self._api("/afterSale/rejectReasonCodeList", {}, idempotent=True))
+        return [
+            RejectReason(
+                code=as_id(r.get("reject_reason_code")),
+                text=str(r.get("reason") or ""),
+                needs_evidence=str(r.get("evidence_need") or "").upper() == "Y",
+            )
+            for r in as_list(data.get("items"))
+            if isinstance(r, dict) and as_id(r.get("reject_reason_code"))
+        ]
+
+    def return_addresses(self) -> list[ReturnAddress]:
+        """``/address/list``: the shop's address book (``address_id``, ``is_default`` = default
+        return address; the SDK spells ``reciever_name`` and ``receiver_provinc``)."""
+        data = as_dict(self._api("/address/list", {"page_no": 1, "page_size": 100}, idempotent=True))
+        out = []
+        for r in as_list(data.get("address_list")):
+            if not isinstance(r, dict) or not as_id(r.get("address_id")):
+                continue
+            place = "".join(
+                str(r.get(k) or "")
+                for k in (
+                    "receiver_provinc",
+                    "receiver_city",
+                    "receiver_district",
+                    "receiver_street",
+                    "receiver_detail",
+                )
+            )
+            name = str(r.get("reciever_name") or "")
+            out.append(
+                ReturnAddress(
+                    id=as_id(r.get("address_id")),
+                    text=f"{place} {name}".strip(),
+                    is_default=as_int(r.get("is_default")) == 1,
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------ settlements
 

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
+from channels.connectors.aftersale_fields import (
+    deadline_of,
+    image_links,
+    neutral_carrier,
+    platform_carrier,
+    require,
+)
 from channels.connectors.base import (
     as_dict,
     as_id,
@@ -32,6 +38,8 @@ from channels.types import (
     AfterSaleStatus,
     AfterSaleType,
     Platform,
+    RejectReason,
+    ReturnAddress,
     SettlementLine,
 )
 
@@ -50,6 +58,20 @@ AFTER_SALE_STATUSES = {
     50: AfterSaleStatus.REFUNDING,
     60: AfterSaleStatus.SUCCEEDED,
 }
+
+APPLIED_STATUSES = frozenset({10, 11, 20, 21})  # the buyer applied, the merchant's first answer is due
+RECEIPT_STATUSES = frozenset({22, 30, 40})  # confirm.receipt is allowed (schema)
+# [choice] used when no refund is named (the sandbox's codes; ``open.refund.reject.reason`` per refund wins)
+DEFAULT_REJECT_REASONS = (
+    RejectReason(code="11", text="商品已影响二次销售", needs_evidence=True),
+    RejectReason(code="12", text="已与买家协商一致"),
+    RejectReason(code="13", text="买家未退回商品"),
+)
+
+
+def _num(value: str) -> int | str:
+    """Ids go out as the schema types them (int64) when numeric."""
+    return int(value) if str(value).isdigit() else value
 
 
 def after_sale_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> AfterSale:
@@ -79,7 +101,7 @@ def after_sale_from_kuaishou(raw: dict[str, Any], *, shop_id: str) -> AfterSale:
     quantity = as_int(raw.get("refundNum")) or as_int(raw.get("productNum"))
     fee = as_int(raw.get("refundFee"))
     sku = as_id(raw.get("relSkuId")) or as_id(raw.get("skuId"))
-    exchange = as_dict(raw.get("exchangeInfo")) or as_dict(raw.get("exchangeSkuInfo"))
+    exchange = as_dict(raw.get("exchangeSkuInfo"))
     return AfterSale(
         platform=Platform.KUAISHOU,
         platform_shop_id=shop_id,
@@ -182,6 +204,125 @@ class AfterSalesMixin:
             self._api("open.seller.order.refund.detail", {"refundId": platform_after_sale_id}).get("data")
         )
         return after_sale_from_kuaishou(data, shop_id=self.session.platform_shop_id)
+
+    # ------------------------------------------------------------------ answers (售后处理)
+    #
+    # Parameter names from the official schemas (KS-PY ``OpenSellerOrderRefund*Schema``,
+    # ``OpenRefund*Schema``): refundId, refundAmount (fen; 0 for an exchange), status (the
+    # refund's current status, checked by the platform), addressId, reasonCode, rejectDesc,
+    # rejectImages, expressNo, expressCode (integer). Which method applies depends on the
+    # refund's handlingWay and status, so each answer reads the refund first. Kuaishou has no
+    # version guard in ``AfterSale.version`` (""); its ``status`` plays that part.
+
+    def _write(self, method: str, params: dict[str, Any]) -> None:
+        self._api(method, params, write=True)
+
+    def _refund_now(self, platform_after_sale_id: str) -> AfterSale:
+        return self.get_after_sale(platform_after_sale_id)
+
+    def approve_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        return_address_id: str = "",
+    ) -> None:  # fmt: skip
+        """Refund only → ``open.seller.order.refund.approve``; return / exchange first approval →
+        ``open.seller.order.refund.returngoods.approve`` (``addressId``; the platform's default
+        when ""); a return whose goods came back → ``open.seller.order.refund.confirm.receipt``;
+        reissue [choice] → ``open.seller.order.refund.approve`` with amount 0."""
+        a = self._refund_now(platform_after_sale_id)
+        status = as_int(a.platform_status)
+        refund_id = _num(platform_after_sale_id)
+        if a.type == AfterSaleType.RETURN_REFUND and status in RECEIPT_STATUSES:
+            self._write("open.seller.order.refund.confirm.receipt", {"refundId": refund_id, "status": status})
+        elif a.type in (AfterSaleType.REFUND_ONLY, AfterSaleType.RESHIP) and status in APPLIED_STATUSES:
+            params: dict[str, Any] = {"refundId": refund_id, "refundAmount": a.refund_fen, "status": status,
+                                      "negotiateStatus": as_int(a.refund_status) or 1}  # fmt: skip
+            if a.type == AfterSaleType.REFUND_ONLY:
+                params["refundHandingWay"] = 10  # sic (the schema spells it so)
+            self._write("open.seller.order.refund.approve", params)
+        elif a.type in (AfterSaleType.RETURN_REFUND, AfterSaleType.EXCHANGE) and status in APPLIED_STATUSES:
+            params = {
+                "refundId": refund_id,
+                "refundAmount": 0 if a.type == AfterSaleType.EXCHANGE else a.refund_fen,
+            }
+            if return_address_id:
+                params["addressId"] = _num(return_address_id)
+            self._write("open.seller.order.refund.returngoods.approve", params)
+        else:
+            raise PlatformRejected(
+                f"cannot approve handlingWay {a.platform_type} in status {status}", code="state"
+            )
+
+    def reject_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        reason_code: str, reason: str = "", evidence: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """``open.refund.reject`` with a ``reasonCode`` from ``open.refund.reject.reason``."""
+        params: dict[str, Any] = {"refundId": _num(platform_after_sale_id), "reasonCode": as_int(reason_code)}
+        if reason:
+            params["rejectDesc"] = reason
+        if evidence:
+            params["rejectImages"] = list(evidence)[:6]  # at most 6 (schema)
+        self._write("open.refund.reject", params)
+
+    def confirm_return_received(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = ""
+    ) -> None:
+        """``open.seller.order.refund.confirm.receipt`` (the goods are back, the refund is paid)."""
+        a = self._refund_now(platform_after_sale_id)
+        status = as_int(a.platform_status)
+        if a.type != AfterSaleType.RETURN_REFUND or status not in RECEIPT_STATUSES:
+            raise PlatformRejected(f"no return to confirm (status {status})", code="state")
+        self._write(
+            "open.seller.order.refund.confirm.receipt",
+            {"refundId": _num(platform_after_sale_id), "status": status},
+        )
+
+    def ship_exchange(
+        self, *, platform_after_sale_id: str, platform_order_id: str, carrier_code: str, tracking_no: str,
+        version: str = "",
+    ) -> None:  # fmt: skip
+        """``open.refund.confirm.and.send``: the exchange's goods are back and the replacement
+        leaves (a reissue's parcel too [choice]); ``expressCode`` is Kuaishou's integer code (or
+        ecbao's carrier key)."""
+        code = platform_carrier(Platform.KUAISHOU, carrier_code)
+        if not str(code).isdigit():
+            raise PlatformRejected(f"no Kuaishou express code for carrier {carrier_code!r}", code="carrier")
+        self._write("open.refund.confirm.and.send", {"refundId": _num(platform_after_sale_id),
+                                                     "expressNo": tracking_no, "expressCode": int(code)})  # fmt: skip
+
+    def after_sale_reject_reasons(self, *, platform_after_sale_id: str = "") -> list[RejectReason]:
+        """``open.refund.reject.reason`` names the reasons for one refund (``refundId``); without
+        one, the documented list below [choice: the sandbox's codes]."""
+        if not platform_after_sale_id:
+            return list(DEFAULT_REJECT_REASONS)
+        data = as_dict(
+            self._api("open.refund.reject.reason", {"refundId": _num(platform_after_sale_id)}).get("data")
+        )
+        return [
+            RejectReason(
+                code=as_id(r.get("reasonCode")),
+                text=str(r.get("reasonDesc") or ""),
+                needs_evidence=bool(r.get("requiredRejectImage")),
+            )  # fmt: skip
+            for r in as_list(data.get("rejectReasonList"))
+            if isinstance(r, dict) and as_id(r.get("reasonCode"))
+        ]
+
+    def return_addresses(self) -> list[ReturnAddress]:
+        """``open.address.seller.list`` [GUESS shape: addressList[]{addressId, consignee,
+        provinceName, cityName, districtName, townName, address, defaultAddress}]."""
+        data = as_dict(self._api("open.address.seller.list", {}).get("data"))
+        out = []
+        for r in as_list(data.get("addressList")):
+            if not isinstance(r, dict) or not as_id(r.get("addressId")):
+                continue
+            place = "".join(
+                str(r.get(k) or "")
+                for k in ("provinceName", "cityName", "districtName", "townName", "address")
+            )
+            out.append(ReturnAddress(id=as_id(r.get("addressId")), text=f"{place} {r.get('consignee') or ''}".strip(),
+                                     is_default=bool(r.get("defaultAddress"))))  # fmt: skip
+        return out
 
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
         """Settled bills from ``open.funds.financial.settled.bill.detail`` by settlement time."""

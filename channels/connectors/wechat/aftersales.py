@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from channels.connectors.aftersale_fields import deadline_of, image_links, neutral_carrier, require
+from channels.connectors.aftersale_fields import (
+    deadline_of,
+    image_links,
+    neutral_carrier,
+    platform_carrier,
+    require,
+)
 from channels.connectors.base import as_dict, as_int, epoch_seconds
 from channels.connectors.wechat.api import AFTERSALE_WINDOW, _seconds, _shanghai_text, _str_id, logger
 from channels.connectors.wechat.orders import line_id
-from channels.errors import PlatformRejected
+from channels.errors import PlatformRejected, RateLimited
 from channels.types import (
     AfterSale,
     AfterSaleItem,
     AfterSaleStatus,
     AfterSaleType,
     Platform,
+    RejectReason,
+    ReturnAddress,
     SettlementLine,
 )
 
+REFUND_CALL_LIMITED = "10020003"  # [choice] the sandbox's code for a second refund call within a minute
+REFUND_CALL_INTERVAL = 60  # seconds (WX-ACC: one refund call per order per minute)
 AFTERSALE_TYPES = {
     "REFUND": AfterSaleType.REFUND_ONLY,
     "RETURN": AfterSaleType.RETURN_REFUND,
@@ -156,6 +167,108 @@ class AfterSalesMixin:
         if not a:
             raise PlatformRejected("answer without after_sale_order", code="aftersale")
         return after_sale_from_wechat(a, shop_id=self.session.platform_shop_id, now=self.now())
+
+    # --- answers (售后处理) ----------------------------------------------------------------------
+    #
+    # acceptapply {after_sale_order_id, address_id}: a REFUND is paid; a RETURN/EXCHANGE's first
+    # call needs ``address_id`` and waits for the buyer's parcel; a RETURN's second call (goods
+    # received) pays the refund. rejectapply {after_sale_order_id, reject_reason_type (required),
+    # reject_reason}. acceptexchangereship {after_sale_order_id, waybill_id, delivery_id}.
+    # One refund call per order per minute (WX-ACC): the platform's refusal becomes
+    # ``RateLimited`` with the seconds left. No version guard (``AfterSale.version`` is "").
+    # WeChat has no reissue (补寄) type and no parcel intercept API.
+
+    def _answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.api(path, body, idempotent=False)
+        except PlatformRejected as exc:
+            if exc.code == REFUND_CALL_LIMITED:
+                found = re.search(r"(\d+(?:\.\d+)?)\s*s\b", exc.platform_message)
+                raise RateLimited(
+                    f"{exc.code}: {exc.platform_message}",
+                    retry_after=float(found.group(1)) if found else float(REFUND_CALL_INTERVAL),
+                ) from exc
+            raise
+
+    def approve_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        return_address_id: str = "",
+    ) -> None:  # fmt: skip
+        """``acceptapply``; ``address_id`` = ``return_address_id`` or the shop's default return
+        address (a return's first approval requires one; a refund ignores it)."""
+        body: dict[str, Any] = {"after_sale_order_id": platform_after_sale_id}
+        address = return_address_id or next((a.id for a in self.return_addresses() if a.is_default), "")
+        if address:
+            body["address_id"] = address
+        self._answer("/channels/ec/aftersale/acceptapply", body)
+
+    def reject_after_sale(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = "",
+        reason_code: str, reason: str = "", evidence: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """``rejectapply`` with ``reject_reason_type`` (a code of ``after_sale_reject_reasons``);
+        evidence images are not sent (the API takes media ids uploaded beforehand)."""
+        if not str(reason_code).isdigit():
+            raise PlatformRejected(f"reject_reason_type must be a number, not {reason_code!r}", code="reason")
+        body: dict[str, Any] = {
+            "after_sale_order_id": platform_after_sale_id,
+            "reject_reason_type": int(reason_code),
+        }
+        if reason:
+            body["reject_reason"] = reason
+        self._answer("/channels/ec/aftersale/rejectapply", body)
+
+    def confirm_return_received(
+        self, *, platform_after_sale_id: str, platform_order_id: str, version: str = ""
+    ) -> None:
+        """A return's goods arrived: ``acceptapply`` again (the second call refunds)."""
+        self._answer("/channels/ec/aftersale/acceptapply", {"after_sale_order_id": platform_after_sale_id})
+
+    def ship_exchange(
+        self, *, platform_after_sale_id: str, platform_order_id: str, carrier_code: str, tracking_no: str,
+        version: str = "",
+    ) -> None:  # fmt: skip
+        """``acceptexchangereship`` {waybill_id, delivery_id}; ``carrier_code`` is WeChat's
+        ``delivery_id`` or ecbao's carrier key."""
+        self._answer(
+            "/channels/ec/aftersale/acceptexchangereship",
+            {"after_sale_order_id": platform_after_sale_id, "waybill_id": tracking_no,
+             "delivery_id": platform_carrier(Platform.WECHAT, carrier_code)},
+        )  # fmt: skip
+
+    def after_sale_reject_reasons(self) -> list[RejectReason]:
+        """``/channels/ec/aftersale/getrejectreason`` [GUESS: name and shape; the reference names
+        only ``reject_reason_type``]: ``reject_reason_list[]{reject_reason_type,
+        reject_reason_type_text, require_image}``."""
+        page = self.api("/channels/ec/aftersale/getrejectreason", {})
+        return [
+            RejectReason(
+                code=_str_id(r.get("reject_reason_type")),
+                text=str(r.get("reject_reason_type_text") or ""),
+                needs_evidence=bool(r.get("require_image")),
+            )  # fmt: skip
+            for r in page.get("reject_reason_list") or []
+            if isinstance(r, dict) and _str_id(r.get("reject_reason_type"))
+        ]
+
+    def return_addresses(self) -> list[ReturnAddress]:
+        """``/channels/ec/merchant/address/list`` {offset, limit}: ``address_id_list`` (and, where
+        served, ``address_list`` details: ``address_info``, ``default_recv``)."""
+        page = self.api("/channels/ec/merchant/address/list", {"offset": 0, "limit": 100})
+        details = {
+            _str_id(d.get("address_id")): d for d in page.get("address_list") or [] if isinstance(d, dict)
+        }
+        ids = [_str_id(i) for i in page.get("address_id_list") or []] or list(details)
+        out = []
+        for address_id in ids:
+            d = details.get(address_id, {})
+            info = as_dict(d.get("address_info"))
+            place = "".join(
+                str(info.get(k) or "") for k in ("province_name", "city_name", "county_name", "detail_info")
+            )
+            out.append(ReturnAddress(id=address_id, text=f"{place} {info.get('user_name') or ''}".strip(),
+                                     is_default=bool(d.get("default_recv"))))  # fmt: skip
+        return out
 
     # --- money ------------------------------------------------------------------------------------
     def iter_settlements(self, *, start: datetime, end: datetime) -> Iterator[SettlementLine]:
