@@ -77,6 +77,8 @@ PARAM_OBJECT = {
     "dispatch_id": "dispatch",
     "supplier_id": "supplier",
     "invitation_id": "supplier_invitation",
+    "after_sale_id": "after_sale",
+    "action_id": "after_sale_action",
 }
 BASENAME_OBJECT = {
     "user": "user",

@@ -147,6 +147,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
         )
         world.ids.update(dispatch=_supplier_dispatch(store, world.users[Role.SUPPLIER]))
         world.ids.update(_supplier_objects(sku, world.users[Role.OWNER]))
+        world.ids.update(_after_sale_objects(store, order))
     connection.set_schema_to_public()
     return world
 
@@ -217,3 +218,31 @@ def _shipping_objects(store, co) -> dict:
         status=WriteBack.Status.GIVEN_UP,
     )
     return {"parcel": parcel.pk, "waybill": waybill.pk, "write_back": write_back.pk}
+
+
+def _after_sale_objects(store, order) -> dict:
+    """An after-sale waiting for the merchant, with one refused answer (retryable)."""
+    from aftersales.models import AfterSale, AfterSaleAction
+
+    at = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
+    after_sale = AfterSale.objects.create(
+        store=store,
+        platform="douyin",
+        platform_after_sale_id=f"AS{order.platform_order_id}",
+        platform_order_id=order.platform_order_id,
+        order=order,
+        type=AfterSale.Type.REFUND_UNSHIPPED,
+        channel_status="waiting_merchant",
+        platform_status="6",
+        refund_fen=9900,
+        platform_updated_at=at,
+        applied_at=at,
+    )
+    action = AfterSaleAction.objects.create(
+        after_sale=after_sale,
+        kind=AfterSaleAction.Kind.APPROVE,
+        key=f"{after_sale.pk}:approve:world",
+        status=AfterSaleAction.Status.FAILED,
+        error="平台拒绝",
+    )
+    return {"after_sale": after_sale.pk, "after_sale_action": action.pk}
