@@ -1,4 +1,5 @@
-"""Incremental pulls: walk update-time windows for a store and keep every order version.
+"""Incremental pulls: walk update-time windows for a store and keep every order (and after-sale)
+version. The after-sale pull (``pull_after_sales``, notes in its section) has the same shape.
 
 Rules that make the pull safe to run at any time, twice, or concurrently:
 - one pull per (store, kind) at a time: a PostgreSQL advisory lock held for the run (freed
@@ -31,8 +32,8 @@ from django.utils import timezone
 
 from channels import services
 from channels.connectors.base import time_spans
-from channels.errors import ChannelError
-from channels.models import Store, SyncCursor
+from channels.errors import ChannelError, PlatformRejected
+from channels.models import ChannelAfterSaleState, Store, SyncCursor
 
 logger = logging.getLogger(__name__)
 
@@ -201,3 +202,131 @@ def pull_orders(*, store_id: int, now: datetime | None = None, connector=None) -
         if store.last_error or store.status == Store.Status.ERROR:
             Store.objects.filter(pk=store.pk).update(last_error="", status=Store.Status.ACTIVE)
     return result
+
+
+# --- after-sales ------------------------------------------------------------------------------------
+#
+# The same shape as the order pull: one run per store at a time (advisory lock), a per-store
+# watermark (``SyncCursor`` kind ``after_sales``) moved only after a whole window is stored, an
+# overlap and a settle margin, errors on the cursor and the store. Each version goes through
+# ``services.store_after_sale_version(..., source="pull")``, which is idempotent and
+# order-preserving and publishes ``AfterSaleChanged`` for a newer one.
+#
+# Douyin (``update_start_time``) and Kuaishou (``queryType=2``, one-day spans) list by update
+# time. WeChat's list filters by creation time only (§3.7: no update-time filter confirmed), so
+# its windows list the after-sales *created* in them, and every after-sale of the store still open
+# on our side is read again (detail) on each run — that is how a WeChat change is seen without a
+# push.
+
+REREAD_LIMIT = 500  # open WeChat after-sales read again per run (the least recently changed first)
+OPEN_AFTER_SALE_STATUSES = (
+    "waiting_merchant",
+    "waiting_buyer_return",
+    "waiting_merchant_receipt",
+    "refunding",
+)
+
+
+@dataclass
+class AfterSalePullResult:
+    store_id: int
+    windows: int = 0
+    seen: int = 0
+    changed: int = 0
+    reread: int = 0
+    skipped: bool = False
+    error: str = ""
+
+
+def _created_only(connector) -> bool:
+    return bool(getattr(connector, "after_sales_listed_by_creation", False))
+
+
+def pull_after_sales(*, store_id: int, now: datetime | None = None, connector=None) -> AfterSalePullResult:
+    """Pull every after-sale of ``store_id`` changed since its watermark (see the notes above)."""
+    result = AfterSalePullResult(store_id=store_id)
+    with advisory_lock(f"pull-after-sales:{store_id}") as acquired:
+        if not acquired:
+            result.skipped = True
+            return result
+        store = Store.objects.get(pk=store_id)
+        if store.status not in (Store.Status.ACTIVE, Store.Status.ERROR):
+            result.skipped = True
+            return result
+        cursor, _ = SyncCursor.objects.get_or_create(store=store, kind=SyncCursor.Kind.AFTER_SALES)
+        now = now or timezone.now()
+        connector = connector or services.connector_for(store)
+        end = now - SETTLE
+        start = (cursor.watermark - OVERLAP) if cursor.watermark else end - INITIAL_LOOKBACK
+        start = max(start, now - connector.max_lookback + timedelta(minutes=1))
+        windows = order_windows(start=start, end=end, max_window=connector.max_order_window)
+        created_only = _created_only(connector)
+        SyncCursor.objects.filter(pk=cursor.pk).update(
+            state=SyncCursor.State.RUNNING, started_at=timezone.now(), finished_at=None,
+            windows_total=len(windows), windows_done=0, items_seen=0, last_error="",
+        )  # fmt: skip
+
+        def keep(after_sale) -> None:
+            result.seen += 1
+            if services.store_after_sale_version(store=store, after_sale=after_sale, source="pull"):
+                result.changed += 1
+
+        try:
+            for lower, upper in windows:
+                listing = connector.iter_after_sales_created if created_only else connector.iter_after_sales
+                for after_sale in (
+                    listing(created_from=lower, created_to=upper)
+                    if created_only
+                    else listing(updated_from=lower, updated_to=upper)
+                ):
+                    keep(after_sale)
+                result.windows += 1
+                SyncCursor.objects.filter(pk=cursor.pk).update(
+                    watermark=upper, windows_done=result.windows, items_seen=result.seen
+                )
+            if created_only:
+                open_ids = list(
+                    ChannelAfterSaleState.objects.filter(store=store, status__in=OPEN_AFTER_SALE_STATUSES)
+                    .order_by("changed_at", "pk")
+                    .values_list("platform_after_sale_id", flat=True)[:REREAD_LIMIT]
+                )
+                for platform_after_sale_id in open_ids:
+                    try:
+                        after_sale = connector.get_after_sale(platform_after_sale_id)
+                    except PlatformRejected as exc:  # this one is refused (gone, not ours): skip it
+                        logger.warning(
+                            "after-sale %s of store %s not re-read: %s", platform_after_sale_id, store_id, exc
+                        )
+                        continue
+                    result.reread += 1
+                    keep(after_sale)
+        except ChannelError as exc:
+            result.error = str(exc)
+            SyncCursor.objects.filter(pk=cursor.pk).update(
+                state=SyncCursor.State.FAILED, last_error=str(exc)[:2000], finished_at=timezone.now()
+            )
+            services.record_store_error(store=store, error=exc)
+            logger.warning("after-sale pull for store %s stopped: %s", store_id, exc)
+            return result
+        SyncCursor.objects.filter(pk=cursor.pk).update(
+            state=SyncCursor.State.IDLE, finished_at=timezone.now(), items_seen=result.seen
+        )
+    return result
+
+
+def pull_after_sales_of_all_stores(*, now: datetime | None = None) -> list[AfterSalePullResult]:
+    """Every active store of this schema in turn; one store's failure (any exception) is recorded on
+    its result and its cursor and does not stop the others."""
+    results = []
+    for store_id in Store.objects.filter(status__in=[Store.Status.ACTIVE, Store.Status.ERROR]).values_list(
+        "pk", flat=True
+    ):
+        try:
+            results.append(pull_after_sales(store_id=store_id, now=now))
+        except Exception as exc:  # noqa: BLE001 - any failure stays with its store
+            logger.exception("after-sale pull for store %s failed", store_id)
+            SyncCursor.objects.filter(store_id=store_id, kind=SyncCursor.Kind.AFTER_SALES).update(
+                state=SyncCursor.State.FAILED, last_error=str(exc)[:2000], finished_at=timezone.now()
+            )
+            results.append(AfterSalePullResult(store_id=store_id, error=str(exc)))
+    return results

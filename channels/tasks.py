@@ -44,6 +44,35 @@ def pull_all_stores() -> int:
     return len(ids)
 
 
+@shared_task(acks_late=True, max_retries=3, default_retry_delay=10)
+def pull_store_after_sales(store_id: int) -> dict:
+    """One store's after-sales since its watermark (``sync.pull_after_sales``)."""
+    result = sync.pull_after_sales(store_id=store_id)
+    return {
+        "store_id": store_id,
+        "windows": result.windows,
+        "seen": result.seen,
+        "changed": result.changed,
+        "reread": result.reread,
+        "skipped": result.skipped,
+        "error": result.error,
+    }
+
+
+@shared_task(acks_late=True)
+def pull_all_after_sales() -> int:
+    """Periodic safety net behind the after-sale pushes: one pull task per active store (a
+    failing store fails its own task only; its error shows on the store and its cursor)."""
+    ids = list(
+        Store.objects.filter(status__in=[Store.Status.ACTIVE, Store.Status.ERROR]).values_list(
+            "pk", flat=True
+        )
+    )
+    for store_id in ids:
+        pull_store_after_sales.delay(store_id)
+    return len(ids)
+
+
 @shared_task(acks_late=True)
 def retry_failed_inbox(max_messages: int = 200) -> int:
     """Periodic: re-queue failed messages whose last attempt is at least 5 minutes old."""
@@ -84,6 +113,8 @@ def refresh_expiring_tokens() -> int:
 
 
 register_periodic("channels.pull_all_stores", "channels.tasks.pull_all_stores", 120.0)
+# [choice] every 5 minutes: pushes carry the news, the pull repairs what a lost push missed
+register_periodic("channels.pull_all_after_sales", "channels.tasks.pull_all_after_sales", 300.0)
 register_periodic("channels.retry_failed_inbox", "channels.tasks.retry_failed_inbox", 300.0)
 register_periodic("channels.resend_stuck_messages", "channels.tasks.resend_stuck_messages", 300.0)
 register_periodic(

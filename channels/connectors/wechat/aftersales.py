@@ -131,18 +131,33 @@ class AfterSalesMixin:
     """WechatConnector: after-sales and settlements."""
 
     # --- after-sales ---------------------------------------------------------------------------------
+    #: the list's documented filter is the creation time (§3.7); the periodic pull lists new
+    #: after-sales by it and re-reads the open ones (``channels.sync.pull_after_sales``)
+    after_sales_listed_by_creation = True
+
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
         """After-sales updated in the window: ids (≤ 7-day slices, ``next_key``), then details.
-        One after-sale whose detail the platform refuses (``PlatformRejected``) is logged and
-        skipped, not the end of the walk; transient errors still end it (the pull retries)."""
-        lower = updated_from
-        while lower <= updated_to:
-            upper = min(lower + AFTERSALE_WINDOW - timedelta(seconds=1), updated_to)
+        ``begin_update_time``/``end_update_time`` are [GUESS] (the reference could not confirm an
+        update-time filter; the periodic pull uses ``iter_after_sales_created``). One after-sale
+        whose detail the platform refuses (``PlatformRejected``) is logged and skipped, not the end
+        of the walk; transient errors still end it (the pull retries)."""
+        yield from self._walk_after_sales("update", updated_from, updated_to)
+
+    def iter_after_sales_created(
+        self, *, created_from: datetime, created_to: datetime
+    ) -> Iterator[AfterSale]:
+        """After-sales created in the window (``begin_create_time``/``end_create_time``, §3.7)."""
+        yield from self._walk_after_sales("create", created_from, created_to)
+
+    def _walk_after_sales(self, field: str, start: datetime, end: datetime) -> Iterator[AfterSale]:
+        lower = start
+        while lower <= end:
+            upper = min(lower + AFTERSALE_WINDOW - timedelta(seconds=1), end)
             next_key = ""
             while True:
                 body: dict[str, Any] = {
-                    "begin_update_time": epoch_seconds(lower),
-                    "end_update_time": epoch_seconds(upper) + 1,
+                    f"begin_{field}_time": epoch_seconds(lower),
+                    f"end_{field}_time": epoch_seconds(upper) + 1,
                 }
                 if next_key:
                     body["next_key"] = next_key
