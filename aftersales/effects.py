@@ -222,4 +222,35 @@ def _replacement(after_sale: AfterSale) -> None:
     _mark(after_sale, "replacement", getattr(order, "pk", None))
 
 
-__all__ = ["OPEN_QUEUES", "apply", "sync_refunding"]
+def on_return_received(after_sale: AfterSale, *, actor=None) -> AfterSale:
+    """An exchange's return is back with the merchant before the platform says so (the merchant
+    confirmed receipt, or a return receipt was inspected: h-actions / h-returns call this): the
+    mark ``return_received``, the queue 待退款/待补发, and the replacement
+    (``reship.ensure_replacement``). Idempotent."""
+    from aftersales.services import queue_for
+
+    with transaction.atomic():
+        if after_sale.order_id:  # orders' lock order: the order first
+            Order.objects.select_for_update().filter(pk=after_sale.order_id).first()
+        after_sale = AfterSale.objects.select_for_update().get(pk=after_sale.pk)
+        if after_sale.type != T.EXCHANGE or (
+            after_sale.effects.get("return_received") and after_sale.effects.get("replacement")
+        ):
+            return after_sale
+        first = not after_sale.effects.get("return_received")
+        _mark(after_sale, "return_received")
+        if after_sale.queue in OPEN_QUEUES:
+            after_sale.queue = queue_for(after_sale)
+        if first:
+            record(
+                after_sale,
+                "return_received",
+                gettext("the return is back: the replacement is due"),
+                actor=actor,
+            )
+        _replacement(after_sale)
+        after_sale.save()
+    return after_sale
+
+
+__all__ = ["OPEN_QUEUES", "apply", "on_return_received", "sync_refunding"]

@@ -86,7 +86,10 @@ def queue_for(after_sale: AfterSale) -> str:
     whose return is in and whose replacement is due waits in 待退款/待补发 (AWAITING_REFUND),
     as does an approved reissue until the platform says it is done."""
     queue = QUEUE_OF.get(after_sale.channel_status, Q_.PENDING)
-    if return_in(after_sale) and after_sale.channel_status == CS.WAITING_MERCHANT.value:
+    if return_in(after_sale) and after_sale.channel_status in (
+        CS.WAITING_MERCHANT.value,
+        CS.WAITING_MERCHANT_RECEIPT.value,
+    ):
         return Q_.AWAITING_REFUND
     if reissue_approved(after_sale) and queue in (Q_.AWAITING_RETURN, Q_.AWAITING_RECEIPT):
         return Q_.AWAITING_REFUND

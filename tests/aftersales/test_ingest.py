@@ -184,3 +184,17 @@ def test_after_sale_changed_is_subscribed_to_the_ingest_task():
 
     handlers = events.handlers_for(AfterSaleChanged)
     assert subscriptions.on_after_sale_changed in handlers
+
+
+def test_an_exchange_confirmed_received_by_the_merchant_waits_for_its_replacement(store, order):
+    from aftersales import effects
+
+    v = version(order, type=CT.EXCHANGE, status=CS.WAITING_MERCHANT_RECEIPT)
+    after_sale = deliver(store, v)
+    assert after_sale.queue == Q.AWAITING_RECEIPT
+    after_sale = effects.on_return_received(after_sale)
+    assert after_sale.queue == Q.AWAITING_REFUND and after_sale.effects["return_received"]
+    effects.on_return_received(after_sale)  # a repeat
+    assert after_sale.events.filter(kind="return_received").count() == 1
+    # the platform's next version agrees (its merchant step again): still 待退款/待补发
+    assert deliver(store, later(v, status=CS.WAITING_MERCHANT)).queue == Q.AWAITING_REFUND
