@@ -78,11 +78,18 @@ class Warehouse(models.Model):
     """A place stock is kept and shipped from: one of the merchant's own warehouses, or a
     dropship supplier's stock (``kind`` SUPPLIER: created by the suppliers app, one per supplier,
     its on-hand is what the supplier reports; reservations and the stock push treat it like any
-    other warehouse)."""
+    other warehouse).
+
+    ``kind`` DEFECTIVE is an own warehouse's defective location (次品仓, ``parent`` = that
+    warehouse; created on first need by ``services.defective_location``): returned goods found
+    defective are booked there through the ledger, so they stay counted, but it never sells —
+    no shop is offered its stock (``selectors.available_by_sku``) and nothing is reserved in it
+    (``services.reserve_stock`` / ``reserve_many`` refuse it)."""
 
     class Kind(models.TextChoices):
         OWN = "own", _("Own warehouse")
         SUPPLIER = "supplier", _("Supplier (dropship)")
+        DEFECTIVE = "defective", _("Defective location")
 
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OWN)
@@ -90,13 +97,25 @@ class Warehouse(models.Model):
     is_default = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     address = models.JSONField(default=dict, blank=True)  # sender address for waybills
+    # A DEFECTIVE location's own warehouse (null for every other kind).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="defective_locations"
+    )
 
     class Meta:
         ordering = ["-is_default", "code"]
         constraints = [
             models.UniqueConstraint(
                 fields=["is_default"], condition=Q(is_default=True), name="one_default_warehouse"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["parent"], condition=Q(kind="defective"), name="one_defective_location"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="defective", parent__isnull=False, is_default=False)
+                | (~Q(kind="defective") & Q(parent__isnull=True)),
+                name="defective_location_has_parent",
+            ),
         ]
 
     def __str__(self) -> str:

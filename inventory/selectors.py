@@ -272,8 +272,11 @@ def combo_parts(sku: Sku) -> list[ComboComponent]:
 
 def available_by_sku(sku_ids: list[int], *, warehouse_ids: list[int] | None = None) -> dict[int, int]:
     """Available units of plain SKUs, in one query. A warehouse switched off (an own one closed,
-    a paused supplier's) sells nothing: its stock stays, but no shop is offered it."""
-    qs = StockLevel.objects.filter(sku_id__in=sku_ids, warehouse__is_active=True)
+    a paused supplier's) sells nothing: its stock stays, but no shop is offered it; nor does a
+    defective location (次品仓)."""
+    qs = StockLevel.objects.filter(sku_id__in=sku_ids, warehouse__is_active=True).exclude(
+        warehouse__kind=Warehouse.Kind.DEFECTIVE  # a defective location never sells
+    )
     if warehouse_ids is not None:
         qs = qs.filter(warehouse_id__in=warehouse_ids)
     rows = qs.values("sku_id").annotate(on_hand=Sum("on_hand"), reserved=Sum("reserved"))

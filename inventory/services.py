@@ -196,6 +196,12 @@ def set_location(*, sku: Sku, warehouse: Warehouse | None = None, location: str)
     return level
 
 
+def _sellable(warehouse: Warehouse) -> None:
+    """Nothing is reserved in a defective location (it never sells)."""
+    if warehouse.kind == Warehouse.Kind.DEFECTIVE:
+        raise ValueError(f"warehouse {warehouse.code} is a defective location: nothing is reserved there")
+
+
 def _stock_components(sku: Sku, quantity: int) -> list[tuple[int, int]]:
     """(stock SKU id, quantity) pairs: a combination SKU reserves its components."""
     if not sku.is_combo:
@@ -220,6 +226,7 @@ def reserve_stock(
     if quantity <= 0:
         raise ValueError("quantity must be positive")
     warehouse = warehouse or default_warehouse()
+    _sellable(warehouse)
     parts = _stock_components(sku, quantity)
     if len(parts) == 1:
         if connection.in_atomic_block:
@@ -335,6 +342,7 @@ def reserve_many(items: list[tuple[str, int, int]], *, warehouse: Warehouse | No
     lines that still fit. Combination SKUs go through ``reserve_stock`` in their place in the
     order (all components or nothing)."""
     warehouse = warehouse or default_warehouse()
+    _sellable(warehouse)
     wanted: dict[tuple[str, int], int] = {}
     for key, sku_id, qty in items:
         if qty <= 0:
@@ -637,3 +645,97 @@ def count_stock(
         source_id="",
         user=user,
     )
+
+
+# --- returns: good pieces back to sellable stock, defective ones to the defective location ------
+
+RETURN_SOURCE = "return"
+
+
+def defective_location(warehouse: Warehouse) -> Warehouse:
+    """The defective location (次品仓) of an own warehouse, created on first need: a warehouse of
+    kind DEFECTIVE whose ``parent`` is ``warehouse``. Its stock is counted (ledger, stock pages)
+    but never offered to a shop nor reserved."""
+    if warehouse.kind == Warehouse.Kind.DEFECTIVE:
+        return warehouse
+    if warehouse.kind != Warehouse.Kind.OWN:
+        raise ValueError(_("only an own warehouse has a defective location"))
+    found = Warehouse.objects.filter(kind=Warehouse.Kind.DEFECTIVE, parent=warehouse).first()
+    if found is not None:
+        return found
+    try:
+        with transaction.atomic():
+            return Warehouse.objects.create(
+                kind=Warehouse.Kind.DEFECTIVE,
+                parent=warehouse,
+                code=f"DEF-{warehouse.pk}",
+                name=(_("%(name)s · defective") % {"name": warehouse.name})[:100],
+            )
+    except IntegrityError:  # made at the same moment by another request
+        return Warehouse.objects.get(kind=Warehouse.Kind.DEFECTIVE, parent=warehouse)
+
+
+@dataclass(frozen=True)
+class ReturnBooking:
+    source_key: str
+    created: bool  # False: this key was booked before (a retry books nothing)
+    entries: tuple[StockLedgerEntry, ...] = ()
+
+
+@transaction.atomic
+def receive_return(
+    *,
+    sku: Sku,
+    warehouse: Warehouse,
+    good: int,
+    defective: int,
+    source_key: str,
+    reason: str = "",
+    user=None,
+) -> ReturnBooking:
+    """Returned goods inspected at ``warehouse`` (an own one): ``good`` units back into its
+    sellable stock, ``defective`` units into its defective location (``defective_location``),
+    each a RETURN ledger row with ``source_type`` "return" and ``source_id`` ``source_key``
+    (a combination books its components). Good stock raises what every shop is offered (the
+    stock push follows the ledger write, as for ``receive_stock``); defective stock does not.
+
+    Idempotent by ``source_key`` (e.g. ``return:<receipt id>:<sku id>``): a retry finds the
+    first booking's ledger rows and books nothing (``created`` False). Concurrent retries are
+    serialised on the key (a transaction-scoped advisory lock)."""
+    if good < 0 or defective < 0:
+        raise ValueError(_("quantity must not be negative"))
+    if good + defective == 0:
+        raise ValueError(_("quantity must be positive"))
+    if not source_key or len(source_key) > StockLedgerEntry._meta.get_field("source_id").max_length:
+        raise ValueError("a source key of at most 128 characters is needed")
+    if warehouse.kind != Warehouse.Kind.OWN:
+        raise ValueError(_("returns are received at an own warehouse"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{RETURN_SOURCE}:{source_key}"])
+    if StockLedgerEntry.objects.filter(source_type=RETURN_SOURCE, source_id=source_key).exists():
+        return ReturnBooking(source_key=source_key, created=False)
+    bad = defective_location(warehouse) if defective else None
+    parts = {}
+    for units, place in ((good, warehouse), (defective, bad)):
+        if units:
+            for sku_id, qty in _stock_components(sku, units):
+                parts[(sku_id, place.pk)] = (place, qty)
+    sku_ids = {sku_id for sku_id, _place in parts}
+    lock_stock(sku_ids=sku_ids)
+    reason = (reason or _("Return"))[: StockLedgerEntry._meta.get_field("reason").max_length]
+    entries = []
+    skus = Sku.objects.in_bulk(sku_ids)
+    for (sku_id, _wid), (place, qty) in sorted(parts.items()):
+        level = _level_for_update(skus[sku_id], place)
+        entries.append(
+            _write(
+                level,
+                kind=LedgerKind.RETURN,
+                on_hand_delta=qty,
+                reason=reason,
+                source_type=RETURN_SOURCE,
+                source_id=source_key,
+                user=user,
+            )
+        )
+    return ReturnBooking(source_key=source_key, created=True, entries=tuple(entries))

@@ -79,6 +79,7 @@ PARAM_OBJECT = {
     "invitation_id": "supplier_invitation",
     "after_sale_id": "after_sale",
     "action_id": "after_sale_action",
+    "receipt_id": "return_receipt",
 }
 BASENAME_OBJECT = {
     "user": "user",

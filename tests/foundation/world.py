@@ -148,6 +148,13 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
         world.ids.update(dispatch=_supplier_dispatch(store, world.users[Role.SUPPLIER]))
         world.ids.update(_supplier_objects(sku, world.users[Role.OWNER]))
         world.ids.update(_after_sale_objects(store, order))
+        from aftersales.models import ReturnReceipt
+
+        world.ids.update(
+            return_receipt=ReturnReceipt.objects.create(
+                warehouse=stock.default_warehouse(), tracking_no="ISO-1"
+            ).pk
+        )
     connection.set_schema_to_public()
     return world
 
