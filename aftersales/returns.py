@@ -63,19 +63,9 @@ def normalise(tracking_no: str) -> str:
 
 def _record(after_sale: AfterSale, kind: str, message: str, *, actor=None, data=None) -> None:
     """A timeline event (and order event) through ``aftersales.services.record`` (h-core)."""
+    from aftersales.services import record
+
     source = AfterSaleEvent.Source.MERCHANT if actor is not None else AfterSaleEvent.Source.SYSTEM
-    try:
-        from aftersales.services import record
-    except ImportError:  # TODO(h-returns): until h-core lands aftersales.services.record
-        AfterSaleEvent.objects.create(
-            after_sale=after_sale,
-            kind=kind,
-            source=source,
-            message=message[:500],
-            actor=actor,
-            data=data or {},
-        )
-        return
     record(after_sale, kind, message, source=source, actor=actor, data=data or {})
 
 

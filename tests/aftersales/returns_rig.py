@@ -4,16 +4,15 @@ a return-and-refund after-sale waiting for its goods, with the return waybill th
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
-from aftersales.models import AfterSale, AfterSaleLine
+from aftersales.models import AfterSale
 from channels.models import Store
 from inventory import services as stock
 from inventory.models import Goods, Sku
 from orders import services as order_services
+from tests.aftersales import ingest_rig
+from tests.aftersales.ingest_rig import CS, CT
 from tests.orders.conftest import channel_order, line, receiver
-
-T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
 
 def shop(shop_id: str = "2001") -> Store:
@@ -40,8 +39,8 @@ def after_sale(
     type: str = AfterSale.Type.RETURN_REFUND,
     phone: str = "138****8888",
 ) -> AfterSale:
-    """An after-sale covering the order's lines (code, quantity). Created directly (TODO: through
-    channels.services.store_after_sale_version + aftersales.services.ingest once they land)."""
+    """An after-sale covering the order's lines (code, quantity), kept by the channel layer and
+    ingested (``tests.aftersales.ingest_rig``: store_after_sale_version + aftersales.services.ingest)."""
     rcv = receiver(f"idx-{oid}")
     rcv = replace(rcv, phone=replace(rcv.phone, mask=phone))
     order = order_services.ingest_channel_order(
@@ -52,33 +51,25 @@ def after_sale(
             receiver=rcv,
         ),
     )
-    sale = AfterSale.objects.create(
-        store=store,
-        platform="douyin",
-        platform_after_sale_id=f"AS{oid}",
-        platform_order_id=oid,
-        order=order,
-        type=type,
-        queue=queue,
-        channel_status="WAITING_MERCHANT_RECEIPT",
-        platform_status="11",
-        reason="尺码不合适",
-        refund_fen=9900,
-        quantity=sum(q for _c, q in lines),
-        evidence=["https://img.example/1.jpg"],
-        platform_updated_at=T0,
-        applied_at=T0,
-        return_carrier="顺丰",
-        return_tracking_no=return_tracking_no,
-        shipped_before=True,
+    status = {
+        AfterSale.Queue.AWAITING_RECEIPT: CS.WAITING_MERCHANT_RECEIPT,
+        AfterSale.Queue.AWAITING_RETURN: CS.WAITING_BUYER_RETURN,
+        AfterSale.Queue.DONE: CS.SUCCEEDED,
+    }[queue]
+    sale = ingest_rig.deliver(
+        store,
+        ingest_rig.version(
+            order,
+            after_sale_id=f"AS{oid}",
+            type=CT(type),
+            status=status,
+            platform_status="11",
+            reason="尺码不合适",
+            shipped=True,
+            return_tracking_no=return_tracking_no,
+            return_carrier="sf" if return_tracking_no else "",
+            evidence=("https://img.example/1.jpg",),
+        ),
     )
-    for order_line in order.lines.all():
-        AfterSaleLine.objects.create(
-            after_sale=sale,
-            order_line=order_line,
-            platform_line_id=order_line.platform_line_id,
-            sku_id=order_line.sku_id,
-            quantity=order_line.quantity,
-            refund_fen=order_line.paid_fen,
-        )
+    assert sale is not None and sale.queue == queue and sale.lines.count() == len(lines)
     return sale
