@@ -18,5 +18,10 @@ def subscribe() -> None:
     from orders import hooks
 
     events.subscribe(AfterSaleChanged, on_after_sale_changed)
+    # A replacement order's parcel shipped: its tracking goes to the platform's after-sale (h-reship).
+    from aftersales import reship
+    from logistics.events import ParcelsShipped
+
+    events.subscribe(ParcelsShipped, reship.on_parcels_shipped)
     # Order.is_refunding stays set while a refund after-sale is open (orders' own version may lag).
     hooks.register_refund_check(services.order_has_open_refund)
