@@ -120,3 +120,28 @@ def after_sale(
             refund_fen=line.paid_fen,
         )
     return a
+
+
+def platform_after_sale(shops, order: Order, *, kind: str = "refund_unshipped", **kw) -> AfterSale:
+    """The buyer applies on the sandbox (first line of ``order``); the version is read through
+    the connector, kept by the channel layer and ingested (the AfterSaleChanged task's path)."""
+    from tests.logistics.waybill_world import world_order_id
+
+    world = shops.world
+    placed = world.get_order(world_order_id(shops, order))
+    applied = world.apply_aftersale(placed.order_id, placed.lines[0].line_id, kind=kind, **kw)
+    return pull(order.store, applied.aftersale_id)
+
+
+def pull(shop: Store, platform_after_sale_id: str) -> AfterSale:
+    """Read one after-sale from the platform again and apply it."""
+    from aftersales import services
+    from channels import services as channel_services
+
+    connector = channel_services.connector_for(shop)
+    try:
+        version = connector.get_after_sale(platform_after_sale_id)
+    finally:
+        connector.http.close()
+    channel_services.store_after_sale_version(store=shop, after_sale=version, source="pull")
+    return services.ingest(store_id=shop.pk, platform_after_sale_id=version.platform_after_sale_id)

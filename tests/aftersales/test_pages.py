@@ -247,3 +247,84 @@ def test_reasons_report_page_by_sku_shop_and_supplier(owner, shop):
 
 def report_numbers(row: str) -> list[str]:
     return re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row)
+
+
+# --- through the sandbox's platforms (real HTTP) --------------------------------------------------
+
+
+def test_bulk_approve_through_the_platforms_and_the_failed_retried_alone(owner, shops):
+    a = rig.platform_after_sale(shops, shops.order("douyin", 1))
+    b = rig.platform_after_sale(shops, shops.order("wechat", 1))
+    gone = rig.platform_after_sale(shops, shops.order("kuaishou", 1))
+    assert [x.queue for x in (a, b, gone)] == ["pending"] * 3
+    shops.world.close_aftersale(gone.platform_after_sale_id)  # the buyer withdrew; ecbao not told yet
+    before = selectors.queue_counts()
+    html = _text(
+        owner.post(
+            "/aftersales/bulk-approve/",
+            {"ids": [a.pk, b.pk, gone.pk], "filter_query": "queue=pending"},
+            HTTP_HX_REQUEST="true",
+        )
+    )
+    approved = re.findall(
+        r'data-testid="result-approved">✓ 已同意 <a class="mono" href="/aftersales/(\d+)/"', html
+    )
+    assert sorted(approved) == sorted([str(a.pk), str(b.pk)])
+    refused = re.search(
+        r'data-testid="result-refused">✗ 失败 <a class="mono" href="/aftersales/(\d+)/">[^<]*</a> — ([^<]+)<',
+        html,
+    )
+    assert refused.group(1) == str(gone.pk) and refused.group(2).strip()
+    assert "已同意 2 个售后" in html and "1 个未成功" in html
+    after = selectors.queue_counts()
+    assert after["pending"] == before["pending"] - 2 == 1
+    assert re.search(rf'data-testid="count-pending">{after["pending"]}<', html)
+    assert AfterSale.objects.get(pk=a.pk).queue == "awaiting_refund"
+    # 只重试失败: only the refused one is sent again (and refused again, with the platform's words)
+    again = re.search(r'<form[^>]*>(?:(?!</form>).)*data-testid="retry-failed"', html, re.S).group(0)
+    assert re.findall(r'name="ids" value="(\d+)"', again) == [str(gone.pk)]
+
+
+def test_detail_refuses_with_a_platform_reason_and_shows_no_buyer_plaintext(owner, shops):
+    from tests.buyer_data_scan import scan, world_plaintexts
+
+    a = rig.platform_after_sale(shops, shops.order("douyin", 1))
+    html = _text(owner.get(f"/aftersales/{a.pk}/"))
+    codes = re.findall(
+        r'<option value="([^"]+)">', re.search(r'name="reject-reason_code".*?</select>', html, re.S).group(0)
+    )
+    assert codes, "the platform's refusal reasons are offered"
+    assert 'data-testid="platform-json"' in html and a.platform_after_sale_id in html
+    assert not scan(world_plaintexts(shops.world), {"detail": html})
+
+    # a reason that needs evidence, without it: refused inline, nothing sent
+    needs = re.search(r'<option value="([^"]+)">[^<]*（需凭证）', html).group(1)
+    refused = owner.post(f"/aftersales/{a.pk}/reject/", {"reject-reason_code": needs})
+    assert refused.status_code == 200 and 'data-testid="reject-error"' in _text(refused)
+    assert not a.actions.exists()
+    response = owner.post(
+        f"/aftersales/{a.pk}/reject/",
+        {
+            "reject-reason_code": needs,
+            "reject-reason": "已发货无法退",
+            "reject-evidence": "https://img.example/proof-1.jpg",
+        },
+    )
+    assert response.status_code == 302, re.findall(r'error">([^<]*)<', _text(response))
+    assert a.actions.get().params["evidence"] == ["https://img.example/proof-1.jpg"]
+    a.refresh_from_db()
+    assert a.queue == "closed"
+    page = _text(owner.get(f"/aftersales/{a.pk}/"))
+    assert 'data-status="done"' in page and "拒绝" in page and "已发货无法退" in page
+    assert not scan(world_plaintexts(shops.world), {"detail": page})
+
+
+def test_a_platform_refusal_is_shown_inline_with_the_platforms_message(owner, shops):
+    a = rig.platform_after_sale(shops, shops.order("douyin", 1))
+    shops.world.close_aftersale(a.platform_after_sale_id)
+    response = owner.post(f"/aftersales/{a.pk}/approve/", {})
+    html = _text(response)
+    assert response.status_code == 200
+    error = re.search(r'data-testid="approve-error">([^<]+)<', html)
+    assert error and error.group(1).strip()
+    assert 'data-testid="retry"' in html and 'data-status="failed"' in html
