@@ -55,7 +55,7 @@ def apply(after_sale: AfterSale, *, before: dict | None) -> None:
     """Run what this version of the after-sale calls for (``before``: the state before this
     version, None for a new one or a link to its order)."""
     if after_sale.order_id:
-        order = Order.objects.select_for_update().get(pk=after_sale.order_id)
+        order = Order.objects.select_for_update(no_key=True).get(pk=after_sale.order_id)
         after_sale.order = order
         if after_sale.type in REFUND_TYPES:
             _refund(after_sale, order)
@@ -231,7 +231,7 @@ def on_return_received(after_sale: AfterSale, *, actor=None) -> AfterSale:
 
     with transaction.atomic():
         if after_sale.order_id:  # orders' lock order: the order first
-            Order.objects.select_for_update().filter(pk=after_sale.order_id).first()
+            Order.objects.select_for_update(no_key=True).filter(pk=after_sale.order_id).first()
         after_sale = AfterSale.objects.select_for_update().get(pk=after_sale.pk)
         if after_sale.type != T.EXCHANGE or (
             after_sale.effects.get("return_received") and after_sale.effects.get("replacement")

@@ -194,8 +194,11 @@ def ingest(*, store_id: int, platform_after_sale_id: str) -> AfterSale | None:
     with transaction.atomic():
         data = state.snapshot.normalized
         order = _find_order(store_id, state.platform_order_id, _items(data))
-        if order is not None:  # orders' lock order: the order first
-            order = Order.objects.select_for_update().get(pk=order.pk)
+        # orders' lock order: the order first. FOR NO KEY UPDATE: it serialises with every order
+        # action (FOR UPDATE) but not with a writer that holds the after-sale and only inserts
+        # rows pointing at the order (an order event takes KEY SHARE) — no deadlock with them.
+        if order is not None:
+            order = Order.objects.select_for_update(no_key=True).get(pk=order.pk)
         after_sale = (
             AfterSale.objects.select_for_update()
             .filter(store_id=store_id, platform_after_sale_id=platform_after_sale_id)
