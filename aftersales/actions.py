@@ -39,7 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aftersales.models import AfterSale, AfterSaleAction, AfterSaleEvent
+from aftersales.models import AfterSale, AfterSaleAction
 from channels.errors import (
     AuthExpired,
     ChannelError,
@@ -105,47 +105,49 @@ def approve(
     """First approval: a refund is paid; a return or exchange waits for the buyer's parcel (with
     the return address: the one chosen, else the shop's default)."""
     after_sale = _fresh(after_sale)
-    _check(after_sale, K.APPROVE)
-    if after_sale.type in _RETURN_TYPES and not return_address_id:
-        return_address_id = _default_address(after_sale.store)
-    return _submit(
-        after_sale, K.APPROVE, actor=actor, source=source, params={"return_address_id": return_address_id}
-    )
+
+    def params() -> dict:
+        address = return_address_id
+        if after_sale.type in _RETURN_TYPES and not address:
+            address = _default_address(after_sale.store)
+        return {"return_address_id": address}
+
+    return _submit(after_sale, K.APPROVE, actor=actor, source=source, params=params)
 
 
 def reject(after_sale, *, actor=None, reason_code: str, reason: str = "", evidence=()) -> AfterSaleAction:
     """Refuse (first, or after the goods came back) with a reason code the platform accepts."""
     after_sale = _fresh(after_sale)
-    _check(after_sale, K.REJECT)
     reason_code = (reason_code or "").strip()
-    if not reason_code:
-        raise ValidationError(_("Choose a reason for the refusal."))
-    try:
-        reasons = reject_reasons(after_sale.store)
-    except ChannelError as exc:
-        logger.info(
-            "reject reasons of store %s unavailable (%s); code sent as chosen", after_sale.store_id, exc
-        )
-        reasons = []
-    chosen = next((r for r in reasons if r.code == reason_code), None)
-    if reasons and chosen is None:
-        raise ValidationError(_("The platform does not accept this refusal reason."))
-    evidence = tuple(str(e) for e in evidence or () if e)
-    if chosen is not None and chosen.needs_evidence and not evidence:
-        raise ValidationError(_("This refusal reason needs evidence (images)."))
-    params = {
-        "reason_code": reason_code,
-        "reason": reason or (chosen.text if chosen else ""),
-        "evidence": list(evidence),
-    }
+
+    def params() -> dict:
+        if not reason_code:
+            raise ValidationError(_("Choose a reason for the refusal."))
+        try:
+            reasons = reject_reasons(after_sale.store)
+        except ChannelError as exc:
+            logger.info(
+                "reject reasons of store %s unavailable (%s): code sent as chosen", after_sale.store_id, exc
+            )
+            reasons = []
+        chosen = next((r for r in reasons if r.code == reason_code), None)
+        if reasons and chosen is None:
+            raise ValidationError(_("The platform does not accept this refusal reason."))
+        proofs = [str(e) for e in evidence or () if e]
+        if chosen is not None and chosen.needs_evidence and not proofs:
+            raise ValidationError(_("This refusal reason needs evidence (images)."))
+        return {
+            "reason_code": reason_code,
+            "reason": reason or (chosen.text if chosen else ""),
+            "evidence": proofs,
+        }
+
     return _submit(after_sale, K.REJECT, actor=actor, params=params, key_extra=reason_code)
 
 
 def confirm_receipt(after_sale, *, actor=None) -> AfterSaleAction:
     """The returned goods arrived: second approval, the platform pays the refund."""
-    after_sale = _fresh(after_sale)
-    _check(after_sale, K.CONFIRM_RECEIPT)
-    return _submit(after_sale, K.CONFIRM_RECEIPT, actor=actor)
+    return _submit(_fresh(after_sale), K.CONFIRM_RECEIPT, actor=actor)
 
 
 def ship_replacement(after_sale, *, carrier_code: str, tracking_no: str) -> AfterSaleAction:
@@ -153,13 +155,12 @@ def ship_replacement(after_sale, *, carrier_code: str, tracking_no: str) -> Afte
     after_sale = _fresh(after_sale)
     if after_sale.type not in (T.EXCHANGE, T.RESHIP):
         raise ValidationError(_("Only an exchange or a reissue has a replacement to send."))
-    _check(after_sale, K.RESHIP)
     if not carrier_code or not tracking_no:
         raise ValidationError(_("A carrier and a tracking number are needed."))
     return _submit(
         after_sale,
         K.RESHIP,
-        params={"carrier_code": carrier_code, "tracking_no": tracking_no},
+        params=lambda: {"carrier_code": carrier_code, "tracking_no": tracking_no},
         key_extra=f"{carrier_code}:{tracking_no}",
         versioned=False,
     )
@@ -340,25 +341,28 @@ def _submit(
     *,
     actor=None,
     source: str = "merchant",
-    params: dict | None = None,
+    params=None,
     key_extra: str = "",
     versioned: bool = True,
 ) -> AfterSaleAction:
+    """The action of this key: the one given already (a repeat: returned as it is; a refused
+    one is sent again), else a new one — allowed by the queue, ``params()`` validated — sent now."""
     key = action_key(after_sale, kind, key_extra=key_extra, versioned=versioned)
-    params = {**(params or {}), "version": after_sale.platform_version, "source": source}
     existing = AfterSaleAction.objects.filter(key=key).first()
-    if existing is None:
-        try:
-            with transaction.atomic():
-                existing = AfterSaleAction.objects.create(
-                    after_sale=after_sale, kind=kind, key=key, params=params, actor=actor
-                )
-        except IntegrityError:  # the same answer given at the same moment elsewhere
-            return AfterSaleAction.objects.get(key=key)
-        return send(existing.pk)
-    if existing.status == S.FAILED:  # asked again after a refusal: that is a retry
-        return retry(existing, actor=actor)
-    return existing
+    if existing is not None:
+        if existing.status == S.FAILED:  # asked again after a refusal: that is a retry
+            return retry(existing, actor=actor)
+        return existing
+    _check(after_sale, kind)
+    values = {**(params() if params else {}), "version": after_sale.platform_version, "source": source}
+    try:
+        with transaction.atomic():
+            created = AfterSaleAction.objects.create(
+                after_sale=after_sale, kind=kind, key=key, params=values, actor=actor
+            )
+    except IntegrityError:  # the same answer given at the same moment elsewhere
+        return AfterSaleAction.objects.get(key=key)
+    return send(created.pk)
 
 
 def _claim(pk: int | None = None, *, limit: int = 1) -> list[AfterSaleAction]:
@@ -703,15 +707,6 @@ def _intercept_elsewhere(action: AfterSaleAction, attempt: int) -> None:
 
 
 def _record(after_sale, kind: str, message: str, *, source: str = "system", actor=None, data=None):
-    try:
-        from aftersales.services import record
-    except ImportError:  # the ingestion work (h-core) not landed yet
-        return AfterSaleEvent.objects.create(
-            after_sale=after_sale,
-            kind=kind,
-            message=message[:500],
-            source=source,
-            actor=actor,
-            data=data or {},
-        )
+    from aftersales.services import record
+
     return record(after_sale, kind, message, source=source, actor=actor, data=data or {})
