@@ -196,7 +196,12 @@ def intercept(after_sale, *, actor=None) -> list[AfterSaleAction]:
         }
         actions.append(
             _submit(
-                after_sale, K.INTERCEPT, actor=actor, params=params, key_extra=str(parcel.pk), versioned=False
+                after_sale,
+                K.INTERCEPT,
+                actor=actor,
+                params=lambda values=params: values,
+                key_extra=str(parcel.pk),
+                versioned=False,
             )
         )
     return actions
@@ -273,10 +278,13 @@ def reject_reasons(store) -> list[RejectReason]:
         return [RejectReason(**r) for r in cached]
     from channels.services import connector_for
 
+    connector = connector_for(store)
     try:
-        reasons = list(connector_for(store).after_sale_reject_reasons())
+        reasons = list(connector.after_sale_reject_reasons())
     except NotSupported:
         reasons = []
+    finally:
+        _close(connector)
     cache.set(
         _cache_key("reject_reasons", store),
         [{"code": r.code, "text": r.text, "needs_evidence": r.needs_evidence} for r in reasons],
@@ -292,10 +300,13 @@ def return_addresses(store) -> list[ReturnAddress]:
         return [ReturnAddress(**a) for a in cached]
     from channels.services import connector_for
 
+    connector = connector_for(store)
     try:
-        addresses = list(connector_for(store).return_addresses())
+        addresses = list(connector.return_addresses())
     except NotSupported:
         addresses = []
+    finally:
+        _close(connector)
     cache.set(
         _cache_key("return_addresses", store),
         [{"id": a.id, "text": a.text, "is_default": a.is_default} for a in addresses],
@@ -407,20 +418,40 @@ def send_due(*, limit: int = 50, connect=None) -> int:
 
 
 def _connector(store, connect):
+    """The shop's connector; a rate limit is not slept out in the merchant's request (the action
+    waits for its time instead: ``_later``)."""
     if connect is not None:
         return connect(store)
+    from channels.connectors.base import RetryPolicy
     from channels.services import connector_for
 
-    return connector_for(store)
+    return connector_for(store, retry=RetryPolicy(rate_limit_attempts=1))
+
+
+def _close(connector) -> None:
+    http = getattr(connector, "http", None)
+    if http is not None:
+        http.close()
 
 
 def _send_claimed(action: AfterSaleAction, *, connect=None) -> None:
+    connectors: list = []
+    try:
+        _send_one(
+            action, connect=lambda store: connectors.append(_connector(store, connect)) or connectors[-1]
+        )
+    finally:
+        for connector in connectors:
+            _close(connector)
+
+
+def _send_one(action: AfterSaleAction, *, connect) -> None:
     action = AfterSaleAction.objects.select_related("after_sale__store").get(pk=action.pk)
     after_sale = action.after_sale
     attempt = action.attempts
     connector = None
     try:
-        connector = _connector(after_sale.store, connect)
+        connector = connect(after_sale.store)
         if action.params.get("sent") and action.kind in _PAST:  # an earlier attempt may have acted
             platform = _read_back(after_sale, connector)
             if platform is not None and platform.status in _PAST[action.kind]:

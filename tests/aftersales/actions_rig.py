@@ -13,7 +13,22 @@ from orders.models import Order
 from sandbox.world import ShipmentSpec
 from tests.logistics.waybill_world import Shops, world_order_id
 
-OPERATE = {"douyin": "/afterSale/operate"}
+#: the paths an answer (approve / refuse / confirm) goes to, per platform
+ANSWER_PATHS = {
+    "douyin": ("/afterSale/operate",),
+    "kuaishou": (
+        "/open/seller/order/refund/approve",
+        "/open/seller/order/refund/returngoods/approve",
+        "/open/seller/order/refund/confirm/receipt",
+        "/open/refund/reject",
+        "/open/refund/confirm/and/send",
+    ),
+    "wechat": (
+        "/channels/ec/aftersale/acceptapply",
+        "/channels/ec/aftersale/rejectapply",
+        "/channels/ec/aftersale/acceptexchangereship",
+    ),
+}
 
 
 def connect(store):
@@ -34,11 +49,6 @@ def pull(store, platform_after_sale_id: str):
     return services.ingest(store_id=store.pk, platform_after_sale_id=platform_after_sale_id)
 
 
-def world_line_id(shops: Shops, order: Order) -> str:
-    line = order.lines.order_by("id").first()
-    return line.platform_line_id
-
-
 def ship_in_world(shops: Shops, order: Order, *, tracking_no: str = "") -> str:
     """The merchant shipped the whole order on the platform (the buyer can then ask a return)."""
     oid = world_order_id(shops, order)
@@ -47,14 +57,17 @@ def ship_in_world(shops: Shops, order: Order, *, tracking_no: str = "") -> str:
     return tracking_no
 
 
-def apply(shops: Shops, platform: str, kind: str, *, order: Order | None = None, **kwargs: Any):
-    """The buyer applies for ``kind`` on the first line of an order (a new one, shipped first
-    for every kind but a refund before shipment); returns the ingested ``AfterSale``."""
+def apply(
+    shops: Shops, platform: str, kind: str, *, order: Order | None = None, line: int = 0, **kwargs: Any
+):
+    """The buyer applies for ``kind`` on a line of an order (a new one, shipped first for every
+    kind but a refund before shipment); returns the ingested ``AfterSale``."""
     order = order or shops.order(platform, 1)
     if kind != "refund_unshipped" and not shops.world.get_order(world_order_id(shops, order)).packages:
         ship_in_world(shops, order)
+    line_id = shops.world.get_order(world_order_id(shops, order)).lines[line].line_id
     applied = shops.world.apply_aftersale(
-        world_order_id(shops, order), world_line_id(shops, order), kind=kind, reason="不想要了", **kwargs
+        world_order_id(shops, order), line_id, kind=kind, reason="不想要了", **kwargs
     )
     after_sale = pull(shops.stores[platform], applied.aftersale_id)
     assert after_sale is not None
@@ -64,63 +77,10 @@ def apply(shops: Shops, platform: str, kind: str, *, order: Order | None = None,
 def operate_calls(shops: Shops, platform: str, *, ok: bool | None = True, after_id: int = 0) -> int:
     """How many answer calls the platform logged (accepted by default)."""
     return sum(
-        shops.world.call_counts(platform=platform, path=OPERATE[platform], ok=ok, after_id=after_id).values()
+        sum(shops.world.call_counts(platform=platform, path=path, ok=ok, after_id=after_id).values())
+        for path in ANSWER_PATHS[platform]
     )
 
 
 def world_status(shops: Shops, after_sale) -> str:
     return str(shops.world.get_aftersale(after_sale.platform_after_sale_id).status)
-
-
-# --- until the channel layer's Douyin answers land (h-conn): the same calls, made here -----------
-
-
-def install_interim_douyin_answers(monkeypatch) -> None:
-    """Douyin ``/afterSale/operate`` through the connector's own signed client, if the connector
-    does not answer after-sales itself yet (removed once it does)."""
-    from channels.connectors.base import Connector
-    from channels.connectors.douyin.connector import DouyinConnector
-    from channels.errors import PlatformRejected
-    from channels.types import AfterSaleStatus, AfterSaleType
-
-    if DouyinConnector.approve_after_sale is not Connector.approve_after_sale:
-        return
-
-    def operate(self, op: int, platform_after_sale_id: str, version: str, **extra) -> None:
-        item = {"aftersale_id": int(platform_after_sale_id), **extra}
-        if version:
-            item["update_time"] = int(version)
-        try:
-            self._api("/afterSale/operate", {"type": op, "items": [item]}, idempotent=False)
-        except PlatformRejected as exc:
-            if exc.sub_code.endswith(":40003"):
-                raise PlatformRejected(exc.platform_message, code="stale_version") from exc
-            raise
-
-    def kind_of(self, platform_after_sale_id):
-        current = self.get_after_sale(platform_after_sale_id)
-        return current.type, current.status
-
-    def approve(self, *, platform_after_sale_id, platform_order_id, version="", return_address_id=""):
-        kind, _status = kind_of(self, platform_after_sale_id)
-        op = {AfterSaleType.RETURN_REFUND: 101, AfterSaleType.EXCHANGE: 301}.get(kind, 201)
-        operate(self, op, platform_after_sale_id, version)
-
-    def reject(
-        self, *, platform_after_sale_id, platform_order_id, version="", reason_code, reason="", evidence=()
-    ):
-        kind, status = kind_of(self, platform_after_sale_id)
-        second = status == AfterSaleStatus.WAITING_MERCHANT_RECEIPT
-        op = {
-            AfterSaleType.RETURN_REFUND: 112 if second else 102,
-            AfterSaleType.EXCHANGE: 312 if second else 302,
-        }
-        operate(self, op.get(kind, 202), platform_after_sale_id, version,
-                reject_reason_code=int(reason_code) if reason_code.isdigit() else 0, reason=reason or reason_code)  # fmt: skip
-
-    def confirm(self, *, platform_after_sale_id, platform_order_id, version=""):
-        operate(self, 111, platform_after_sale_id, version)
-
-    monkeypatch.setattr(DouyinConnector, "approve_after_sale", approve)
-    monkeypatch.setattr(DouyinConnector, "reject_after_sale", reject)
-    monkeypatch.setattr(DouyinConnector, "confirm_return_received", confirm)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from aftersales import policy
 from aftersales.models import AfterSale, AfterSaleAction, AfterSaleEvent, AutoApprovePolicy
 from channels.models import Store
-from tests.aftersales.actions_rig import apply, install_interim_douyin_answers, operate_calls, world_status
+from tests.aftersales.actions_rig import apply, operate_calls, world_status
 from tests.logistics.waybill_world import connect_shops, start_sandbox
 
 T = AfterSale.Type
@@ -121,7 +121,6 @@ def shops(server, in_alpha, settings, monkeypatch):
     server.faults.clear()
     for platform in ("douyin", "kuaishou", "wechat"):
         server.faults.set(platform, "*", qps=0)
-    install_interim_douyin_answers(monkeypatch)
     return connect_shops(server)
 
 
