@@ -202,6 +202,10 @@ def test_exchange_return_then_replacement_shipped(platform, server, shops) -> No
     seen = shop.connector.get_after_sale(a.aftersale_id)
     assert seen.type == AfterSaleType.EXCHANGE and seen.exchange_sku_code == other.code
     shop.connector.approve_after_sale(**answer_args(shop, o, a), version=seen.version)
+    default = next(x for x in world.return_addresses(shop.shop_id) if x["is_default"])
+    assert (
+        world.get_aftersale(a.aftersale_id).return_address_id == default["address_id"]
+    )  # none named: the default
     world.buyer_return_goods(a.aftersale_id, carrier="ZTO", tracking_no="ZT5550002")
     version = shop.connector.get_after_sale(a.aftersale_id).version
     shop.connector.ship_exchange(

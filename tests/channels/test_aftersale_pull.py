@@ -24,6 +24,7 @@ from sandbox.world import OrderItemSpec, ShipmentSpec, World
 from tests.e2e.test_stock_sync import _secrets, connect_shop
 
 PLATFORMS = ("douyin", "kuaishou", "wechat")
+EVIDENCE = "https://img.sandbox/ev/pulled.jpg"
 LIST_PATHS = {
     "douyin": "/afterSale/List",
     "kuaishou": "/open/seller/order/refund/pcursor/list",
@@ -93,7 +94,7 @@ def test_each_version_is_stored_once_and_newer_versions_win(sandbox, stores) -> 
         clock.advance(20)
         return_order = order(world, store, shipped=True)
         ret = world.apply_aftersale(
-            return_order.order_id, return_order.lines[0].line_id, kind="return_refund"
+            return_order.order_id, return_order.lines[0].line_id, kind="return_refund", evidence=[EVIDENCE]
         )
         applied[platform] = (refund, ret)
     now = at(clock)
@@ -103,6 +104,8 @@ def test_each_version_is_stored_once_and_newer_versions_win(sandbox, stores) -> 
         assert not result.error and result.changed == 2, (platform, result)
         assert state(store, refund.aftersale_id).status == "waiting_merchant"
         assert state(store, ret.aftersale_id).status == "waiting_merchant"
+        # the full after-sale, as a push would read it (Kuaishou: the detail behind the list)
+        assert state(store, ret.aftersale_id).snapshot.normalized["evidence"] == [EVIDENCE], platform
         cursor = SyncCursor.objects.get(store=store, kind=SyncCursor.Kind.AFTER_SALES)
         assert cursor.state == SyncCursor.State.IDLE and cursor.watermark is not None
     snapshots = AfterSaleSnapshot.objects.count()

@@ -272,8 +272,11 @@ class AfterSalesMixin:
             return self._operate(111, item)
         if status != WAITING_APPROVAL or kind not in APPROVE_CODES:
             raise PlatformRejected(f"cannot approve type {kind} in status {status}", code="state")
-        if kind in (TYPE_RETURN, TYPE_EXCHANGE) and return_address_id:
-            item["logistics"] = {"receiver_address_id": _num_id(return_address_id)}
+        if kind in (TYPE_RETURN, TYPE_EXCHANGE):
+            # the SDK: 101/301 carry the return address; the shop's default when none is named
+            address = return_address_id or next((a.id for a in self.return_addresses() if a.is_default), "")
+            if address:
+                item["logistics"] = {"receiver_address_id": _num_id(address)}
         self._operate(APPROVE_CODES[kind], item)
 
     def reject_after_sale(

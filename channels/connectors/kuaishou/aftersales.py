@@ -182,7 +182,11 @@ class AfterSalesMixin:
     # ------------------------------------------------------------------ after-sales and money
 
     def iter_after_sales(self, *, updated_from: datetime, updated_to: datetime) -> Iterator[AfterSale]:
-        """``open.seller.order.refund.pcursor.list`` by update time, in one-day windows (§2.7)."""
+        """``open.seller.order.refund.pcursor.list`` by update time, in one-day windows (§2.7);
+        each refund is then read in full (``open.seller.order.refund.detail``: the list carries no
+        pictures, exchange SKU or return waybill), so a pulled version equals a pushed one (the
+        push path reads the detail too). A refund whose detail is refused is mapped from its list
+        item."""
         for lower, upper in time_spans(updated_from, updated_to, REFUND_SPAN):
             cursor = ""
             while True:
@@ -190,6 +194,13 @@ class AfterSalesMixin:
                           "currentPage": 1, "sort": 2, "queryType": 2, "pcursor": cursor}  # fmt: skip
                 data = as_dict(self._api("open.seller.order.refund.pcursor.list", params).get("data"))
                 for raw in as_list(data.get("refundOrderInfoList")):
+                    refund_id = as_id(raw.get("refundId")) if isinstance(raw, dict) else ""
+                    if refund_id:
+                        try:
+                            yield self.get_after_sale(refund_id)
+                            continue
+                        except PlatformRejected:
+                            pass
                     yield after_sale_from_kuaishou(raw, shop_id=self.session.platform_shop_id)
                 following = str(data.get("pcursor") or NOMORE)
                 if following == NOMORE:
