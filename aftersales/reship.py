@@ -91,7 +91,14 @@ def ensure_replacement(after_sale, *, actor=None) -> Order:
     """The after-sale's replacement order, made once (see the module docstring). Raises
     ValidationError when it cannot be made: not an exchange or reissue, its order not in ecbao
     yet, a line without a SKU, an exchange SKU ecbao does not know."""
-    pk = after_sale if isinstance(after_sale, int) else after_sale.pk
+    given = after_sale if isinstance(after_sale, AfterSale) else None
+    order = _ensure_replacement(after_sale if given is None else given.pk, actor=actor)
+    if given is not None:  # a caller that saves its instance afterwards keeps the link
+        given.reship_order = order
+    return order
+
+
+def _ensure_replacement(pk: int, *, actor=None) -> Order:
     after_sale = AfterSale.objects.select_related("order").get(pk=pk)
     if after_sale.reship_order_id is not None:
         return after_sale.reship_order
