@@ -384,6 +384,16 @@ def fulfilments_changed(fulfilment_ids: set[int]) -> None:
         _follow(fulfilment, shippable=fulfilment.pk in shippable)
 
 
+def platform_order_id(order: Order) -> str:
+    """The platform order a parcel of ``order`` is known by at the platform (taking a waybill,
+    reading its trace): an after-sale's replacement order (exchange, reissue) is unknown to the
+    platform — it ships to its source order's receiver (the same ciphertexts), so the source
+    order's id."""
+    if order.source_order_id is not None:
+        return Order.objects.values_list("platform_order_id", flat=True).get(pk=order.source_order_id)
+    return order.platform_order_id
+
+
 def orders_of_parcel(parcel: Parcel) -> list[Order]:
     return list(
         Order.objects.filter(

@@ -43,6 +43,7 @@ from channels.types import TrackingEvent as ChannelTrackingEvent
 from channels.types import TrackingStatus
 from logistics import scope
 from logistics.models import Intercept, Parcel, TrackingEvent, WriteBack
+from logistics.services import platform_order_id
 from orders.models import LineStatus, Order, OrderLine, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def pull(parcel: Parcel, *, connect=None) -> Recorded:
         events = connector.track(
             carrier_code=carrier_code(parcel),
             tracking_no=parcel.tracking_no,
-            platform_order_id=order.platform_order_id if order else "",
+            platform_order_id=platform_order_id(order) if order else "",
         )
     except ChannelError as exc:
         Parcel.objects.filter(pk=parcel.pk).update(tracking_pulled_at=now, tracking_error=str(exc)[:300])

@@ -198,15 +198,6 @@ def _parcel_orders(parcel_ids: list[int]) -> list[Order]:
     )
 
 
-def _waybill_order_id(order: Order) -> str:
-    """The platform order a waybill is taken for: an after-sale's replacement order (exchange,
-    reissue) is unknown to the platform — its receiver ciphertexts are its source order's, so
-    the number is taken for that order."""
-    if order.source_order_id is not None:
-        return Order.objects.values_list("platform_order_id", flat=True).get(pk=order.source_order_id)
-    return order.platform_order_id
-
-
 def _items(parcel_ids: list[int]) -> tuple[ct.WaybillItem, ...]:
     totals: dict[str, int] = defaultdict(int)
     for title, code, qty in (
@@ -307,7 +298,7 @@ def _prepare(parcel_id: int) -> _Plan | Waybill:
         request = ct.WaybillRequest(
             key=waybill.key,
             carrier_code=waybill.platform_carrier_code or account.platform_carrier_code,
-            platform_order_ids=tuple(dict.fromkeys(_waybill_order_id(o) for o in orders)),
+            platform_order_ids=tuple(dict.fromkeys(parcel_services.platform_order_id(o) for o in orders)),
             sender=_sender(facts.warehouse_id),
             items=_items(request_parcels),
             account_id=account.account_id,

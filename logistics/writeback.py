@@ -6,6 +6,10 @@ due: PENDING → SENDING → ACCEPTED, or FAILED (retried later, with exponentia
 jitter), or GIVEN_UP after ``MAX_ATTEMPTS`` (shown on the page, ``retry_write_backs`` sends
 them again).
 
+**Only platform orders.** An order ecbao made itself (``Order.origin`` exchange / reissue: an
+after-sale's replacement) is unknown to the platform: no write-back is made of it, and one that
+exists anyway is given up unsent (its tracking goes through the after-sale, ``aftersales.reship``).
+
 **Never twice for one parcel.** A platform that takes an idempotency key gets the write-back's
 ``key`` as its request id. Where a platform takes none, a call whose outcome is unknown (a
 timeout, a 5xx, an unreadable body — the platform may have acted and the reply was lost, or a
@@ -40,6 +44,7 @@ from django.utils import timezone
 from channels.errors import AuthExpired, ChannelError, PlatformRejected, RateLimited, TemporarilyUnavailable
 from channels.types import ShipmentParcel
 from logistics.models import WriteBack
+from orders.models import OrderOrigin
 
 logger = logging.getLogger(__name__)
 W = WriteBack.Status
@@ -137,6 +142,15 @@ def retry_write_backs(ids) -> int:
 def _send_claimed(wb: WriteBack, *, connect, connectors: dict) -> str:
     wb = WriteBack.objects.select_related("order__store").get(pk=wb.pk)
     attempt = wb.attempts
+    if wb.order.origin != OrderOrigin.PLATFORM:
+        # An after-sale's replacement order: the platform has no such order (``ship_parcels``
+        # makes no write-back of it; its tracking goes through the after-sale). Never sent.
+        WriteBack.objects.filter(pk=wb.pk, attempts=attempt, status=W.SENDING).update(
+            status=W.GIVEN_UP,
+            last_error="not a platform order: sent through its after-sale",
+            next_attempt_at=None,
+        )
+        return W.GIVEN_UP
     store = wb.order.store
     connector = None
     try:

@@ -131,6 +131,12 @@ def test_an_exchange_ships_its_replacement_and_the_tracking_reaches_the_after_sa
     assert made.status == OrderStatus.SHIPPED and not WriteBack.objects.filter(order=made).exists()
     assert ship_calls(shops) == ships
     assert stock_selectors.ledger_mismatches() == []
+    # its trace is read for the source order (the platform has no order <id>-R1)
+    from logistics import tracking
+
+    tracking.pull(parcel)
+    parcel.refresh_from_db()
+    assert parcel.tracking_error == "" and parcel.tracking_pulled_at
 
     # ParcelsShipped → the task → the after-sale's reship call, once, even delivered twice
     assert sent == [[parcel.pk]]
@@ -325,6 +331,11 @@ def test_each_platforms_exchange_and_reissue_end_to_end(
     writeback.send_due()
     assert not WriteBack.objects.filter(order=made).exists()
     assert _count(world, platform, PLATFORM_SHIP_PATHS[platform]) == ships
+    from logistics import tracking
+
+    tracking.pull(parcel)  # its trace is read for the source order (WeChat names the order)
+    parcel.refresh_from_db()
+    assert parcel.tracking_error == "" and parcel.tracking_pulled_at
     assert sent == [[parcel.pk]]
     before = world.last_call_id()
     assert reship.send_tracking_task.run(sent[0]) == 1

@@ -168,3 +168,25 @@ def test_the_workbench_tags_replacement_orders(store, skus, alpha, alpha_client)
     page = alpha_client.get("/shipping/").content.decode()
     assert page.count('data-testid="origin-tag"') == 2
     assert ">换货</span>" in page and ">补寄</span>" in page
+
+
+def test_a_write_back_of_a_replacement_order_is_never_sent(store, skus):
+    """None is made (above); one that exists anyway (made by hand, an old bug) is given up unsent."""
+    from logistics import writeback
+    from logistics.shipping import write_back_key
+
+    _source, made = replacement(store, skus, "WB")
+    parcel = numbered(parcel_of(made))
+    assert ship_parcels([parcel.pk]).ok and not WriteBack.objects.filter(order=made).exists()
+    wb = WriteBack.objects.create(
+        parcel=parcel, order=made, key=write_back_key(parcel.pk, made.pk), lines=[], carrier_code="zhongtong",
+        tracking_no=parcel.tracking_no,
+    )  # fmt: skip
+
+    def no_platform(store):
+        raise AssertionError("a replacement order's write-back reached for the platform")
+
+    assert writeback.send(wb, connect=no_platform) == WriteBack.Status.GIVEN_UP
+    wb.refresh_from_db()
+    assert wb.status == WriteBack.Status.GIVEN_UP and "after-sale" in wb.last_error and wb.sent_at is None
+    assert writeback.send_due(connect=no_platform) == 0
