@@ -203,6 +203,23 @@ def _chargeback_url(after_sale: AfterSale) -> str:
     return ""
 
 
+def _supplier_evidence(after_sale: AfterSale) -> list[tuple[str, str]]:
+    """(name, link) of each file the supplier sent with its answer; the link is h-portal's
+    merchant-side view of the file (none until it exists)."""
+    out = []
+    for index, entry in enumerate(after_sale.supplier_evidence or []):
+        if isinstance(entry, dict):
+            name = entry.get("name") or entry.get("path", "").rsplit("/", 1)[-1]
+        else:
+            name = str(entry).rsplit("/", 1)[-1]
+        try:
+            url = reverse("aftersales:supplier_evidence", args=(after_sale.pk, index))
+        except NoReverseMatch:
+            url = ""
+        out.append((name or str(index + 1), url))
+    return out
+
+
 def _choices(after_sale: AfterSale) -> dict:
     """What the answer forms offer: the platform's refusal reasons and return addresses."""
     out = {"reasons": [], "addresses": [], "reasons_error": "", "addresses_error": ""}
@@ -253,6 +270,7 @@ def _detail_context(after_sale: AfterSale, *, errors=None, approve_form=None, re
         "choices": choices,
         "errors": errors or {},
         "chargeback_url": _chargeback_url(after_sale) if after_sale.supplier_id else "",
+        "supplier_evidence": _supplier_evidence(after_sale),
     }
 
 

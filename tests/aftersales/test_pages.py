@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from aftersales import selectors
@@ -174,6 +175,9 @@ def test_detail_shows_facts_timeline_and_forms(owner, shop):
         supplier_answer="received",
         supplier_note="已收到，包装完好",
     )
+    AfterSale.objects.filter(pk=a.pk).update(
+        supplier_evidence=[{"path": f"aftersales/{a.pk}/supplier/box-photo.jpg", "name": "box-photo.jpg"}]
+    )
     AfterSaleEvent.objects.create(after_sale=a, kind="created", source="platform", message="买家申请售后")
     html = _text(owner.get(f"/aftersales/{a.pk}/"))
     assert a.platform_after_sale_id in html and "未发货仅退款" in html and "待商家处理" in html
@@ -182,6 +186,12 @@ def test_detail_shows_facts_timeline_and_forms(owner, shop):
     assert html.count('class="evidence-link"') == 2 and "<img" not in html
     assert "YT123" in html and "圆通" in html
     assert "已收到退货" in html and "已收到，包装完好" in html
+    assert "box-photo.jpg" in html and "&#x27;path&#x27;" not in html and "&#x27;name&#x27;" not in html
+    try:  # h-portal's charge-back form, linked with this after-sale once it is there
+        url = reverse("aftersales:chargeback_new", args=(a.pk,))
+    except NoReverseMatch:
+        url = None
+    assert url is None or f'href="{url}" data-testid="chargeback-link"' in html
     assert "买家申请售后" in html and "平台" in html
     assert 'data-testid="approve-form"' in html and 'data-testid="reject-form"' in html
     assert 'name="csrfmiddlewaretoken"' in html
