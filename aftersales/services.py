@@ -73,12 +73,15 @@ def return_in(after_sale: AfterSale) -> bool:
 
 def reissue_approved(after_sale: AfterSale) -> bool:
     """A reissue (补寄) the merchant approved: the platform moved past "waiting for the merchant"
-    and did not refuse or close it."""
-    return after_sale.type == T.RESHIP and after_sale.channel_status not in (
-        CS.WAITING_MERCHANT.value,
-        CS.REJECTED.value,
-        CS.CLOSED.value,
-    )
+    and did not refuse or close it — or it still waits for the merchant, now for the parcel
+    (Douyin 8 maps to "waiting for the merchant" like the application itself), after ecbao's
+    approval went through. [limit] a reissue approved in the platform's back-office that stays
+    at "waiting for the merchant" is not recognised: the merchant makes the order by hand."""
+    if after_sale.type != T.RESHIP or after_sale.channel_status in (CS.REJECTED.value, CS.CLOSED.value):
+        return False
+    if after_sale.channel_status != CS.WAITING_MERCHANT.value:
+        return True
+    return after_sale.pk is not None and after_sale.actions.filter(kind="approve", status="done").exists()
 
 
 def queue_for(after_sale: AfterSale) -> str:
@@ -91,7 +94,7 @@ def queue_for(after_sale: AfterSale) -> str:
         CS.WAITING_MERCHANT_RECEIPT.value,
     ):
         return Q_.AWAITING_REFUND
-    if reissue_approved(after_sale) and queue in (Q_.AWAITING_RETURN, Q_.AWAITING_RECEIPT):
+    if reissue_approved(after_sale) and queue in (Q_.PENDING, Q_.AWAITING_RETURN, Q_.AWAITING_RECEIPT):
         return Q_.AWAITING_REFUND
     return queue
 
@@ -178,7 +181,9 @@ def _is_newer(snapshot, after_sale: AfterSale) -> bool:
         return False
     if snapshot.platform_updated_at != after_sale.platform_updated_at:
         return snapshot.platform_updated_at > after_sale.platform_updated_at
-    return _RANK.get(snapshot.status, -1) >= _RANK.get(after_sale.channel_status, -1)
+    new, old = _RANK.get(snapshot.status, -1), _RANK.get(after_sale.channel_status, -1)
+    # an equal step: the version first received later (the channel layer's rule)
+    return new > old or (new == old and snapshot.pk > (after_sale.snapshot_id or 0))
 
 
 def ingest(*, store_id: int, platform_after_sale_id: str) -> AfterSale | None:

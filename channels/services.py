@@ -421,12 +421,17 @@ ON CONFLICT (store_id, platform_after_sale_id) DO UPDATE SET
 WHERE EXCLUDED.platform_updated_at > channels_channelaftersalestate.platform_updated_at
    OR (EXCLUDED.platform_updated_at = channels_channelaftersalestate.platform_updated_at
        AND EXCLUDED.snapshot_id <> channels_channelaftersalestate.snapshot_id
-       AND array_position(%(ranks)s::text[], EXCLUDED.status)
-         > array_position(%(ranks)s::text[], channels_channelaftersalestate.status))
+       AND (array_position(%(ranks)s::text[], EXCLUDED.status)
+              > array_position(%(ranks)s::text[], channels_channelaftersalestate.status)
+            OR (EXCLUDED.status = channels_channelaftersalestate.status
+                AND EXCLUDED.snapshot_id > channels_channelaftersalestate.snapshot_id)))
 RETURNING snapshot_id
 """
 # Equal update times: the later step of an after-sale wins [choice: the enum's order, the
-# three ends last].
+# three ends last]; at an equal step a version first received later wins (a greater snapshot
+# id: a re-delivered old version keeps its old snapshot and never comes back) — Douyin's
+# update_time is in seconds, and an approval of a reissue (6 → 8, both "waiting for the
+# merchant") inside the application's second would otherwise never be seen.
 _AFTER_SALE_RANKS = [s.value for s in AfterSaleStatus]
 
 
