@@ -36,7 +36,7 @@ from aftersales.models import AfterSale, AfterSaleEvent, AfterSaleLine, ReturnRe
 from inventory import services as stock
 from inventory.models import Sku, Warehouse
 
-RECEIVED = "return_received"  # timeline kinds
+RECEIVED = "return_arrived"  # timeline kinds (h-core's own "return_received" is the exchange mark)
 MATCHED = "return_matched"
 INSPECTED = "return_inspected"
 WAITING = (AfterSale.Queue.AWAITING_RETURN, AfterSale.Queue.AWAITING_RECEIPT)
@@ -256,9 +256,7 @@ def candidates(receipt: ReturnReceipt, *, sku_codes: Iterable[str] = ()) -> list
 
 
 @transaction.atomic
-def match(receipt: ReturnReceipt, after_sale: AfterSale, *, actor=None) -> ReturnReceipt:
-    """Link an unclaimed parcel to ``after_sale`` by hand. Already linked to it: nothing
-    changes. Booked before as 无主件入库: linked, and nothing is booked again."""
+def _match(receipt: ReturnReceipt, after_sale: AfterSale, *, actor=None) -> ReturnReceipt:
     receipt = ReturnReceipt.objects.select_for_update().select_related("warehouse").get(pk=receipt.pk)
     if receipt.after_sale_id == after_sale.pk:
         return receipt
@@ -276,6 +274,15 @@ def match(receipt: ReturnReceipt, after_sale: AfterSale, *, actor=None) -> Retur
     return receipt
 
 
+def match(receipt: ReturnReceipt, after_sale: AfterSale, *, actor=None) -> ReturnReceipt:
+    """Link an unclaimed parcel to ``after_sale`` by hand. Already linked to it: nothing
+    changes. Booked before as 无主件入库: linked, and nothing is booked again (an exchange's
+    replacement then follows, as after an inspection)."""
+    receipt = _match(receipt, after_sale, actor=actor)
+    _exchange_back(receipt, actor=actor)
+    return receipt
+
+
 def expected(receipt: ReturnReceipt) -> dict[int, int]:
     """sku_id → units the matched after-sale covers (empty for an unclaimed parcel)."""
     if receipt.after_sale_id is None:
@@ -289,7 +296,6 @@ def expected(receipt: ReturnReceipt) -> dict[int, int]:
     return dict(covered)
 
 
-@transaction.atomic
 def inspect(
     receipt: ReturnReceipt,
     counts: dict[int, tuple[int, int]],
@@ -305,7 +311,27 @@ def inspect(
 
     A matched parcel: more units of a SKU than the after-sale covers, or a SKU it does not
     cover, raises ``ReturnExcess`` unless ``confirm_excess``. An unclaimed one is booked only
-    with ``unclaimed=True`` (无主件入库)."""
+    with ``unclaimed=True`` (无主件入库).
+
+    An exchange's goods back: after the booking commits, ``aftersales.effects.on_return_received``
+    (its mark, the queue, and the replacement order — h-core / h-reship; idempotent)."""
+    receipt = _inspect(receipt, counts, actor=actor, confirm_excess=confirm_excess, unclaimed=unclaimed)
+    _exchange_back(receipt, actor=actor)
+    return receipt
+
+
+def _exchange_back(receipt: ReturnReceipt, *, actor) -> None:
+    if receipt.status != ReturnReceipt.Status.INSPECTED or receipt.after_sale_id is None:
+        return
+    after_sale = AfterSale.objects.get(pk=receipt.after_sale_id)
+    if after_sale.type == AfterSale.Type.EXCHANGE:
+        from aftersales import effects
+
+        effects.on_return_received(after_sale, actor=actor)
+
+
+@transaction.atomic
+def _inspect(receipt, counts, *, actor, confirm_excess, unclaimed) -> ReturnReceipt:
     receipt = ReturnReceipt.objects.select_for_update().select_related("warehouse").get(pk=receipt.pk)
     if receipt.status == ReturnReceipt.Status.INSPECTED:
         return receipt

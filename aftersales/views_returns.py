@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -118,7 +119,7 @@ def _as_dict(receipt: ReturnReceipt, user) -> dict:
         and after_sale.warehouse_id in (None, receipt.warehouse_id)
         and after_sale.supplier_id is None
         and after_sale.queue in (AfterSale.Queue.AWAITING_RETURN, AfterSale.Queue.AWAITING_RECEIPT)
-        and after_sale.type in (AfterSale.Type.RETURN_REFUND, AfterSale.Type.EXCHANGE)
+        and after_sale.type == AfterSale.Type.RETURN_REFUND  # an exchange: the replacement follows instead
         and has_capability(user, "aftersales.manage")
     )
     return {
@@ -277,7 +278,10 @@ def returns_confirm(request):
         return _answer(
             False, _("Confirming at the platform is not available yet."), receipt, request.user, status=409
         )
-    action = actions.confirm_receipt(receipt.after_sale, actor=request.user)
+    try:
+        action = actions.confirm_receipt(receipt.after_sale, actor=request.user)
+    except ValidationError as exc:
+        return _answer(False, " ".join(exc.messages), receipt, request.user, status=409)
     if getattr(action, "status", "") == "failed":
         return _answer(False, action.error or _("The platform refused."), receipt, request.user, status=409)
     return _answer(True, _("Receipt confirmed at the platform: the refund follows."), receipt, request.user)

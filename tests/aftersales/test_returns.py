@@ -11,7 +11,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from aftersales import returns
-from aftersales.models import AfterSale, AfterSaleEvent, ReturnReceipt
+from aftersales.models import AfterSale, AfterSaleAction, AfterSaleEvent, ReturnReceipt
 from inventory import selectors, services, sync
 from inventory.models import LedgerKind, Listing, StockLedgerEntry, StockLevel, Warehouse
 from tests.aftersales import returns_rig as rig
@@ -204,16 +204,24 @@ def test_unclaimed_parcel_booked_then_matched_by_sku_books_nothing_again(world):
     assert selectors.ledger_mismatches() == []
 
 
-def test_an_exchange_is_inspected_the_same_way(world):
+def test_an_exchange_is_inspected_the_same_way_and_its_replacement_follows(world):
     store, skus, warehouse = world
     sku = skus["TS-WHT-L"]
     sale = rig.after_sale(
         store, oid="6920000000000000110", return_tracking_no="EX1", type=AfterSale.Type.EXCHANGE
     )
     before = _on_hand(sku, warehouse)
-    receipt = returns.inspect(returns.receive(warehouse=warehouse, tracking_no="ex1"), {sku.pk: (2, 0)})
+    receipt = returns.inspect(returns.receive(warehouse=warehouse, tracking_no="ex1"), {sku.pk: (1, 1)})
     assert receipt.after_sale_id == sale.pk and receipt.status == R.INSPECTED
-    assert _on_hand(sku, warehouse) == before + 2
+    assert _on_hand(sku, warehouse) == before + 1
+    sale.refresh_from_db()
+    assert sale.effects.get("return_received") and sale.reship_order is not None  # h-reship ships it
+    replacement = sale.reship_order
+    assert [(ln.sku_id, ln.quantity) for ln in replacement.lines.all()] == [(sku.pk, 2)]
+    returns.inspect(receipt, {sku.pk: (1, 1)})  # a retry: the same replacement, nothing booked
+    sale.refresh_from_db()
+    assert sale.reship_order_id == replacement.pk and _on_hand(sku, warehouse) == before + 1
+    assert selectors.ledger_mismatches() == []
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -302,3 +310,58 @@ def test_a_viewer_is_refused_and_another_tenant_sees_nothing(alpha, beta, alpha_
     assert "SEALED1" not in beta_client.get("/aftersales/returns/?tab=unclaimed").content.decode()
     assert beta_client.post("/aftersales/returns/scan/inspect/", {"receipt": receipt.pk}).status_code == 404
     assert beta_client.post(f"/aftersales/returns/{receipt.pk}/match/", {"after_sale": 1}).status_code == 404
+
+
+def test_a_douyin_return_scanned_inspected_and_confirmed_at_the_platform(
+    shops, alpha_client, django_capture_on_commit_callbacks
+):
+    """Through the sandbox over real HTTP: a shipped Douyin order, the buyer's return-and-refund
+    approved (actions.approve), the goods sent back with a waybill; the warehouse scans it on
+    the page, books 1 good, and the merchant's 确认收货并退款 reaches the platform once."""
+    from aftersales import actions
+    from logistics import writeback
+    from tests.aftersales.test_reship import pull, ship_by_waybill
+    from tests.logistics.waybill_world import world_order_id
+
+    world = shops.world
+    order = shops.order("douyin", 1)
+    ship_by_waybill(order, capture=django_capture_on_commit_callbacks)
+    writeback.send_due()  # the shipment reaches the platform
+    oid = world_order_id(shops, order)
+    line_id = world.get_order(oid).lines[0].line_id
+    applied = world.apply_aftersale(oid, line_id, kind="return_refund", qty=1)
+    sale = pull(shops, "douyin", applied.aftersale_id)
+    assert actions.approve(sale).status == "done"
+    world.buyer_return_goods(applied.aftersale_id, carrier="ZTO", tracking_no="73100000009901")
+    sale = pull(shops, "douyin", applied.aftersale_id)
+    assert sale.queue == AfterSale.Queue.AWAITING_RECEIPT and sale.return_tracking_no == "73100000009901"
+    sku_id = sale.lines.get().sku_id
+    warehouse = services.default_warehouse()
+    before = StockLevel.objects.get(sku_id=sku_id, warehouse=warehouse).on_hand
+
+    response = alpha_client.post(
+        "/accounts/login/", {"username": "alpha-owner", "password": "Owner-pass-2026"}
+    )
+    assert response.status_code == 302
+    status, body = _post_json(
+        alpha_client,
+        "/aftersales/returns/scan/receive/",
+        {"warehouse": warehouse.pk, "code": "7310 0000 0099 01"},
+    )
+    assert status == 200 and body["receipt"]["after_sale"]["id"] == sale.pk
+    receipt_id = body["receipt"]["id"]
+    assert not body["receipt"]["can_confirm"]  # not before the goods are inspected
+    status, body = _post_json(
+        alpha_client, "/aftersales/returns/scan/inspect/", {"receipt": receipt_id, f"good_{sku_id}": "1"}
+    )
+    assert status == 200 and body["receipt"]["can_confirm"], body
+    assert StockLevel.objects.get(sku_id=sku_id, warehouse=warehouse).on_hand == before + 1
+    status, body = _post_json(alpha_client, "/aftersales/returns/scan/confirm/", {"receipt": receipt_id})
+    assert status == 200 and body["ok"], body
+    assert AfterSaleAction.objects.filter(after_sale=sale, kind="confirm_receipt", status="done").count() == 1
+    sale = pull(shops, "douyin", applied.aftersale_id)
+    assert sale.queue in (AfterSale.Queue.AWAITING_REFUND, AfterSale.Queue.DONE), sale.queue
+    status, body = _post_json(alpha_client, "/aftersales/returns/scan/confirm/", {"receipt": receipt_id})
+    assert status == 409  # once
+    assert AfterSaleAction.objects.filter(after_sale=sale, kind="confirm_receipt").count() == 1
+    assert selectors.ledger_mismatches() == []

@@ -58,7 +58,7 @@ def _state(tenant, ids) -> dict:
             "receipts": list(ReturnReceipt.objects.order_by("id").values_list("tracking_no", "status")),
             "events": list(
                 AfterSaleEvent.objects.filter(
-                    after_sale_id=ids["sale"], kind__in=["return_received", "return_inspected"]
+                    after_sale_id=ids["sale"], kind__in=["return_arrived", "return_inspected"]
                 )
                 .order_by("id")
                 .values_list("message", flat=True)
