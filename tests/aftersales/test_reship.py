@@ -314,8 +314,9 @@ def test_each_platforms_exchange_and_reissue_end_to_end(
         after_sale = pull(shops, platform, applied.aftersale_id)
         after_sale = effects.on_return_received(after_sale)
     else:
-        # Douyin / Kuaishou say "waiting for the merchant's parcel" (neutral WAITING_MERCHANT)
-        # after a reissue's approval, which the effects do not take for approved yet: made here
+        # [gap, reported] a reissue approved through ecbao: the platform still says "waiting for
+        # the merchant" (Douyin 8 / Kuaishou wait_seller_ship) and no newer version arrives after
+        # the approve action is DONE, so the effects do not make the replacement on their own yet
         reship.ensure_replacement(after_sale)
     after_sale.refresh_from_db()
     made = after_sale.reship_order
