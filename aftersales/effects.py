@@ -28,7 +28,6 @@ from django.utils.translation import gettext
 
 from aftersales.models import AfterSale
 from aftersales.services import (
-    ENDED,
     OPEN_QUEUES,
     REFUND_TYPES,
     order_has_open_refund,
@@ -198,28 +197,19 @@ def sync_refunding(order: Order) -> None:
 
 
 def _replacement(after_sale: AfterSale) -> None:
-    if after_sale.effects.get("replacement"):
+    """An exchange whose return is in / an approved reissue: its replacement order, made after
+    the commit (``tasks.replacement_task`` → ``reship.ensure_replacement``, idempotent, with the
+    stock, order, after-sale lock order of its own)."""
+    if after_sale.effects.get("replacement") or after_sale.reship_order_id:
         return
     due = return_in(after_sale) if after_sale.type == T.EXCHANGE else reissue_approved(after_sale)
-    if not due or after_sale.channel_status in ENDED and after_sale.channel_status != CS.SUCCEEDED.value:
+    if not due or after_sale.channel_status in (CS.REJECTED.value, CS.CLOSED.value):
         return
-    try:
-        from aftersales.reship import ensure_replacement
-    except ImportError:  # not there yet: the next version or the sweep tries again
-        return
-    try:
-        with transaction.atomic():
-            order = ensure_replacement(after_sale)
-    except Exception as exc:
-        logger.exception("replacement of after-sale %s failed", after_sale.pk)
-        record(
-            after_sale,
-            "replacement_failed",
-            gettext("the replacement order could not be made: %(error)s") % {"error": exc},
-            order_event=False,
-        )
-        return
-    _mark(after_sale, "replacement", getattr(order, "pk", None))
+    _mark(after_sale, "replacement", "requested")
+    pk = after_sale.pk
+    from aftersales import tasks
+
+    transaction.on_commit(lambda: tasks.replacement_task.delay(pk))
 
 
 def on_return_received(after_sale: AfterSale, *, actor=None) -> AfterSale:

@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.utils.translation import gettext
 
 from ecbao.celery import register_periodic
@@ -80,3 +81,27 @@ def cancel_waybill_task(after_sale_id: int, parcel_id: int) -> str:
         gettext("waybill %(no)s cancelled at the platform (recycled)") % {"no": parcel.tracking_no},
     )
     return "cancelled"
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def replacement_task(after_sale_id: int) -> int | None:
+    """An exchange's return is in / a reissue was approved: the replacement order
+    (``aftersales.reship.ensure_replacement``, idempotent). A refusal (a SKU ecbao does not
+    know, the order not in ecbao) goes on the timeline; the page can make it again."""
+    from aftersales import services
+    from aftersales.models import AfterSale
+    from aftersales.reship import ensure_replacement
+
+    try:
+        order = ensure_replacement(after_sale_id)
+    except ValidationError as exc:
+        after_sale = AfterSale.objects.get(pk=after_sale_id)
+        services.record(
+            after_sale,
+            "replacement_failed",
+            gettext("the replacement order could not be made: %(error)s")
+            % {"error": "; ".join(exc.messages)},
+            order_event=False,
+        )
+        return None
+    return order.pk

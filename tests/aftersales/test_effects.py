@@ -219,3 +219,51 @@ def test_a_refund_said_unshipped_whose_parcel_left_in_ecbao_is_intercepted_not_r
     after_sale = deliver(store, later(v1, status=CS.SUCCEEDED))
     assert order.lines.get().status == LineStatus.SHIPPED and after_sale.effects["refunded"] == []
     assert_stock_exact()
+
+
+def test_an_exchange_gets_its_replacement_once_the_return_is_in_and_an_approved_reissue_too(
+    store, skus, django_capture_on_commit_callbacks
+):
+    from aftersales.models import AfterSaleAction
+    from tests.aftersales.ingest_rig import CT
+
+    order = orders.ingest_channel_order(store=store, co=channel_order("6940000000000000009"))
+    v = version(order, type=CT.EXCHANGE)
+    for status in (CS.WAITING_MERCHANT, CS.WAITING_BUYER_RETURN, CS.WAITING_MERCHANT_RECEIPT):
+        v = later(v, status=status, platform_status=status.value)
+        with django_capture_on_commit_callbacks() as callbacks:
+            exchange = deliver(store, v)
+        assert not [c for c in ours(callbacks) if "replacement" in str(c.__code__.co_names)]
+    assert exchange.reship_order is None and "replacement" not in exchange.effects
+    v = later(v, status=CS.WAITING_MERCHANT, platform_status="8")  # the return is in: ship the replacement
+    with django_capture_on_commit_callbacks() as callbacks:
+        exchange = deliver(store, v)
+    assert exchange.queue == Q.AWAITING_REFUND and len(ours(callbacks)) == 1
+    made = tasks.replacement_task(exchange.pk)
+    exchange.refresh_from_db()
+    assert exchange.reship_order_id == made and exchange.reship_order.origin == "exchange"
+    with django_capture_on_commit_callbacks() as callbacks:
+        deliver(store, later(v, 30, platform_status="8-again"))
+    assert ours(callbacks) == []  # asked once
+    assert tasks.replacement_task(exchange.pk) == made  # a retried task makes nothing new
+
+    # a reissue (补寄): waiting for the merchant; approved (the platform waits for the merchant's
+    # parcel: still WAITING_MERCHANT) → the zero-price order
+    r = version(order, type=CT.RESHIP)
+    with django_capture_on_commit_callbacks() as callbacks:
+        reissue = deliver(store, r)
+    assert reissue.queue == Q.PENDING and len(ours(callbacks)) == 1  # the auto-approve rule only
+    AfterSaleAction.objects.create(
+        after_sale=reissue,
+        kind=AfterSaleAction.Kind.APPROVE,
+        status=AfterSaleAction.Status.DONE,
+        key="t:approve",
+    )  # what h-actions leaves once the platform took the approval
+    with django_capture_on_commit_callbacks() as callbacks:
+        reissue = deliver(store, later(r, platform_status="8"))
+    assert reissue.queue == Q.AWAITING_REFUND and len(ours(callbacks)) == 1
+    made = tasks.replacement_task(reissue.pk)
+    reissue.refresh_from_db()
+    assert reissue.reship_order_id == made and reissue.reship_order.origin == "reissue"
+    assert reissue.reship_order.paid_fen == 0
+    assert_stock_exact()
