@@ -267,3 +267,66 @@ def test_an_exchange_gets_its_replacement_once_the_return_is_in_and_an_approved_
     assert reissue.reship_order_id == made and reissue.reship_order.origin == "reissue"
     assert reissue.reship_order.paid_fen == 0
     assert_stock_exact()
+
+
+@pytest.mark.parametrize("platform", ["douyin", "kuaishou"])
+def test_end_to_end_the_buyer_refunds_a_dispatched_line_before_shipment_and_the_merchant_approves(
+    shops, platform, django_capture_on_commit_callbacks
+):
+    """The buyer applies at the sandbox platform; the after-sale is read through the connector
+    (as the pull does) and ingested; the merchant approves through the platform API
+    (``aftersales.actions.approve``); the platform refunds; the next version releases the line:
+    the supplier's dispatch goes CANCELLING and the numbered parcel's waybill is cancelled at
+    the platform."""
+    from aftersales import actions
+    from aftersales import services as after_sales
+    from channels import services as channel_services
+    from tests.logistics.waybill_world import world_order_id
+
+    world, store = shops.world, shops.stores[platform]
+    code = world.skus(shops.shop_ids[platform])[0].code
+    a = _supplier_for(shops, code)
+    CarrierRule.objects.create(name="中通", priority=1, store_ids=[store.pk], carrier="zto")
+    order = shops.order(platform, 1)
+    parcel_services.ensure_parcels()
+    parcel = Parcel.objects.get(lines__order_line__order=order)
+    waybills.run_take_batch(waybills.start_take([parcel.pk], warehouse=a.warehouse).pk)
+    parcel.refresh_from_db()
+    assert parcel.tracking_no and parcel.fulfilment.warehouse_id == a.warehouse_id
+    dispatch = Dispatch.objects.get(supplier=a)
+    line = order.lines.get()
+    applied = world.apply_aftersale(
+        world_order_id(shops, order), line.platform_line_id, kind="refund_unshipped", reason="不想要了"
+    )
+
+    def read() -> AfterSale:
+        connector = channel_services.connector_for(store)
+        try:
+            version = connector.get_after_sale(applied.aftersale_id)
+        finally:
+            connector.http.close()
+        channel_services.store_after_sale_version(store=store, after_sale=version, source="pull")
+        return after_sales.ingest(store_id=store.pk, platform_after_sale_id=applied.aftersale_id)
+
+    after_sale = read()
+    assert (after_sale.type, after_sale.queue) == (AfterSale.Type.REFUND_UNSHIPPED, Q.PENDING)
+    assert (after_sale.order, after_sale.supplier, after_sale.dispatch) == (order, a, dispatch)
+    order.refresh_from_db()
+    assert order.is_refunding
+    action = actions.approve(after_sale)
+    assert action.status == action.Status.DONE, action.error
+    with django_capture_on_commit_callbacks() as callbacks:
+        after_sale = after_sales.ingest(store_id=store.pk, platform_after_sale_id=applied.aftersale_id)
+    if after_sale.channel_status != "succeeded":  # not read back by the action: read it now
+        with django_capture_on_commit_callbacks() as callbacks:
+            after_sale = read()
+    assert (after_sale.channel_status, after_sale.queue) == ("succeeded", Q.DONE)
+    assert len(ours(callbacks)) == 1
+    line.refresh_from_db()
+    dispatch.refresh_from_db()
+    assert line.status == LineStatus.REFUNDED and dispatch.status == Dispatch.Status.CANCELLING
+    assert run_waybill_cancels(after_sale) == ["cancelled"]
+    assert world.get_waybill(parcel.tracking_no).status == "cancelled"
+    order.refresh_from_db()
+    assert not order.is_refunding
+    assert_stock_exact(line)
