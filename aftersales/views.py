@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_POST
 
 from aftersales import actions, policy, selectors
@@ -24,6 +26,7 @@ from aftersales.forms import ApproveForm, PeriodForm, PolicyForm, QueueFilterFor
 from aftersales.models import AfterSale, AfterSaleAction, AutoApprovePolicy
 from channels.errors import ChannelError
 from channels.models import AfterSaleSnapshot
+from ecbao import sheets
 from tenants.accounts.permissions import capability_required
 
 CAP = "aftersales.manage"
@@ -31,6 +34,7 @@ PAGE_SIZE = 50
 MAX_BULK = 200
 MAX_PREVIEW = 200
 POLL_SECONDS = 30
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 A = AfterSaleAction
 T = AfterSale.Type
 Q_ = AfterSale.Queue
@@ -477,6 +481,52 @@ def _period(form: PeriodForm, now: datetime) -> tuple[datetime, datetime, str]:
     return now - timedelta(days=int(days)), now, days
 
 
+def _yuan(fen: int) -> Decimal:
+    return (Decimal(fen) / 100).quantize(Decimal("0.01"))
+
+
+def _reasons_xlsx(rows: list[dict], *, by: str, title: str, since: datetime, until: datetime):
+    """The report as shown, one sheet: amounts in yuan, rates as fractions (formatted by Excel)."""
+    first = {"sku": _("SKU"), "store": _("Shop"), "supplier": _("Shipper")}[by]
+    header = [
+        str(first),
+        pgettext("count", "After-sales"),
+        _("Pieces"),
+        _("Asked"),
+        _("Refunded"),
+        _("Refunded amount"),
+        _("Orders shipped"),
+        _("Pieces shipped"),
+        _("Refund rate"),
+        _("Piece rate"),
+        _("Top reasons"),
+    ]
+    body = [
+        [
+            str(r["label"]),
+            r["after_sales"],
+            r["pieces"],
+            _yuan(r["refund_fen"]),
+            r["refunded"],
+            _yuan(r["refunded_fen"]),
+            r["shipped_orders"],
+            r["shipped_pieces"],
+            round(r["rate"], 4) if r["rate"] is not None else None,
+            round(r["piece_rate"], 4) if r["piece_rate"] is not None else None,
+            "；".join(f"{reason} ×{n}" for reason, n in r["reasons"]),
+        ]
+        for r in rows
+    ]
+    data = sheets.workbook_bytes(
+        title, header, body, widths=(28, 10, 8, 12, 8, 12, 10, 10, 10, 10, 40), text_columns=1
+    )
+    zone = timezone.get_current_timezone()
+    name = f"refund-reasons-{by}-{since.astimezone(zone):%Y%m%d}-{until.astimezone(zone):%Y%m%d}.xlsx"
+    response = HttpResponse(data, content_type=XLSX_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f}%"
 
@@ -492,8 +542,10 @@ def reasons(request):
     for row in rows:
         row["rate_pct"] = _percent(row["rate"])
         row["piece_rate_pct"] = _percent(row["piece_rate"])
-    others = _without(request.GET, "by")
+    others = _without(request.GET, "by", "export")
     tab_labels = {"sku": _("By SKU"), "store": _("By shop"), "supplier": _("By supplier")}
+    if request.GET.get("export") == "xlsx":
+        return _reasons_xlsx(rows, by=by, title=str(tab_labels[by]), since=since, until=until)
     return render(
         request,
         "aftersales/reasons.html",
@@ -509,6 +561,7 @@ def reasons(request):
             "since": since,
             "until": until,
             "until_shown": until - timedelta(seconds=1),
+            "export_query": "&".join(filter(None, (_without(request.GET, "export"), "export=xlsx"))),
         },
     )
 

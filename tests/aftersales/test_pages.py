@@ -338,3 +338,28 @@ def test_a_platform_refusal_is_shown_inline_with_the_platforms_message(owner, sh
     error = re.search(r'data-testid="approve-error">([^<]+)<', html)
     assert error and error.group(1).strip()
     assert 'data-testid="retry"' in html and 'data-status="failed"' in html
+
+
+def test_reasons_report_exports_what_it_shows_to_xlsx(owner, shop):
+    import io
+
+    from openpyxl import load_workbook
+
+    now = timezone.now()
+    a = rig.sku("X-1")
+    shipped = [rig.order(shop, lines=[(a, 1, 990)], shipped_at=now - timedelta(days=1)) for _ in range(2)]
+    rig.after_sale(shipped[0], queue="done", refund_fen=990, reason="质量问题")
+    page = _text(owner.get("/aftersales/reasons/?by=store&days=7"))
+    link = re.search(
+        r'href="\?([^"]+)" class="btn small secondary" data-testid="reasons-export"', page
+    ).group(1)
+    response = owner.get("/aftersales/reasons/?" + link.replace("&amp;", "&"))
+    assert response.status_code == 200 and response["Content-Type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert "refund-reasons-store-" in response["Content-Disposition"]
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:4] == ("店铺", "售后数", "件数", "申请金额")
+    assert rows[1][0].startswith("抖店旗舰店") and rows[1][1:4] == (1, 1, 9.9)
+    assert rows[1][6] == 2 and rows[1][8] == 0.5 and rows[1][10] == "质量问题 ×1"
