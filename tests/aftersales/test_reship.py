@@ -313,11 +313,7 @@ def test_each_platforms_exchange_and_reissue_end_to_end(
         world.buyer_return_goods(applied.aftersale_id, carrier="ZTO", tracking_no="73100000008801")
         after_sale = pull(shops, platform, applied.aftersale_id)
         after_sale = effects.on_return_received(after_sale)
-    else:
-        # [gap, reported] a reissue approved through ecbao: the platform still says "waiting for
-        # the merchant" (Douyin 8 / Kuaishou wait_seller_ship) and no newer version arrives after
-        # the approve action is DONE, so the effects do not make the replacement on their own yet
-        reship.ensure_replacement(after_sale)
+    # a reissue: ecbao's approval went through → the effects made the replacement on the pull
     after_sale.refresh_from_db()
     made = after_sale.reship_order
     assert made is not None and made.source_order_id == order.pk and made.status == OrderStatus.APPROVED
