@@ -78,7 +78,7 @@ _PAST = {
         AfterSaleStatus.REFUNDING,
         AfterSaleStatus.SUCCEEDED,
     },
-    K.REJECT: {AfterSaleStatus.REJECTED, AfterSaleStatus.CLOSED},
+    K.REJECT: {AfterSaleStatus.REJECTED},  # closed by the buyer or a timer is not our refusal
     K.CONFIRM_RECEIPT: {AfterSaleStatus.REFUNDING, AfterSaleStatus.SUCCEEDED},
     K.RESHIP: {AfterSaleStatus.SUCCEEDED},
 }
@@ -465,11 +465,8 @@ def _send_one(action: AfterSaleAction, *, connect) -> None:
         if exc.code == STALE_VERSION:
             _stale(action, attempt, connector, exc)
             return
-        if action.kind in _PAST and connector is not None:
-            platform = _read_back(after_sale, connector)
-            if platform is not None and platform.status in _PAST[action.kind]:
-                _done(action, attempt, {"seen_on_platform": platform.status.value}, read_back=False)
-                return
+        if connector is not None:  # a refusal: show the platform's truth (an earlier attempt that
+            _read_back(after_sale, connector)  # went through was seen before sending, above)
         _failed(action, attempt, exc.platform_message or str(exc), code=exc.code)
         return
     except RateLimited as exc:

@@ -50,7 +50,9 @@ CAPABILITY = "aftersales.manage"
 MAX_IDS = 200
 MAX_SEARCH = 64
 _UNAVAILABLE = OpenApiResponse(
-    ERROR_ENVELOPE, description="The platform could not be reached; try again (code `platform_unavailable`)."
+    ERROR_ENVELOPE,
+    description="The shop's platform could not be read now (code `platform_error`: unreachable, or the shop "
+    "must be connected again); try later.",
 )
 
 
@@ -337,16 +339,21 @@ def _refused(exc) -> Response:
 
 def _store_of(request) -> Store:
     raw = request.query_params.get("store", "")
-    if not raw.isdigit() or int(raw) > api.MAX_BIGINT or int(raw) < 1:
+    if not raw.isdigit():
         raise serializers.ValidationError({"store": [_("Name a shop (its id).")]})
-    store = Store.objects.filter(pk=int(raw)).first()
+    store = Store.objects.filter(pk=int(raw)).first() if 0 < int(raw) <= api.MAX_BIGINT else None
     if store is None:
         raise NotFound(_("No such shop."))
     return store
 
 
 _STORE_PARAMETER = OpenApiParameter(
-    "store", int, OpenApiParameter.QUERY, required=True, description="Shop id.", )  # fmt: skip
+    "store",
+    {"type": "integer", "minimum": 1, "maximum": api.MAX_BIGINT},
+    OpenApiParameter.QUERY,
+    required=True,
+    description="Shop id.",
+)
 _ANSWER_RESPONSES = {200: AfterSaleActionSerializer, 400: REFUSED, **IDEMPOTENCY_ERRORS}
 
 
@@ -482,7 +489,7 @@ class AfterSaleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         summary="The refusal reasons a shop's platform accepts",
         parameters=[_STORE_PARAMETER],
-        responses={200: AfterSaleRejectReasonSerializer(many=True), 502: _UNAVAILABLE},
+        responses={200: AfterSaleRejectReasonSerializer(many=True), 409: _UNAVAILABLE},
     )
     @action(
         detail=False, methods=["get"], url_path="reject-reasons", pagination_class=None, filter_backends=[]
@@ -498,7 +505,7 @@ class AfterSaleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         summary="A shop's return addresses (the id an approval of a return names)",
         parameters=[_STORE_PARAMETER],
-        responses={200: AfterSaleReturnAddressSerializer(many=True), 502: _UNAVAILABLE},
+        responses={200: AfterSaleReturnAddressSerializer(many=True), 409: _UNAVAILABLE},
     )
     @action(
         detail=False, methods=["get"], url_path="return-addresses", pagination_class=None, filter_backends=[]
@@ -563,15 +570,17 @@ class AfterSalePolicyViewSet(viewsets.GenericViewSet):
     def as_view(cls, actions=None, **initkwargs):
         # one object at the collection's address: the router binds GET there, PUT is added
         if actions and actions.get("get") == "list":
-            actions = {**actions, "put": "put"}
+            actions = {**actions, "get": "current", "put": "put"}
         return super().as_view(actions, **initkwargs)
 
     def get_queryset(self):
         return AutoApprovePolicy.objects.all()
 
     @extend_schema(summary="The auto-approve rule", responses={200: AfterSalePolicySerializer})
-    def list(self, request):
+    def current(self, request):
         return Response(AfterSalePolicySerializer(rule.get_policy()).data)
+
+    list = current  # the router makes the collection's route for a viewset that can list
 
     @extend_schema(
         summary="Change the auto-approve rule",
@@ -603,9 +612,9 @@ def _valid(serializer_class, request) -> dict:
 
 def _unavailable(exc) -> Response:
     return error_response(
-        code="platform_unavailable",
+        code="platform_error",
         message=_("The platform could not be reached: %(e)s") % {"e": exc},
-        http_status=status.HTTP_502_BAD_GATEWAY,
+        http_status=status.HTTP_409_CONFLICT,
     )
 
 
