@@ -288,11 +288,12 @@ def expected(receipt: ReturnReceipt) -> dict[int, int]:
     if receipt.after_sale_id is None:
         return {}
     covered: dict[int, int] = defaultdict(int)
-    for sku_id, quantity in AfterSaleLine.objects.filter(after_sale_id=receipt.after_sale_id).values_list(
-        "sku_id", "quantity"
-    ):
+    for sku_id, quantity, line_quantity in AfterSaleLine.objects.filter(
+        after_sale_id=receipt.after_sale_id
+    ).values_list("sku_id", "quantity", "order_line__quantity"):
         if sku_id is not None:
-            covered[sku_id] += quantity
+            # 0 = the platform does not say how many (Kuaishou): at most the whole order line
+            covered[sku_id] += quantity or line_quantity or 0
     return dict(covered)
 
 

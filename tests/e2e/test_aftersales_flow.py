@@ -1,0 +1,273 @@
+"""Issue 15's "must show", end to end with the sandbox over real HTTP, a real Celery worker and
+committed data: on a Douyin, a Kuaishou and a WeChat shop, each after-sale type the platform
+has, from the buyer's application to its end —
+
+- refund before shipment: approved through the platform API → the line refunded, its
+  reservation released;
+- refund after shipment: the parcel that left gets an intercept request (Douyin: the platform's
+  intercept API, with its cost), then approved;
+- return and refund: approved with a return address → the buyer sends the parcel back → it is
+  received by scanning its waybill at the own warehouse, inspected (good back to sellable
+  stock through the ledger) → confirmed on the platform, refunded;
+- exchange: the same return, the defective piece to the defective location → a replacement
+  order ships → its tracking number reaches the platform's after-sale → the buyer receives it;
+- reissue (补寄, Douyin and Kuaishou; WeChat has none): a zero-price order ships and its number
+  reaches the platform's after-sale.
+
+The buyer acts in the sandbox world (``World.apply_aftersale`` …); ecbao learns through the
+connector (``get_after_sale`` → ``store_after_sale_version``), and everything after that runs as
+in production: the ``AfterSaleChanged`` event → the Celery worker's ingestion and side effects.
+After each case the ledger check passes and no refunded line keeps a reservation."""
+
+from __future__ import annotations
+
+import itertools
+
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from aftersales import actions, returns
+from aftersales.models import AfterSale
+from channels import services as channel_services
+from channels.routing.models import PlatformApp
+from inventory import selectors as stock_selectors
+from inventory.models import Reservation, Sku, StockLevel
+from inventory.services import default_warehouse
+from logistics import manual, writeback
+from logistics.models import Intercept, WriteBack
+from orders import services as order_services
+from orders.models import LineStatus, Order, OrderLine, OrderStatus
+from sandbox.world import OrderItemSpec
+from tests.e2e.conftest import wait_until
+from tests.logistics.waybill_world import PLATFORMS, connect_shops, start_sandbox
+
+SLUG = "refund-e2e"
+Q = AfterSale.Queue
+TIMEOUT = 60
+_numbers = itertools.count(1)
+
+
+def place(shops, platform: str, sku_index: int = 0):
+    """A paid order on the sandbox shop, ingested and approved: (world order, world line, order)."""
+    shop_id = shops.shop_ids[platform]
+    sku = shops.world.skus(shop_id)[sku_index]
+    placed = shops.world.create_order(
+        shop_id=shop_id, buyer_id=next(_numbers) % 40 + 1, items=[OrderItemSpec(sku.sku_id, 2)], pay=True
+    )
+    store = shops.stores[platform]
+    platform_id = placed.lines[0].line_id if platform == "kuaishou" else placed.order_id
+    order = order_services.ingest_channel_order(
+        store=store, co=channel_services.connector_for(store).get_order(platform_id)
+    )
+    if order.status != OrderStatus.APPROVED:
+        order = order_services.approve(order=order, actor=None)
+    return placed, placed.lines[0], order
+
+
+def ship(order: Order) -> str:
+    """Ship the order from the own warehouse with a carrier's number; written back to the shop."""
+    number = f"7731{next(_numbers):08d}"
+    entry = manual.enter_tracking(order, "zto", number)
+    assert entry.shipped, entry.ship_error
+
+    def written() -> bool:
+        writeback.send_due(limit=50)
+        return not WriteBack.objects.exclude(status=WriteBack.Status.ACCEPTED).exists()
+
+    assert wait_until(written, timeout=TIMEOUT, interval=0.3)
+    return number
+
+
+def pull(store, platform_after_sale_id: str) -> None:
+    """ecbao reads the after-sale from the platform (what a push or the periodic pull does); the
+    worker ingests it (AfterSaleChanged)."""
+    connector = channel_services.connector_for(store)
+    channel_services.store_after_sale_version(
+        store=store, after_sale=connector.get_after_sale(platform_after_sale_id), source="pull"
+    )
+
+
+def arrived(store, platform_after_sale_id: str, queue: str) -> AfterSale:
+    """Wait until the worker has ingested the after-sale into ``queue``."""
+
+    def row():
+        return AfterSale.objects.filter(store=store, platform_after_sale_id=platform_after_sale_id).first()
+
+    assert wait_until(lambda: (r := row()) is not None and r.queue == queue, timeout=TIMEOUT, interval=0.2), (
+        platform_after_sale_id,
+        queue,
+        row() and (row().queue, row().channel_status, row().platform_status, row().last_error),
+    )
+    return row()
+
+
+def explain(after_sale: AfterSale) -> dict:
+    after_sale.refresh_from_db()
+    return {
+        "queue": after_sale.queue,
+        "status": (after_sale.channel_status, after_sale.platform_status),
+        "events": list(after_sale.events.values_list("kind", "message")),
+        "actions": list(after_sale.actions.values_list("kind", "status", "error")),
+    }
+
+
+def done(action) -> None:
+    assert action.status == "done", (action.kind, action.status, action.error)
+
+
+def stock_exact() -> None:
+    assert stock_selectors.ledger_mismatches() == []
+    refunded = Reservation.objects.filter(
+        source_key__in=[ln.reservation_key for ln in OrderLine.objects.filter(status=LineStatus.REFUNDED)]
+    )
+    assert not refunded.filter(status=Reservation.Status.ACTIVE).exists()
+
+
+def on_hand(sku: Sku, warehouse) -> int:
+    level = StockLevel.objects.filter(sku=sku, warehouse=warehouse).first()
+    return level.on_hand if level else 0
+
+
+def test_every_after_sale_type_on_every_platform_end_to_end(
+    tmp_path, committed_tenant, tenant_worker, settings
+):
+    server = start_sandbox(tmp_path / "world.sqlite3", seed=1515)
+    world = server.world
+    app_keys: list[str] = []
+    try:
+        tenant = committed_tenant(SLUG)
+        with schema_context(tenant.schema_name):
+            shops = connect_shops(server)
+            app_keys = [a.app_key for a in world.apps()]
+            own = default_warehouse()
+            for platform in PLATFORMS:
+                store = shops.stores[platform]
+
+                # --- refund before shipment
+                placed, line, order = place(shops, platform)
+                a = world.apply_aftersale(
+                    placed.order_id, line.line_id, kind="refund_unshipped", reason="拍错了"
+                )
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+                assert after_sale.order_id == order.pk and not after_sale.shipped_before
+                assert Order.objects.get(pk=order.pk).is_refunding
+                done(actions.approve(after_sale))
+                after_sale = arrived(store, a.aftersale_id, Q.DONE)
+                assert wait_until(
+                    lambda o=order: not o.lines.exclude(status=LineStatus.REFUNDED).exists(), timeout=TIMEOUT
+                ), list(order.lines.values_list("status", flat=True))
+                stock_exact()
+
+                # --- refund after shipment: the parcel on its way gets an intercept request
+                placed, line, order = place(shops, platform)
+                ship(order)
+                a = world.apply_aftersale(placed.order_id, line.line_id, kind="refund_shipped", qty=1)
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+                assert after_sale.shipped_before
+                assert wait_until(lambda o=order: Intercept.objects.filter(order=o).exists(), timeout=TIMEOUT)
+                if platform == "douyin":  # the platform's intercept API, with its cost
+                    (intercept,) = actions.intercept(after_sale)
+                    done(intercept)
+                    assert intercept.result.get("cost_fen", 0) > 0, intercept.result
+                done(actions.approve(after_sale))
+                arrived(store, a.aftersale_id, Q.DONE)
+                stock_exact()
+
+                # --- return and refund: scanned in at the own warehouse, good back to stock
+                placed, line, order = place(shops, platform)
+                ship(order)
+                sku = order.lines.get().sku
+                a = world.apply_aftersale(placed.order_id, line.line_id, kind="return_refund", qty=1)
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+                done(actions.approve(after_sale))
+                arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
+                back = f"YT7{next(_numbers):09d}"
+                world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
+                assert after_sale.return_tracking_no == back
+                before = on_hand(sku, own)
+                receipt = returns.receive(warehouse=own, tracking_no=back)
+                assert receipt.after_sale_id == after_sale.pk
+                returns.inspect(receipt, {sku.pk: (1, 0)})
+                assert on_hand(sku, own) == before + 1
+                done(actions.confirm_receipt(after_sale))
+                arrived(store, a.aftersale_id, Q.DONE)
+                stock_exact()
+
+                # --- exchange: the piece comes back defective, a replacement order ships
+                placed, line, order = place(shops, platform)
+                ship(order)
+                sku = order.lines.get().sku
+                a = world.apply_aftersale(placed.order_id, line.line_id, kind="exchange", qty=1)
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+                done(actions.approve(after_sale))
+                arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
+                back = f"YT7{next(_numbers):09d}"
+                world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
+                before = on_hand(sku, own)
+                receipt = returns.receive(warehouse=own, tracking_no=back)
+                returns.inspect(receipt, {sku.pk: (0, 1)})
+                assert on_hand(sku, own) == before  # defective: not sellable
+                from aftersales.reship import ensure_replacement
+
+                replacement = ensure_replacement(AfterSale.objects.get(pk=after_sale.pk))
+                assert replacement.source_order_id == order.pk and replacement.paid_fen == 0
+                replacement = Order.objects.get(pk=replacement.pk)
+                assert replacement.status == OrderStatus.APPROVED, replacement.status
+                number = f"SF1{next(_numbers):09d}"
+                entry = manual.enter_tracking(replacement, "sf", number)
+                assert entry.shipped, entry.ship_error
+                assert not WriteBack.objects.filter(order=replacement).exists()  # not a platform order
+                assert wait_until(
+                    lambda aid=a.aftersale_id, n=number: world.get_aftersale(aid).exchange_tracking_no == n,
+                    timeout=TIMEOUT,
+                    interval=0.3,
+                ), world.get_aftersale(a.aftersale_id)
+                world.buyer_receive_exchange(a.aftersale_id)
+                pull(store, a.aftersale_id)
+                arrived(store, a.aftersale_id, Q.DONE)
+                stock_exact()
+
+                # --- reissue (补寄): a zero-price order whose number reaches the after-sale
+                if platform == "wechat":
+                    continue  # WeChat has no reissue after-sale
+                placed, line, order = place(shops, platform)
+                ship(order)
+                a = world.apply_aftersale(
+                    placed.order_id, line.line_id, kind="reship", qty=1, reason="少发了"
+                )
+                pull(store, a.aftersale_id)
+                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+                assert after_sale.type == AfterSale.Type.RESHIP
+                done(actions.approve(after_sale))
+
+                def reissued(pk=after_sale.pk):
+                    return AfterSale.objects.get(pk=pk).reship_order_id
+
+                assert wait_until(reissued, timeout=TIMEOUT), explain(after_sale)
+                replacement = Order.objects.get(pk=reissued())
+                assert replacement.paid_fen == 0 and replacement.origin == "reissue"
+                number = f"SF1{next(_numbers):09d}"
+                assert manual.enter_tracking(replacement, "sf", number).shipped
+                assert wait_until(
+                    lambda aid=a.aftersale_id, n=number: world.get_aftersale(aid).exchange_tracking_no == n,
+                    timeout=TIMEOUT,
+                    interval=0.3,
+                ), world.get_aftersale(a.aftersale_id)
+                world.buyer_receive_exchange(a.aftersale_id)
+                pull(store, a.aftersale_id)
+                arrived(store, a.aftersale_id, Q.DONE)
+                stock_exact()
+        connection.set_schema_to_public()
+    finally:
+        server.stop()
+        connection.set_schema_to_public()
+        PlatformApp.objects.filter(app_key__in=app_keys).delete()
+        world.close()
