@@ -623,3 +623,6 @@ def register(router) -> None:
     router.register("after-sales/actions", AfterSaleActionViewSet, basename="after-sale-action")
     router.register("after-sales", AfterSaleViewSet, basename="after-sale")
     router.register("after-sale-policy", AfterSalePolicyViewSet, basename="after-sale-policy")
+    from aftersales.chargebacks_api import ChargeBackViewSet  # h-portal: supplier charge-backs
+
+    router.register("charge-backs", ChargeBackViewSet, basename="charge-back")

@@ -18,15 +18,15 @@ from suppliers.models import Dispatch, DispatchLine
 from suppliers.portal.scope import Scope
 
 S = Dispatch.Status
-NEW, TO_SHIP, SHIPPED, CANCELLED, AFTERSALE = "new", "to_ship", "shipped", "cancelled", "aftersale"
+NEW, TO_SHIP, SHIPPED, CANCELLED = "new", "to_ship", "shipped", "cancelled"
 OPEN_STATES = (S.NEW, S.ACKNOWLEDGED, S.PARTIALLY_SHIPPED)
-#: (query value, label, dispatch states; None: the after-sale tab, by refunds)
+#: (query value, label, dispatch states). The 售后 tab links to the after-sales pages
+#: (aftersales.portal, /supplier/aftersales/) with the count of those waiting for the supplier.
 TABS = (
     (NEW, _("New"), (S.NEW,)),  # 新单
     (TO_SHIP, _("To ship"), (S.ACKNOWLEDGED, S.PARTIALLY_SHIPPED)),  # 待发货
     (SHIPPED, _("Shipped"), (S.SHIPPED,)),  # 已发货
     (CANCELLED, _("Cancelled"), (S.CANCELLING, S.CANCELLED)),  # 已取消
-    (AFTERSALE, _("After-sale"), None),  # 售后
 )
 TAB_VALUES = [value for value, _label, _states in TABS]
 KEYSET = paging.Keyset("-id")
@@ -73,7 +73,7 @@ def _local_midnight(day: date) -> datetime:
 
 
 def refunding() -> Exists:
-    """A dispatch with an order line in a refund (or its order refunding): the 售后 tab."""
+    """A dispatch with an order line in a refund (or its order refunding): flagged on its row."""
     return Exists(
         DispatchLine.objects.filter(dispatch=OuterRef("pk")).filter(
             ~Q(order_line__refund_state="") | Q(order_line__order__is_refunding=True)
@@ -114,20 +114,13 @@ def tab_dispatches(scope: Scope, tab: str, filters: Filters | None = None) -> Qu
         raise ValueError(f"unknown tab {tab!r}")
     qs = filtered(scope, filters or Filters())
     states = dict((v, s) for v, _label, s in TABS)[tab]
-    if states is None:
-        return qs.filter(refunding())
     return qs.filter(status__in=states)
 
 
 def tab_counts(scope: Scope, filters: Filters | None = None) -> dict[str, int]:
     qs = filtered(scope, filters or Filters())
     by_status = dict(qs.values_list("status").annotate(n=Count("pk")).order_by())
-    counts = {
-        value: sum(by_status.get(s, 0) for s in states)
-        for value, _label, states in TABS
-        if states is not None
-    }
-    counts[AFTERSALE] = qs.filter(refunding()).count()
+    counts = {value: sum(by_status.get(s, 0) for s in states) for value, _label, states in TABS}
     counts["cancelling"] = by_status.get(S.CANCELLING, 0)
     return counts
 

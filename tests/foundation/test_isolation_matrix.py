@@ -59,6 +59,7 @@ STR_VALUES = {
     "export_id": "no-such-export",
     "retry_id": "no-such-retry",
     "format": "json",
+    "evidence_no": 0,
 }
 # Which object a path parameter names: by parameter name, or for router ``pk`` by basename.
 PARAM_OBJECT = {
@@ -80,6 +81,7 @@ PARAM_OBJECT = {
     "after_sale_id": "after_sale",
     "action_id": "after_sale_action",
     "receipt_id": "return_receipt",
+    "charge_back_id": "charge_back",
 }
 BASENAME_OBJECT = {
     "user": "user",
@@ -99,6 +101,8 @@ BASENAME_OBJECT = {
     "carrier-rule": "carrier_rule",
     "supplier": "supplier",
     "supplier-sku": "supplier_sku",
+    "supplier-after-sale": "after_sale",
+    "charge-back": "charge_back",
 }
 
 

@@ -155,6 +155,7 @@ def create_world(slug: str, shop_id: str, id_base: int = 0) -> World:
                 warehouse=stock.default_warehouse(), tracking_no="ISO-1"
             ).pk
         )
+        world.ids.update(_supplier_after_sale_objects(world.ids["after_sale"], world.ids["dispatch"]))
     connection.set_schema_to_public()
     return world
 
@@ -192,6 +193,24 @@ def _supplier_objects(sku, owner_id: int) -> dict:
         supplier=supplier, invited_by=get_user_model().objects.get(pk=owner_id)
     )
     return {"supplier": supplier.pk, "supplier_sku": binding.pk, "supplier_invitation": invitation.pk}
+
+
+def _supplier_after_sale_objects(after_sale_id: int, dispatch_id: int) -> dict:
+    """The world's after-sale is on the world supplier's dispatch (the supplier's 售后 pages
+    address it), with a charge-back of it (the merchant's charge-back pages)."""
+    from aftersales.models import AfterSale, ChargeBack
+    from suppliers.models import Dispatch
+
+    dispatch = Dispatch.objects.get(pk=dispatch_id)
+    AfterSale.objects.filter(pk=after_sale_id).update(supplier=dispatch.supplier, dispatch=dispatch)
+    charge_back = ChargeBack.objects.create(
+        supplier=dispatch.supplier,
+        after_sale_id=after_sale_id,
+        dispatch=dispatch,
+        amount_fen=600,
+        reason="damaged",
+    )
+    return {"charge_back": charge_back.pk}
 
 
 def _shipping_objects(store, co) -> dict:

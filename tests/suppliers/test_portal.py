@@ -102,10 +102,8 @@ def test_tabs_counts_masked_receiver_and_deadline(alpha, store, world):
     assert 'data-testid="reveal-phone"' not in detail  # not granted: no 查看 button
     # the merchant's own line of the split order is not part of the supplier's dispatch
     assert "TS-WHT-L" not in detail
-    # 售后: a refund on the order's line shows the dispatch there
-    world["order_a"].lines.filter(merchant_code="CAP-RED").update(refund_state="refunding")
-    html = client.get("/supplier/?tab=aftersale").content.decode()
-    assert f'data-dispatch-id="{world["dispatch_a"].pk}"' in html
+    # 售后: the tab leads to the after-sales pages (aftersales.portal) with their waiting count
+    assert 'href="/supplier/aftersales/" data-testid="tab-aftersale"' in html
     # overdue filter and highlight
     Dispatch.objects.filter(pk=world["dispatch_a"].pk).update(ship_by="2026-01-01T00:00:00Z")
     html = client.get("/supplier/?overdue=1").content.decode()

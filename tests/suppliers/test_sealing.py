@@ -54,13 +54,22 @@ class PlatformDecrypt:
 
 
 @pytest.fixture
-def world(alpha, store, skus, monkeypatch):
+def world(alpha, store, skus, monkeypatch, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
     monkeypatch.setattr(channel_services, "connector_for", lambda store: PlatformDecrypt())
     PlatformDecrypt.calls = 0
     w = two_suppliers(alpha, store, skus, (1, "TS-WHT-L", 1), (2, "CAP-RED", 2))
     pb = Parcel.objects.get(fulfilment=w["dispatch_b"].fulfilment)
     w["batch_b"] = waybills.start_take([pb.pk], warehouse=w["b"].warehouse)  # B's batch
     w["token_a"] = account_services.issue_api_token(user=w["user_a"], name="sealing")[1]
+    # issue 15: an after-sale on each supplier's dispatch (ingested), B's with an evidence file
+    from aftersales import supplier as supplier_aftersales
+    from tests.aftersales.portal_rig import ingest
+
+    w["after_sale_a"] = ingest(store, w["order_a"], "SEAL-A")
+    w["after_sale_b"] = ingest(store, w["order_b"], "SEAL-B")
+    png = supplier_aftersales.Evidence("b.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(32))
+    supplier_aftersales.answer(w["after_sale_b"], supplier=w["b"], answer="refused", note="B", evidence=[png])
     return w
 
 
@@ -108,18 +117,19 @@ def test_issue14_sealing_matrix(alpha, beta, world):
         "dispatch_id": world["dispatch_b"].pk,
         "pk": world["dispatch_b"].pk,
         "batch_id": world["batch_b"].pk,
+        "after_sale_id": world["after_sale_b"].pk,
     }
 
-    failures, cells, portal_cells, bodies = [], 0, 0, []
+    failures, cells, portal_cells, bodies, sealed_names = [], 0, 0, [], set()
     for name, entry in _patterns(get_resolver("ecbao.urls_tenant")):
         if name == "accounts:logout":
             continue  # would end A's session
         # a router's ``pk`` names B's dispatch on the supplier dispatch API only
-        values = (
-            b_objects
-            if name.startswith("supplier-dispatch")
-            else {k: v for k, v in b_objects.items() if k != "pk"}
-        )
+        values = {k: v for k, v in b_objects.items() if k != "pk"}
+        if name.startswith("supplier-dispatch"):
+            values = b_objects
+        elif name.startswith("supplier-after-sale"):  # the supplier API's after-sales (issue 15)
+            values = {**values, "pk": world["after_sale_b"].pk}
         url = _url(name, entry, values)
         if url is None:
             continue
@@ -141,6 +151,7 @@ def test_issue14_sealing_matrix(alpha, beta, world):
                     continue  # about oneself (login, password, language, tokens): only no failure
                 elif names_b:
                     portal_cells += 1
+                    sealed_names.add(name)
                     answered.setdefault(("B's object not 404", how), []).append(status)
                     if status not in (404, 405):  # 405: the other method, refused before any lookup
                         failures.append("B's object not 404: " + cell)
@@ -177,6 +188,14 @@ def test_issue14_sealing_matrix(alpha, beta, world):
                 failures.append(f"{what}: {how} {url} ({name}) answered only 405 to GET and POST")
     assert not failures, f"{len(failures)} of {cells} cells wrong:\n" + "\n".join(failures[:60])
     assert portal_cells >= 12 and cells > 400, (portal_cells, cells)
+    # issue 15: every supplier after-sales page and API endpoint naming B's after-sale was tried
+    assert {
+        "supplier_aftersales:detail",
+        "supplier_aftersales:answer",
+        "supplier_aftersales:evidence",
+        "supplier-after-sale-detail",
+        "supplier-after-sale-answer",
+    } <= sealed_names, sealed_names
 
     # A's own portal pages and API answers, and its dispatch's pages: never a plain phone number
     da = world["dispatch_a"].pk
@@ -184,11 +203,15 @@ def test_issue14_sealing_matrix(alpha, beta, world):
         f"/supplier/dispatches/{da}/",
         f"/api/v1/supplier/dispatches/{da}/",
         "/api/v1/supplier/dispatches/",
+        f"/supplier/aftersales/{world['after_sale_a'].pk}/",
+        "/supplier/aftersales/?tab=all",
+        f"/api/v1/supplier/after-sales/{world['after_sale_a'].pk}/",
+        "/api/v1/supplier/after-sales/",
     ):
         response = a_session.get(url) if url.startswith("/supplier/") else a_token.get(url)
         assert response.status_code == 200, url
         bodies.append((url, response.content))
-    assert len(bodies) >= 6
+    assert len(bodies) >= 10
     for url, body in bodies:
         assert not PHONE.search(body), (url, PHONE.search(body).group())
     reveal = f"/supplier/dispatches/{da}/reveal/phone/"
