@@ -214,33 +214,57 @@ def _replacement(after_sale: AfterSale) -> None:
 
 def on_return_received(after_sale: AfterSale, *, actor=None) -> AfterSale:
     """An exchange's return is back with the merchant before the platform says so (the merchant
-    confirmed receipt, or a return receipt was inspected: h-actions / h-returns call this): the
-    mark ``return_received``, the queue 待退款/待补发, and the replacement
-    (``reship.ensure_replacement``). Idempotent."""
+    confirmed receipt, or a return receipt was inspected: h-actions / h-returns call this, outside
+    their own transaction): the mark ``return_received``, the queue 待退款/待补发, then the
+    replacement order at once (``reship.ensure_replacement``, its own lock order). Idempotent."""
     from aftersales.services import queue_for
 
     with transaction.atomic():
         if after_sale.order_id:  # orders' lock order: the order first
             Order.objects.select_for_update(no_key=True).filter(pk=after_sale.order_id).first()
         after_sale = AfterSale.objects.select_for_update().get(pk=after_sale.pk)
-        if after_sale.type != T.EXCHANGE or (
-            after_sale.effects.get("return_received") and after_sale.effects.get("replacement")
-        ):
+        if after_sale.type != T.EXCHANGE:
             return after_sale
-        first = not after_sale.effects.get("return_received")
-        _mark(after_sale, "return_received")
-        if after_sale.queue in OPEN_QUEUES:
-            after_sale.queue = queue_for(after_sale)
-        if first:
+        if not after_sale.effects.get("return_received"):
+            _mark(after_sale, "return_received")
+            if after_sale.queue in OPEN_QUEUES:
+                after_sale.queue = queue_for(after_sale)
             record(
                 after_sale,
                 "return_received",
                 gettext("the return is back: the replacement is due"),
                 actor=actor,
             )
-        _replacement(after_sale)
+        if (
+            after_sale.channel_status not in (CS.REJECTED.value, CS.CLOSED.value)
+            and not after_sale.reship_order_id
+        ):
+            _mark(after_sale, "replacement", "requested")
         after_sale.save()
+    if after_sale.effects.get("replacement") and not after_sale.reship_order_id:
+        make_replacement(after_sale.pk, actor=actor)
+        after_sale.refresh_from_db()
     return after_sale
 
 
-__all__ = ["OPEN_QUEUES", "apply", "on_return_received", "sync_refunding"]
+def make_replacement(after_sale_id: int, *, actor=None):
+    """``reship.ensure_replacement`` (idempotent); a refusal (a SKU ecbao does not know, the
+    order not in ecbao) goes on the timeline and returns None."""
+    from django.core.exceptions import ValidationError
+
+    from aftersales.reship import ensure_replacement
+
+    try:
+        return ensure_replacement(after_sale_id, actor=actor)
+    except ValidationError as exc:
+        record(
+            AfterSale.objects.get(pk=after_sale_id),
+            "replacement_failed",
+            gettext("the replacement order could not be made: %(error)s")
+            % {"error": "; ".join(exc.messages)},
+            order_event=False,
+        )
+        return None
+
+
+__all__ = ["OPEN_QUEUES", "apply", "make_replacement", "on_return_received", "sync_refunding"]

@@ -85,23 +85,10 @@ def cancel_waybill_task(after_sale_id: int, parcel_id: int) -> str:
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def replacement_task(after_sale_id: int) -> int | None:
-    """An exchange's return is in / a reissue was approved: the replacement order
-    (``aftersales.reship.ensure_replacement``, idempotent). A refusal (a SKU ecbao does not
-    know, the order not in ecbao) goes on the timeline; the page can make it again."""
-    from aftersales import services
-    from aftersales.models import AfterSale
-    from aftersales.reship import ensure_replacement
+    """An exchange's return is in / a reissue was approved (seen by ingestion): the replacement
+    order (``effects.make_replacement`` → ``reship.ensure_replacement``, idempotent; a refusal
+    goes on the timeline)."""
+    from aftersales import effects
 
-    try:
-        order = ensure_replacement(after_sale_id)
-    except ValidationError as exc:
-        after_sale = AfterSale.objects.get(pk=after_sale_id)
-        services.record(
-            after_sale,
-            "replacement_failed",
-            gettext("the replacement order could not be made: %(error)s")
-            % {"error": "; ".join(exc.messages)},
-            order_event=False,
-        )
-        return None
-    return order.pk
+    order = effects.make_replacement(after_sale_id)
+    return order.pk if order is not None else None
