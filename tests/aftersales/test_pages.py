@@ -78,6 +78,9 @@ def test_queue_tabs_counts_order_and_filters(owner, shop):
     assert len(_rows(_text(owner.get("/aftersales/?queue=all")))) == 5
     # the nav shows the 待处理 count
     assert re.search(r'data-testid="nav-aftersales-count">3<', html)
+    for link in ("policy-link", "reasons-link", "returns-link", "nav-returns"):
+        href = re.search(rf'<a href="([^"]+)"[^>]*data-testid="{link}"', html).group(1)
+        assert owner.get(href).status_code == 200, link
 
 
 def test_pages_of_fifty_follow_the_deadline(owner, shop, monkeypatch):
@@ -122,7 +125,10 @@ def test_roles_without_aftersales_manage_are_refused(alpha, in_alpha, shop, role
         assert client.get(url).status_code == 403, url
     for url in ("/aftersales/bulk-approve/", f"/aftersales/{a.pk}/approve/", f"/aftersales/{a.pk}/reject/"):
         assert client.post(url, {"ids": [a.pk]}).status_code == 403, url
-    assert 'data-testid="nav-aftersales"' not in _text(client.get("/orders/"))
+    nav = _text(client.get("/orders/"))
+    assert 'data-testid="nav-aftersales"' not in nav
+    # receiving returns is warehouse work: that entry only
+    assert ('data-testid="nav-returns"' in nav) == (role == Role.WAREHOUSE)
     assert AfterSale.objects.get(pk=a.pk).queue == "pending"
 
 
