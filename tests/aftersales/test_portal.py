@@ -262,3 +262,18 @@ def test_new_after_sale_is_sent_to_the_supplier_signed(
     # sent once: a duplicate task sends nothing
     assert portal_service.notify_task.apply(args=[after_sale.pk]).get() is False
     assert len(received) == 2
+
+
+def test_new_after_sale_email_is_in_chinese_with_codes_and_no_buyer_data(alpha, world, mailoutbox):
+    world["a"].notify_email = "ops@sa.example"
+    world["a"].save()
+    after_sale = ingest(
+        world["store"], world["order_a"], "AS-5", type=CT.RETURN_REFUND, shipped=True, tracking="YT1"
+    )
+    assert portal_service.notify_task.apply(args=[after_sale.pk]).get() is True
+    [message] = mailoutbox
+    assert message.to == ["ops@sa.example"] and "退货退款" in message.subject
+    assert "SUP-CAP-RED" in message.body and "YT1" in message.body and "供应商门户" in message.body
+    assert not PHONE.search(message.body.encode()) and "张" not in message.body
+    assert after_sale.events.filter(kind="supplier_notified").count() == 1
+    assert portal_service.notify_task.apply(args=[after_sale.pk]).get() is False and len(mailoutbox) == 1
