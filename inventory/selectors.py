@@ -61,11 +61,15 @@ def _summed(levels: QuerySet, expression) -> Coalesce:
     )
 
 
+def _levels(levels: QuerySet, warehouse_id: int | None) -> QuerySet:
+    if warehouse_id:
+        return levels.filter(warehouse_id=warehouse_id)
+    return levels.exclude(warehouse__kind=Warehouse.Kind.DEFECTIVE)
+
+
 def _combo_sets(warehouse_id: int | None) -> Coalesce:
     """Complete sets of a combination: min over components of ⌊component available / per set⌋."""
-    levels = StockLevel.objects.filter(sku_id=OuterRef("component_id"))
-    if warehouse_id:
-        levels = levels.filter(warehouse_id=warehouse_id)
+    levels = _levels(StockLevel.objects.filter(sku_id=OuterRef("component_id")), warehouse_id)
     sets = (
         ComboComponent.objects.filter(combo_id=OuterRef("pk"))
         .order_by()
@@ -78,10 +82,9 @@ def _combo_sets(warehouse_id: int | None) -> Coalesce:
 
 
 def with_stock(qs: QuerySet[Sku], *, warehouse_id: int | None = None) -> QuerySet[Sku]:
-    """Annotate ``on_hand``, ``reserved`` and ``available`` (in one warehouse, or all)."""
-    levels = StockLevel.objects.filter(sku_id=OuterRef("pk"))
-    if warehouse_id:
-        levels = levels.filter(warehouse_id=warehouse_id)
+    """Annotate ``on_hand``, ``reserved`` and ``available`` (in one warehouse, or all but the
+    defective locations: their stock shows when one is chosen)."""
+    levels = _levels(StockLevel.objects.filter(sku_id=OuterRef("pk")), warehouse_id)
     return qs.annotate(
         on_hand=_summed(levels, F("on_hand")),
         reserved=_summed(levels, F("reserved")),

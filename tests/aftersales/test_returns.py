@@ -13,7 +13,7 @@ from django_tenants.utils import schema_context
 from aftersales import returns
 from aftersales.models import AfterSale, AfterSaleAction, AfterSaleEvent, ReturnReceipt
 from inventory import selectors, services, sync
-from inventory.models import LedgerKind, Listing, StockLedgerEntry, StockLevel, Warehouse
+from inventory.models import LedgerKind, Listing, Sku, StockLedgerEntry, StockLevel, Warehouse
 from tests.aftersales import returns_rig as rig
 from tests.conftest import make_user
 
@@ -124,6 +124,10 @@ def test_the_defective_location_is_never_offered_to_a_shop_nor_reserved(world):
     with pytest.raises(ValueError):
         services.reserve_many([("line:z", sku.pk, 1)], warehouse=defective)
     assert StockLevel.objects.get(sku=sku, warehouse=defective).reserved == 0
+    listed = selectors.with_stock(Sku.objects.filter(pk=sku.pk)).get()  # the SKU list: sellable only
+    assert (listed.on_hand, listed.available) == (0, 0)
+    there = selectors.with_stock(Sku.objects.filter(pk=sku.pk), warehouse_id=defective.pk).get()
+    assert there.on_hand == 5
     # good units raise what every shop is offered
     services.receive_return(sku=sku, warehouse=warehouse, good=2, defective=0, source_key="return:t:2")
     assert sync.listing_quantity(listing) == 2
