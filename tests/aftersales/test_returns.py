@@ -208,23 +208,32 @@ def test_unclaimed_parcel_booked_then_matched_by_sku_books_nothing_again(world):
     assert selectors.ledger_mismatches() == []
 
 
-def test_an_exchange_is_inspected_the_same_way_and_its_replacement_follows(world):
+def test_an_exchange_is_inspected_the_same_way_and_its_replacement_follows(
+    world, django_capture_on_commit_callbacks
+):
+    from aftersales import tasks
+
     store, skus, warehouse = world
     sku = skus["TS-WHT-L"]
     sale = rig.after_sale(
         store, oid="6920000000000000110", return_tracking_no="EX1", type=AfterSale.Type.EXCHANGE
     )
     before = _on_hand(sku, warehouse)
-    receipt = returns.inspect(returns.receive(warehouse=warehouse, tracking_no="ex1"), {sku.pk: (1, 1)})
+    with django_capture_on_commit_callbacks() as callbacks:
+        receipt = returns.inspect(returns.receive(warehouse=warehouse, tracking_no="ex1"), {sku.pk: (1, 1)})
     assert receipt.after_sale_id == sale.pk and receipt.status == R.INSPECTED
     assert _on_hand(sku, warehouse) == before + 1
     sale.refresh_from_db()
-    assert sale.effects.get("return_received") and sale.reship_order is not None  # h-reship ships it
-    replacement = sale.reship_order
-    assert [(ln.sku_id, ln.quantity) for ln in replacement.lines.all()] == [(sku.pk, 2)]
-    returns.inspect(receipt, {sku.pk: (1, 1)})  # a retry: the same replacement, nothing booked
+    assert sale.effects.get("return_received") and sale.effects.get("replacement") == "requested"
+    assert callbacks  # the replacement is asked for after the commit (h-core → h-reship)
+    made = tasks.replacement_task(sale.pk)
     sale.refresh_from_db()
-    assert sale.reship_order_id == replacement.pk and _on_hand(sku, warehouse) == before + 1
+    assert sale.reship_order_id == made
+    assert [(ln.sku_id, ln.quantity) for ln in sale.reship_order.lines.all()] == [(sku.pk, 2)]
+    with django_capture_on_commit_callbacks() as callbacks:
+        returns.inspect(receipt, {sku.pk: (1, 1)})  # a retry: nothing booked, nothing asked again
+    sale.refresh_from_db()
+    assert sale.reship_order_id == made and _on_hand(sku, warehouse) == before + 1
     assert selectors.ledger_mismatches() == []
 
 
