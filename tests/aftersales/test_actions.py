@@ -351,3 +351,33 @@ def test_intercept_elsewhere_is_a_logistics_intercept_request(shops):
     assert (request.parcel_id, request.order_id) == (parcel.pk, order.pk)
     assert actions.intercept(after_sale)[0].pk == action.pk
     assert Intercept.objects.filter(parcel=parcel).count() == 1
+
+
+def test_intercept_of_a_suppliers_parcel_asks_the_supplier(shops):
+    """Kuaishou (no intercept API): a line a supplier shipped → a logistics intercept request and
+    the supplier is asked (the after-sale is in the supplier's portal)."""
+    from inventory.models import Sku
+    from logistics import manual, writeback
+    from logistics.models import Intercept
+    from suppliers.models import Dispatch
+    from tests.suppliers.factories import bind, make_supplier
+    from tests.suppliers.portal_rig import routing
+
+    code = shops.world.skus(shops.shop_ids["kuaishou"])[0].code
+    supplier = make_supplier("AS1", name="杭州茶厂")
+    bind(supplier, Sku.objects.get(merchant_code=code), stock=50)
+    with routing({code: supplier.warehouse_id}):
+        order = shops.order("kuaishou", 1)
+    dispatch = Dispatch.objects.get(fulfilment__lines__order_line__order=order, supplier=supplier)
+    manual.enter_tracking(order, "zto", "731000000000001", warehouse=supplier.warehouse)
+    writeback.send_due()
+    after_sale = apply(shops, "kuaishou", "refund_shipped", order=order)
+    assert after_sale.supplier_id == supplier.pk and after_sale.dispatch_id == dispatch.pk
+
+    (action,) = actions.intercept(after_sale)
+
+    assert action.status == S.DONE and action.result["via"] == "logistics"
+    assert action.result["supplier_asked"] == supplier.pk
+    assert Intercept.objects.filter(pk=action.result["intercept_id"], order=order).exists()
+    event = AfterSaleEvent.objects.get(after_sale=after_sale, kind="action_intercept")
+    assert "731000000000001" in event.message and event.data["supplier_asked"] == supplier.pk
