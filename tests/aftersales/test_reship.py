@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from aftersales import reship
 from aftersales import services as after_sales
+from aftersales import tasks as after_sale_tasks
 from aftersales.models import AfterSale, AfterSaleAction, AfterSaleEvent, AfterSaleLine
 from channels import carriers
 from channels import services as channel_services
@@ -313,7 +314,11 @@ def test_each_platforms_exchange_and_reissue_end_to_end(
         world.buyer_return_goods(applied.aftersale_id, carrier="ZTO", tracking_no="73100000008801")
         after_sale = pull(shops, platform, applied.aftersale_id)
         after_sale = effects.on_return_received(after_sale)
-    # a reissue: ecbao's approval went through → the effects made the replacement on the pull
+    # due (an exchange's return in, a reissue approved through ecbao): the effects queue the
+    # replacement after the commit; the task's body, as a worker runs it
+    after_sale.refresh_from_db()
+    assert after_sale.effects.get("replacement") == "requested"
+    after_sale_tasks.replacement_task(after_sale.pk)
     after_sale.refresh_from_db()
     made = after_sale.reship_order
     assert made is not None and made.source_order_id == order.pk and made.status == OrderStatus.APPROVED
@@ -340,4 +345,80 @@ def test_each_platforms_exchange_and_reissue_end_to_end(
     assert len(world.calls(platform=platform, path=REPLY_PATHS[platform], ok=True, after_id=before)) == 1
     view = world.get_aftersale(applied.aftersale_id)
     assert view.exchange_tracking_no == parcel.tracking_no and view.exchange_carrier.lower() == parcel.carrier
+    assert stock_selectors.ledger_mismatches() == []
+
+
+def test_an_exchange_routed_to_a_supplier_ships_from_the_portal_and_reaches_the_platform(
+    shops, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The replacement SKU is a supplier's: the replacement order becomes that supplier's
+    dispatch; the supplier enters its tracking number (as the portal does: ``logistics.manual``
+    scoped to its warehouse) → ParcelsShipped → the dispatch is SHIPPED at once (no sweep) and
+    the number reaches the Douyin after-sale once."""
+    from aftersales import effects
+    from logistics import manual
+    from orders import hooks
+    from suppliers import tasks as supplier_tasks
+    from tests.suppliers.factories import bind, make_supplier
+
+    world = shops.world
+    sent: list[list[int]] = []
+    followed: list[list[int]] = []
+    monkeypatch.setattr(reship.send_tracking_task, "delay", sent.append)
+    monkeypatch.setattr(supplier_tasks.follow_shipped_parcels_task, "delay", followed.append)
+    order = shops.order("douyin", 1)
+    ship_by_waybill(order, capture=django_capture_on_commit_callbacks)
+    writeback.send_due()
+    followed.clear()
+    oid = world_order_id(shops, order)
+    placed = world.get_order(oid)
+    other = next(s for s in world.skus(shops.shop_ids["douyin"]) if s.sku_id != placed.lines[0].sku_id)
+    supplier = make_supplier(code="HZTEA", name="杭州茶厂")
+    supplied = Sku.objects.get(merchant_code=other.code)
+    bind(supplier, supplied, cost_fen=1200, stock=20)
+    router = hooks.RouteHook(
+        route=lambda pairs: {
+            ln.id: hooks.LineRoute(supplier.warehouse_id, note="test router")
+            for _, lines in pairs
+            for ln in lines
+            if ln.sku_id == supplied.pk
+        },
+        version=lambda: None,
+    )
+    hooks.register_router(router)
+    try:
+        applied = world.apply_aftersale(
+            oid, placed.lines[0].line_id, kind="exchange", exchange_sku_id=other.sku_id
+        )
+        pull(shops, "douyin", applied.aftersale_id)
+        world.agree_aftersale(applied.aftersale_id)
+        pull(shops, "douyin", applied.aftersale_id)
+        world.buyer_return_goods(applied.aftersale_id, carrier="ZTO", tracking_no="73100000006601")
+        after_sale = effects.on_return_received(pull(shops, "douyin", applied.aftersale_id))
+        after_sale.refresh_from_db()
+        assert after_sale.effects.get("replacement") == "requested"
+        after_sale_tasks.replacement_task(after_sale.pk)  # the task's body, as a worker runs it
+    finally:
+        hooks._routers.remove(router)
+    after_sale.refresh_from_db()
+    made = after_sale.reship_order
+    dispatch = Dispatch.objects.filter(lines__order_line__order=made).distinct().get()
+    assert dispatch.supplier_id == supplier.pk and dispatch.status == Dispatch.Status.NEW
+    assert stock_selectors.ledger_mismatches() == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        entry = manual.enter_tracking(made, "中通", "73100000006602", warehouse=supplier.warehouse)
+    assert entry.shipped and not WriteBack.objects.filter(order=made).exists()
+    assert sent == [[entry.parcel.pk]] and followed == [[entry.parcel.pk]]
+    from suppliers.tasks import follow_shipped_parcels_task
+
+    assert follow_shipped_parcels_task.run(followed[0]) == 1
+    dispatch.refresh_from_db()
+    assert dispatch.status == Dispatch.Status.SHIPPED
+    before = world.last_call_id()
+    assert reship.send_tracking_task.run(sent[0]) == 1
+    assert reship.send_tracking_task.run(sent[0]) == 0
+    assert len(world.calls(platform="douyin", path=OPERATE, ok=True, after_id=before)) == 1
+    view = world.get_aftersale(applied.aftersale_id)
+    assert (view.exchange_tracking_no, view.exchange_carrier.lower()) == ("73100000006602", "zto")
     assert stock_selectors.ledger_mismatches() == []
