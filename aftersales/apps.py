@@ -7,6 +7,6 @@ class AftersalesConfig(AppConfig):
     def ready(self) -> None:
         # Subscribes to the channel layer's AfterSaleChanged (ingestion) and to logistics'
         # ParcelsShipped (an exchange's / reissue's replacement tracking goes to the platform).
-        from aftersales import subscriptions, tasks  # noqa: F401  (tasks: the beat entries)
+        from aftersales import subscriptions, tasks, tasks_actions  # noqa: F401  (the beat entries)
 
         subscriptions.subscribe()

@@ -73,6 +73,12 @@ def apply(after_sale: AfterSale, *, before: dict | None) -> None:
             % {"carrier": after_sale.return_carrier, "no": after_sale.return_tracking_no},
             source="platform",
         )
+    if after_sale.supplier_id and not after_sale.effects.get("supplier_notified"):
+        # straight to the shipper: the supplier whose dispatch it is hears of it (email / webhook)
+        _mark(after_sale, "supplier_notified")
+        from aftersales import supplier
+
+        supplier.notify_new(after_sale)
     if (
         after_sale.queue == AfterSale.Queue.PENDING
         and after_sale.channel_status == CS.WAITING_MERCHANT.value

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
@@ -38,8 +39,11 @@ from logistics.models import Intercept, WriteBack
 from orders import services as order_services
 from orders.models import LineStatus, Order, OrderLine, OrderStatus
 from sandbox.world import OrderItemSpec
+from suppliers.models import Dispatch, RouteRule, RuleSet
+from tenants.accounts.models import Role, User
 from tests.e2e.conftest import wait_until
 from tests.logistics.waybill_world import PLATFORMS, connect_shops, start_sandbox
+from tests.suppliers.factories import bind, make_supplier
 
 SLUG = "refund-e2e"
 Q = AfterSale.Queue
@@ -267,6 +271,114 @@ def test_every_after_sale_type_on_every_platform_end_to_end(
                 stock_exact()
         connection.set_schema_to_public()
     finally:
+        server.stop()
+        connection.set_schema_to_public()
+        PlatformApp.objects.filter(app_key__in=app_keys).delete()
+        world.close()
+
+
+SUPPLIER_SLUG = "refund-sup-e2e"
+SUPPLIER_PASSWORD = "Supplier-pass-2026"
+
+
+@pytest.mark.browser
+def test_a_return_routed_to_a_supplier_is_confirmed_in_the_portal(
+    tmp_path, committed_tenant, tenant_worker, browser, live_url
+):
+    """A Douyin line routed to 杭州茶厂 ships from the supplier; the buyer returns a piece: the
+    after-sale reaches the supplier's portal at once (and only that supplier's), the supplier
+    confirms the return in the portal in Chromium at phone width, the merchant sees the answer
+    and confirms on the platform → refunded; stock exact (the supplier's stock is what it reports)."""
+    server = start_sandbox(tmp_path / "world.sqlite3", seed=1616)
+    world = server.world
+    app_keys: list[str] = []
+    page = None
+    try:
+        tenant = committed_tenant(SUPPLIER_SLUG)
+        with schema_context(tenant.schema_name):
+            shops = connect_shops(server)
+            app_keys = [a.app_key for a in world.apps()]
+            store = shops.stores["douyin"]
+            sku = Sku.objects.get(merchant_code=world.skus(shops.shop_ids["douyin"])[1].code)
+            tea = make_supplier(code="HZTEA", name="杭州茶厂")
+            other = make_supplier(code="YWBH", name="义乌百货")
+            bind(tea, sku, cost_fen=1200, stock=50)
+            rules = RuleSet.objects.create(version=1, status=RuleSet.Status.ACTIVE)
+            RouteRule.objects.create(
+                rule_set=rules, priority=10, name="茶厂的货", action=RouteRule.Action.SUPPLIER,
+                supplier=tea, conditions={"skus": [sku.pk]},
+            )  # fmt: skip
+            for supplier, username in ((tea, "tea-user"), (other, "bazaar-user")):
+                user = User(username=username, role=Role.SUPPLIER, supplier_id=supplier.pk)
+                user.set_password(SUPPLIER_PASSWORD)
+                user.save()
+            placed, line, order = place(shops, "douyin", sku_index=1)
+            assert order.lines.get().warehouse_id == tea.warehouse_id
+            dispatch = Dispatch.objects.get(supplier=tea, fulfilment__lines__order_line__order=order)
+            # the supplier ships (its own carrier number through the supplier-scoped path)
+            entry = manual.enter_tracking(order, "yto", f"YT8{next(_numbers):09d}", warehouse=tea.warehouse)
+            assert entry.shipped, entry.ship_error
+
+            def written() -> bool:
+                writeback.send_due(limit=50)
+                return not WriteBack.objects.exclude(status=WriteBack.Status.ACCEPTED).exists()
+
+            assert wait_until(written, timeout=TIMEOUT, interval=0.3)
+            a = world.apply_aftersale(
+                placed.order_id, line.line_id, kind="return_refund", qty=1, reason="质量问题"
+            )
+            pull(store, a.aftersale_id)
+            after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+            assert (after_sale.supplier_id, after_sale.dispatch_id) == (tea.pk, dispatch.pk)
+            done(actions.approve(after_sale))
+            arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
+            back = f"YT7{next(_numbers):09d}"
+            world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
+            pull(store, a.aftersale_id)
+            after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
+            supplier_stock = on_hand(sku, tea.warehouse)
+        connection.set_schema_to_public()
+
+        base = live_url.format(host=f"{SUPPLIER_SLUG}.localhost")
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+
+        def login(username: str) -> None:
+            page.goto(base + "/accounts/login/")
+            page.fill("#id_username", username)
+            page.fill("#id_password", SUPPLIER_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(base + "/supplier/**")
+
+        login("bazaar-user")  # another supplier sees nothing of it
+        page.goto(f"{base}/supplier/aftersales/?tab=all")
+        assert page.locator("[data-testid=aftersale-row]").count() == 0
+        assert page.goto(f"{base}/supplier/aftersales/{after_sale.pk}/").status == 404
+        page.context.clear_cookies()
+
+        login("tea-user")
+        page.goto(f"{base}/supplier/aftersales/")
+        row = page.locator(f"[data-testid=aftersale-row][data-after-sale-id='{after_sale.pk}']")
+        assert row.locator("[data-testid=needs-receipt]").count() == 1
+        page.goto(f"{base}/supplier/aftersales/{after_sale.pk}/")
+        assert back in page.locator("[data-testid=return-waybill]").inner_text()
+        page.check("[data-testid=answer-received]")
+        page.locator("input[name^=good_]").first.fill("1")
+        page.fill("[data-testid=answer-note]", "已收到，完好")
+        page.click("[data-testid=answer-submit]")
+        page.wait_for_selector("[data-testid=supplier-answer]")
+
+        with schema_context(tenant.schema_name):
+            after_sale = AfterSale.objects.get(pk=after_sale.pk)
+            assert after_sale.supplier_answer == AfterSale.SupplierAnswer.RECEIVED
+            assert after_sale.events.filter(source="supplier").exists()
+            done(actions.confirm_receipt(after_sale))
+            arrived(store, a.aftersale_id, Q.DONE)
+            assert on_hand(sku, tea.warehouse) == supplier_stock  # the supplier reports its own stock
+            stock_exact()
+        connection.set_schema_to_public()
+    finally:
+        if page is not None:
+            page.close()
         server.stop()
         connection.set_schema_to_public()
         PlatformApp.objects.filter(app_key__in=app_keys).delete()
