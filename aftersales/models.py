@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class AfterSale(models.Model):
@@ -34,12 +35,24 @@ class AfterSale(models.Model):
         OTHER = "other", _("Other")
 
     class Queue(models.TextChoices):
-        PENDING = "pending", _("To handle")  # 待处理: the merchant must approve or refuse
-        AWAITING_RETURN = "awaiting_return", _("Awaiting return")  # 待退货: the buyer sends it back
-        AWAITING_RECEIPT = "awaiting_receipt", _("Awaiting receipt")  # 待收货: on its way / arrived
-        AWAITING_REFUND = "awaiting_refund", _("Awaiting refund")  # 待退款: money or replacement due
-        DONE = "done", _("Completed")  # 已完成
-        CLOSED = "closed", _("Closed")  # 已关闭: refused, withdrawn, closed
+        PENDING = (
+            "pending",
+            pgettext_lazy("after-sale queue", "To handle"),
+        )  # 待处理: the merchant must approve or refuse
+        AWAITING_RETURN = (
+            "awaiting_return",
+            pgettext_lazy("after-sale queue", "Awaiting return"),
+        )  # 待退货: the buyer sends it back
+        AWAITING_RECEIPT = (
+            "awaiting_receipt",
+            pgettext_lazy("after-sale queue", "Awaiting receipt"),
+        )  # 待收货: on its way / arrived
+        AWAITING_REFUND = (
+            "awaiting_refund",
+            pgettext_lazy("after-sale queue", "Awaiting refund"),
+        )  # 待退款: money or replacement due
+        DONE = "done", pgettext_lazy("after-sale queue", "Completed")  # 已完成
+        CLOSED = "closed", pgettext_lazy("after-sale queue", "Closed")  # 已关闭: refused, withdrawn, closed
 
     class SupplierAnswer(models.TextChoices):
         NONE = "", _("No answer yet")
