@@ -105,6 +105,46 @@ def arrived(store, platform_after_sale_id: str, queue: str) -> AfterSale:
     return row()
 
 
+def sent_back(shops, platform: str, kind: str):
+    """A shipped order whose buyer applied for ``kind`` (return or exchange), approved through the
+    platform with the shop's return address, and sent one piece back: (order, world after-sale,
+    after-sale in 待收货, return waybill)."""
+    store, world = shops.stores[platform], shops.world
+    placed, line, order = place(shops, platform)
+    ship(order)
+    a = world.apply_aftersale(placed.order_id, line.line_id, kind=kind, qty=1)
+    pull(store, a.aftersale_id)
+    after_sale = arrived(store, a.aftersale_id, Q.PENDING)
+    done(actions.approve(after_sale))
+    arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
+    back = f"YT7{next(_numbers):09d}"
+    world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
+    pull(store, a.aftersale_id)
+    after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
+    assert after_sale.return_tracking_no == back
+    return order, a, after_sale, back
+
+
+def replacement_delivered(shops, store, replacement: Order, platform_after_sale_id: str) -> None:
+    """The replacement order ships from the own warehouse with a carrier's number: no write-back
+    (not a platform order); the number reaches the platform's after-sale (ParcelsShipped → the
+    worker → ``ship_exchange``); the buyer receives it → 已完成; stock exact."""
+    world = shops.world
+    number = f"SF1{next(_numbers):09d}"
+    entry = manual.enter_tracking(replacement, "sf", number)
+    assert entry.shipped, entry.ship_error
+    assert not WriteBack.objects.filter(order=replacement).exists()
+    assert wait_until(
+        lambda: world.get_aftersale(platform_after_sale_id).exchange_tracking_no == number,
+        timeout=TIMEOUT,
+        interval=0.3,
+    ), world.get_aftersale(platform_after_sale_id)
+    world.buyer_receive_exchange(platform_after_sale_id)
+    pull(store, platform_after_sale_id)
+    arrived(store, platform_after_sale_id, Q.DONE)
+    stock_exact()
+
+
 def explain(after_sale: AfterSale) -> dict:
     after_sale.refresh_from_db()
     return {
@@ -180,19 +220,8 @@ def test_every_after_sale_type_on_every_platform_end_to_end(
                 stock_exact()
 
                 # --- return and refund: scanned in at the own warehouse, good back to stock
-                placed, line, order = place(shops, platform)
-                ship(order)
+                order, a, after_sale, back = sent_back(shops, platform, "return_refund")
                 sku = order.lines.get().sku
-                a = world.apply_aftersale(placed.order_id, line.line_id, kind="return_refund", qty=1)
-                pull(store, a.aftersale_id)
-                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
-                done(actions.approve(after_sale))
-                arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
-                back = f"YT7{next(_numbers):09d}"
-                world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
-                pull(store, a.aftersale_id)
-                after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
-                assert after_sale.return_tracking_no == back
                 before = on_hand(sku, own)
                 receipt = returns.receive(warehouse=own, tracking_no=back)
                 assert receipt.after_sale_id == after_sale.pk
@@ -203,41 +232,19 @@ def test_every_after_sale_type_on_every_platform_end_to_end(
                 stock_exact()
 
                 # --- exchange: the piece comes back defective, a replacement order ships
-                placed, line, order = place(shops, platform)
-                ship(order)
+                order, a, after_sale, back = sent_back(shops, platform, "exchange")
                 sku = order.lines.get().sku
-                a = world.apply_aftersale(placed.order_id, line.line_id, kind="exchange", qty=1)
-                pull(store, a.aftersale_id)
-                after_sale = arrived(store, a.aftersale_id, Q.PENDING)
-                done(actions.approve(after_sale))
-                arrived(store, a.aftersale_id, Q.AWAITING_RETURN)
-                back = f"YT7{next(_numbers):09d}"
-                world.buyer_return_goods(a.aftersale_id, carrier="YTO", tracking_no=back)
-                pull(store, a.aftersale_id)
-                after_sale = arrived(store, a.aftersale_id, Q.AWAITING_RECEIPT)
                 before = on_hand(sku, own)
                 receipt = returns.receive(warehouse=own, tracking_no=back)
                 returns.inspect(receipt, {sku.pk: (0, 1)})
                 assert on_hand(sku, own) == before  # defective: not sellable
-                from aftersales.reship import ensure_replacement
-
-                replacement = ensure_replacement(AfterSale.objects.get(pk=after_sale.pk))
+                # the inspected return makes the replacement order (aftersales.effects.on_return_received)
+                after_sale.refresh_from_db()
+                replacement = Order.objects.get(pk=after_sale.reship_order_id)
                 assert replacement.source_order_id == order.pk and replacement.paid_fen == 0
-                replacement = Order.objects.get(pk=replacement.pk)
+                assert replacement.origin == "exchange"
                 assert replacement.status == OrderStatus.APPROVED, replacement.status
-                number = f"SF1{next(_numbers):09d}"
-                entry = manual.enter_tracking(replacement, "sf", number)
-                assert entry.shipped, entry.ship_error
-                assert not WriteBack.objects.filter(order=replacement).exists()  # not a platform order
-                assert wait_until(
-                    lambda aid=a.aftersale_id, n=number: world.get_aftersale(aid).exchange_tracking_no == n,
-                    timeout=TIMEOUT,
-                    interval=0.3,
-                ), world.get_aftersale(a.aftersale_id)
-                world.buyer_receive_exchange(a.aftersale_id)
-                pull(store, a.aftersale_id)
-                arrived(store, a.aftersale_id, Q.DONE)
-                stock_exact()
+                replacement_delivered(shops, store, replacement, a.aftersale_id)
 
                 # --- reissue (补寄): a zero-price order whose number reaches the after-sale
                 if platform == "wechat":
@@ -258,17 +265,7 @@ def test_every_after_sale_type_on_every_platform_end_to_end(
                 assert wait_until(reissued, timeout=TIMEOUT), explain(after_sale)
                 replacement = Order.objects.get(pk=reissued())
                 assert replacement.paid_fen == 0 and replacement.origin == "reissue"
-                number = f"SF1{next(_numbers):09d}"
-                assert manual.enter_tracking(replacement, "sf", number).shipped
-                assert wait_until(
-                    lambda aid=a.aftersale_id, n=number: world.get_aftersale(aid).exchange_tracking_no == n,
-                    timeout=TIMEOUT,
-                    interval=0.3,
-                ), world.get_aftersale(a.aftersale_id)
-                world.buyer_receive_exchange(a.aftersale_id)
-                pull(store, a.aftersale_id)
-                arrived(store, a.aftersale_id, Q.DONE)
-                stock_exact()
+                replacement_delivered(shops, store, replacement, a.aftersale_id)
         connection.set_schema_to_public()
     finally:
         server.stop()
