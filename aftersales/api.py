@@ -576,6 +576,10 @@ class AfterSalePolicyViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return AutoApprovePolicy.objects.all()
 
+    def get_object(self):
+        """The tenant's one policy (DRF's OPTIONS metadata asks for it to describe PUT)."""
+        return rule.get_policy()
+
     @extend_schema(summary="The auto-approve rule", responses={200: AfterSalePolicySerializer})
     def current(self, request):
         return Response(AfterSalePolicySerializer(rule.get_policy()).data)

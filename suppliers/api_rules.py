@@ -18,13 +18,18 @@ from rest_framework.response import Response
 
 from ecbao import api
 from inventory.api import ERROR_ENVELOPE
-from logistics.api import IDEMPOTENCY_PARAMETER, idempotent
+from logistics.api import IDEMPOTENCY_ERRORS, IDEMPOTENCY_PARAMETER, idempotent
 from suppliers import routing, rules
 from suppliers.models import RouteRule, RuleSet
 
 _ERRORS = {
     400: OpenApiResponse(ERROR_ENVELOPE, description="Refused (code `invalid`, reasons in details)."),
-    409: OpenApiResponse(ERROR_ENVELOPE, description="The rule set is not a draft (code `not_draft`)."),
+    409: OpenApiResponse(
+        ERROR_ENVELOPE,
+        description="The rule set is not a draft (code `not_draft`), or the same Idempotency-Key is still "
+        "running (`in_progress`).",
+    ),
+    422: IDEMPOTENCY_ERRORS[422],
 }
 
 

@@ -16,7 +16,7 @@ from inventory import services as stock
 from inventory.models import Goods, Sku
 from orders import services as orders
 from tests.aftersales.ingest_rig import store_version, version
-from tests.e2e.conftest import committed_tenant, db, wait_until  # noqa: F401 - committed data for the worker
+from tests.e2e.conftest import wait_until
 from tests.orders.conftest import channel_order
 
 
@@ -27,7 +27,7 @@ def _shop_with_order() -> tuple[Store, object]:
     return store, orders.ingest_channel_order(store=store, co=channel_order("6950000000000000001"))
 
 
-def test_the_event_enqueues_the_ingest_task_in_the_tenant_schema(committed_tenant, tenant_worker):  # noqa: F811
+def test_the_event_enqueues_the_ingest_task_in_the_tenant_schema(committed_tenant, tenant_worker):
     one, other = committed_tenant("as-one"), committed_tenant("as-two")
     with schema_context(other.schema_name):
         _shop_with_order()
